@@ -1,0 +1,61 @@
+"""lambdamr: AWS Lambda as a massively parallel computer for ordinary Python functions.
+
+    from lambdamr import LambdaExecutor
+    with LambdaExecutor() as ex:
+        results = list(ex.map(fn, items))
+
+Names are imported lazily, so the runtime (which imports ``lambdamr.runtime``) loads only
+what it needs: a Lambda cold start should not pay for the driver's modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+_EXPORTS = {
+    "LambdaExecutor": "lambdamr.executor",
+    "MapIterator": "lambdamr.executor",
+    "ExecutorConfig": "lambdamr.config",
+    "LambdaFuture": "lambdamr.futures",
+    "wait": "lambdamr.futures",
+    "as_completed": "lambdamr.futures",
+    "FIRST_COMPLETED": "lambdamr.futures",
+    "FIRST_EXCEPTION": "lambdamr.futures",
+    "ALL_COMPLETED": "lambdamr.futures",
+    "CancelledError": "lambdamr.futures",
+    "Job": "lambdamr.job",
+    "JobSummary": "lambdamr.job",
+    "Shared": "lambdamr.shared",
+}
+_ERRORS = [
+    "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
+    "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageUnavailable", "BackendError",
+    "ThrottledError", "TaskError", "WorkerLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
+]
+_EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from .config import ExecutorConfig
+    from .errors import *  # noqa: F403
+    from .executor import LambdaExecutor, MapIterator
+    from .futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, CancelledError, LambdaFuture, as_completed, wait
+    from .job import Job, JobSummary
+    from .shared import Shared
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lambdamr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

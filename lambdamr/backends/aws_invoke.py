@@ -1,0 +1,322 @@
+"""The concurrent Lambda invoker: many ``Invoke`` requests in flight from one driver.
+
+A fixed pool of invoker threads shares one boto3 Lambda client (whose connection pool is as
+large as the thread pool). Each thread takes an invocation from a queue and sends it::
+
+    submit() ──> queue ──> invoker thread ──> lambda.invoke ──> 202 Accepted   (Event)
+                                  │  ▲                     └──> 200 + response (RequestResponse)
+                                  └──┘ throttled / 5xx: full-jitter backoff, same thread
+
+Throttling (``TooManyRequestsException`` and friends), service errors and connection errors
+are retried with exponential backoff and full jitter until ``throttle_deadline_s`` has passed
+since the first attempt; then the invocation fails with ``ThrottledError``, so a task is never
+dropped silently and the driver never hangs. Errors that retrying cannot fix (payload too
+large, function missing, access denied) are reported at once. botocore's own retries are
+off: one loop, with one budget, owns every retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
+from .aws_errors import function_error, invoke_client_error
+from .base import Invocation, InvocationOutcome, OutcomeCallback
+
+#: error codes of the Invoke API that mean "not now": retried with backoff
+RETRYABLE_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "ThrottlingException",
+        "Throttling",
+        "EC2ThrottledException",
+        "ServiceException",
+        "ServiceUnavailableException",
+        "ResourceNotReadyException",
+        "ResourceConflictException",  # the function is being updated
+        "SnapStartNotReadyException",
+        "SnapStartTimeoutException",
+        "EFSMountTimeoutException",
+        "ENILimitReachedException",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
+_REQUEST_IDS_KEPT = 200_000
+
+
+@dataclass
+class InvokerStats:
+    """Counters of what the invoker has done (read them any time; updated under a lock)."""
+
+    sent: int = 0  # invocations accepted by the service (202, or 200 for a sync call)
+    requests: int = 0  # Invoke requests made, retries included
+    throttled: int = 0  # answers that asked us to slow down
+    failed: int = 0  # invocations reported as errors
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"sent": self.sent, "requests": self.requests, "throttled": self.throttled, "failed": self.failed}
+
+
+class LambdaInvoker:
+    """Sends invocations of one function from ``threads`` threads sharing ``client``.
+
+    Args:
+        client: a boto3 Lambda client (``max_pool_connections`` >= ``threads``, retries off).
+        function_name: the function to invoke.
+        on_outcome: called with an ``InvocationOutcome`` for every sync response and for
+            every invocation that could not be launched.
+        invocation_type: ``"Event"`` (fire and forget) or ``"RequestResponse"``.
+        threads: invoker threads (= requests in flight at most).
+        max_payload_bytes: payloads above this are refused before sending.
+        qualifier_for: the alias or version to invoke for an invocation (None: $LATEST).
+        payload_for: the bytes to send for an invocation (default: its payload).
+        throttle_deadline_s: how long one invocation may keep being throttled.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        function_name: str,
+        on_outcome: OutcomeCallback,
+        *,
+        invocation_type: str = "Event",
+        threads: int = 32,
+        max_payload_bytes: int = 1024 * 1024,
+        qualifier_for: Callable[[Invocation], str | None] | None = None,
+        payload_for: Callable[[Invocation], bytes] | None = None,
+        throttle_deadline_s: float = 300.0,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if invocation_type not in ("Event", "RequestResponse"):
+            raise ConfigurationError(f"invocation_type={invocation_type!r}: use 'Event' or 'RequestResponse'")
+        self.client = client
+        self.function_name = function_name
+        self.on_outcome = on_outcome
+        self.invocation_type = invocation_type
+        self.sync = invocation_type == "RequestResponse"
+        self.threads = max(1, threads)
+        self.max_payload_bytes = max_payload_bytes
+        self.qualifier_for = qualifier_for or (lambda invocation: None)
+        self.payload_for = payload_for or (lambda invocation: invocation.payload)
+        self.throttle_deadline_s = throttle_deadline_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._sleep = sleep
+        self._rng = rng
+        self.stats = InvokerStats()
+        self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._pending = 0
+        self._pending_lock = threading.Condition()
+        self._request_ids: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._ids_lock = threading.Lock()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the invoker threads (idempotent)."""
+        if self._workers:
+            return
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"lambdamr-invoke-{i}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def submit(self, invocations: Sequence[Invocation]) -> None:
+        """Queue invocations; they are sent as soon as a thread is free."""
+        with self._pending_lock:
+            self._pending += len(invocations)
+        for invocation in invocations:
+            self._queue.put(invocation)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the threads; with ``wait``, after every queued invocation has been sent."""
+        if wait:
+            with self._pending_lock:
+                self._pending_lock.wait_for(lambda: self._pending == 0)
+        else:
+            self._stopping.set()
+        for _ in self._workers:
+            self._queue.put(None)
+        for thread in self._workers:
+            thread.join(timeout=10)
+        self._workers = []
+
+    def request_id(self, invocation: Invocation) -> str | None:
+        """The request id the service gave an invocation (Event mode), if known."""
+        with self._ids_lock:
+            return self._request_ids.get(invocation.key)
+
+    # ---- the invoker threads ------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            invocation = self._queue.get()
+            if invocation is None:
+                return
+            try:
+                if not self._stopping.is_set():
+                    self._invoke(invocation)
+            except Exception as exc:  # a bug here must fail the task, not kill the thread
+                self._fail(invocation, WorkerLostError(f"invoking the function failed unexpectedly: {exc!r}"))
+            finally:
+                with self._pending_lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._pending_lock.notify_all()
+
+    def _invoke(self, invocation: Invocation) -> None:
+        try:
+            payload = self.payload_for(invocation)
+            qualifier = self.qualifier_for(invocation)
+        except LambdaMRError as exc:  # e.g. the version for this memory cannot be published
+            self._fail(invocation, exc)
+            return
+        if len(payload) > self.max_payload_bytes:
+            self._fail(
+                invocation,
+                PayloadTooLargeError(
+                    f"task {invocation.event.task_id}'s event is {len(payload):,} bytes; the "
+                    f"{self.invocation_type} Invoke API accepts at most {self.max_payload_bytes:,}: "
+                    "lower inline_args_max so that large arguments travel through storage"
+                ),
+            )
+            return
+        kwargs: dict[str, Any] = {
+            "FunctionName": self.function_name,
+            "InvocationType": self.invocation_type,
+            "Payload": payload,
+        }
+        if qualifier:
+            kwargs["Qualifier"] = qualifier
+        if self.sync:
+            kwargs["LogType"] = "Tail"
+        started = time.time()
+        response = self._call_with_backoff(invocation, kwargs)
+        if response is not None:
+            self._handle_response(invocation, response, started)
+
+    def _call_with_backoff(self, invocation: Invocation, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
+
+        first = time.monotonic()
+        retry = 0
+        while True:
+            reason = ""
+            try:
+                self.stats.add(requests=1)
+                return self.client.invoke(**kwargs)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in RETRYABLE_CODES:
+                    self._fail(invocation, invoke_client_error(exc, self.function_name, invocation))
+                    return None
+                self.stats.add(throttled=1)
+                reason = code
+            except NoCredentialsError:
+                self._fail(
+                    invocation,
+                    ConfigurationError(
+                        "no AWS credentials found to invoke the function; configure them (aws "
+                        "configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+                    ),
+                )
+                return None
+            except ReadTimeoutError as exc:
+                if self.sync:  # the function may still be running: it is lost to us
+                    self._fail(invocation, WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation)))
+                    return None
+                reason = "read timeout"
+            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError) as exc:
+                reason = type(exc).__name__
+            delay = self._rng() * min(self.backoff_cap_s, self.backoff_base_s * (2**retry))
+            if time.monotonic() + delay - first > self.throttle_deadline_s:
+                self._fail(
+                    invocation,
+                    ThrottledError(
+                        f"task {invocation.event.task_id} could not be launched: the Lambda service "
+                        f"kept refusing it ({reason}) for {self.throttle_deadline_s:g} s over "
+                        f"{retry + 1} attempts; lower max_concurrency, or ask AWS for a higher "
+                        "concurrency quota (Service Quotas > AWS Lambda > Concurrent executions)"
+                    ),
+                )
+                return None
+            retry += 1
+            self._sleep(delay)
+
+    def _handle_response(self, invocation: Invocation, response: dict[str, Any], started: float) -> None:
+        request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
+        if not self.sync:
+            if response.get("FunctionError"):
+                body = response["Payload"].read() if response.get("Payload") is not None else b""
+                self._fail(invocation, function_error(response["FunctionError"], body, None, invocation, request_id))
+                return
+            self.stats.add(sent=1)
+            if request_id:
+                with self._ids_lock:
+                    self._request_ids[invocation.key] = request_id
+                    if len(self._request_ids) > _REQUEST_IDS_KEPT:
+                        self._request_ids.popitem(last=False)
+            return
+        body = response["Payload"].read()
+        ended = time.time()
+        self.stats.add(sent=1)
+        logs = _log_tail(response.get("LogResult"))
+        if response.get("FunctionError"):
+            error = function_error(response["FunctionError"], body, logs, invocation, request_id)
+            self._fail(invocation, error, started, ended)
+            return
+        try:
+            answer = json.loads(body)
+            if not isinstance(answer, dict):
+                raise ValueError(f"expected a JSON object, got {type(answer).__name__}")
+        except ValueError as exc:
+            error = WorkerLostError(f"the function answered something that is not a lambdamr response: {exc}", **_where(invocation, request_id), logs=logs)
+            self._fail(invocation, error, started, ended)
+            return
+        self.on_outcome(InvocationOutcome(invocation, response=answer, started_at=started, ended_at=ended))
+
+    def _fail(self, invocation: Invocation, error: BaseException, started: float | None = None, ended: float | None = None) -> None:
+        self.stats.add(failed=1)
+        self.on_outcome(InvocationOutcome(invocation, error=error, started_at=started, ended_at=ended or time.time()))
+
+
+def _log_tail(log_result: str | None, lines: int = 20) -> str | None:
+    if not log_result:
+        return None
+    try:
+        text = base64.b64decode(log_result).decode("utf-8", "replace")
+    except ValueError:
+        return None
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _where(invocation: Invocation, request_id: str | None = None) -> dict[str, Any]:
+    event = invocation.event
+    return {"job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt, "request_id": request_id}

@@ -1,0 +1,308 @@
+"""The AWS Lambda backend: tasks run as invocations of the deployed lambdamr function.
+
+    driver ── Invoke (Event, payload ≤ 1 MB) ──> Lambda ──> runtime handler ──> S3 result
+      └────── lists {job}/results/ in S3 to learn of completions; deadlines find lost ones
+
+* ``invocation_type="Event"`` (default): fire and forget. The invoke answers 202 as soon as
+  Lambda has queued the event; the result comes back through storage, so
+  ``reports_outcomes`` is False and the scheduler polls storage and re-invokes any task past
+  its deadline (``timeout + grace``) with the next attempt number. Result keys are per
+  attempt and written once, so a duplicate delivery never corrupts a result.
+* ``invocation_type="RequestResponse"``: the invoke waits for the task and small results
+  return inline in the response (6 MB limit), so short tasks need no result object;
+  ``reports_outcomes`` is True and timeouts, out-of-memory kills and import failures come back
+  at once as distinct errors with the request id and the log tail.
+
+Before the first invoke, ``prepare`` checks that the deployed runtime's lambdamr, protocol and
+Python versions match the driver's and says how to fix a mismatch; each (memory, timeout) a
+task asks for runs on its own published version (``aws_function.ensure_alias``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from ..errors import ConfigurationError, LambdaMRError, TaskError, WorkerLostError
+from .aws_errors import classify_logs
+from .aws_function import (
+    DeployedRuntime,
+    alias_name,
+    check_compatible,
+    control_plane_error,
+    describe_function,
+    ensure_alias,
+    wait_updated,
+)
+from .aws_invoke import LambdaInvoker
+from .base import Backend, Invocation, OutcomeCallback
+
+if TYPE_CHECKING:
+    from ..config import ExecutorConfig
+    from ..storage import Storage
+
+#: "For asynchronous invocations, the maximum payload size is 1 MB" (raised from 256 KB)
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+#: synchronous request and response payloads
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+#: largest result record returned inline: base64 takes 4/3, the JSON envelope a little more
+SYNC_REPLY_MAX = (SYNC_PAYLOAD_LIMIT - 4096) * 3 // 4
+#: Lambda's default concurrency quota, used when the account's cannot be read
+DEFAULT_CONCURRENCY = 1000
+#: invoker threads in Event mode: enough requests in flight to hide ~30-60 ms of latency
+EVENT_INVOKE_THREADS = 64
+#: sync mode blocks one thread per running task; more than this is better served by Event
+MAX_SYNC_THREADS = 1000
+
+
+class AwsLambdaBackend(Backend):
+    """Runs tasks on the function ``lambdamr deploy`` created."""
+
+    name = "aws"
+    reports_outcomes = False
+    supports_local_storage = False
+    max_payload_bytes = ASYNC_PAYLOAD_LIMIT
+    max_response_bytes = SYNC_PAYLOAD_LIMIT
+
+    def __init__(
+        self,
+        function_name: str = "lambdamr-runtime",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        invocation_type: str = "Event",
+        max_concurrency: int | None = None,
+        invoke_threads: int | None = None,
+        memory_mb: int = 1024,
+        timeout_s: float = 300.0,
+        aliases: bool = True,
+        throttle_deadline_s: float = 300.0,
+        client: Any = None,
+        logs_client: Any = None,
+    ) -> None:
+        if invocation_type not in ("Event", "RequestResponse"):
+            raise ConfigurationError(f"invocation_type={invocation_type!r}: use 'Event' or 'RequestResponse'")
+        self.function_name = function_name
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.invocation_type = invocation_type
+        self.reports_outcomes = invocation_type == "RequestResponse"
+        self.max_payload_bytes = SYNC_PAYLOAD_LIMIT if self.reports_outcomes else ASYNC_PAYLOAD_LIMIT
+        self.max_concurrency = max_concurrency
+        self.invoke_threads = invoke_threads
+        self.memory_mb = memory_mb
+        self.timeout_s = timeout_s
+        self.aliases = aliases
+        self.throttle_deadline_s = throttle_deadline_s
+        self._client = client
+        self._logs_client = logs_client
+        self._capacity: int | None = None
+        self._latest: DeployedRuntime | None = None
+        self._qualifiers: dict[tuple[int, float], str] = {}
+        self._qualifier_lock = threading.Lock()
+        self._invoker: LambdaInvoker | None = None
+
+    @classmethod
+    def from_config(cls, config: ExecutorConfig, storage: Storage) -> AwsLambdaBackend:
+        return cls(
+            config.function_name,
+            region=config.region,
+            endpoint_url=config.lambda_endpoint_url,
+            invocation_type=config.invocation_type,
+            max_concurrency=config.max_concurrency,
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+        )
+
+    @classmethod
+    def default_storage_url(cls, config: ExecutorConfig) -> str | None:
+        """The bucket ``lambdamr deploy`` made for the function (read from its environment)."""
+        backend = cls(config.function_name, region=config.region, endpoint_url=config.lambda_endpoint_url)
+        runtime = describe_function(backend.client, config.function_name, region=config.region)
+        if not runtime.storage_url:
+            raise ConfigurationError(
+                f"the function {config.function_name!r} does not name its bucket; pass "
+                "storage='s3://BUCKET' or redeploy with `lambdamr deploy`"
+            )
+        return runtime.storage_url
+
+    # ---- AWS clients --------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The boto3 Lambda client shared by every invoker thread."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            threads = self._threads()
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": 1},  # our backoff loop retries
+                max_pool_connections=max(10, threads),
+                connect_timeout=10,
+                read_timeout=960 if self.reports_outcomes else 30,  # sync waits for the task (≤ 900 s)
+                tcp_keepalive=True,
+            )
+            self._client = boto3.session.Session().client(
+                "lambda", region_name=self.region, endpoint_url=self.endpoint_url, config=config
+            )
+        return self._client
+
+    @property
+    def logs_client(self) -> Any:
+        if self._logs_client is None:
+            import boto3
+
+            self._logs_client = boto3.session.Session().client("logs", region_name=self.region)
+        return self._logs_client
+
+    def _threads(self) -> int:
+        if self.reports_outcomes:
+            return min(self.capacity, MAX_SYNC_THREADS)
+        return min(self.capacity, self.invoke_threads or EVENT_INVOKE_THREADS)
+
+    # ---- Backend interface --------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        """The concurrency cap: ``max_concurrency``, else the function's reserved concurrency,
+        else the account's unreserved concurrency, else Lambda's default of 1,000."""
+        if self._capacity is None:
+            self._capacity = self.max_concurrency or self._account_concurrency()
+        return self._capacity
+
+    def _account_concurrency(self) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reserved = self.client.get_function_concurrency(FunctionName=self.function_name)
+            if reserved.get("ReservedConcurrentExecutions"):
+                return int(reserved["ReservedConcurrentExecutions"])
+        except (ClientError, BotoCoreError):
+            pass
+        try:
+            limits = self.client.get_account_settings()["AccountLimit"]
+            return int(limits.get("UnreservedConcurrentExecutions") or limits["ConcurrentExecutions"])
+        except (ClientError, BotoCoreError, KeyError):
+            return DEFAULT_CONCURRENCY  # reading it is not allowed, or not implemented
+
+    def prepare(self, storage: Storage) -> None:
+        """Check the deployed runtime against this driver and ``storage``; publish the
+        version for the configured memory and timeout if it is missing."""
+        if storage.kind != "s3":
+            raise ConfigurationError(
+                f"the aws backend needs storage that Lambda can reach, not {storage.url()}: use "
+                "storage='s3://BUCKET' (the bucket `lambdamr deploy` created; `lambdamr status` shows it)"
+            )
+        latest = describe_function(self.client, self.function_name, region=self.region)
+        check_compatible(latest)
+        deployed_bucket = urlparse(latest.storage_url).netloc
+        bucket = storage.spec().get("bucket")
+        if deployed_bucket and bucket != deployed_bucket:
+            raise ConfigurationError(
+                f"the function {self.function_name!r} may only use bucket {deployed_bucket!r} (its "
+                f"role allows nothing else), but the storage is bucket {bucket!r}: use "
+                f"storage='s3://{deployed_bucket}' or redeploy with `lambdamr deploy --bucket {bucket}`"
+            )
+        if latest.state == "Failed":
+            raise ConfigurationError(f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`")
+        if latest.state == "Pending" or latest.last_update == "InProgress":
+            wait_updated(self.client, self.function_name)
+        self._latest = latest
+        if self.aliases:
+            self._qualifier(self.memory_mb, self.timeout_s)
+
+    def _qualifier(self, memory_mb: int, timeout_s: float) -> str | None:
+        if not self.aliases:
+            return None
+        key = (memory_mb, timeout_s)
+        name = self._qualifiers.get(key)
+        if name is not None:
+            return name
+        with self._qualifier_lock:  # one version published at a time, once per setting
+            name = self._qualifiers.get(key)
+            if name is None:
+                from botocore.exceptions import BotoCoreError, ClientError
+
+                if self._latest is None:
+                    self._latest = describe_function(self.client, self.function_name, region=self.region)
+                try:
+                    name = ensure_alias(self.client, self.function_name, memory_mb, timeout_s, self._latest)
+                except (ClientError, BotoCoreError) as exc:
+                    raise control_plane_error(exc, self.function_name, self.region, f"publishing {alias_name(memory_mb, timeout_s)}") from exc
+                self._qualifiers[key] = name
+            return name
+
+    def _payload(self, invocation: Invocation) -> bytes:
+        event = invocation.event
+        if self.reports_outcomes and (event.reply_inline_max > SYNC_REPLY_MAX or event.reply_inline_max <= 0):
+            # The response must fit in 6 MB: records too large for it go through storage.
+            return dataclasses.replace(event, reply_inline_max=SYNC_REPLY_MAX).to_json()
+        return invocation.payload
+
+    def start(self, on_outcome: OutcomeCallback) -> None:
+        if self._invoker is not None:
+            return
+        self._invoker = LambdaInvoker(
+            self.client,
+            self.function_name,
+            on_outcome,
+            invocation_type=self.invocation_type,
+            threads=self._threads(),
+            max_payload_bytes=self.max_payload_bytes,
+            qualifier_for=lambda inv: self._qualifier(inv.event.memory_mb, inv.event.timeout_s),
+            payload_for=self._payload,
+            throttle_deadline_s=self.throttle_deadline_s,
+        )
+        self._invoker.start()
+
+    def invoke(self, invocations: Sequence[Invocation]) -> None:
+        if self._invoker is None:
+            raise ConfigurationError("the aws backend was not started")
+        self._invoker.submit(invocations)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._invoker is not None:
+            self._invoker.shutdown(wait)
+            self._invoker = None
+
+    # ---- lost invocations ---------------------------------------------------------------
+    def explain_lost(self, invocation: Invocation) -> TaskError:
+        """Why an Event invocation left no result by its deadline, from its CloudWatch logs
+        (timeout, out of memory, import failure), or a plain ``WorkerLostError``."""
+        request_id = self._invoker.request_id(invocation) if self._invoker else None
+        where = {"job_id": invocation.event.job_id, "task_id": invocation.event.task_id,
+                 "attempt": invocation.event.attempt, "request_id": request_id}
+        if not request_id:
+            return WorkerLostError("the invocation left no result by its deadline", **where)
+        try:
+            answer = self.logs_client.filter_log_events(
+                logGroupName=f"/aws/lambda/{self.function_name}", filterPattern=f'"{request_id}"', limit=100
+            )
+            logs = "\n".join(e["message"].rstrip() for e in answer.get("events", []))
+        except Exception as exc:  # no logs permission or no logs yet: still a clear error
+            return WorkerLostError(f"the invocation left no result by its deadline (its logs could not be read: {exc})", **where)
+        if not logs:
+            return WorkerLostError(
+                "the invocation left no result by its deadline and wrote no logs: it never "
+                "started (lost or still queued by Lambda)", **where,
+            )
+        return classify_logs(logs, invocation, request_id)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "backend": self.name,
+            "capacity": self.capacity,
+            "function": self.function_name,
+            "region": self.region,
+            "invocation_type": self.invocation_type,
+        }
+        if self._latest is not None:
+            info.update(python=self._latest.python, lambdamr=self._latest.lambdamr_version, architecture=self._latest.architecture)
+        if self._invoker is not None:
+            info["invokes"] = self._invoker.stats.snapshot()
+        return info
+
+
+__all__ = ["AwsLambdaBackend", "LambdaMRError"]

@@ -1,0 +1,120 @@
+"""The backend interface: where tasks run.
+
+A backend receives ``Invocation``s — each one task event, exactly the payload AWS Lambda
+would pass to the handler — and runs the runtime handler on them somewhere. It reports back
+through one callback:
+
+* a backend that learns each invocation's fate (the local worker pool, synchronous Lambda
+  invokes) calls ``on_outcome`` once per invocation, with the handler's response or the
+  infrastructure error that stopped it; it sets ``reports_outcomes = True``;
+* a fire-and-forget backend (asynchronous Lambda invokes) calls ``on_outcome`` only when an
+  invocation could not be launched; the driver learns of results by listing storage and of
+  lost invocations by deadline.
+
+The scheduler keeps at most ``capacity`` invocations in flight, so a backend may queue
+internally but never needs to hold a whole job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import TaskEvent
+
+if TYPE_CHECKING:
+    from ..config import ExecutorConfig
+    from ..storage import Storage
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One attempt at one task: the event to hand to the runtime handler."""
+
+    event: TaskEvent
+    payload: bytes = field(repr=False, default=b"")  # the event as JSON, made once
+
+    @classmethod
+    def of(cls, event: TaskEvent) -> Invocation:
+        """Wrap an event, serialising it once."""
+        return cls(event=event, payload=event.to_json())
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """(job id, task id, attempt): unique per invocation."""
+        return (self.event.job_id, self.event.task_id, self.event.attempt)
+
+
+@dataclass(frozen=True)
+class InvocationOutcome:
+    """How an invocation ended, as far as the backend knows.
+
+    Exactly one of ``response`` (the handler's return value) and ``error`` (a lambdamr
+    ``TaskError`` or ``BackendError`` saying why there is no response) is set.
+    """
+
+    invocation: Invocation
+    response: dict[str, Any] | None = None
+    error: BaseException | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+OutcomeCallback = Callable[[InvocationOutcome], None]
+
+
+class Backend(ABC):
+    """Runs invocations of the runtime handler. Implementations must be thread-safe."""
+
+    #: registry name (``lambdamr.backends.BACKENDS``)
+    name: str = ""
+    #: whether every invocation ends in exactly one ``on_outcome`` call
+    reports_outcomes: bool = True
+    #: whether the worker can reach the driver's storage spec as-is (a remote backend cannot
+    #: use a local folder)
+    supports_local_storage: bool = True
+    #: largest event payload in bytes this backend accepts
+    max_payload_bytes: int = 6 * 1024 * 1024
+    #: largest handler response in bytes that may come back inline
+    max_response_bytes: int = 6 * 1024 * 1024
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: ExecutorConfig, storage: Storage) -> Backend:
+        """Build the backend an executor's configuration describes."""
+
+    @classmethod
+    def default_storage_url(cls, config: ExecutorConfig) -> str | None:
+        """The storage to use when the user configured none (None: the local folder)."""
+        return None
+
+    def prepare(self, storage: Storage) -> None:
+        """Check, before the first invocation, that the backend can run tasks against
+        ``storage`` (versions match, storage reachable); raise a clear error if not."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many invocations may usefully be in flight at once."""
+
+    @abstractmethod
+    def start(self, on_outcome: OutcomeCallback) -> None:
+        """Get ready to run invocations; ``on_outcome`` may be called from any thread."""
+
+    @abstractmethod
+    def invoke(self, invocations: Sequence[Invocation]) -> None:
+        """Launch these invocations without waiting for them to finish."""
+
+    @abstractmethod
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting invocations and release workers or connections.
+
+        With ``wait`` the call returns once running invocations have ended; without it,
+        running work is abandoned (local workers are terminated).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about this backend for summaries and cost estimates."""
+        return {"backend": self.name, "capacity": self.capacity}

@@ -1,0 +1,324 @@
+"""The local backend: a pool of warm worker processes running the runtime handler.
+
+Each worker is a fresh interpreter (``python -m lambdamr.backends.local_worker``), like a
+Lambda container: it imports nothing of the driver's ``__main__``, so whatever works here
+was shipped the way it will be shipped to Lambda. Workers are reused across tasks and jobs
+("warm"), and enforce Lambda's limits: a task past its timeout has its worker killed
+(``TaskTimeoutError``); a task past its memory ends its worker (``TaskOutOfMemoryError``); a
+worker that dies for any other reason fails its task with ``WorkerLostError``. A dead
+worker is replaced.
+
+One dispatcher thread owns the workers: it hands each idle worker up to ``prefetch``
+invocations (so a worker never waits for the driver between tasks), waits on all worker
+sockets at once, and reports each invocation's end through the ``on_outcome`` callback.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from .local_worker import OUT_OF_MEMORY
+
+if TYPE_CHECKING:
+    from ..config import ExecutorConfig
+    from ..storage import Storage
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class _Running:
+    invocation: Invocation
+    request_id: str
+    started_at: float | None = None  # None while queued behind another in the worker
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    conn: Connection
+    queue: collections.deque[_Running] = field(default_factory=collections.deque)
+    pending_reply: dict[str, Any] | None = None
+
+
+class LocalBackend(Backend):
+    """Runs tasks in ``workers`` reusable local processes (default: the CPU count)."""
+
+    name = "local"
+    reports_outcomes = True
+
+    def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.prefetch = max(1, prefetch)
+        self.enforce_memory = enforce_memory
+        self._on_outcome: OutcomeCallback | None = None
+        self._pending: collections.deque[Invocation] = collections.deque()
+        self._lock = threading.Lock()
+        self._pool: list[_Worker] = []
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._draining = False
+        self.workers_started = 0
+        self.workers_lost = 0
+
+    @classmethod
+    def from_config(cls, config: ExecutorConfig, storage: Storage) -> LocalBackend:
+        return cls(workers=config.workers)
+
+    @property
+    def capacity(self) -> int:
+        return self.workers * self.prefetch
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self, on_outcome: OutcomeCallback) -> None:
+        if self._thread is not None:
+            return
+        self._on_outcome = on_outcome
+        self._pool = [self._spawn() for _ in range(self.workers)]
+        self._thread = threading.Thread(target=self._run, name="lambdamr-local-backend", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> _Worker:
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lambdamr.backends.local_worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in the terminal goes to the driver only
+            )
+        except OSError as exc:
+            raise BackendError(f"cannot start a local worker process with {sys.executable}: {exc}") from exc
+        finally:
+            child.close()
+        self.workers_started += 1
+        return _Worker(process=process, conn=Connection(parent.detach()))
+
+    def invoke(self, invocations: Sequence[Invocation]) -> None:
+        if self._thread is None:
+            raise BackendError("the local backend was not started")
+        if self._stopping:
+            raise BackendError("the local backend is shut down")
+        with self._lock:
+            self._pending.extend(invocations)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._thread is None:
+            return
+        if wait:
+            self._draining = True
+            self._wake()
+            while self._thread.is_alive() and (self._pending or any(w.queue for w in self._pool)):
+                time.sleep(0.01)
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=5)
+        for worker in self._pool:
+            self._stop_worker(worker, kill=not wait)
+        self._pool = []
+        self._thread = None
+
+    def _stop_worker(self, worker: _Worker, kill: bool) -> None:
+        try:
+            worker.conn.close()  # the worker's recv sees EOF and exits
+        except OSError:
+            pass
+        if kill:
+            self._kill(worker)
+        try:
+            worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._kill(worker)
+            worker.process.wait()
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        try:
+            worker.process.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    # ---- the dispatcher thread ----------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            self._assign()
+            timeout = self._next_deadline_in()
+            ready = wait([self._wake_r, *(w.conn for w in self._pool)], timeout)
+            for obj in ready:
+                if obj is self._wake_r:
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                    continue
+                worker = next((w for w in self._pool if w.conn is obj), None)
+                if worker is not None:
+                    self._receive(worker)
+            self._enforce_timeouts()
+
+    def _assign(self) -> None:
+        with self._lock:
+            while self._pending and self._pool:
+                # Always the least busy worker, so work spreads before any worker queues.
+                worker = min(self._pool, key=lambda w: len(w.queue))
+                if len(worker.queue) >= self.prefetch:
+                    return
+                invocation = self._pending.popleft()
+                if not self._send(worker, invocation):
+                    self._pending.appendleft(invocation)
+                    return
+
+    def _send(self, worker: _Worker, invocation: Invocation) -> bool:
+        event = invocation.event
+        request_id = str(uuid.uuid4())
+        now = time.time()
+        running = _Running(invocation, request_id, started_at=None if worker.queue else now)
+        meta = {
+            "rid": request_id,
+            "memory_mb": event.memory_mb,
+            "enforce_memory": self.enforce_memory,
+            "deadline": now + event.timeout_s,  # refined when the task actually starts
+        }
+        try:
+            worker.conn.send_bytes(json.dumps(meta).encode())
+            worker.conn.send_bytes(invocation.payload)
+        except OSError:
+            return False  # the worker is dead; _receive will replace it
+        worker.queue.append(running)
+        return True
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            reply = json.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._replace(worker, reason=None)
+            return
+        if not worker.queue:
+            return
+        running = worker.queue.popleft()
+        now = time.time()
+        if worker.queue:
+            worker.queue[0].started_at = now
+        error = reply.get("error")
+        if error and error.get("errorType") == OUT_OF_MEMORY:
+            self._replace(worker, reason=error, failed=running)
+            return
+        if error:
+            outcome = InvocationOutcome(
+                running.invocation,
+                error=WorkerLostError(
+                    f"the runtime handler failed: {error.get('errorType')}: {error.get('errorMessage')}",
+                    **self._where(running),
+                    logs="\n".join(error.get("stackTrace", [])[-10:]),
+                ),
+                started_at=running.started_at,
+                ended_at=now,
+            )
+        else:
+            outcome = InvocationOutcome(running.invocation, response=reply["response"], started_at=running.started_at, ended_at=now)
+        self._report(outcome)
+
+    @staticmethod
+    def _where(running: _Running) -> dict[str, Any]:
+        event = running.invocation.event
+        return {"job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt, "request_id": running.request_id}
+
+    def _replace(self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None) -> None:
+        """Fail the worker's current task, requeue the ones it had not started, start a new one."""
+        self._stop_worker(worker, kill=True)
+        code = worker.process.returncode
+        self.workers_lost += 1
+        queue = list(worker.queue)
+        if failed is None and queue:
+            failed = queue.pop(0)
+        elif failed is not None and queue and queue[0] is failed:
+            queue.pop(0)
+        if failed is not None:
+            if error is None and reason and reason.get("errorType") == OUT_OF_MEMORY:
+                error = TaskOutOfMemoryError(
+                    f"the task went past its memory limit of {failed.invocation.event.memory_mb} MB; "
+                    "give it more with memory_mb=... (AWS Lambda allows up to 10,240 MB) or process "
+                    "the data in smaller pieces",
+                    **self._where(failed),
+                )
+            elif error is None:
+                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                error = WorkerLostError(
+                    f"the worker process running the task died ({how}); the task did not finish",
+                    **self._where(failed),
+                )
+            self._report(InvocationOutcome(failed.invocation, error=error, started_at=failed.started_at, ended_at=time.time()))
+        with self._lock:
+            self._pending.extendleft(reversed([r.invocation for r in queue]))
+            index = self._pool.index(worker)
+            if not self._stopping:
+                self._pool[index] = self._spawn()
+            else:
+                self._pool.pop(index)
+
+    def _next_deadline_in(self) -> float | None:
+        deadlines = [
+            w.queue[0].started_at + w.queue[0].invocation.event.timeout_s
+            for w in self._pool
+            if w.queue and w.queue[0].started_at is not None
+        ]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.time()) + 0.001
+
+    def _enforce_timeouts(self) -> None:
+        now = time.time()
+        for worker in list(self._pool):
+            if not worker.queue or worker.queue[0].started_at is None:
+                continue
+            head = worker.queue[0]
+            limit = head.invocation.event.timeout_s
+            if now - head.started_at > limit:
+                error = TaskTimeoutError(
+                    f"the task ran past its timeout of {limit:g} s and was stopped; raise it with "
+                    "timeout_s=... (AWS Lambda allows up to 900 s) or split the work into more tasks",
+                    **self._where(head),
+                )
+                self._replace(worker, reason=None, failed=head, error=error)
+
+    def _report(self, outcome: InvocationOutcome) -> None:
+        assert self._on_outcome is not None
+        self._on_outcome(outcome)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "capacity": self.capacity,
+            "workers": self.workers,
+            "workers_started": self.workers_started,
+            "workers_lost": self.workers_lost,
+        }

@@ -1,0 +1,180 @@
+"""Every error lambdamr raises, in one place.
+
+The hierarchy::
+
+    LambdaMRError                      base of everything raised by lambdamr itself
+    ├── ConfigurationError             a setting is missing or wrong (bad backend name, bad memory...)
+    ├── SerializationError             a function, argument or result cannot be pickled / unpickled
+    ├── PayloadTooLargeError           an object exceeds what a backend or store accepts
+    ├── ProtocolError                  driver and runtime disagree on the task format or version
+    ├── StorageError                   a storage operation failed
+    │   ├── ObjectNotFound             the key does not exist
+    │   ├── StoragePermissionError     credentials do not allow the operation
+    │   └── StorageUnavailable         transient: the store is throttling or failing (retryable)
+    ├── BackendError                   the backend could not launch or track an invocation
+    │   └── ThrottledError             the backend refused for capacity reasons (retryable)
+    └── TaskError                      a task did not produce a result for an infrastructure reason
+        ├── WorkerLostError            the process or container running the task died
+        ├── TaskTimeoutError           the task ran past its timeout
+        ├── TaskOutOfMemoryError       the task went past its memory limit
+        └── RemoteError                the user's exception could not be sent back as itself
+
+A user's own exception raised inside a task is re-raised in the driver as itself (same type),
+with the remote traceback attached; it is not wrapped in any of these.
+"""
+
+from __future__ import annotations
+
+
+class LambdaMRError(Exception):
+    """Base class of every error raised by lambdamr itself."""
+
+
+class ConfigurationError(LambdaMRError, ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+class SerializationError(LambdaMRError, TypeError):
+    """A function, argument or result could not be pickled or unpickled."""
+
+
+class PayloadTooLargeError(LambdaMRError, ValueError):
+    """An object is larger than the backend or the store can take."""
+
+
+class ProtocolError(LambdaMRError):
+    """The driver and the runtime disagree on the task format or its version."""
+
+
+class StorageError(LambdaMRError):
+    """A storage operation failed."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """The requested key does not exist in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """The credentials in use do not allow this storage operation."""
+
+
+class StorageUnavailable(StorageError):
+    """The store is throttling or failing; retrying later may succeed."""
+
+    retryable = True
+
+
+class BackendError(LambdaMRError):
+    """The backend could not launch or track an invocation."""
+
+
+class ThrottledError(BackendError):
+    """The backend refused an invocation for capacity reasons; retry with backoff."""
+
+    retryable = True
+
+
+class TaskError(LambdaMRError):
+    """A task ended without a result for a reason that is not the user's exception.
+
+    Carries what is known of the failed attempt so that a message can name it.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        task_id: int | None = None,
+        attempt: int | None = None,
+        request_id: str | None = None,
+        logs: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.task_id = task_id
+        self.attempt = attempt
+        self.request_id = request_id
+        self.logs = logs
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        where = []
+        if self.task_id is not None:
+            where.append(f"task {self.task_id}")
+        if self.job_id is not None:
+            where.append(f"job {self.job_id}")
+        if self.attempt is not None:
+            where.append(f"attempt {self.attempt}")
+        if self.request_id:
+            where.append(f"request {self.request_id}")
+        if where:
+            text = f"{text} [{', '.join(where)}]"
+        if self.logs:
+            text = f"{text}\n--- last log lines ---\n{self.logs}"
+        return text
+
+    def __reduce__(self):  # keep keyword attributes through pickling
+        return (
+            _rebuild_task_error,
+            (type(self), self.args[0] if self.args else "", self.__dict__.copy()),
+        )
+
+
+def _rebuild_task_error(cls, message, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class WorkerLostError(TaskError):
+    """The worker process or Lambda container running the task died before answering."""
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    """The task ran past its timeout and was stopped.
+
+    Not retried by default: a task that ran out of time once will most likely do so again.
+    """
+
+    retryable = False
+
+
+class TaskOutOfMemoryError(TaskError, MemoryError):
+    """The task used more memory than its limit and was stopped (not retried by default)."""
+
+    retryable = False
+
+
+class RemoteError(TaskError):
+    """A user exception that could not be sent back as itself (it does not pickle).
+
+    ``remote_type`` names the original exception type and ``remote_traceback`` holds the
+    traceback formatted in the runtime.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_type: str = "",
+        remote_traceback: str = "",
+        **where,
+    ) -> None:
+        super().__init__(message, **where)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text = f"{text}\n--- remote traceback ---\n{self.remote_traceback.rstrip()}"
+        return text

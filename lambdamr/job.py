@@ -1,0 +1,221 @@
+"""A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its summary.
+
+A job owns its tasks (each task: one invocation of the runtime with one or more calls), the
+futures of their calls, their timings and the counters its summary reports.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .futures import LambdaFuture
+from .protocol import ArgsRange
+
+
+@dataclass
+class Task:
+    """One unit of invocation: a function applied to ``calls`` argument tuples."""
+
+    job: Job
+    task_id: int
+    futures: list[LambdaFuture]
+    args_inline: str | None = None
+    args_range: ArgsRange | None = None
+    attempt: int = 0  # the attempt in flight (0 before the first dispatch)
+    failures: int = 0  # infrastructure failures so far
+    done: bool = False
+    dispatched_at: float | None = None
+    first_dispatched_at: float | None = None
+    completed_at: float | None = None
+    timings: dict[str, Any] | None = None  # from the winning result record
+    runtime: dict[str, Any] | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.futures)
+
+    def result_key(self, attempt: int) -> str:
+        return f"{self.job.prefix}/results/{self.task_id:06d}.{attempt}"
+
+
+@dataclass
+class JobSummary:
+    """What a job did, in numbers. ``str()`` gives a few readable lines."""
+
+    job_id: str
+    backend: str
+    tasks: int
+    calls: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    retries: int
+    duplicates: int
+    cold_starts: int
+    wall_s: float
+    task_seconds: float  # sum of the runtime's own measurement of every finished task
+    max_task_s: float
+    memory_mb: int
+    storage_requests: dict[str, int] = field(default_factory=dict)
+    cost: Any = None  # a lambdamr.cost.CostEstimate when the cost model is available
+
+    @property
+    def parallel_efficiency(self) -> float:
+        """Sum of task time over wall time x tasks that could run at once (0..1-ish)."""
+        return self.task_seconds / self.wall_s if self.wall_s > 0 else 0.0
+
+    def __str__(self) -> str:
+        requests = ", ".join(f"{k} {v}" for k, v in self.storage_requests.items() if v)
+        lines = [
+            f"lambdamr job {self.job_id} on {self.backend}: {self.tasks} tasks ({self.calls} calls), "
+            f"{self.succeeded} ok, {self.failed} failed, {self.cancelled} cancelled, {self.retries} retries",
+            f"  wall {self.wall_s:.2f} s, task time {self.task_seconds:.2f} s "
+            f"(max {self.max_task_s:.2f} s, {self.task_seconds / max(self.wall_s, 1e-9):.1f}x parallel), "
+            f"{self.cold_starts} cold starts, {self.memory_mb} MB",
+        ]
+        if requests:
+            lines.append(f"  storage requests: {requests}")
+        if self.cost is not None:
+            lines.append(f"  estimated cost on AWS Lambda: {self.cost}")
+        return "\n".join(lines)
+
+
+class Job:
+    """The tasks and futures of one batch of invocations of one function."""
+
+    def __init__(
+        self,
+        job_id: str,
+        prefix: str,
+        function_key: str,
+        *,
+        memory_mb: int,
+        timeout_s: float,
+        backend: str,
+        region: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.prefix = prefix
+        self.function_key = function_key
+        self.memory_mb = memory_mb
+        self.timeout_s = timeout_s
+        self.backend = backend
+        self.region = region
+        self.tasks: list[Task] = []
+        self.submitted_at = time.time()
+        self.finished_at: float | None = None
+        self.retries = 0
+        self.duplicates = 0
+        self.storage_before: dict[str, int] = {}
+        self.storage_after: dict[str, int] = {}
+        self.runtime_requests: collections.Counter[str] = collections.Counter()  # made by the runtime
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    # ---- building -------------------------------------------------------------------------
+    def new_task(self, calls: int) -> Task:
+        """Add a task of ``calls`` calls, with a future per call."""
+        task_id = len(self.tasks)
+        task = Task(self, task_id, [])
+        task.futures = [LambdaFuture(self, task_id, i) for i in range(calls)]
+        self.tasks.append(task)
+        return task
+
+    @property
+    def futures(self) -> list[LambdaFuture]:
+        """Every call's future, in submission order."""
+        return [f for task in self.tasks for f in task.futures]
+
+    # ---- progress -------------------------------------------------------------------------
+    def mark_task_done(self, task: Task) -> None:
+        """Record that ``task`` is settled; completes the job when it was the last."""
+        with self._lock:
+            task.done = True
+            task.completed_at = time.time()
+            if all(t.done for t in self.tasks) and not self._done.is_set():
+                self.finished_at = time.time()
+                self._done.set()
+
+    def done(self) -> bool:
+        """Whether every task has settled (result, error or cancellation)."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is done; return whether it is."""
+        return self._done.wait(timeout)
+
+    def task_timing(self, task_id: int) -> dict[str, Any] | None:
+        """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side."""
+        task = self.tasks[task_id]
+        if not task.done:
+            return None
+        timing = {
+            "submitted": self.submitted_at,
+            "dispatched": task.first_dispatched_at,
+            "last_dispatched": task.dispatched_at,
+            "completed": task.completed_at,
+            "attempts": task.attempt,
+        }
+        if task.timings:
+            timing.update(task.timings)
+        if task.runtime:
+            timing["request_id"] = task.runtime.get("request_id")
+        return timing
+
+    # ---- reporting ------------------------------------------------------------------------
+    def summary(self) -> JobSummary:
+        """Counts, times, storage requests and the estimated Lambda cost of this job."""
+        futures = self.futures
+        cancelled = sum(f.cancelled() for f in futures)
+        finished = [f for f in futures if f.done() and not f.cancelled()]
+        failed = sum(1 for f in finished if f.exception() is not None)
+        durations = [
+            t.timings["finished"] - t.timings["started"] for t in self.tasks if t.timings and "finished" in t.timings
+        ]
+        end = self.finished_at or time.time()
+        after = self.storage_after or self.storage_before
+        requests = {
+            k: after.get(k, 0) - self.storage_before.get(k, 0) + self.runtime_requests.get(k, 0)
+            for k in ("puts", "gets", "lists", "deletes")
+        }
+        return JobSummary(
+            job_id=self.job_id,
+            backend=self.backend,
+            tasks=len(self.tasks),
+            calls=len(futures),
+            succeeded=len(finished) - failed,
+            failed=failed,
+            cancelled=cancelled,
+            retries=self.retries,
+            duplicates=self.duplicates,
+            cold_starts=sum(1 for t in self.tasks if t.timings and t.timings.get("cold")),
+            wall_s=end - self.submitted_at,
+            task_seconds=sum(durations),
+            max_task_s=max(durations, default=0.0),
+            memory_mb=self.memory_mb,
+            storage_requests=requests,
+            cost=self._estimate_cost(durations, requests),
+        )
+
+    def _estimate_cost(self, durations: list[float], requests: dict[str, int]) -> Any:
+        try:
+            from .cost import estimate_job_cost
+        except ImportError:
+            return None
+        try:
+            return estimate_job_cost(
+                durations,
+                self.memory_mb,
+                invocations=sum(t.attempt for t in self.tasks),
+                storage_requests=requests,
+                region=self.region,
+            )
+        except Exception:  # an unknown region must not break a summary
+            return None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.job_id}: {len(self.tasks)} tasks, {'done' if self.done() else 'running'}>"

@@ -1,0 +1,169 @@
+"""The versioned task and result format shared by the driver and the runtime.
+
+A *task event* is the JSON document a backend hands to the runtime handler — exactly what
+AWS Lambda passes as ``event``. It names the function object in storage, carries the call's
+arguments inline (base64 of a pickle) or as a byte range of a job's packed argument object,
+and says where and how to report the result.
+
+A *result record* is the bytes the runtime writes to storage (and may echo in its response)::
+
+    b"LMR1" | uint32 header length | header (UTF-8 JSON) | frame 0 | frame 1 | ...
+
+The header holds everything the driver needs without unpickling anything (status of every
+call, error type and text, timings); the frames hold the pickled values or exceptions, one per
+call, so one value that cannot be unpickled does not hide the others.
+
+The format carries ``PROTOCOL_VERSION``; a runtime refuses an event of another version.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+RESULT_MAGIC = b"LMR1"
+_HEADER_LEN = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class ArgsRange:
+    """A byte range of a job's packed argument object holding one task's pickled calls."""
+
+    key: str
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One invocation of the runtime: which function, which calls, where to put the result."""
+
+    job_id: str
+    task_id: int
+    attempt: int
+    storage: dict[str, Any]
+    function_key: str
+    result_key: str
+    timeout_s: float
+    memory_mb: int
+    args_inline: str | None = None  # base64 of the pickled list of (args, kwargs)
+    args_range: ArgsRange | None = None
+    store_result: bool = True  # write the result record to storage
+    reply_inline_max: int = 0  # also return the record in the response when this small
+    options: dict[str, Any] = field(default_factory=dict)  # extensions (logs, signing...)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able event, as a backend sends it."""
+        data = asdict(self)
+        data["lambdamr"] = PROTOCOL_VERSION
+        if self.args_range is None:
+            del data["args_range"]
+        if self.args_inline is None:
+            del data["args_inline"]
+        return data
+
+    def to_json(self) -> bytes:
+        """The event serialised as the UTF-8 JSON payload of an invoke request."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskEvent:
+        """Parse and validate an event received by the runtime."""
+        if not isinstance(data, dict):
+            raise ProtocolError(f"a lambdamr task event is a JSON object, got {type(data).__name__}")
+        version = data.get("lambdamr")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"task event has protocol version {version!r}, this runtime speaks "
+                f"{PROTOCOL_VERSION}: deploy the runtime of the same lambdamr version as the "
+                "driver (`lambdamr deploy`)"
+            )
+        try:
+            rng = data.get("args_range")
+            return cls(
+                job_id=str(data["job_id"]),
+                task_id=int(data["task_id"]),
+                attempt=int(data["attempt"]),
+                storage=dict(data["storage"]),
+                function_key=str(data["function_key"]),
+                result_key=str(data["result_key"]),
+                timeout_s=float(data["timeout_s"]),
+                memory_mb=int(data["memory_mb"]),
+                args_inline=data.get("args_inline"),
+                args_range=ArgsRange(**rng) if rng else None,
+                store_result=bool(data.get("store_result", True)),
+                reply_inline_max=int(data.get("reply_inline_max", 0)),
+                options=dict(data.get("options") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed lambdamr task event: {exc!r}") from exc
+
+    def inline_args_bytes(self) -> bytes:
+        """Decode the inline arguments (the caller checked ``args_inline`` is set)."""
+        assert self.args_inline is not None
+        return base64.b64decode(self.args_inline)
+
+
+def encode_inline_args(data: bytes) -> str:
+    """Encode pickled arguments for the JSON event."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def inline_size(data_len: int) -> int:
+    """Bytes that ``data_len`` bytes of arguments take once base64-encoded in the event."""
+    return 4 * ((data_len + 2) // 3)
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What the header says of one call of a task: success, or the error's type and text."""
+
+    ok: bool
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    exception_pickled: bool = False  # frame holds the pickled exception itself
+
+
+def encode_result(header: dict[str, Any], frames: list[bytes]) -> bytes:
+    """Assemble a result record from its JSON header and its frames."""
+    header = dict(header, lambdamr=PROTOCOL_VERSION, frames=[len(f) for f in frames])
+    head = json.dumps(header, separators=(",", ":"), default=str).encode()
+    return b"".join([RESULT_MAGIC, _HEADER_LEN.pack(len(head)), head, *frames])
+
+
+def decode_result(data: bytes | memoryview) -> tuple[dict[str, Any], list[memoryview]]:
+    """Split a result record into its header and frames (no copy of the frames)."""
+    view = memoryview(data)
+    if bytes(view[:4]) != RESULT_MAGIC:
+        raise ProtocolError("not a lambdamr result record (bad magic): was it written by another tool?")
+    (head_len,) = _HEADER_LEN.unpack_from(view, 4)
+    start = 4 + _HEADER_LEN.size
+    try:
+        header = json.loads(bytes(view[start : start + head_len]))
+    except ValueError as exc:
+        raise ProtocolError(f"corrupt result header: {exc}") from exc
+    if header.get("lambdamr") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"result written by protocol version {header.get('lambdamr')!r}, driver speaks "
+            f"{PROTOCOL_VERSION}: redeploy the runtime with this lambdamr version"
+        )
+    frames = []
+    pos = start + head_len
+    for size in header.get("frames", []):
+        frames.append(view[pos : pos + size])
+        pos += size
+    if pos != len(view):
+        raise ProtocolError(f"result record truncated or padded: {len(view)} bytes, expected {pos}")
+    return header, frames
+
+
+def call_outcomes(header: dict[str, Any]) -> list[CallOutcome]:
+    """The per-call outcomes listed in a result header."""
+    return [CallOutcome(**c) for c in header.get("calls", [])]

@@ -1,0 +1,106 @@
+"""Turning a result record back into values and exceptions in the driver.
+
+A user exception comes back as itself — same type, same arguments — with the remote
+traceback re-attached through tblib, so the traceback a user sees ends in the line of their
+function that raised. An exception that cannot cross (it does not pickle, or its class does
+not exist in the driver) arrives as a ``RemoteError`` carrying its type name, text and
+formatted remote traceback.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import tblib
+
+from . import serialize
+from .errors import RemoteError, SerializationError
+from .protocol import CallOutcome, call_outcomes, decode_result
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """One call's outcome: ``value`` when ``ok``, else ``exception``."""
+
+    ok: bool
+    value: Any = None
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A decoded result record: the header (timings, runtime facts) and each call's result."""
+
+    header: dict[str, Any]
+    calls: list[CallResult]
+
+    @property
+    def timings(self) -> dict[str, Any]:
+        return self.header.get("timings", {})
+
+    @property
+    def runtime(self) -> dict[str, Any]:
+        return self.header.get("runtime", {})
+
+
+def _where(header: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "job_id": header.get("job_id"),
+        "task_id": header.get("task_id"),
+        "attempt": header.get("attempt"),
+        "request_id": header.get("runtime", {}).get("request_id") or None,
+    }
+
+
+def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: dict[str, Any]) -> BaseException:
+    """The exception a call raised, as close to the original as can cross the wire."""
+    where = _where(header)
+    if outcome.exception_pickled and len(frame):
+        try:
+            exc, tb_dict = pickle.loads(frame)
+        except Exception:
+            pass
+        else:
+            if tb_dict:
+                try:
+                    exc = exc.with_traceback(tblib.Traceback.from_dict(tb_dict).as_traceback())
+                except Exception:  # a traceback we cannot rebuild is not worth losing the error
+                    pass
+            if hasattr(exc, "add_note"):
+                exc.add_note(
+                    f"(raised remotely in task {where['task_id']} of lambdamr job {where['job_id']}, "
+                    f"attempt {where['attempt']})"
+                )
+            return exc
+    return RemoteError(
+        f"{outcome.error_type}: {outcome.error_message} (the exception could not be sent back as itself)",
+        remote_type=outcome.error_type,
+        remote_traceback=outcome.traceback,
+        **where,
+    )
+
+
+def decode_record(data: bytes | memoryview, expected_calls: int) -> TaskRecord:
+    """Decode a result record into per-call values or exceptions."""
+    header, frames = decode_result(data)
+    task_error = header.get("task_error")
+    if task_error:
+        exc = rebuild_exception(CallOutcome(**task_error), frames[0] if frames else b"", header)
+        return TaskRecord(header, [CallResult(ok=False, exception=exc)] * expected_calls)
+    outcomes = call_outcomes(header)
+    if len(outcomes) != expected_calls:
+        raise SerializationError(
+            f"result of task {header.get('task_id')} holds {len(outcomes)} calls, expected {expected_calls}"
+        )
+    calls = []
+    for outcome, frame in zip(outcomes, frames):
+        if outcome.ok:
+            try:
+                calls.append(CallResult(ok=True, value=serialize.loads(frame, what="task's return value")))
+            except SerializationError as exc:
+                calls.append(CallResult(ok=False, exception=exc))
+        else:
+            calls.append(CallResult(ok=False, exception=rebuild_exception(outcome, frame, header)))
+    return TaskRecord(header, calls)

@@ -1,0 +1,222 @@
+"""The generic runtime: the one handler that AWS Lambda and the local workers both call.
+
+``handler(event, context)`` has the signature Lambda calls. For one task it:
+
+1. loads the pickled function from storage (cached by its content-addressed key, so a warm
+   process fetches it once per job — or once ever, if the same function runs again);
+2. reads the task's calls: inline in the event, or a byte range of the job's argument object;
+3. runs each call, catching the user's exceptions with their tracebacks (tblib);
+4. writes one result record (``protocol.encode_result``) to storage, write-once per attempt,
+   and returns a small JSON response (carrying the record itself when it is small enough and
+   the invoker asked for it).
+
+It imports the protocol, storage, serialization and errors modules only — never the executor.
+Errors of the runtime itself (storage unreachable, malformed event) propagate, so the
+invoking service reports them as a function error and the driver retries the task.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import resource
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+import cloudpickle
+import tblib
+
+from .. import serialize
+from .._version import __version__
+from ..errors import SerializationError
+from ..protocol import PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
+from ..storage import Storage, open_storage
+
+_FUNCTION_CACHE_SIZE = 32
+_state_lock = threading.Lock()
+_cold = True
+_functions: OrderedDict[str, Any] = OrderedDict()
+_stores: dict[str, Storage] = {}
+
+
+def store_for(spec: dict[str, Any]) -> Storage:
+    """The store an event names, built once per process (warm invocations reuse connections)."""
+    key = json.dumps(spec, sort_keys=True)
+    with _state_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = open_storage(spec)
+        return store
+
+
+def _load_function(store: Storage, key: str) -> Any:
+    with _state_lock:
+        fn = _functions.get(key)
+        if fn is not None:
+            _functions.move_to_end(key)
+            return fn
+    fn = serialize.loads(store.get(key), what="function")
+    with _state_lock:
+        _functions[key] = fn
+        while len(_functions) > _FUNCTION_CACHE_SIZE:
+            _functions.popitem(last=False)
+    return fn
+
+
+def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
+    if task.args_inline is not None:
+        data = task.inline_args_bytes()
+    elif task.args_range is not None:
+        rng = task.args_range
+        data = store.get(rng.key, rng.start, rng.start + rng.length)
+        if len(data) != rng.length:
+            raise SerializationError(
+                f"argument range of task {task.task_id} is truncated ({len(data)} of {rng.length} bytes)"
+            )
+    else:
+        raise SerializationError(f"task {task.task_id} carries no arguments")
+    return serialize.loads(data, what="task arguments")
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _user_traceback(exc: BaseException):
+    """The exception's traceback without the runtime's own calling frame."""
+    tb = exc.__traceback__
+    own = (_run_calls.__code__, _run_call.__code__)
+    while tb is not None and tb.tb_frame.f_code in own and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def encode_exception(exc: BaseException) -> tuple[CallOutcome, bytes]:
+    """Header entry and frame for an exception: the exception itself when it survives a
+    pickle round trip, its type, text and formatted traceback always."""
+    tb = _user_traceback(exc)
+    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
+    frame = b""
+    pickled = False
+    try:
+        frame = cloudpickle.dumps((exc, tblib.Traceback(tb).as_dict() if tb else None), protocol=5)
+        pickle.loads(frame)  # exceptions whose __init__ needs other arguments fail only here
+        pickled = True
+    except Exception:
+        frame = b""
+    outcome = CallOutcome(
+        ok=False,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        error_message=str(exc),
+        traceback=formatted,
+        exception_pickled=pickled,
+    )
+    return outcome, frame
+
+
+def _run_call(fn: Any, args: tuple, kwargs: dict) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _run_calls(fn: Any, calls: list[tuple[tuple, dict]]) -> tuple[list[CallOutcome], list[bytes]]:
+    outcomes: list[CallOutcome] = []
+    frames: list[bytes] = []
+    for args, kwargs in calls:
+        try:
+            value = _run_call(fn, args, kwargs)
+        except Exception as exc:
+            outcome, frame = encode_exception(exc)
+        else:
+            try:
+                frame = serialize.dumps(value, what="task's return value", ship_local_modules=False)
+                outcome = CallOutcome(ok=True)
+            except SerializationError as exc:
+                outcome, frame = encode_exception(exc)
+        outcomes.append(outcome)
+        frames.append(frame)
+    return outcomes, frames
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Run one lambdamr task. This is the AWS Lambda entry point (and the local workers')."""
+    global _cold
+    started = time.time()
+    with _state_lock:
+        cold, _cold = _cold, False
+    task = TaskEvent.from_dict(event)
+    store = store_for(task.storage)
+    requests_before = store.stats.snapshot()
+
+    task_error: CallOutcome | None = None
+    try:
+        fn = _load_function(store, task.function_key)
+        calls = _load_calls(store, task)
+        loaded = time.time()
+        outcomes, frames = _run_calls(fn, calls)
+    except SerializationError as exc:
+        # A function or arguments that cannot be loaded here fail every call of the task the
+        # same way; retrying would not help, so it is reported as the task's error.
+        loaded = time.time()
+        task_error, frame = encode_exception(exc)
+        outcomes, frames = [], [frame]
+    finished = time.time()
+
+    request_id = getattr(context, "aws_request_id", "") or ""
+    record_size = sum(len(f) for f in frames)
+    # The response carries the record in base64 inside JSON; leave room for the header.
+    inline = bool(task.reply_inline_max) and inline_size(record_size) + 8192 <= task.reply_inline_max
+    store_it = task.store_result or not inline
+    requests_now = store.stats.snapshot()
+    requests = {k: requests_now[k] - requests_before[k] for k in ("puts", "gets", "lists", "deletes")}
+    requests["puts"] += int(store_it)
+    header = {
+        "job_id": task.job_id,
+        "task_id": task.task_id,
+        "attempt": task.attempt,
+        "calls": [outcome.__dict__ for outcome in outcomes],
+        "task_error": task_error.__dict__ if task_error else None,
+        "timings": {
+            "started": started,
+            "loaded": loaded,
+            "finished": finished,
+            "cold": cold,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+        },
+        "requests": requests,
+        "runtime": {
+            "request_id": request_id,
+            "function_name": getattr(context, "function_name", ""),
+            "memory_limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
+            "python": "%d.%d" % sys.version_info[:2],
+            "lambdamr": __version__,
+            "pid": os.getpid(),
+        },
+    }
+    record = encode_result(header, frames)
+    inline = inline and inline_size(len(record)) + 1024 <= task.reply_inline_max
+    store_it = store_it or not inline
+    stored = False
+    if store_it:
+        # Write-once per attempt: a duplicate delivery of the same attempt finds the key taken
+        # and leaves the first record alone.
+        store.put(task.result_key, record, if_absent=True)
+        stored = True
+    response: dict[str, Any] = {
+        "lambdamr": PROTOCOL_VERSION,
+        "job_id": task.job_id,
+        "task_id": task.task_id,
+        "attempt": task.attempt,
+        "result_key": task.result_key if stored else None,
+        "ok": task_error is None and all(o.ok for o in outcomes),
+    }
+    if inline:
+        response["record"] = base64.b64encode(record).decode("ascii")
+    return response

@@ -1,0 +1,310 @@
+"""The driver's scheduler: one thread that moves tasks from pending to done.
+
+It keeps at most ``backend.capacity`` invocations in flight, turns backend outcomes and
+stored result records into future results, retries infrastructure failures with a new
+attempt number (results are write-once per attempt, the first one to arrive wins, later ones
+count as duplicates), and — for fire-and-forget backends — lists each running job's result
+prefix to learn of completions and re-invokes tasks whose result is overdue.
+
+Everything that touches a task's state runs on the scheduler thread, so tasks need no locks;
+other threads talk to it through one queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .backends.base import Backend, Invocation, InvocationOutcome
+from .config import ExecutorConfig
+from .errors import BackendError, LambdaMRError, WorkerLostError
+from .job import Job, Task
+from .protocol import TaskEvent
+from .results import decode_record
+from .storage import Storage
+
+log = logging.getLogger("lambdamr")
+
+#: extra time past a task's timeout before a fire-and-forget invocation is presumed lost
+LOST_GRACE_S = 10.0
+_FETCH_THREADS = 16
+
+
+class Scheduler:
+    """Dispatches the tasks of every job of one executor and settles their futures."""
+
+    def __init__(self, backend: Backend, storage: Storage, config: ExecutorConfig) -> None:
+        self.backend = backend
+        self.storage = storage
+        self.config = config
+        self._storage_spec = storage.spec()
+        self._store_result = not backend.reports_outcomes
+        self._reply_inline_max = min(config.reply_inline_max, backend.max_response_bytes) if backend.reports_outcomes else 0
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._pending: collections.deque[Task] = collections.deque()
+        self._in_flight: dict[tuple[str, int], Task] = {}
+        self._jobs: dict[str, Job] = {}
+        self._seen_keys: dict[str, set[str]] = {}
+        self._fetcher = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="lambdamr-fetch")
+        self._thread: threading.Thread | None = None
+        self._last_poll = 0.0
+
+    # ---- called from other threads ------------------------------------------------------
+    def start(self) -> None:
+        """Start the backend and the scheduler thread."""
+        if self._thread is not None:
+            return
+        self.backend.prepare(self.storage)
+        self.backend.start(self._on_outcome)
+        self._thread = threading.Thread(target=self._run, name="lambdamr-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue every task of ``job``."""
+        job.storage_before = self.storage.stats.snapshot()
+        self._inbox.put(("job", job))
+
+    def stop(self) -> None:
+        """Stop the thread; tasks not yet settled fail with ``BackendError``."""
+        if self._thread is None:
+            return
+        self._inbox.put(("stop", None))
+        self._thread.join()
+        self._thread = None
+        self._fetcher.shutdown(wait=True)
+
+    def _on_outcome(self, outcome: InvocationOutcome) -> None:
+        self._inbox.put(("outcome", outcome))
+
+    # ---- the scheduler thread -----------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                message = self._inbox.get(timeout=self._wait_time())
+            except queue.Empty:
+                message = None
+            while message is not None:
+                if message[0] == "stop":
+                    self._abandon_all()
+                    return
+                self._handle(message)
+                try:
+                    message = self._inbox.get_nowait()
+                except queue.Empty:
+                    message = None
+            self._dispatch()
+            if not self.backend.reports_outcomes and self._in_flight:
+                self._poll_if_due()
+                self._expire_lost()
+
+    def _wait_time(self) -> float | None:
+        if self.backend.reports_outcomes or not self._in_flight:
+            return None
+        return self.config.poll_interval_s
+
+    def _handle(self, message: tuple[str, Any]) -> None:
+        kind, payload = message
+        try:
+            if kind == "job":
+                self._jobs[payload.job_id] = payload
+                self._seen_keys[payload.job_id] = set()
+                self._pending.extend(payload.tasks)
+            elif kind == "outcome":
+                self._handle_outcome(payload)
+            elif kind == "record":
+                task, attempt, data, error = payload
+                if error is not None:
+                    self._fail_or_retry(task, error)
+                else:
+                    self._complete(task, attempt, data)
+        except Exception:  # a bug here must not kill the thread and hang every future
+            log.exception("lambdamr scheduler: error while handling %s", kind)
+
+    def _dispatch(self) -> None:
+        batch: list[Invocation] = []
+        room = self.backend.capacity - len(self._in_flight)
+        while self._pending and len(batch) < room:
+            task = self._pending.popleft()
+            if task.done:
+                continue
+            if task.attempt == 0:
+                live = [f.set_running_or_notify_cancel() for f in task.futures]
+                if not any(live):  # every call was cancelled while pending
+                    task.job.mark_task_done(task)
+                    self._maybe_finish_job(task.job)
+                    continue
+            task.attempt += 1
+            now = time.time()
+            task.dispatched_at = now
+            task.first_dispatched_at = task.first_dispatched_at or now
+            self._in_flight[(task.job.job_id, task.task_id)] = task
+            batch.append(Invocation.of(self._event(task)))
+        if batch:
+            try:
+                self.backend.invoke(batch)
+            except LambdaMRError as exc:
+                for invocation in batch:
+                    task = self._in_flight.get((invocation.event.job_id, invocation.event.task_id))
+                    if task is not None:
+                        self._fail(task, exc)
+
+    def _event(self, task: Task) -> TaskEvent:
+        job = task.job
+        return TaskEvent(
+            job_id=job.job_id,
+            task_id=task.task_id,
+            attempt=task.attempt,
+            storage=self._storage_spec,
+            function_key=job.function_key,
+            result_key=task.result_key(task.attempt),
+            timeout_s=job.timeout_s,
+            memory_mb=job.memory_mb,
+            args_inline=task.args_inline,
+            args_range=task.args_range,
+            store_result=self._store_result,
+            reply_inline_max=self._reply_inline_max,
+        )
+
+    def _handle_outcome(self, outcome: InvocationOutcome) -> None:
+        event = outcome.invocation.event
+        task = self._in_flight.get((event.job_id, event.task_id))
+        if task is None or task.done:
+            job = self._jobs.get(event.job_id)
+            if job is not None:
+                job.duplicates += 1
+            return
+        if outcome.error is not None:
+            if event.attempt == task.attempt:  # an older attempt's failure changes nothing
+                self._fail_or_retry(task, outcome.error)
+            return
+        response = outcome.response or {}
+        if response.get("record"):
+            self._complete(task, event.attempt, base64.b64decode(response["record"]))
+        elif response.get("result_key"):
+            self._fetch(task, event.attempt, response["result_key"])
+        elif not self.backend.reports_outcomes:
+            return  # accepted for later: the result will show up in storage
+        else:
+            self._fail_or_retry(task, WorkerLostError(
+                f"the runtime answered without a result: {response!r}",
+                job_id=event.job_id, task_id=event.task_id, attempt=event.attempt,
+            ))
+
+    def _fetch(self, task: Task, attempt: int, key: str) -> None:
+        def fetch() -> None:
+            try:
+                data = self.storage.get(key)
+            except Exception as exc:
+                self._inbox.put(("record", (task, attempt, None, exc)))
+            else:
+                self._inbox.put(("record", (task, attempt, data, None)))
+
+        self._fetcher.submit(fetch)
+
+    def _complete(self, task: Task, attempt: int, data: bytes) -> None:
+        if task.done:
+            task.job.duplicates += 1
+            return
+        try:
+            record = decode_record(data, task.calls)
+        except LambdaMRError as exc:
+            self._fail_or_retry(task, exc)
+            return
+        task.timings = record.timings
+        task.runtime = record.runtime
+        for kind, count in record.header.get("requests", {}).items():
+            task.job.runtime_requests[kind] += count
+        for future, call in zip(task.futures, record.calls):
+            if future.done():
+                continue
+            if call.ok:
+                future.set_result(call.value)
+            else:
+                future.set_exception(call.exception)
+        self._settle(task)
+
+    def _fail_or_retry(self, task: Task, error: BaseException) -> None:
+        if getattr(error, "retryable", False) and task.failures < self.config.retries:
+            task.failures += 1
+            task.job.retries += 1
+            self._in_flight.pop((task.job.job_id, task.task_id), None)
+            self._pending.appendleft(task)
+            log.info("lambdamr: retrying task %s of job %s after: %s", task.task_id, task.job.job_id, error)
+            return
+        self._fail(task, error)
+
+    def _fail(self, task: Task, error: BaseException) -> None:
+        for future in task.futures:
+            if not future.done():
+                future.set_exception(error)
+        self._settle(task)
+
+    def _settle(self, task: Task) -> None:
+        self._in_flight.pop((task.job.job_id, task.task_id), None)
+        task.job.mark_task_done(task)
+        self._maybe_finish_job(task.job)
+
+    def _maybe_finish_job(self, job: Job) -> None:
+        if not job.done() or job.job_id not in self._jobs:
+            return
+        job.storage_after = self.storage.stats.snapshot()
+        del self._jobs[job.job_id]
+        self._seen_keys.pop(job.job_id, None)
+
+    # ---- fire-and-forget backends -------------------------------------------------------
+    def _poll_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_poll < self.config.poll_interval_s:
+            return
+        self._last_poll = now
+        jobs = {task.job.job_id: task.job for task in self._in_flight.values()}
+        for job in jobs.values():
+            seen = self._seen_keys.setdefault(job.job_id, set())
+            try:
+                listing = list(self.storage.list(f"{job.prefix}/results/"))
+            except LambdaMRError as exc:
+                log.warning("lambdamr: listing results of job %s failed: %s", job.job_id, exc)
+                continue
+            for info in listing:
+                if info.key in seen:
+                    continue
+                seen.add(info.key)
+                name = info.key.rsplit("/", 1)[-1]
+                try:
+                    task_id, attempt = (int(part) for part in name.split("."))
+                except ValueError:
+                    continue
+                task = self._in_flight.get((job.job_id, task_id))
+                if task is None:
+                    job.duplicates += 1
+                    continue
+                self._fetch(task, attempt, info.key)
+
+    def _expire_lost(self) -> None:
+        now = time.time()
+        for task in list(self._in_flight.values()):
+            limit = task.job.timeout_s + max(LOST_GRACE_S, 0.1 * task.job.timeout_s)
+            if task.dispatched_at is not None and now - task.dispatched_at > limit:
+                self._fail_or_retry(task, WorkerLostError(
+                    f"no result arrived within {limit:.0f} s of the invocation (timeout "
+                    f"{task.job.timeout_s:g} s): the invocation was lost or its container died",
+                    job_id=task.job.job_id, task_id=task.task_id, attempt=task.attempt,
+                ))
+
+    def _abandon_all(self) -> None:
+        error = BackendError("the executor was shut down before this task finished")
+        for task in list(self._in_flight.values()) + list(self._pending):
+            if task.done:
+                continue
+            for future in task.futures:
+                if not future.done():
+                    if not future.cancel():
+                        future.set_exception(error)
+            self._settle(task)
+        self._pending.clear()

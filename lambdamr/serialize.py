@@ -1,0 +1,230 @@
+"""Pickling for the wire: cloudpickle in and out, local modules shipped by value, culprits named.
+
+A function defined in ``__main__``, a notebook, or one of the user's own modules (anything
+not installed in site-packages or the standard library) cannot be imported by the Lambda
+runtime, so such modules are pickled *by value*: the code travels with the function.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import pickle
+import site
+import sys
+import sysconfig
+import types
+from collections import ChainMap
+from collections.abc import Iterator
+from typing import Any
+
+import cloudpickle
+
+from .errors import SerializationError
+
+PICKLE_PROTOCOL = 5
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """Folders whose modules the remote side has (stdlib and site-packages)."""
+    roots = set()
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(name)
+        if path:
+            roots.add(os.path.realpath(path))
+    for path in [*getattr(site, "getsitepackages", lambda: [])(), site.getusersitepackages()]:
+        roots.add(os.path.realpath(path))
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        roots.add(os.path.realpath(os.path.join(prefix, "lib")))
+    return tuple(sorted(roots))
+
+
+def is_local_module(name: str) -> bool:
+    """Whether module ``name`` is the user's own code that the runtime cannot import."""
+    top = name.partition(".")[0]
+    if top in ("__main__", "lambdamr") or top in sys.builtin_module_names:
+        return False
+    module = sys.modules.get(top)
+    if module is None:
+        return False
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False  # namespace packages, frozen modules
+    path = os.path.realpath(path)
+    return not any(path.startswith(root + os.sep) for root in _installed_roots())
+
+
+def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's code reducer, but keeping ``co_filename``.
+
+    cloudpickle replaces it with "<dynamic-code>" for deterministic payloads; we keep the real
+    file so that a remote traceback rebuilt in the driver points at the user's source file.
+    """
+    constructor, args = cloudpickle.cloudpickle._code_reduce(code)
+    args = tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+    return constructor, args
+
+
+class _ModuleRecordingPickler(cloudpickle.CloudPickler):
+    """A CloudPickler that notes the modules of everything it pickles by reference."""
+
+    dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.CloudPickler.dispatch_table)
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=PICKLE_PROTOCOL)
+        self.modules: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        module = None
+        if isinstance(obj, types.ModuleType):
+            module = obj.__name__
+        elif isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            module = getattr(obj, "__module__", None)
+        else:
+            module = getattr(type(obj), "__module__", None)
+        if isinstance(module, str):
+            self.modules.add(module)
+        return super().reducer_override(obj)
+
+
+def _dump_once(obj: Any) -> tuple[bytes, set[str]]:
+    buffer = io.BytesIO()
+    pickler = _ModuleRecordingPickler(buffer)
+    pickler.dump(obj)
+    return buffer.getvalue(), pickler.modules
+
+
+def dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True) -> bytes:
+    """Pickle ``obj`` for the other side, shipping the user's local modules by value.
+
+    Raises ``SerializationError`` naming the part of ``obj`` that cannot be pickled.
+    """
+    if not ship_local_modules:
+        try:
+            return cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(_unpicklable_message(obj, what, exc)) from exc
+    registered: list[types.ModuleType] = []
+    try:
+        for _ in range(8):  # by-value modules may reference further local modules
+            try:
+                data, modules = _dump_once(obj)
+            except Exception as exc:
+                raise SerializationError(_unpicklable_message(obj, what, exc)) from exc
+            local = {m.partition(".")[0] for m in modules if is_local_module(m)}
+            new = [sys.modules[m] for m in sorted(local) if sys.modules[m] not in registered]
+            if not new:
+                return data
+            for module in new:
+                cloudpickle.register_pickle_by_value(module)
+                registered.append(module)
+        return data
+    finally:
+        for module in registered:
+            try:
+                cloudpickle.unregister_pickle_by_value(module)
+            except ValueError:
+                pass
+
+
+def loads(data: bytes | memoryview, *, what: str = "object") -> Any:
+    """Unpickle ``data``; a failure becomes a ``SerializationError`` that says what to do."""
+    try:
+        return pickle.loads(data)
+    except ModuleNotFoundError as exc:
+        raise SerializationError(
+            f"cannot unpickle the {what}: module {exc.name!r} is not installed where it is being "
+            "loaded; add the package to the runtime layer (`lambdamr deploy --package ...`) or "
+            "install it in the driver's environment"
+        ) from exc
+    except Exception as exc:
+        raise SerializationError(f"cannot unpickle the {what}: {type(exc).__name__}: {exc}") from exc
+
+
+# ---- finding the culprit -------------------------------------------------------------------
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """Named parts of ``obj`` that pickling would descend into."""
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        if obj.__closure__:
+            for name, cell in zip(code.co_freevars, obj.__closure__):
+                try:
+                    yield f"closure variable {name!r}", cell.cell_contents
+                except ValueError:  # empty cell
+                    continue
+        names = set(_code_names(code))
+        for name in sorted(names & set(obj.__globals__)):
+            yield f"global {name!r}", obj.__globals__[name]
+        for i, default in enumerate(obj.__defaults__ or ()):
+            yield f"default argument {i}", default
+        for name, default in (obj.__kwdefaults__ or {}).items():
+            yield f"keyword default {name!r}", default
+    elif isinstance(obj, functools.partial):
+        yield "partial.func", obj.func
+        for i, arg in enumerate(obj.args):
+            yield f"partial argument {i}", arg
+        for name, arg in obj.keywords.items():
+            yield f"partial keyword {name!r}", arg
+    elif isinstance(obj, types.MethodType):
+        yield "bound instance", obj.__self__
+        yield "method function", obj.__func__
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield f"[{key!r}]", value
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, value in enumerate(obj):
+            yield f"[{i}]", value
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType)):
+        for name, value in vars(obj).items():
+            yield f".{name}", value
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+def find_unpicklable(obj: Any, *, max_depth: int = 6) -> tuple[str, Any] | None:
+    """The path to the innermost part of ``obj`` that cannot be pickled, with that part."""
+    path: list[str] = []
+    current = obj
+    seen: set[int] = set()
+    for _ in range(max_depth):
+        seen.add(id(current))
+        for name, child in _children(current):
+            if id(child) in seen or _picklable(child):
+                continue
+            path.append(name)
+            current = child
+            break
+        else:
+            break
+    if not path:
+        return None
+    return " -> ".join(path), current
+
+
+def _unpicklable_message(obj: Any, what: str, exc: Exception) -> str:
+    found = find_unpicklable(obj)
+    if found:
+        path, culprit = found
+        detail = f"its {path} is a {type(culprit).__module__}.{type(culprit).__qualname__}, which cannot be pickled"
+    else:
+        detail = f"a {type(obj).__qualname__} cannot be pickled"
+    return (
+        f"cannot send the {what} to the runtime: {detail} ({type(exc).__name__}: {exc}). "
+        "Create such objects (locks, open files, sockets, connections, generators) inside the "
+        "task instead of passing them in"
+    )

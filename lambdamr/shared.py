@@ -1,0 +1,61 @@
+"""Objects shared by every task of a job, stored once instead of once per task.
+
+``ex.share(data)`` pickles ``data`` into storage one time and returns a ``Shared`` handle:
+a few hundred bytes that travel in each task's arguments. Inside a task, ``handle.value``
+fetches and unpickles the object once per warm process and serves it from memory after.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
+
+from . import serialize
+from .storage import Storage, open_storage
+
+T = TypeVar("T")
+
+_CACHE_ENTRIES = 8
+_lock = threading.Lock()
+_values: OrderedDict[str, Any] = OrderedDict()
+_stores: dict[str, Storage] = {}
+
+
+class Shared(Generic[T]):
+    """A handle to an object kept in storage; ``.value`` loads it (cached per process)."""
+
+    __slots__ = ("storage_spec", "key", "size")
+
+    def __init__(self, storage_spec: dict[str, Any], key: str, size: int) -> None:
+        self.storage_spec = storage_spec
+        self.key = key
+        self.size = size
+
+    @property
+    def value(self) -> T:
+        """The shared object, fetched from storage the first time in this process."""
+        with _lock:
+            if self.key in _values:
+                _values.move_to_end(self.key)
+                return _values[self.key]
+            spec_key = json.dumps(self.storage_spec, sort_keys=True)
+            store = _stores.get(spec_key)
+            if store is None:
+                store = _stores[spec_key] = open_storage(self.storage_spec)
+        value = serialize.loads(store.get(self.key), what=f"shared object {self.key}")
+        with _lock:
+            _values[self.key] = value
+            while len(_values) > _CACHE_ENTRIES:
+                _values.popitem(last=False)
+        return value
+
+    def __getstate__(self) -> tuple:
+        return (self.storage_spec, self.key, self.size)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.storage_spec, self.key, self.size = state
+
+    def __repr__(self) -> str:
+        return f"Shared({self.key!r}, {self.size} bytes)"

@@ -1,0 +1,85 @@
+"""Staging a job's bytes in storage: the function once, arguments inline or packed.
+
+* The pickled function is stored under a content-addressed key, once per executor session:
+  a second job of the same function uploads nothing, and a warm runtime that already holds
+  that key skips the download.
+* A task's pickled calls travel inside the invocation event when small; the large ones of a
+  job are packed into ONE object and each task reads its byte range — never one object per
+  argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from . import serialize
+from .errors import PayloadTooLargeError
+from .job import Task
+from .protocol import ArgsRange, encode_inline_args
+from .shared import Shared
+from .storage import Storage
+
+#: Room kept in an event for everything but the inline arguments.
+EVENT_OVERHEAD = 4096
+#: S3's largest object; a packed argument object may not exceed it.
+MAX_OBJECT_BYTES = 5 * 1024**4
+
+
+class Stager:
+    """Writes functions, arguments and shared objects of one executor session."""
+
+    def __init__(self, storage: Storage, session_prefix: str, *, inline_args_max: int, max_payload_bytes: int) -> None:
+        self.storage = storage
+        self.session_prefix = session_prefix
+        self.inline_args_max = min(inline_args_max, max(0, (max_payload_bytes - EVENT_OVERHEAD) * 3 // 4))
+        self._uploaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _put_once(self, kind: str, data: bytes) -> str:
+        key = f"{self.session_prefix}/{kind}/{hashlib.sha256(data).hexdigest()[:40]}"
+        with self._lock:
+            if key in self._uploaded:
+                return key
+        self.storage.put(key, data)
+        with self._lock:
+            self._uploaded.add(key)
+        return key
+
+    def stage_function(self, fn: Any) -> str:
+        """Store the pickled function (once per session); return its key."""
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        data = serialize.dumps(fn, what=f"function {name}")
+        return self._put_once("fn", data)
+
+    def share(self, obj: Any) -> Shared[Any]:
+        """Store ``obj`` once and return a handle tasks can read it through."""
+        data = serialize.dumps(obj, what="shared object")
+        key = self._put_once("shared", data)
+        return Shared(self.storage.spec(), key, len(data))
+
+    def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[tuple[tuple, dict]]]) -> None:
+        """Pickle each task's calls; set them inline on the task or pack them into one object."""
+        packed: list[bytes] = []
+        offset = 0
+        key = f"{job_prefix}/args"
+        for task, task_calls in zip(tasks, calls):
+            what = (
+                f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"
+            )
+            data = serialize.dumps(list(task_calls), what=what)
+            if len(data) <= self.inline_args_max:
+                task.args_inline = encode_inline_args(data)
+            else:
+                task.args_range = ArgsRange(key, offset, len(data))
+                packed.append(data)
+                offset += len(data)
+        if offset > MAX_OBJECT_BYTES:
+            raise PayloadTooLargeError(
+                f"the job's arguments take {offset / 1024**3:.1f} GiB, more than one storage object "
+                "can hold (5 TiB); pass storage keys or lambdamr.Shared handles instead of data"
+            )
+        if packed:
+            self.storage.put(key, b"".join(packed))

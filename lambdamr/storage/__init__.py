@@ -1,0 +1,61 @@
+"""Pluggable storage: a registry from a kind name to its implementation."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import ConfigurationError
+from .base import ObjectInfo, Storage, StorageStats
+
+#: kind name -> "module:Class". A new store is one module and one line here.
+STORES: dict[str, str] = {
+    "local": "lambdamr.storage.local:LocalStorage",
+    "s3": "lambdamr.storage.s3:S3Storage",
+}
+
+
+def open_storage(spec: dict[str, Any]) -> Storage:
+    """Build a store from its ``spec()`` (what the runtime receives in every event)."""
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in STORES:
+        raise ConfigurationError(f"unknown storage kind {kind!r}; known: {', '.join(sorted(STORES))}")
+    module_name, _, class_name = STORES[kind].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"storage {kind!r} needs a package that is not installed ({exc.name}); "
+            f"install it, e.g. pip install {exc.name}"
+        ) from exc
+    return getattr(module, class_name)(**spec)
+
+
+def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str | None = None) -> tuple[Storage, str]:
+    """Open the store a URL names and return it with the key prefix the URL carries.
+
+    ``s3://bucket/some/prefix`` is S3 (``endpoint_url`` for S3-compatible servers);
+    ``file:///path`` or a plain path is a local folder.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigurationError(f"S3 storage URL {url!r} has no bucket: write s3://BUCKET/prefix")
+        spec: dict[str, Any] = {"kind": "s3", "bucket": parsed.netloc}
+        if region:
+            spec["region"] = region
+        if endpoint_url:
+            spec["endpoint_url"] = endpoint_url
+        return open_storage(spec), parsed.path.strip("/")
+    if parsed.scheme in ("file", ""):
+        path = parsed.path if parsed.scheme == "file" else url
+        return open_storage({"kind": "local", "root": os.path.expanduser(path)}), ""
+    raise ConfigurationError(
+        f"unsupported storage URL {url!r}: use s3://BUCKET/prefix, file:///folder or a folder path"
+    )
+
+
+__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "storage_from_url"]

@@ -1,0 +1,119 @@
+"""The storage interface: where the bytes of functions, arguments and results live.
+
+A store implements five primitives — ``put``, ``get`` (whole or a byte range), ``list``,
+``delete`` and ``spec`` — and inherits the rest. Keys are ``/``-separated strings; a store
+never interprets them beyond that. Every store counts its requests in ``stats`` because on S3
+each request is latency and money.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A listed object: its key and size in bytes."""
+
+    key: str
+    size: int
+
+
+@dataclass
+class StorageStats:
+    """Requests and bytes a store has served, by kind. Thread-safe to update via ``add``."""
+
+    puts: int = 0
+    gets: int = 0
+    lists: int = 0
+    deletes: int = 0
+    bytes_written: int = 0
+    bytes_read: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        """Add to one or more counters atomically."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the counters as a plain dict."""
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def requests(self) -> int:
+        """All requests of every kind."""
+        return self.puts + self.gets + self.lists + self.deletes
+
+
+class Storage(ABC):
+    """Object storage as lambdamr needs it. Implementations must be thread-safe."""
+
+    #: the name of this implementation in the registry (``lambdamr.storage.STORES``)
+    kind: str = ""
+
+    def __init__(self) -> None:
+        self.stats = StorageStats()
+
+    @abstractmethod
+    def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
+        """Store ``data`` at ``key`` atomically: a reader sees the old object or the new one.
+
+        With ``if_absent`` the write happens only when ``key`` does not exist yet, and the
+        return value says whether it happened. Without it, an existing object is replaced and
+        the return value is ``True``.
+        """
+
+    @abstractmethod
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """Read the object at ``key``, or its bytes ``[start, end)`` when given.
+
+        Raises ``ObjectNotFound`` when the key does not exist.
+        """
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete these keys (missing ones are ignored); return how many requests it took."""
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description from which ``open_storage`` rebuilds an equivalent store.
+
+        It is sent to the runtime in every task event, so it must never hold credentials.
+        """
+
+    # ---- derived operations -------------------------------------------------------------
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; return the number of objects deleted."""
+        if not prefix:
+            raise ValueError("refusing to delete an empty prefix (that is the whole store)")
+        keys = [info.key for info in self.list(prefix)]
+        if keys:
+            self.delete(keys)
+        return len(keys)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (one list request)."""
+        return any(info.key == key for info in self.list(key))
+
+    def url(self, key: str = "") -> str:
+        """A human-readable location of ``key``, for messages."""
+        return f"{self.kind}:{key}"
+
+    def close(self) -> None:
+        """Release connections or handles (optional)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec()!r})"

@@ -1,0 +1,204 @@
+"""Storage on Amazon S3 or any S3-compatible endpoint (MinIO, Ceph, moto's server).
+
+Transient errors (5xx, SlowDown, throttling) are retried by botocore's ``standard`` retry
+mode with exponential backoff and jitter; what is left after that is translated through one
+table into lambdamr's own exceptions.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..errors import (
+    ConfigurationError,
+    ObjectNotFound,
+    StorageError,
+    StoragePermissionError,
+    StorageUnavailable,
+)
+from .base import ObjectInfo, Storage
+
+#: S3 refuses DeleteObjects with more keys than this.
+DELETE_BATCH_LIMIT = 1000
+#: Objects larger than this go up as a concurrent multipart upload.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_PERMISSION = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+_TRANSIENT = {"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+
+
+def translate_error(exc: Exception, what: str) -> StorageError:
+    """Map a botocore error to lambdamr's storage errors, with a message that says what to do."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return StoragePermissionError(
+            f"{what}: no AWS credentials found; configure them (aws configure, AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return StorageUnavailable(f"{what}: cannot reach the S3 endpoint ({exc}); check endpoint_url and the network")
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code == "NoSuchBucket":
+            return ConfigurationError(
+                f"{what}: the bucket does not exist; create it with `lambdamr deploy` or name "
+                "an existing one with bucket=... / LAMBDAMR_STORAGE=s3://BUCKET/prefix"
+            )
+        if code in _NOT_FOUND:
+            return ObjectNotFound(f"{what}: no such object")
+        if code in _PERMISSION:
+            return StoragePermissionError(
+                f"{what}: access denied ({code}); the credentials or role need s3:GetObject, "
+                "s3:PutObject, s3:ListBucket and s3:DeleteObject on this prefix"
+            )
+        if code in _TRANSIENT:
+            return StorageUnavailable(f"{what}: S3 is throttling or failing ({code}: {message}); retry later")
+        return StorageError(f"{what}: {code}: {message}")
+    return StorageError(f"{what}: {exc!r}")
+
+
+class S3Storage(Storage):
+    """Objects in one S3 bucket. ``endpoint_url`` points it at any S3-compatible server."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        max_connections: int = 64,
+        client: Any = None,
+    ) -> None:
+        super().__init__()
+        if not bucket or len(bucket) < 3:
+            raise ConfigurationError(f"invalid S3 bucket name {bucket!r}: bucket names have 3 to 63 characters")
+        self.bucket = bucket
+        self.region = region
+        self.endpoint_url = endpoint_url
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 8},
+                max_pool_connections=max_connections,
+                tcp_keepalive=True,
+            )
+            client = boto3.session.Session().client(
+                "s3", region_name=region, endpoint_url=endpoint_url, config=config
+            )
+        self.client = client
+        self._transfer_config = None
+
+    def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        size = len(data)
+        try:
+            if size > MULTIPART_THRESHOLD and not if_absent:
+                self._upload_multipart(key, data)
+            else:
+                extra = {"IfNoneMatch": "*"} if if_absent else {}
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **extra)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                self.stats.add(puts=1)
+                return False
+            raise translate_error(exc, f"writing {self.url(key)}") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, f"writing {self.url(key)}") from exc
+        self.stats.add(puts=1, bytes_written=size)
+        return True
+
+    def _upload_multipart(self, key: str, data: bytes | memoryview) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        if self._transfer_config is None:
+            self._transfer_config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=8)
+        self.client.upload_fileobj(io.BytesIO(data), self.bucket, key, Config=self._transfer_config)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs: dict[str, Any] = {}
+        if start is not None or end is not None:
+            first = start or 0
+            if end is not None and end <= first:
+                self.stats.add(gets=0)
+                return b""
+            kwargs["Range"] = f"bytes={first}-" + ("" if end is None else str(end - 1))
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"]
+            data = body.read()
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
+                self.stats.add(gets=1)
+                return b""
+            raise translate_error(exc, f"reading {self.url(key)}") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, f"reading {self.url(key)}") from exc
+        self.stats.add(gets=1, bytes_read=len(data))
+        return data
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate_error(exc, f"listing {self.url(prefix)}") from exc
+            self.stats.add(lists=1)
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"], int(item["Size"]))
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def delete(self, keys: Iterable[str]) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        keys = list(keys)
+        requests = 0
+        for i in range(0, len(keys), DELETE_BATCH_LIMIT):
+            batch = keys[i : i + DELETE_BATCH_LIMIT]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise translate_error(exc, f"deleting {len(batch)} objects under {self.url()}") from exc
+            requests += 1
+            self.stats.add(deletes=1)
+            errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"could not delete {len(errors)} of {len(batch)} objects in s3://{self.bucket} "
+                    f"(first: {first.get('Key')}: {first.get('Code')} {first.get('Message')})"
+                )
+        return requests
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"kind": self.kind, "bucket": self.bucket}
+        if self.region:
+            spec["region"] = self.region
+        if self.endpoint_url:
+            spec["endpoint_url"] = self.endpoint_url
+        return spec
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"

@@ -1,0 +1,41 @@
+"""Packaging for lambdamr. Runtime dependencies are those the Lambda layer carries too."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version: dict = {}
+exec((here / "lambdamr" / "_version.py").read_text(), version)
+
+EXAMPLES = ["scikit-learn>=1.3", "matplotlib>=3.7"]
+TEST = [
+    "pytest>=7.4",
+    "pytest-timeout>=2.2",  # a hung job fails its test instead of stalling CI for 90 minutes
+    "moto[server]>=5.0",  # S3/IAM/Lambda mocks, and the S3 server on 127.0.0.1 for real HTTP
+    *EXAMPLES,
+]
+
+setup(
+    name="lambdamr",
+    version=version["__version__"],
+    description="AWS Lambda as a massively parallel computer for ordinary Python functions",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lambdamr", "lambdamr.*"]),
+    install_requires=[
+        "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
+        "cloudpickle>=3.0",
+        "numpy>=1.24",
+        "tblib>=3.0",
+        "tqdm>=4.66",  # progress bars in terminals and notebooks
+    ],
+    extras_require={"examples": EXAMPLES, "plot": ["matplotlib>=3.7"], "test": TEST},
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

@@ -1,0 +1,85 @@
+"""Shared fixtures: fake AWS credentials, moto's S3 server on 127.0.0.1, and executors over
+every storage the suite runs against (a local folder, and S3 through real HTTP)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+# Set before anything builds a boto3 client; worker processes inherit them. Never real keys.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SECURITY_TOKEN="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+for _var in ("AWS_PROFILE", "LAMBDAMR_BACKEND", "LAMBDAMR_STORAGE", "LAMBDAMR_VERBOSE", "LAMBDAMR_PROGRESS"):
+    os.environ.pop(_var, None)
+
+STORAGES = ["folder", "s3"]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """URL of a moto server on loopback, shared by the session (objects persist across tests)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    """A new empty bucket on the moto server."""
+    import boto3
+
+    name = f"lambdamr-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=STORAGES)
+def storage_kind(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs once per storage."""
+    return request.param
+
+
+@pytest.fixture
+def storage_options(storage_kind: str, tmp_path, request: pytest.FixtureRequest) -> dict:
+    """Executor keyword arguments that select the storage under test."""
+    if storage_kind == "folder":
+        return {"storage": str(tmp_path / "store")}
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    return {"storage": f"s3://{bucket}/runs", "endpoint_url": endpoint, "region": "us-east-1"}
+
+
+@pytest.fixture
+def make_executor(storage_options: dict) -> Iterator[Callable[..., object]]:
+    """Build local-backend executors over the storage under test; all are shut down after."""
+    from lambdamr import LambdaExecutor
+
+    made = []
+
+    def factory(**options):
+        merged = {"workers": 2, "progress": False, **storage_options, **options}
+        executor = LambdaExecutor(**merged)
+        made.append(executor)
+        return executor
+
+    yield factory
+    for executor in made:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def executor(make_executor):
+    """A local-backend executor (2 worker processes) over the storage under test."""
+    return make_executor()
