@@ -175,8 +175,7 @@ def storage_requests_usd(counts: Mapping[str, int], prices: RegionPrices) -> flo
     unknown = sorted(set(counts) - set(STORAGE_REQUEST_KINDS))
     if unknown:
         raise ConfigurationError(
-            f"unknown storage request kind(s) {', '.join(unknown)}; "
-            f"use {', '.join(STORAGE_REQUEST_KINDS)}"
+            f"unknown storage request kind(s) {', '.join(unknown)}; use {', '.join(STORAGE_REQUEST_KINDS)}"
         )
     put_class = counts.get("puts", 0) + counts.get("lists", 0)
     get_class = counts.get("gets", 0)

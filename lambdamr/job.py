@@ -7,9 +7,12 @@ futures of their calls, their timings and the counters its summary reports.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .futures import LambdaFuture
@@ -33,6 +36,7 @@ class Task:
     completed_at: float | None = None
     timings: dict[str, Any] | None = None  # from the winning result record
     runtime: dict[str, Any] | None = None
+    logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
 
     @property
     def calls(self) -> int:
@@ -113,8 +117,10 @@ class Job:
         self.storage_before: dict[str, int] = {}
         self.storage_after: dict[str, int] = {}
         self.runtime_requests: collections.Counter[str] = collections.Counter()  # made by the runtime
+        self._settled = 0
         self._done = threading.Event()
         self._lock = threading.Lock()
+        self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
 
     # ---- building -------------------------------------------------------------------------
     def new_task(self, calls: int) -> Task:
@@ -134,10 +140,13 @@ class Job:
     def mark_task_done(self, task: Task) -> None:
         """Record that ``task`` is settled; completes the job when it was the last."""
         with self._lock:
+            if task.done:
+                return
             task.done = True
             task.completed_at = time.time()
-            if all(t.done for t in self.tasks) and not self._done.is_set():
-                self.finished_at = time.time()
+            self._settled += 1
+            if self._settled == len(self.tasks):
+                self.finished_at = task.completed_at
                 self._done.set()
 
     def done(self) -> bool:
@@ -147,6 +156,24 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is done; return whether it is."""
         return self._done.wait(timeout)
+
+    def add_done_callback(self, fn: Callable[[Job], None]) -> None:
+        """Call ``fn(job)`` once the job is done and its numbers are final (at once if so)."""
+        with self._lock:
+            if self._done_callbacks is not None:
+                self._done_callbacks.append(fn)
+                return
+        fn(self)
+
+    def notify_done(self) -> None:
+        """Run the done callbacks; the scheduler calls this once the job's numbers are final."""
+        with self._lock:
+            callbacks, self._done_callbacks = self._done_callbacks or [], None
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:  # a callback's bug must not stop the scheduler
+                logging.getLogger("lambdamr").exception("lambdamr: a job done-callback failed")
 
     def task_timing(self, task_id: int) -> dict[str, Any] | None:
         """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side."""

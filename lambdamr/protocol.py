@@ -60,12 +60,25 @@ class TaskEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able event, as a backend sends it."""
-        data = asdict(self)
-        data["lambdamr"] = PROTOCOL_VERSION
-        if self.args_range is None:
-            del data["args_range"]
-        if self.args_inline is None:
-            del data["args_inline"]
+        # Written out rather than dataclasses.asdict: this runs once per invocation.
+        data: dict[str, Any] = {
+            "lambdamr": PROTOCOL_VERSION,
+            "job_id": self.job_id,
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "storage": self.storage,
+            "function_key": self.function_key,
+            "result_key": self.result_key,
+            "timeout_s": self.timeout_s,
+            "memory_mb": self.memory_mb,
+            "store_result": self.store_result,
+            "reply_inline_max": self.reply_inline_max,
+            "options": self.options,
+        }
+        if self.args_inline is not None:
+            data["args_inline"] = self.args_inline
+        if self.args_range is not None:
+            data["args_range"] = asdict(self.args_range)
         return data
 
     def to_json(self) -> bytes:

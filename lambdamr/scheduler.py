@@ -216,8 +216,9 @@ class Scheduler:
         except LambdaMRError as exc:
             self._fail_or_retry(task, exc)
             return
-        task.timings = record.timings
+        task.timings = {**record.timings, "fetched": time.time()}  # fetched: decoded by the driver
         task.runtime = record.runtime
+        task.logs = record.header.get("logs")
         for kind, count in record.header.get("requests", {}).items():
             task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
@@ -256,6 +257,7 @@ class Scheduler:
         job.storage_after = self.storage.stats.snapshot()
         del self._jobs[job.job_id]
         self._seen_keys.pop(job.job_id, None)
+        job.notify_done()  # its numbers are final: job manifest, user callbacks
 
     # ---- fire-and-forget backends -------------------------------------------------------
     def _poll_if_due(self) -> None:

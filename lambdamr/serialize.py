@@ -101,11 +101,11 @@ def dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True) ->
 
     Raises ``SerializationError`` naming the part of ``obj`` that cannot be pickled.
     """
-    if not ship_local_modules:
+    if not ship_local_modules:  # the runtime's results: their classes came from the driver
         try:
             return cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
         except Exception as exc:
-            raise SerializationError(_unpicklable_message(obj, what, exc)) from exc
+            raise SerializationError(_unpicklable_message(obj, what, exc, to_driver=True)) from exc
     registered: list[types.ModuleType] = []
     try:
         for _ in range(8):  # by-value modules may reference further local modules
@@ -216,15 +216,24 @@ def find_unpicklable(obj: Any, *, max_depth: int = 6) -> tuple[str, Any] | None:
     return " -> ".join(path), current
 
 
-def _unpicklable_message(obj: Any, what: str, exc: Exception) -> str:
+_TO_RUNTIME = (
+    "the runtime",
+    "Create such objects (locks, open files, sockets, connections, generators) inside the task "
+    "instead of passing them in",
+)
+_TO_DRIVER = (
+    "the driver",
+    "Return plain data (numbers, strings, lists, dicts, numpy arrays) or write big or special "
+    "objects to storage yourself",
+)
+
+
+def _unpicklable_message(obj: Any, what: str, exc: Exception, to_driver: bool = False) -> str:
+    destination, advice = _TO_DRIVER if to_driver else _TO_RUNTIME
     found = find_unpicklable(obj)
     if found:
         path, culprit = found
         detail = f"its {path} is a {type(culprit).__module__}.{type(culprit).__qualname__}, which cannot be pickled"
     else:
-        detail = f"a {type(obj).__qualname__} cannot be pickled"
-    return (
-        f"cannot send the {what} to the runtime: {detail} ({type(exc).__name__}: {exc}). "
-        "Create such objects (locks, open files, sockets, connections, generators) inside the "
-        "task instead of passing them in"
-    )
+        detail = f"a {type(obj).__module__}.{type(obj).__qualname__} cannot be pickled"
+    return f"cannot send the {what} to {destination}: {detail} ({type(exc).__name__}: {exc}). {advice}"

@@ -106,15 +106,16 @@ def test_result_timeout_raises_timeout_error_on_a_slow_task(executor):
 
 def test_cancel_of_a_pending_task(make_executor):
     ex = make_executor(workers=1)
-    # 1 worker, prefetch 2: the first two tasks are handed out, the rest wait in the driver.
-    futures = [ex.submit(sleep_then, 1, i) for i in range(5)]
-    time.sleep(0.3)
+    # Only backend.capacity tasks are handed out; the rest wait in the driver, cancellable.
+    count = ex.backend.capacity + 4
+    futures = [ex.submit(sleep_then, 0.05, i) for i in range(count)]
+    time.sleep(0.2)
     last = futures[-1]
     assert last.cancel()
     assert last.cancelled()
     with pytest.raises(concurrent.futures.CancelledError):
         last.result()
-    assert [f.result(timeout=30) for f in futures[:-1]] == [0, 1, 2, 3]
+    assert [f.result(timeout=30) for f in futures[:-1]] == list(range(count - 1))
 
 
 def test_running_task_cannot_be_cancelled(executor):
@@ -223,7 +224,7 @@ def test_context_manager_waits_for_running_tasks(make_executor):
 
 def test_shutdown_cancel_futures_cancels_pending_ones(make_executor):
     ex = make_executor(workers=1)
-    futures = [ex.submit(sleep_then, 0.5, i) for i in range(6)]
+    futures = [ex.submit(sleep_then, 0.1, i) for i in range(ex.backend.capacity + 4)]
     time.sleep(0.2)
     ex.shutdown(wait=True, cancel_futures=True)
     assert futures[0].result() == 0

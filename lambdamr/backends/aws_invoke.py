@@ -273,8 +273,10 @@ class LambdaInvoker:
     def _handle_response(self, invocation: Invocation, response: dict[str, Any], started: float) -> None:
         request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
         if not self.sync:
+            # Read the (empty) body even so: an unread body keeps boto3's connection from
+            # going back to its pool, and every invoke would open a new one.
+            body = response["Payload"].read() if response.get("Payload") is not None else b""
             if response.get("FunctionError"):
-                body = response["Payload"].read() if response.get("Payload") is not None else b""
                 self._fail(invocation, function_error(response["FunctionError"], body, None, invocation, request_id))
                 return
             self.stats.add(sent=1)

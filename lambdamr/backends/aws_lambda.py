@@ -37,6 +37,7 @@ from .aws_function import (
     ensure_alias,
     wait_updated,
 )
+from .aws_fastinvoke import FastInvokeClient
 from .aws_invoke import LambdaInvoker
 from .base import Backend, Invocation, OutcomeCallback
 
@@ -80,6 +81,7 @@ class AwsLambdaBackend(Backend):
         timeout_s: float = 300.0,
         aliases: bool = True,
         throttle_deadline_s: float = 300.0,
+        fast_invoke: bool = True,
         client: Any = None,
         logs_client: Any = None,
     ) -> None:
@@ -97,6 +99,7 @@ class AwsLambdaBackend(Backend):
         self.timeout_s = timeout_s
         self.aliases = aliases
         self.throttle_deadline_s = throttle_deadline_s
+        self.fast_invoke = fast_invoke
         self._client = client
         self._logs_client = logs_client
         self._capacity: int | None = None
@@ -132,23 +135,32 @@ class AwsLambdaBackend(Backend):
     # ---- AWS clients --------------------------------------------------------------------
     @property
     def client(self) -> Any:
-        """The boto3 Lambda client shared by every invoker thread."""
+        """The boto3 Lambda client (control plane, and the Invoke calls' credentials)."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            threads = self._threads()
-            config = Config(
-                retries={"mode": "standard", "total_max_attempts": 1},  # our backoff loop retries
-                max_pool_connections=max(10, threads),
-                connect_timeout=10,
-                read_timeout=960 if self.reports_outcomes else 30,  # sync waits for the task (≤ 900 s)
-                tcp_keepalive=True,
-            )
-            self._client = boto3.session.Session().client(
-                "lambda", region_name=self.region, endpoint_url=self.endpoint_url, config=config
-            )
+            self._client = self._boto_client(pool=10)
         return self._client
+
+    def _boto_client(self, pool: int) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},  # our backoff loop retries
+            max_pool_connections=pool,
+            connect_timeout=10,
+            read_timeout=960 if self.reports_outcomes else 30,  # sync waits for the task (≤ 900 s)
+            tcp_keepalive=True,
+        )
+        return boto3.session.Session().client("lambda", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
+
+    def _invoke_client(self, threads: int) -> Any:
+        """What the invoker threads call ``invoke`` on: the lean HTTP client when it applies
+        (no proxy), else a boto3 client with a connection per thread."""
+        if self.fast_invoke and FastInvokeClient.usable(self.client):
+            return FastInvokeClient(self.client, timeout_s=960 if self.reports_outcomes else 30)
+        if self._client is not None and self._client.meta.config.max_pool_connections >= threads:
+            return self._client  # a client given by the caller
+        return self._boto_client(pool=threads)
 
     @property
     def logs_client(self) -> Any:
@@ -244,12 +256,13 @@ class AwsLambdaBackend(Backend):
     def start(self, on_outcome: OutcomeCallback) -> None:
         if self._invoker is not None:
             return
+        threads = self._threads()
         self._invoker = LambdaInvoker(
-            self.client,
+            self._invoke_client(threads),
             self.function_name,
             on_outcome,
             invocation_type=self.invocation_type,
-            threads=self._threads(),
+            threads=threads,
             max_payload_bytes=self.max_payload_bytes,
             qualifier_for=lambda inv: self._qualifier(inv.event.memory_mb, inv.event.timeout_s),
             payload_for=self._payload,

@@ -16,6 +16,7 @@ sockets at once, and reports each invocation's end through the ``on_outcome`` ca
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import signal
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ..storage import Storage
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+_DRIVER_BUFFER_PER_WORKER = 6
 
 
 @dataclass
@@ -75,7 +77,10 @@ class LocalBackend(Backend):
         self._wake_r.setblocking(False)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._idle = False
         self._draining = False
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._request_numbers = itertools.count(1)
         self.workers_started = 0
         self.workers_lost = 0
 
@@ -85,7 +90,10 @@ class LocalBackend(Backend):
 
     @property
     def capacity(self) -> int:
-        return self.workers * self.prefetch
+        # A small buffer beyond what the workers hold lets the scheduler top up in batches
+        # instead of waking once per finished task. Handed-over tasks count as running (no
+        # longer cancellable), so it stays small.
+        return self.workers * (self.prefetch + _DRIVER_BUFFER_PER_WORKER)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, on_outcome: OutcomeCallback) -> None:
@@ -122,7 +130,8 @@ class LocalBackend(Backend):
             raise BackendError("the local backend is shut down")
         with self._lock:
             self._pending.extend(invocations)
-        self._wake()
+        if self._idle:  # the dispatcher is blocked in wait(); otherwise it will see them
+            self._wake()
 
     def _wake(self) -> None:
         try:
@@ -171,7 +180,12 @@ class LocalBackend(Backend):
         while not self._stopping:
             self._assign()
             timeout = self._next_deadline_in()
+            self._idle = True  # set before looking at _pending again: see invoke()
+            with self._lock:
+                if self._pending and any(len(w.queue) < self.prefetch for w in self._pool):
+                    timeout = 0
             ready = wait([self._wake_r, *(w.conn for w in self._pool)], timeout)
+            self._idle = False
             for obj in ready:
                 if obj is self._wake_r:
                     try:
@@ -199,7 +213,7 @@ class LocalBackend(Backend):
 
     def _send(self, worker: _Worker, invocation: Invocation) -> bool:
         event = invocation.event
-        request_id = str(uuid.uuid4())
+        request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
         now = time.time()
         running = _Running(invocation, request_id, started_at=None if worker.queue else now)
         meta = {
@@ -209,8 +223,8 @@ class LocalBackend(Backend):
             "deadline": now + event.timeout_s,  # refined when the task actually starts
         }
         try:
-            worker.conn.send_bytes(json.dumps(meta).encode())
-            worker.conn.send_bytes(invocation.payload)
+            # One frame: the JSON header, a newline (JSON never contains a raw one), the event.
+            worker.conn.send_bytes(json.dumps(meta).encode() + b"\n" + invocation.payload)
         except OSError:
             return False  # the worker is dead; _receive will replace it
         worker.queue.append(running)

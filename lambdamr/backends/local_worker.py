@@ -2,8 +2,8 @@
 Lambda container. Started by ``LocalBackend`` as ``python -m lambdamr.backends.local_worker FD``.
 
 It talks to the driver over one socket (``FD``) with ``multiprocessing.connection`` framing:
-the driver sends a small JSON header (request id, memory limit, deadline) followed by the
-event payload exactly as Lambda would receive it; the worker answers with one JSON frame
+the driver sends a small JSON header (request id, memory limit, deadline), a newline and the
+event payload exactly as Lambda would receive it, in one frame; the worker answers with one JSON frame
 holding the handler's response or, like Lambda's ``FunctionError``, the handler's error.
 
 Memory is watched like Lambda does: a thread samples the resident set size and, when it
@@ -91,8 +91,10 @@ def serve(conn: Connection) -> None:
     watch.start()
     while True:
         try:
-            meta = json.loads(conn.recv_bytes())
-            event = json.loads(conn.recv_bytes())
+            frame = conn.recv_bytes()
+            head, _, payload = frame.partition(b"\n")
+            meta = json.loads(head)
+            event = json.loads(payload)
         except (EOFError, OSError):
             return
         request_id = meta["rid"]

@@ -1,5 +1,4 @@
-"""The generic runtime run by AWS Lambda and by the local worker processes."""
+"""The generic runtime run by AWS Lambda and by the local worker processes.
 
-from .handler import handler
-
-__all__ = ["handler"]
+The entry point is ``lambdamr.runtime.handler.handler`` (the Lambda handler string).
+"""

@@ -37,6 +37,7 @@ from .._version import __version__
 from ..errors import SerializationError
 from ..protocol import PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
 from ..storage import Storage, open_storage
+from .capture import capture_task_output
 
 _FUNCTION_CACHE_SIZE = 32
 _state_lock = threading.Lock()
@@ -156,17 +157,18 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     requests_before = store.stats.snapshot()
 
     task_error: CallOutcome | None = None
-    try:
-        fn = _load_function(store, task.function_key)
-        calls = _load_calls(store, task)
-        loaded = time.time()
-        outcomes, frames = _run_calls(fn, calls)
-    except SerializationError as exc:
-        # A function or arguments that cannot be loaded here fail every call of the task the
-        # same way; retrying would not help, so it is reported as the task's error.
-        loaded = time.time()
-        task_error, frame = encode_exception(exc)
-        outcomes, frames = [], [frame]
+    with capture_task_output() as captured:  # prints and logging records -> header["logs"]
+        try:
+            fn = _load_function(store, task.function_key)
+            calls = _load_calls(store, task)
+            loaded = time.time()
+            outcomes, frames = _run_calls(fn, calls)
+        except SerializationError as exc:
+            # A function or arguments that cannot be loaded here fail every call of the task the
+            # same way; retrying would not help, so it is reported as the task's error.
+            loaded = time.time()
+            task_error, frame = encode_exception(exc)
+            outcomes, frames = [], [frame]
     finished = time.time()
 
     request_id = getattr(context, "aws_request_id", "") or ""
@@ -191,6 +193,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         },
         "requests": requests,
+        "logs": captured.text(),
         "runtime": {
             "request_id": request_id,
             "function_name": getattr(context, "function_name", ""),

@@ -1,0 +1,23 @@
+"""Deploying lambdamr's runtime to AWS Lambda: ``deploy``, ``status``, ``teardown``, ``clean``.
+
+The same four operations as the ``lambdamr`` command line::
+
+    from lambdamr.deploy import deploy
+    print(deploy(region="eu-west-1", packages=["scikit-learn"]))
+"""
+
+from .deployer import DeployReport, clean, deploy, status, teardown
+from .errors import DeployError, LayerTooLargeError, ResourceNotOursError
+from .options import DeployOptions
+
+__all__ = [
+    "DeployError",
+    "DeployOptions",
+    "DeployReport",
+    "LayerTooLargeError",
+    "ResourceNotOursError",
+    "clean",
+    "deploy",
+    "status",
+    "teardown",
+]

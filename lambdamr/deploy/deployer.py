@@ -1,0 +1,292 @@
+"""``deploy``, ``status``, ``teardown`` and ``clean``: the deployment as four calls.
+
+    deploy ─> bucket (private, encrypted, TLS only, temp prefix expires after a day)
+          ─> IAM role + least-privilege inline policy
+          ─> log group (retention) ─> layer (pip for Lambda; reused when its spec is unchanged)
+          ─> function (runtime code only) ─> async retries off ─> version for memory/timeout
+
+Everything created is tagged ``lambdamr:managed=true``; teardown deletes only what carries
+the tag (layer versions, which cannot be tagged, by their description).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..backends.aws_function import (
+    DeployedRuntime,
+    RuntimeMismatchError,
+    alias_name,
+    check_compatible,
+    ensure_alias,
+)
+from ..errors import ConfigurationError, LambdaMRError
+from .bucket import delete_bucket, delete_keys, ensure_bucket
+from .errors import translate
+from .function import (
+    delete_function,
+    ensure_async_config,
+    ensure_function,
+    ensure_log_group,
+    find_layer,
+    publish_layer,
+)
+from .iam import delete_role, ensure_role
+from .layer import PipRunner, _default_pip, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
+from .options import DeployOptions
+
+
+@dataclass
+class AwsClients:
+    """The boto3 clients a deployment uses, all for one region (and one test endpoint)."""
+
+    region: str
+    s3: Any
+    iam: Any
+    lam: Any
+    logs: Any
+    sts: Any
+
+    @classmethod
+    def create(cls, options: DeployOptions, session: Any = None) -> AwsClients:
+        import boto3
+
+        session = session or boto3.session.Session(region_name=options.region)
+        region = options.region or session.region_name
+        if not region:
+            raise ConfigurationError("no AWS region given: pass --region (or region=...) or set AWS_REGION")
+        url = options.endpoint_url
+
+        def client(name: str, endpoint: str | None = None) -> Any:
+            return session.client(name, region_name=region, endpoint_url=endpoint or url)
+
+        return cls(region, client("s3"), client("iam"), client("lambda", options.lambda_endpoint_url), client("logs"), client("sts"))
+
+    def account(self) -> str:
+        return str(self.sts.get_caller_identity()["Account"])
+
+
+@dataclass
+class DeployReport:
+    """What a deploy did: ``changes`` is empty when everything was already as asked."""
+
+    function_arn: str
+    bucket: str
+    storage_url: str
+    role_arn: str
+    layer_arn: str
+    alias: str
+    changes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
+        return "\n".join(
+            [f"lambdamr deploy: {self.function_arn}", *lines,
+             f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')"]
+        )
+
+
+def _options(**kwargs: Any) -> DeployOptions:
+    packages = kwargs.pop("packages", ()) or ()
+    python_version = kwargs.pop("python_version", None)
+    if python_version:
+        kwargs["python_version"] = python_version
+    return DeployOptions(packages=tuple(packages), **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def default_bucket(clients: AwsClients) -> str:
+    return f"lambdamr-{clients.account()}-{clients.region}"
+
+
+def deploy(
+    region: str | None = None,
+    bucket: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    memory_mb: int = 1024,
+    timeout_s: int = 300,
+    architecture: str = "x86_64",
+    python_version: str | None = None,
+    packages: Iterable[str] = (),
+    *,
+    prefix: str = "lambdamr",
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    pip: PipRunner = _default_pip,
+    session: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeployReport:
+    """Create or update, idempotently, everything the aws backend needs in one region.
+
+    Raises:
+        ConfigurationError: bad options, missing credentials or permissions, a name taken by
+            something lambdamr did not create, a layer over Lambda's size limits.
+    """
+    options = _options(region=region, bucket=bucket, function_name=function_name, memory_mb=memory_mb,
+                       timeout_s=timeout_s, architecture=architecture, python_version=python_version,
+                       packages=packages, prefix=prefix, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    clients = AwsClients.create(options, session)
+    step = "checking the AWS account"
+    try:
+        account = clients.account()
+        name = options.bucket or default_bucket(clients)
+        changes: list[str] = []
+        step = f"setting up bucket {name}"
+        ensure_bucket(clients.s3, name, options, clients.region, changes)
+        step = f"setting up IAM role {options.role_name}"
+        role_arn = ensure_role(clients.iam, options, name, clients.region, account, changes)
+        step = f"setting up log group {options.log_group}"
+        ensure_log_group(clients.logs, options, changes)
+        package = function_package()
+        step = f"publishing layer {options.layer_name}"
+        packages_all = layer_packages(options.packages)
+        spec = layer_spec_hash(packages_all, options.python_version, options.architecture)
+        layer_arn = find_layer(clients.lam, options.layer_name, spec)
+        if layer_arn is None:
+            with tempfile.TemporaryDirectory(prefix="lambdamr-layer-") as workdir:
+                build = build_layer(options.python_version, options.architecture, options.packages,
+                                    workdir=Path(workdir), pip=pip, function_unzipped=unzipped_size(package))
+            layer_arn = publish_layer(clients.lam, clients.s3, name, options, build, changes)
+        step = f"deploying function {options.function_name}"
+        function_arn = ensure_function(clients.lam, options, role_arn=role_arn, layer_arn=layer_arn,
+                                       package=package, bucket=name, changes=changes, sleep=sleep)
+        ensure_async_config(clients.lam, options.function_name, changes)
+        step = f"publishing the {options.memory_mb} MB / {options.timeout_s} s version"
+        latest = DeployedRuntime.from_configuration(clients.lam.get_function_configuration(FunctionName=options.function_name))
+        alias = alias_name(options.memory_mb, options.timeout_s)
+        before = _alias_version(clients.lam, options.function_name, alias)
+        ensure_alias(clients.lam, options.function_name, options.memory_mb, options.timeout_s, latest, sleep=sleep)
+        if _alias_version(clients.lam, options.function_name, alias) != before:
+            changes.append(f"published version {alias} ({options.memory_mb} MB, {options.timeout_s} s)")
+    except LambdaMRError:
+        raise
+    except Exception as exc:
+        raise translate(exc, step, clients.region) from exc
+    return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes)
+
+
+def _alias_version(lam: Any, function_name: str, alias: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(lam.get_alias(FunctionName=function_name, Name=alias)["FunctionVersion"])
+    except ClientError:
+        return None
+
+
+def status(
+    region: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    *,
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    session: Any = None,
+) -> dict[str, Any]:
+    """What is deployed and whether this driver can use it (``compatible`` and ``problem``)."""
+    from botocore.exceptions import ClientError
+
+    options = _options(region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    clients = AwsClients.create(options, session)
+    report: dict[str, Any] = {"region": clients.region, "function": function_name, "deployed": False,
+                              "driver": {"lambdamr": __version__, "python": options.python_version}}
+    try:
+        current = clients.lam.get_function(FunctionName=function_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            report["problem"] = f"nothing deployed: run `lambdamr deploy --region {clients.region}`"
+            report["compatible"] = False
+            return report
+        raise translate(exc, "reading the function", clients.region) from exc
+    except Exception as exc:
+        raise translate(exc, "reading the function", clients.region) from exc
+    runtime = DeployedRuntime.from_configuration(current["Configuration"])
+    aliases = clients.lam.list_aliases(FunctionName=function_name).get("Aliases", [])
+    report.update(
+        deployed=True,
+        managed=(current.get("Tags") or {}).get("lambdamr:managed") == "true",
+        runtime={"lambdamr": runtime.lambdamr_version, "python": runtime.python, "protocol": runtime.protocol},
+        storage=runtime.storage_url,
+        memory_mb=runtime.memory_mb,
+        timeout_s=runtime.timeout_s,
+        architecture=runtime.architecture,
+        layers=list(runtime.layers),
+        versions=sorted(a["Name"] for a in aliases),
+        state=runtime.state,
+    )
+    try:
+        check_compatible(runtime)
+        report["compatible"] = True
+    except RuntimeMismatchError as exc:
+        report["compatible"] = False
+        report["problem"] = str(exc)
+    return report
+
+
+def teardown(
+    region: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    bucket: str | None = None,
+    *,
+    prefix: str = "lambdamr",
+    keep_bucket: bool = False,
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    session: Any = None,
+) -> dict[str, list[str]]:
+    """Remove what deploy made — and nothing it did not make. Returns what was removed/kept."""
+    options = _options(region=region, function_name=function_name, bucket=bucket, prefix=prefix,
+                       endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    clients = AwsClients.create(options, session)
+    removed: list[str] = []
+    kept: list[str] = []
+    try:
+        name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
+        delete_function(clients.lam, clients.logs, options, removed, kept)
+        delete_role(clients.iam, options.role_name, removed)
+        if keep_bucket:
+            kept.append(f"bucket {name} (--keep-bucket)")
+        else:
+            delete_bucket(clients.s3, name, options.prefix, removed, kept)
+    except LambdaMRError:
+        raise
+    except Exception as exc:
+        raise translate(exc, "tearing down", clients.region) from exc
+    return {"removed": removed, "kept": kept}
+
+
+def _deployed_bucket(clients: AwsClients, function_name: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        cfg = clients.lam.get_function_configuration(FunctionName=function_name)
+    except ClientError:
+        return None
+    url = DeployedRuntime.from_configuration(cfg).storage_url
+    return url.removeprefix("s3://").split("/")[0] or None
+
+
+def clean(
+    region: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    bucket: str | None = None,
+    *,
+    prefix: str = "lambdamr",
+    older_than_s: float = 0.0,
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    session: Any = None,
+) -> int:
+    """Delete temp objects under ``prefix/`` (those older than ``older_than_s``); return how many."""
+    options = _options(region=region, function_name=function_name, bucket=bucket, prefix=prefix,
+                       endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    clients = AwsClients.create(options, session)
+    try:
+        name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
+        return delete_keys(clients.s3, name, f"{options.prefix}/", older_than_s)
+    except Exception as exc:
+        raise translate(exc, "deleting temp objects", clients.region) from exc

@@ -1,0 +1,205 @@
+"""The Lambda side of a deployment: layer versions, the function, its log group and its
+asynchronous-invocation settings. Each ``ensure_*`` compares before it writes, so a second
+deploy with the same options changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._version import __version__
+from ..backends.aws_function import ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..protocol import PROTOCOL_VERSION
+from .errors import not_ours
+from .iam import retry_until_role_usable
+from .layer import LayerBuild, code_sha256
+from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+
+LAYER_DESCRIPTION = "lambdamr runtime layer"
+
+
+def find_layer(lam: Any, layer_name: str, spec_hash: str) -> str | None:
+    """The ARN of a published layer version built from ``spec_hash``, if any."""
+    from botocore.exceptions import ClientError
+
+    try:
+        pages = lam.get_paginator("list_layer_versions").paginate(LayerName=layer_name)
+        for page in pages:
+            for version in page.get("LayerVersions", []):
+                if f"spec={spec_hash}" in (version.get("Description") or ""):
+                    return str(version["LayerVersionArn"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    return None
+
+
+def publish_layer(lam: Any, s3: Any, bucket: str, options: DeployOptions, build: LayerBuild, changes: list[str]) -> str:
+    """Publish a built layer; zips over 50 MB go through the bucket."""
+    content: dict[str, Any]
+    key = f"{DEPLOY_PREFIX}/{options.layer_name}-{build.spec_hash}.zip"
+    if build.needs_s3_upload:
+        s3.put_object(Bucket=bucket, Key=key, Body=build.zip_bytes)
+        content = {"S3Bucket": bucket, "S3Key": key}
+    else:
+        content = {"ZipFile": build.zip_bytes}
+    try:
+        answer = lam.publish_layer_version(
+            LayerName=options.layer_name,
+            Description=f"{LAYER_DESCRIPTION} spec={build.spec_hash}: {' '.join(build.packages)}"[:256],
+            Content=content,
+            CompatibleRuntimes=[options.runtime],
+            CompatibleArchitectures=[options.architecture],
+        )
+    finally:
+        if build.needs_s3_upload:
+            s3.delete_object(Bucket=bucket, Key=key)
+    changes.append(
+        f"published layer {options.layer_name} version {answer['Version']} "
+        f"({build.zipped_size / 2**20:.1f} MB zipped, {build.unzipped_size / 2**20:.1f} MB unzipped)"
+    )
+    return str(answer["LayerVersionArn"])
+
+
+def environment(bucket: str) -> dict[str, str]:
+    """What the function's environment records for the driver's version check."""
+    return {ENV_VERSION: __version__, ENV_PROTOCOL: str(PROTOCOL_VERSION), ENV_STORAGE: f"s3://{bucket}"}
+
+
+def ensure_function(
+    lam: Any,
+    options: DeployOptions,
+    *,
+    role_arn: str,
+    layer_arn: str,
+    package: bytes,
+    bucket: str,
+    changes: list[str],
+    sleep: Callable[[float], None],
+) -> str:
+    """Create or update the function; return its ARN."""
+    from botocore.exceptions import ClientError
+
+    settings: dict[str, Any] = {
+        "Runtime": options.runtime,
+        "Role": role_arn,
+        "Handler": HANDLER,
+        "MemorySize": options.memory_mb,
+        "Timeout": options.timeout_s,
+        "Layers": [layer_arn],
+        "Environment": {"Variables": environment(bucket)},
+        "Description": f"lambdamr {__version__} runtime",
+    }
+    try:
+        current = lam.get_function(FunctionName=options.function_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        answer = retry_until_role_usable(
+            lambda: lam.create_function(
+                FunctionName=options.function_name,
+                Code={"ZipFile": package},
+                Architectures=[options.architecture],
+                Tags=options.tags(),
+                **settings,
+            ),
+            sleep=sleep,
+        )
+        changes.append(f"created function {options.function_name} ({options.runtime}, {options.architecture})")
+        wait_updated(lam, options.function_name, sleep=sleep)
+        return str(answer["FunctionArn"])
+    config = current["Configuration"]
+    if (current.get("Tags") or {}).get(MANAGED_TAG) != "true":
+        raise not_ours("Lambda function", options.function_name)
+    architecture = (config.get("Architectures") or ["x86_64"])[0]
+    if config.get("CodeSha256") != code_sha256(package) or architecture != options.architecture:
+        lam.update_function_code(FunctionName=options.function_name, ZipFile=package, Architectures=[options.architecture])
+        changes.append(f"updated the code of {options.function_name}")
+        wait_updated(lam, options.function_name, sleep=sleep)
+    drift = _config_drift(config, settings)
+    if drift:
+        retry_until_role_usable(lambda: lam.update_function_configuration(FunctionName=options.function_name, **settings), sleep=sleep)
+        changes.append(f"updated the configuration of {options.function_name} ({', '.join(drift)})")
+        wait_updated(lam, options.function_name, sleep=sleep)
+    return str(config["FunctionArn"])
+
+
+def _config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    drift = []
+    for key, wanted in settings.items():
+        have = config.get(key)
+        if key == "Layers":
+            have = [layer["Arn"] for layer in have or []]
+        elif key == "Environment":
+            have = {"Variables": (have or {}).get("Variables", {})}
+        if have != wanted:
+            drift.append(key)
+    return drift
+
+
+def ensure_async_config(lam: Any, function_name: str, changes: list[str]) -> None:
+    """Turn off Lambda's own retries of failed async invocations: the driver retries with a
+    new attempt number itself, and the service's retries would only add duplicates."""
+    from botocore.exceptions import ClientError
+
+    try:
+        current = lam.get_function_event_invoke_config(FunctionName=function_name)
+        if current.get("MaximumRetryAttempts") == 0:
+            return
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=21600)
+    changes.append(f"turned off Lambda's automatic retries of {function_name} (the driver retries)")
+
+
+def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> None:
+    """Create the function's log group with a retention, so logs do not pile up forever."""
+    groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
+    group = next((g for g in groups if g["logGroupName"] == options.log_group), None)
+    if group is None:
+        logs.create_log_group(logGroupName=options.log_group, tags=options.tags())
+        changes.append(f"created log group {options.log_group}")
+    elif not _log_group_is_ours(logs, options.log_group):
+        return  # Lambda or the user made it: leave its settings alone
+    if (group or {}).get("retentionInDays") != LOG_RETENTION_DAYS:
+        logs.put_retention_policy(logGroupName=options.log_group, retentionInDays=LOG_RETENTION_DAYS)
+        if group is not None:
+            changes.append(f"set the retention of {options.log_group} to {LOG_RETENTION_DAYS} days")
+
+
+def _log_group_is_ours(logs: Any, name: str) -> bool:
+    tags = logs.list_tags_log_group(logGroupName=name).get("tags", {})
+    return tags.get(MANAGED_TAG) == "true"
+
+
+def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str]) -> None:
+    """Delete the function, its layer versions and its log group — each only if deploy made it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        current = lam.get_function(FunctionName=options.function_name)
+        if (current.get("Tags") or {}).get(MANAGED_TAG) == "true":
+            lam.delete_function(FunctionName=options.function_name)
+            removed.append(f"function {options.function_name}")
+        else:
+            kept.append(f"function {options.function_name} (not created by lambdamr deploy)")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    try:
+        for page in lam.get_paginator("list_layer_versions").paginate(LayerName=options.layer_name):
+            for version in page.get("LayerVersions", []):
+                if (version.get("Description") or "").startswith(LAYER_DESCRIPTION):
+                    lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
+                    removed.append(f"layer {options.layer_name}:{version['Version']}")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
+    if any(g["logGroupName"] == options.log_group for g in groups):
+        if _log_group_is_ours(logs, options.log_group):
+            logs.delete_log_group(logGroupName=options.log_group)
+            removed.append(f"log group {options.log_group}")
+        else:
+            kept.append(f"log group {options.log_group} (not created by lambdamr deploy)")

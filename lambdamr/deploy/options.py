@@ -1,0 +1,83 @@
+"""What to deploy: one frozen set of options, and the names of everything derived from them."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+
+from ..config import validate_memory, validate_timeout
+from ..errors import ConfigurationError
+
+#: Python versions AWS Lambda offers as managed runtimes
+LAMBDA_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+ARCHITECTURES = ("x86_64", "arm64")
+#: every resource deploy creates carries this tag; teardown removes only what carries it
+MANAGED_TAG = "lambdamr:managed"
+DEPLOYMENT_TAG = "lambdamr:deployment"
+HANDLER = "lambdamr.runtime.handler.handler"
+DEPLOY_PREFIX = "lambdamr-deploy"  # bucket keys of layer uploads (outside the temp prefix)
+LOG_RETENTION_DAYS = 14
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_FUNCTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Settings of ``lambdamr deploy``; ``bucket=None`` means ``lambdamr-{account}-{region}``."""
+
+    region: str | None = None
+    bucket: str | None = None
+    function_name: str = "lambdamr-runtime"
+    memory_mb: int = 1024
+    timeout_s: int = 300
+    architecture: str = "x86_64"
+    python_version: str = field(default_factory=lambda: "%d.%d" % sys.version_info[:2])
+    packages: tuple[str, ...] = ()
+    prefix: str = "lambdamr"  # the temp prefix the runtime may use (and that expires after a day)
+    endpoint_url: str | None = None  # one endpoint for every service (moto server in tests)
+    lambda_endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_memory(self.memory_mb)
+        validate_timeout(self.timeout_s)
+        object.__setattr__(self, "timeout_s", int(self.timeout_s))
+        object.__setattr__(self, "packages", tuple(self.packages))
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigurationError(f"architecture={self.architecture!r}: AWS Lambda offers {' or '.join(ARCHITECTURES)}")
+        if self.python_version not in LAMBDA_PYTHONS:
+            raise ConfigurationError(
+                f"python_version={self.python_version!r}: AWS Lambda runs Python {', '.join(LAMBDA_PYTHONS)}; "
+                "pick the driver's own version, since pickled functions only load on the same one"
+            )
+        if self.bucket is not None and not _BUCKET_RE.match(self.bucket):
+            raise ConfigurationError(
+                f"bucket={self.bucket!r}: S3 bucket names have 3-63 lowercase letters, digits, dots and hyphens"
+            )
+        if not _FUNCTION_RE.match(self.function_name):
+            raise ConfigurationError(
+                f"function_name={self.function_name!r}: use 1-64 letters, digits, hyphens or underscores"
+            )
+        if not self.prefix or self.prefix.startswith("/") or self.prefix.endswith("/") or "*" in self.prefix:
+            raise ConfigurationError(f"prefix={self.prefix!r}: use a relative key prefix such as 'lambdamr'")
+
+    @property
+    def runtime(self) -> str:
+        return f"python{self.python_version}"
+
+    @property
+    def role_name(self) -> str:
+        return f"{self.function_name}-role"[:64]
+
+    @property
+    def layer_name(self) -> str:
+        return f"{self.function_name}-deps"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def tags(self) -> dict[str, str]:
+        """Tags put on everything deploy creates."""
+        return {MANAGED_TAG: "true", DEPLOYMENT_TAG: self.function_name}

@@ -1,0 +1,108 @@
+"""The local backend enforces Lambda's limits and survives its workers dying."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from lambdamr import TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def allocate(mb):
+    block = np.ones(mb * 1024 * 1024 // 8)  # touched, so it is resident
+    time.sleep(0.2)
+    return float(block.sum())
+
+
+def die_on_first_attempt(marker_dir, value):
+    """Kill the worker process the first time it runs (a container dying mid-task)."""
+    marker = os.path.join(marker_dir, f"ran-{value}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def always_die(_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_pid(_):
+    return os.getpid()
+
+
+def test_task_past_its_timeout_fails_with_task_timeout_error(executor):
+    future = executor.with_options(timeout_s=1).submit(sleep_for, 10)
+    started = time.time()
+    error = future.exception(timeout=30)
+    assert isinstance(error, TaskTimeoutError)
+    assert time.time() - started < 8
+    assert "timeout of 1 s" in str(error) and "task 0" in str(error)
+
+
+def test_timeout_kills_only_the_late_task(executor):
+    slow = executor.with_options(timeout_s=1).submit(sleep_for, 10)
+    fast = [executor.submit(sleep_for, 0.01) for _ in range(6)]
+    assert [f.result(timeout=30) for f in fast] == [0.01] * 6
+    assert isinstance(slow.exception(timeout=30), TaskTimeoutError)
+
+
+def test_task_over_its_memory_fails_with_out_of_memory(executor):
+    future = executor.with_options(memory_mb=256).submit(allocate, 400)
+    error = future.exception(timeout=60)
+    assert isinstance(error, TaskOutOfMemoryError)
+    assert "256 MB" in str(error) and "memory_mb" in str(error)
+
+
+def test_task_within_its_memory_succeeds(executor):
+    assert executor.with_options(memory_mb=1024).submit(allocate, 100).result(timeout=60) > 0
+
+
+def test_killed_worker_is_replaced_and_its_task_retried(executor, tmp_path):
+    results = list(executor.map(die_on_first_attempt, [str(tmp_path)] * 4, range(4)))
+    assert results == [0, 1, 2, 3]
+    job = executor.last_job
+    assert job.retries == 4
+    assert executor.backend.workers_lost == 4
+    assert job.summary().retries == 4
+
+
+def test_worker_lost_after_all_retries(make_executor):
+    ex = make_executor(retries=1)
+    error = ex.submit(always_die, None).exception(timeout=60)
+    assert isinstance(error, WorkerLostError)
+    assert "signal 9" in str(error) and "attempt 2" in str(error)
+
+
+def test_workers_are_reused_warm(executor):
+    pids = set(executor.map(worker_pid, range(40)))
+    assert len(pids) <= 2
+    summary = executor.last_job.summary()
+    assert summary.cold_starts <= 2
+
+
+def test_workers_do_not_inherit_the_drivers_modules(executor):
+    # A fresh interpreter, like a Lambda container: the driver's test module is not imported.
+    assert executor.submit(lambda: "tests.test_local_backend" in __import__("sys").modules).result(timeout=30) is False
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_shutdown_leaves_no_worker_process(make_executor, wait):
+    ex = make_executor()
+    pids = set(ex.map(worker_pid, range(8)))
+    processes = [w.process for w in ex.backend._pool]
+    ex.shutdown(wait=wait)
+    for process in processes:
+        assert process.poll() is not None
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -1,0 +1,134 @@
+"""One behaviour suite for every store: a local folder and S3 (moto's server, real HTTP)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from lambdamr import ConfigurationError, ObjectNotFound
+from lambdamr.storage import open_storage, storage_from_url
+from lambdamr.storage.local import LocalStorage
+from lambdamr.storage.s3 import DELETE_BATCH_LIMIT, S3Storage
+
+
+@pytest.fixture
+def store(storage_kind, tmp_path, request):
+    if storage_kind == "folder":
+        return LocalStorage(tmp_path / "store")
+    return S3Storage(request.getfixturevalue("s3_bucket"), endpoint_url=request.getfixturevalue("moto_endpoint"), region="us-east-1")
+
+
+def test_put_get_round_trip(store):
+    assert store.put("a/b/c.bin", b"hello")
+    assert store.get("a/b/c.bin") == b"hello"
+    assert store.stats.puts == 1 and store.stats.gets == 1
+    assert store.stats.bytes_written == 5 and store.stats.bytes_read == 5
+
+
+def test_ranged_get(store):
+    store.put("k", bytes(range(100)))
+    assert store.get("k", 10, 20) == bytes(range(10, 20))
+    assert store.get("k", 95) == bytes(range(95, 100))
+    assert store.get("k", 0, 0) == b""
+
+
+def test_missing_key_raises_object_not_found(store):
+    with pytest.raises(ObjectNotFound, match="nope"):
+        store.get("nope")
+
+
+def test_put_replaces_and_if_absent_refuses(store):
+    store.put("k", b"one")
+    store.put("k", b"two")
+    assert store.get("k") == b"two"
+    assert store.put("k", b"three", if_absent=True) is False
+    assert store.get("k") == b"two"
+    assert store.put("fresh", b"x", if_absent=True) is True
+
+
+def test_concurrent_if_absent_writers_have_exactly_one_winner(store):
+    wins = []
+
+    def write(i):
+        wins.append(store.put("race", f"writer {i}".encode(), if_absent=True))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+    assert store.get("race").startswith(b"writer ")
+
+
+def test_list_prefix_in_key_order_with_sizes(store):
+    for key in ["p/b", "p/a", "p/sub/c", "q/x", "pp"]:
+        store.put(key, b"12345")
+    assert [(i.key, i.size) for i in store.list("p/")] == [("p/a", 5), ("p/b", 5), ("p/sub/c", 5)]
+    assert [i.key for i in store.list("p")] == ["p/a", "p/b", "p/sub/c", "pp"]
+    assert list(store.list("none/")) == []
+
+
+def test_delete_and_delete_prefix(store):
+    for i in range(5):
+        store.put(f"job/{i}", b"x")
+    store.put("other", b"y")
+    store.delete(["job/0", "job/missing"])
+    assert [i.key for i in store.list("job/")] == ["job/1", "job/2", "job/3", "job/4"]
+    assert store.delete_prefix("job/") == 4
+    assert list(store.list("job/")) == []
+    assert store.get("other") == b"y"
+
+
+def test_delete_prefix_refuses_the_empty_prefix(store):
+    with pytest.raises(ValueError, match="empty prefix"):
+        store.delete_prefix("")
+
+
+def test_spec_rebuilds_an_equivalent_store(store):
+    store.put("x", b"1")
+    again = open_storage(store.spec())
+    assert again.get("x") == b"1"
+    assert "secret" not in str(store.spec()).lower()
+
+
+def test_local_store_is_private_to_the_user(tmp_path):
+    store = LocalStorage(tmp_path / "private")
+    store.put("dir/file", b"data")
+    assert stat.S_IMODE(os.stat(tmp_path / "private" / "dir" / "file").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "private" / "dir").st_mode) == 0o700
+
+
+def test_local_store_refuses_keys_escaping_the_root(tmp_path):
+    store = LocalStorage(tmp_path)
+    with pytest.raises(Exception, match="invalid storage key"):
+        store.put("../escape", b"x")
+
+
+def test_s3_delete_batches_respect_the_1000_key_limit(moto_endpoint, s3_bucket):
+    store = S3Storage(s3_bucket, endpoint_url=moto_endpoint, region="us-east-1")
+    keys = [f"many/{i:05d}" for i in range(DELETE_BATCH_LIMIT + 5)]
+    requests = store.delete(keys)  # missing keys are fine; what counts is the batching
+    assert requests == 2
+
+
+def test_s3_missing_bucket_says_how_to_fix_it(moto_endpoint):
+    store = S3Storage("no-such-bucket-here", endpoint_url=moto_endpoint, region="us-east-1")
+    with pytest.raises(ConfigurationError, match="bucket does not exist.*lambdamr deploy"):
+        store.put("k", b"x")
+
+
+def test_storage_url_parsing(tmp_path):
+    store, prefix = storage_from_url(str(tmp_path / "folder"))
+    assert isinstance(store, LocalStorage) and prefix == ""
+    store, prefix = storage_from_url(f"file://{tmp_path}/f2")
+    assert isinstance(store, LocalStorage)
+    with pytest.raises(ConfigurationError, match="no bucket"):
+        storage_from_url("s3:///prefix")
+    with pytest.raises(ConfigurationError, match="unsupported storage URL"):
+        storage_from_url("gs://bucket/x")
+    with pytest.raises(ConfigurationError, match="unknown storage kind"):
+        open_storage({"kind": "ftp"})
