@@ -29,9 +29,11 @@ _EXPORTS = {
     "Job": "lambdamr.job",
     "JobSummary": "lambdamr.job",
     "Shared": "lambdamr.shared",
+    "objects": "lambdamr.inputs",
 }
 _ERRORS = [
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
+    "IntegrityError",
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageUnavailable", "BackendError",
     "ThrottledError", "TaskError", "WorkerLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
 ]

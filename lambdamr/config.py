@@ -40,7 +40,9 @@ class ExecutorConfig:
     memory_mb: int = 1024
     timeout_s: float = 300.0
     workers: int | None = None  # local backend worker processes; None = CPU count
-    retries: int = 2  # re-runs of a task after an infrastructure failure
+    retries: int = 2  # re-runs of a task after an infrastructure failure (or a retry_on error)
+    retry_on: tuple[type[BaseException], ...] = ()  # user exceptions that are retried too
+    speculate: bool = False  # launch a backup of a straggler near the end of a job
     keep_temp: bool = False  # keep a job's temp objects after shutdown
     progress: bool | None = None  # None = a bar only when stderr is a terminal or notebook
     verbose: bool = False  # print a job summary when a map finishes
@@ -56,6 +58,7 @@ class ExecutorConfig:
         validate_timeout(self.timeout_s)
         if self.workers is not None and self.workers < 1:
             raise ConfigurationError(f"workers={self.workers}: give at least 1 worker, or None for the CPU count")
+        validate_retry_on(self.retry_on)
         if self.retries < 0:
             raise ConfigurationError(f"retries={self.retries}: use 0 to disable retries, or a positive count")
         if not self.prefix or self.prefix.startswith("/") or ".." in self.prefix.split("/"):
@@ -86,6 +89,8 @@ class ExecutorConfig:
             )
         values: dict[str, Any] = {}
         for name, f in known.items():
+            if name == "retry_on":  # exception classes have no environment form
+                continue
             raw = os.environ.get(f"LAMBDAMR_{name.upper()}")
             if raw is not None and raw != "":
                 values[name] = _parse_env(name, raw, f.default)
@@ -102,6 +107,19 @@ class ExecutorConfig:
     def storage_url(self) -> str:
         """The storage URL in force (the default folder when none is set)."""
         return self.storage or default_storage_url()
+
+
+def validate_retry_on(retry_on: Any) -> tuple[type[BaseException], ...]:
+    """Check that ``retry_on`` is a tuple of exception classes; return it."""
+    if isinstance(retry_on, type):
+        retry_on = (retry_on,)
+    if not isinstance(retry_on, tuple) or not all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in retry_on
+    ):
+        raise ConfigurationError(
+            f"retry_on={retry_on!r}: give a tuple of exception classes, e.g. retry_on=(ConnectionError,)"
+        )
+    return retry_on
 
 
 def validate_memory(memory_mb: Any) -> int:
@@ -146,3 +164,35 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
         except ValueError:
             raise ConfigurationError(f"{var}={raw!r}: give a number") from None
     return raw
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-job overrides of the executor's settings; ``None`` keeps the executor's value."""
+
+    memory_mb: int | None = None
+    timeout_s: float | None = None
+    retries: int | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+    speculate: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_mb is not None:
+            validate_memory(self.memory_mb)
+        if self.timeout_s is not None:
+            validate_timeout(self.timeout_s)
+        if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
+            raise ConfigurationError(f"retries={self.retries!r}: use 0 to disable retries, or a positive count")
+        if self.retry_on is not None:
+            object.__setattr__(self, "retry_on", validate_retry_on(self.retry_on))
+
+    def merged(self, **overrides: Any) -> JobOptions:
+        """These options with the given non-None values replacing them."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def resolve(self, config: ExecutorConfig) -> JobOptions:
+        """Every field filled in, from these options or else the executor's configuration."""
+        return JobOptions(**{
+            f.name: getattr(config, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+            for f in fields(self)
+        })

@@ -7,6 +7,7 @@ The hierarchy::
     ├── SerializationError             a function, argument or result cannot be pickled / unpickled
     ├── PayloadTooLargeError           an object exceeds what a backend or store accepts
     ├── ProtocolError                  driver and runtime disagree on the task format or version
+    ├── IntegrityError                 a stored object's signature does not verify: refused
     ├── StorageError                   a storage operation failed
     │   ├── ObjectNotFound             the key does not exist
     │   ├── StoragePermissionError     credentials do not allow the operation
@@ -44,6 +45,10 @@ class PayloadTooLargeError(LambdaMRError, ValueError):
 
 class ProtocolError(LambdaMRError):
     """The driver and the runtime disagree on the task format or its version."""
+
+
+class IntegrityError(LambdaMRError):
+    """A stored object is unsigned or its signature does not verify; it is not unpickled."""
 
 
 class StorageError(LambdaMRError):

@@ -23,6 +23,7 @@ The executor knows neither AWS nor the local machine: it talks to a ``Backend`` 
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import itertools
 import logging
@@ -30,17 +31,20 @@ import secrets
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .backends import Backend, backend_class
-from .config import ExecutorConfig, validate_memory, validate_timeout
+from .config import ExecutorConfig, JobOptions
 from .errors import ConfigurationError, LambdaMRError
 from .futures import LambdaFuture
 from .job import Job, JobSummary
+from .manifest import ManifestWriter
 from .progress import JobProgress, progress_enabled
 from .scheduler import Scheduler
 from .shared import Shared
+from .signing import Signer
 from .staging import Stager
 from .storage import Storage, storage_from_url
 
@@ -128,18 +132,22 @@ class LambdaExecutor(concurrent.futures.Executor):
         self.session_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         prefix = "/".join(p for p in (base_prefix, self.config.prefix) if p)
         self.session_prefix = f"{prefix}/{self.session_id}"
+        self.signer = Signer(self.backend.signing_key())
         self._stager = Stager(
             self.storage,
             self.session_prefix,
+            self.signer,
             inline_args_max=self.config.inline_args_max,
             max_payload_bytes=self.backend.max_payload_bytes,
         )
-        self._scheduler = Scheduler(self.backend, self.storage, self.config)
+        self._scheduler = Scheduler(self.backend, self.storage, self.config, self.signer)
         self._job_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._started = False
         self._shutdown = False
         self.jobs: list[Job] = []
+        _live_executors.add(self)
+        self._manifests = ManifestWriter(self.storage, keep_logs=self.config.keep_temp)  # {job}/job.json
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
         if isinstance(storage, Storage):
@@ -152,8 +160,7 @@ class LambdaExecutor(concurrent.futures.Executor):
     # ---- concurrent.futures API -----------------------------------------------------------
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """Run ``fn(*args, **kwargs)`` remotely; return its future (a one-task job)."""
-        job = self._run_job(fn, [[(args, kwargs)]], memory_mb=None, timeout_s=None)
-        return job.futures[0]
+        return self._run_job(fn, [[(args, kwargs)]]).futures[0]
 
     def map(  # type: ignore[override]
         self,
@@ -175,6 +182,11 @@ class LambdaExecutor(concurrent.futures.Executor):
             ConfigurationError: iterables of different lengths, or a bad option.
             SerializationError: ``fn`` or an argument cannot be pickled (names the culprit).
         """
+        return self._map(fn, iterables, timeout, chunksize, JobOptions(memory_mb=memory_mb, timeout_s=timeout_s))
+
+    def _map(
+        self, fn: Callable[..., T], iterables: tuple, timeout: float | None, chunksize: int, options: JobOptions
+    ) -> MapIterator[T]:
         if not iterables:
             raise ConfigurationError("map() needs at least one iterable of arguments")
         if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
@@ -183,13 +195,99 @@ class LambdaExecutor(concurrent.futures.Executor):
         if not items:
             return MapIterator(None, timeout, False)
         chunks = [[(args, {}) for args in items[i : i + chunksize]] for i in range(0, len(items), chunksize)]
-        job = self._run_job(fn, chunks, memory_mb=memory_mb, timeout_s=timeout_s, progress=True)
+        job = self._run_job(fn, chunks, options, progress=True)
         return MapIterator(job, timeout, self.config.verbose)
 
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""
         self._check_open()
         return self._stager.share(obj)
+
+    def map_reduce(
+        self,
+        map_fn: Callable[[Any], Iterable[tuple[Any, Any]]],
+        inputs: Iterable[Any],
+        reduce_fn: Callable[[Any, list[Any]], Any],
+        *,
+        reducers: int | None = None,
+        partition: Callable[[Any, int], int] | None = None,
+        combine: Callable[[Any, list[Any]], Any] | None = None,
+        output: str | None = None,
+        output_format: str = "pickle",
+        mappers: int | None = None,
+        retries: int = 2,
+        keep_intermediate: bool = False,
+        reduce_budget_mb: float | None = None,
+        memory_mb: int | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[Any, Any]:
+        """Keyed MapReduce with a shuffle through storage: ``reduce_fn(key, values)`` per key.
+
+        ``map_fn(item)`` yields (or returns a list or dict of) ``(key, value)`` pairs; every
+        value of a key reaches one ``reduce_fn(key, values)`` call. Many mappers, many
+        reducers: each mapper writes ONE object holding every reducer's partition, each reducer
+        reads its part of each with ranged GETs. For ``reduce_fn(list_of_map_results)`` run
+        once over whole results, use ``map_then_reduce``.
+
+        Args:
+            inputs: Python objects (one mapper each), or ``lambdamr.objects("s3://b/p/")``.
+            reducers: how many reduce tasks (default: about sqrt(mappers)).
+            partition: ``partition(key, reducers) -> int``; default a stable hash (never the
+                salted ``hash()``); ``lambdamr.shuffle.RangePartitioner`` for sorted output.
+            combine: ``combine(key, values) -> value`` pre-reduces inside each mapper; it may
+                run zero or more times per key, so it must return what ``map_fn`` emits.
+            output: ``s3://bucket/prefix`` or a folder: each reducer writes ``part-NNNNN``
+                there (``output_format`` "pickle", "text" or "raw") instead of returning.
+            mappers: group the items into this many map tasks (default: one per item).
+            retries: re-runs of a map or reduce task that raised (mappers are never re-run
+                because a reducer failed).
+            keep_intermediate: keep the temp objects (for debugging) instead of deleting them.
+            reduce_budget_mb: partition memory above which a reducer merges from /tmp
+                (default: half its memory_mb, less the runtime's own).
+            memory_mb / timeout_s: Lambda memory and per-task timeout of both phases.
+
+        Returns:
+            A ``MapReduceResult``: a dict ``key -> reduced value`` (empty with ``output``,
+            then ``.output_keys``), with ``.stats`` (requests, bytes shuffled, times).
+
+        Raises:
+            The first task error that retries did not cure, after deleting the temp objects
+            (also on Ctrl-C); ``SerializationError`` for pairs that are not pairs or keys
+            that cannot be hashed or pickled, naming the item.
+        """
+        from .shuffle import MapReduceOptions, run_map_reduce
+
+        options = MapReduceOptions(
+            reducers=reducers, partition=partition, combine=combine, output=output, output_format=output_format,
+            mappers=mappers, retries=retries, keep_intermediate=keep_intermediate,
+            reduce_budget_mb=reduce_budget_mb, memory_mb=memory_mb, timeout_s=timeout_s,
+        )
+        return run_map_reduce(self, map_fn, inputs, reduce_fn, options)
+
+    def map_then_reduce(
+        self,
+        map_fn: Callable[[Any], T],
+        inputs: Iterable[Any],
+        reduce_fn: Callable[[list[T]], Any],
+        *,
+        retries: int = 2,
+        keep_intermediate: bool = False,
+        memory_mb: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Whole-result reduction: return ``reduce_fn([map_fn(x) for x in inputs])``, all remote.
+
+        One task per input runs ``map_fn`` and stores its result; then ONE remote task
+        receives the list of every result, in input order (tiles to stitch, trees to vote),
+        reading them from storage — they never pass through the driver. No keys, no shuffle:
+        for per-key reduction use ``map_reduce``.
+        """
+        from .shuffle import run_map_then_reduce
+
+        return run_map_then_reduce(
+            self, map_fn, inputs, reduce_fn,
+            retries=retries, keep_intermediate=keep_intermediate, memory_mb=memory_mb, timeout_s=timeout_s,
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the executor and delete its temp objects (unless ``keep_temp``).
@@ -212,8 +310,16 @@ class LambdaExecutor(concurrent.futures.Executor):
         if self._started:
             self._scheduler.stop()
             self.backend.shutdown(wait=wait)
+        self._manifests.close(flush=self.config.keep_temp)  # before cleanup deletes them
         if not self.config.keep_temp:
             self.cleanup()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        # Ctrl-C (or any non-Exception interruption) must not wait for running tasks: cancel
+        # what has not started, abandon the rest, stop the workers, delete temp objects.
+        interrupted = exc_type is not None and not issubclass(exc_type, Exception)
+        self.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        return False
 
     def cleanup(self) -> int:
         """Delete every object this executor wrote; return how many were deleted."""
@@ -224,9 +330,25 @@ class LambdaExecutor(concurrent.futures.Executor):
             return 0
 
     # ---- options and reporting ----------------------------------------------------------
-    def with_options(self, *, memory_mb: int | None = None, timeout_s: float | None = None) -> _BoundExecutor:
-        """A view of this executor whose submit/map use another memory size or timeout."""
-        return _BoundExecutor(self, memory_mb, timeout_s)
+    def with_options(
+        self,
+        *,
+        memory_mb: int | None = None,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        speculate: bool | None = None,
+    ) -> _BoundExecutor:
+        """A view of this executor whose submit/map use other per-job settings.
+
+        Args:
+            memory_mb / timeout_s: Lambda memory and per-task timeout.
+            retries / retry_on: re-run a task up to ``retries`` times when it raises one of the
+                ``retry_on`` exception types (infrastructure failures are always retried).
+            speculate: launch a backup of straggling tasks near the end of the job.
+        """
+        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate)
+        return _BoundExecutor(self, options)
 
     @property
     def last_job(self) -> Job | None:
@@ -246,26 +368,32 @@ class LambdaExecutor(concurrent.futures.Executor):
         self,
         fn: Callable[..., Any],
         calls: list[list[tuple[tuple, dict]]],
+        options: JobOptions | None = None,
         *,
-        memory_mb: int | None,
-        timeout_s: float | None,
         progress: bool = False,
+        **overrides: Any,
     ) -> Job:
+        """Stage ``fn`` and its calls (one task per inner list) and hand the job to the scheduler.
+
+        ``overrides`` are ``JobOptions`` fields (memory_mb, timeout_s, retries, ...).
+        """
         self._check_open()
         if not callable(fn):
             raise TypeError(f"the function to run must be callable, got {type(fn).__name__} {fn!r}")
-        memory = validate_memory(self.config.memory_mb if memory_mb is None else memory_mb)
-        timeout = validate_timeout(self.config.timeout_s if timeout_s is None else timeout_s)
+        settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)
         job = Job(
             f"{self.session_id}-{number:04d}",
             f"{self.session_prefix}/{number:04d}",
             function_key,
-            memory_mb=memory,
-            timeout_s=timeout,
+            memory_mb=settings.memory_mb,
+            timeout_s=settings.timeout_s,
             backend=self.backend.name,
             region=self.config.region,
+            max_retries=settings.retries,
+            retry_on=settings.retry_on,
+            speculate=settings.speculate,
         )
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         self._stager.stage_calls(job.prefix, tasks, calls)
@@ -277,6 +405,7 @@ class LambdaExecutor(concurrent.futures.Executor):
                 self._scheduler.start()
                 self._started = True
             self.jobs.append(job)
+        self._manifests.job_submitted(job, fn)
         self._scheduler.submit(job)
         return job
 
@@ -287,25 +416,52 @@ class LambdaExecutor(concurrent.futures.Executor):
 class _BoundExecutor:
     """``LambdaExecutor.with_options(...)``: submit and map with a set memory and timeout."""
 
-    def __init__(self, executor: LambdaExecutor, memory_mb: int | None, timeout_s: float | None) -> None:
-        if memory_mb is not None:
-            validate_memory(memory_mb)
-        if timeout_s is not None:
-            validate_timeout(timeout_s)
+    def __init__(self, executor: LambdaExecutor, options: JobOptions) -> None:
         self.executor = executor
-        self.memory_mb = memory_mb
-        self.timeout_s = timeout_s
+        self.options = options
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """``LambdaExecutor.submit`` with this view's options."""
-        job = self.executor._run_job(fn, [[(args, kwargs)]], memory_mb=self.memory_mb, timeout_s=self.timeout_s)
-        return job.futures[0]
+        return self.executor._run_job(fn, [[(args, kwargs)]], self.options).futures[0]
 
-    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], **kwargs: Any) -> MapIterator[T]:
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        memory_mb: int | None = None,
+        timeout_s: float | None = None,
+    ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
-        kwargs.setdefault("memory_mb", self.memory_mb)
-        kwargs.setdefault("timeout_s", self.timeout_s)
-        return self.executor.map(fn, *iterables, **kwargs)
+        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
+        return self.executor._map(fn, iterables, timeout, chunksize, options)
+
+    def map_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> dict[Any, Any]:
+        """``LambdaExecutor.map_reduce`` with this view's memory and timeout."""
+        kwargs.setdefault("memory_mb", self.options.memory_mb)
+        kwargs.setdefault("timeout_s", self.options.timeout_s)
+        return self.executor.map_reduce(map_fn, inputs, reduce_fn, **kwargs)
+
+    def map_then_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> Any:
+        """``LambdaExecutor.map_then_reduce`` with this view's memory and timeout."""
+        kwargs.setdefault("memory_mb", self.options.memory_mb)
+        kwargs.setdefault("timeout_s", self.options.timeout_s)
+        return self.executor.map_then_reduce(map_fn, inputs, reduce_fn, **kwargs)
+
+
+_live_executors: weakref.WeakSet[LambdaExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_at_exit() -> None:
+    """An executor never shut down (no ``with``, an interrupted script) still stops its
+    workers and deletes its temp objects when the interpreter exits."""
+    for executor in list(_live_executors):
+        try:
+            executor.shutdown(wait=False, cancel_futures=True)
+        except Exception as exc:  # nothing can be raised to anyone at exit
+            log.warning("lambdamr: shutting down %r at exit failed: %s", executor, exc)
 
 
 def _zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +29,10 @@ class Task:
     futures: list[LambdaFuture]
     args_inline: str | None = None
     args_range: ArgsRange | None = None
-    attempt: int = 0  # the attempt in flight (0 before the first dispatch)
-    failures: int = 0  # infrastructure failures so far
+    attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
+    failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
+    live: set[int] = field(default_factory=set)  # attempts in flight
+    backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
     done: bool = False
     dispatched_at: float | None = None
     first_dispatched_at: float | None = None
@@ -66,26 +69,60 @@ class JobSummary:
     memory_mb: int
     storage_requests: dict[str, int] = field(default_factory=dict)
     cost: Any = None  # a lambdamr.cost.CostEstimate when the cost model is available
+    backups: int = 0  # speculative copies of slow tasks launched
+    peak_concurrency: int = 0  # most tasks seen running at the same moment
+    peak_memory_mb: float = 0.0  # largest peak RSS any task reported
+
+    @property
+    def speedup(self) -> float:
+        """Sum of task time over wall time: how many tasks ran at once, on average."""
+        return self.task_seconds / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
     def parallel_efficiency(self) -> float:
-        """Sum of task time over wall time x tasks that could run at once (0..1-ish)."""
-        return self.task_seconds / self.wall_s if self.wall_s > 0 else 0.0
+        """Sum of task time over (wall time x peak concurrency), 0..1: how busy the slots the
+        job reached were kept, start-up, stragglers and driver overhead included."""
+        slots = max(self.peak_concurrency, 1)
+        return min(1.0, self.speedup / slots) if self.wall_s > 0 else 0.0
 
     def __str__(self) -> str:
-        requests = ", ".join(f"{k} {v}" for k, v in self.storage_requests.items() if v)
+        requests = ", ".join(f"{v:,} {k}" for k, v in self.storage_requests.items() if v)
+        extra = f", {self.duplicates} duplicates" if self.duplicates else ""
         lines = [
-            f"lambdamr job {self.job_id} on {self.backend}: {self.tasks} tasks ({self.calls} calls), "
-            f"{self.succeeded} ok, {self.failed} failed, {self.cancelled} cancelled, {self.retries} retries",
-            f"  wall {self.wall_s:.2f} s, task time {self.task_seconds:.2f} s "
-            f"(max {self.max_task_s:.2f} s, {self.task_seconds / max(self.wall_s, 1e-9):.1f}x parallel), "
-            f"{self.cold_starts} cold starts, {self.memory_mb} MB",
+            f"lambdamr job {self.job_id} on {self.backend}: {self.tasks:,} tasks ({self.calls:,} calls): "
+            f"{self.succeeded:,} ok, {self.failed:,} failed, {self.cancelled:,} cancelled; "
+            f"{self.retries} retries, {self.backups} backups{extra}",
+            f"  wall {_duration(self.wall_s)}, task time {_duration(self.task_seconds)} "
+            f"(max {_duration(self.max_task_s)}): {self.speedup:.1f}x parallel, "
+            f"{self.parallel_efficiency:.0%} efficiency at peak concurrency {self.peak_concurrency}",
+            f"  {self.cold_starts} cold starts, peak memory {self.peak_memory_mb:.0f} of {self.memory_mb} MB"
+            + (f"; storage requests: {requests}" if requests else ""),
         ]
-        if requests:
-            lines.append(f"  storage requests: {requests}")
         if self.cost is not None:
             lines.append(f"  estimated cost on AWS Lambda: {self.cost}")
         return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def task_billed_ms(timings: dict[str, Any]) -> int:
+    """Billed milliseconds of a task: the backend's figure when it has one (Lambda's REPORT
+    line), else started..finished rounded up to 1 ms as Lambda bills."""
+    if timings.get("billed_ms") is not None:
+        return int(timings["billed_ms"])
+    return math.ceil(round(max(0.0, timings["finished"] - timings["started"]) * 1000.0, 6))
+
+
+def peak_concurrency(timings: list[dict[str, Any]]) -> int:
+    """The most tasks running at one moment, from their started..finished intervals."""
+    edges = sorted([(tm["started"], 1) for tm in timings] + [(tm["finished"], -1) for tm in timings])
+    running = peak = 0
+    for _, step in edges:  # at a tie, -1 sorts first: a task ending as another starts is not overlap
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 class Job:
@@ -101,6 +138,9 @@ class Job:
         timeout_s: float,
         backend: str,
         region: str | None = None,
+        max_retries: int = 2,
+        retry_on: tuple[type[BaseException], ...] = (),
+        speculate: bool = False,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -109,10 +149,15 @@ class Job:
         self.timeout_s = timeout_s
         self.backend = backend
         self.region = region
+        self.max_retries = max_retries  # failed attempts a task may re-run after
+        self.retry_on = retry_on  # user exception types that count as retryable
+        self.speculate = speculate  # launch backups of stragglers
         self.tasks: list[Task] = []
         self.submitted_at = time.time()
         self.finished_at: float | None = None
         self.retries = 0
+        self.backups = 0  # backup attempts launched for stragglers
+        self.backups_won = 0  # tasks whose result came from a backup
         self.duplicates = 0
         self.storage_before: dict[str, int] = {}
         self.storage_after: dict[str, int] = {}
@@ -189,6 +234,8 @@ class Job:
         }
         if task.timings:
             timing.update(task.timings)
+            timing["invoked"] = task.dispatched_at  # the attempt whose result won
+            timing["billed_ms"] = task_billed_ms(task.timings)
         if task.runtime:
             timing["request_id"] = task.runtime.get("request_id")
         return timing
@@ -200,9 +247,8 @@ class Job:
         cancelled = sum(f.cancelled() for f in futures)
         finished = [f for f in futures if f.done() and not f.cancelled()]
         failed = sum(1 for f in finished if f.exception() is not None)
-        durations = [
-            t.timings["finished"] - t.timings["started"] for t in self.tasks if t.timings and "finished" in t.timings
-        ]
+        timed = [t.timings for t in self.tasks if t.timings and "finished" in t.timings]
+        durations = [tm["finished"] - tm["started"] for tm in timed]
         end = self.finished_at or time.time()
         after = self.storage_after or self.storage_before
         requests = {
@@ -225,7 +271,10 @@ class Job:
             max_task_s=max(durations, default=0.0),
             memory_mb=self.memory_mb,
             storage_requests=requests,
-            cost=self._estimate_cost(durations, requests),
+            cost=self._estimate_cost([task_billed_ms(tm) / 1000.0 for tm in timed], requests),
+            backups=getattr(self, "backups", 0),
+            peak_concurrency=peak_concurrency(timed),
+            peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
         )
 
     def _estimate_cost(self, durations: list[float], requests: dict[str, int]) -> Any:
@@ -243,6 +292,18 @@ class Job:
             )
         except Exception:  # an unknown region must not break a summary
             return None
+
+    def logs(self, task_id: int | None = None) -> str:
+        """The captured output of one task, or of every task that printed or failed."""
+        from .report import job_logs
+
+        return job_logs(self, task_id)
+
+    def plot(self, path: str | Path) -> Path:
+        """Save a timeline of every task and a histogram of task durations (matplotlib)."""
+        from .report import plot_job
+
+        return plot_job(self, path)
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id}: {len(self.tasks)} tasks, {'done' if self.done() else 'running'}>"

@@ -1,10 +1,12 @@
 """The driver's scheduler: one thread that moves tasks from pending to done.
 
 It keeps at most ``backend.capacity`` invocations in flight, turns backend outcomes and
-stored result records into future results, retries infrastructure failures with a new
-attempt number (results are write-once per attempt, the first one to arrive wins, later ones
-count as duplicates), and — for fire-and-forget backends — lists each running job's result
-prefix to learn of completions and re-invokes tasks whose result is overdue.
+stored result records into future results, retries infrastructure failures (and user
+exceptions the job lists in ``retry_on``) with a new attempt number, launches backups of
+stragglers when the job asks for speculation, and — for fire-and-forget backends — lists
+each running job's result prefix to learn of completions and re-invokes tasks whose result
+is overdue. Results are write-once per attempt; the first to arrive wins and any later one
+counts as a duplicate.
 
 Everything that touches a task's state runs on the scheduler thread, so tasks need no locks;
 other threads talk to it through one queue.
@@ -27,20 +29,25 @@ from .errors import BackendError, LambdaMRError, WorkerLostError
 from .job import Job, Task
 from .protocol import TaskEvent
 from .results import decode_record
+from .signing import Signer
+from .speculation import stragglers
 from .storage import Storage
 
 log = logging.getLogger("lambdamr")
 
 #: extra time past a task's timeout before a fire-and-forget invocation is presumed lost
 LOST_GRACE_S = 10.0
+#: how often running jobs that speculate are checked for stragglers
+SPECULATION_CHECK_S = 0.25
 _FETCH_THREADS = 16
 
 
 class Scheduler:
     """Dispatches the tasks of every job of one executor and settles their futures."""
 
-    def __init__(self, backend: Backend, storage: Storage, config: ExecutorConfig) -> None:
+    def __init__(self, backend: Backend, storage: Storage, config: ExecutorConfig, signer: Signer) -> None:
         self.backend = backend
+        self.signer = signer
         self.storage = storage
         self.config = config
         self._storage_spec = storage.spec()
@@ -48,7 +55,8 @@ class Scheduler:
         self._reply_inline_max = min(config.reply_inline_max, backend.max_response_bytes) if backend.reports_outcomes else 0
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._pending: collections.deque[Task] = collections.deque()
-        self._in_flight: dict[tuple[str, int], Task] = {}
+        self._in_flight: dict[tuple[str, int], Task] = {}  # tasks with a live attempt
+        self._live = 0  # attempts in flight, backups included
         self._jobs: dict[str, Job] = {}
         self._seen_keys: dict[str, set[str]] = {}
         self._fetcher = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="lambdamr-fetch")
@@ -102,11 +110,17 @@ class Scheduler:
             if not self.backend.reports_outcomes and self._in_flight:
                 self._poll_if_due()
                 self._expire_lost()
+            if self._in_flight:
+                self._launch_backups()
 
     def _wait_time(self) -> float | None:
-        if self.backend.reports_outcomes or not self._in_flight:
+        if not self._in_flight:
             return None
-        return self.config.poll_interval_s
+        if not self.backend.reports_outcomes:
+            return self.config.poll_interval_s
+        if any(task.job.speculate for task in self._in_flight.values()):
+            return SPECULATION_CHECK_S
+        return None
 
     def _handle(self, message: tuple[str, Any]) -> None:
         kind, payload = message
@@ -120,7 +134,10 @@ class Scheduler:
             elif kind == "record":
                 task, attempt, data, error = payload
                 if error is not None:
-                    self._fail_or_retry(task, error)
+                    if not task.done:
+                        self._drop_attempt(task, attempt)
+                        if not task.live:
+                            self._fail_or_retry(task, error)
                 else:
                     self._complete(task, attempt, data)
         except Exception:  # a bug here must not kill the thread and hang every future
@@ -128,7 +145,7 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         batch: list[Invocation] = []
-        room = self.backend.capacity - len(self._in_flight)
+        room = self.backend.capacity - self._live
         while self._pending and len(batch) < room:
             task = self._pending.popleft()
             if task.done:
@@ -139,20 +156,52 @@ class Scheduler:
                     task.job.mark_task_done(task)
                     self._maybe_finish_job(task.job)
                     continue
-            task.attempt += 1
-            now = time.time()
-            task.dispatched_at = now
-            task.first_dispatched_at = task.first_dispatched_at or now
-            self._in_flight[(task.job.job_id, task.task_id)] = task
-            batch.append(Invocation.of(self._event(task)))
-        if batch:
-            try:
-                self.backend.invoke(batch)
-            except LambdaMRError as exc:
-                for invocation in batch:
-                    task = self._in_flight.get((invocation.event.job_id, invocation.event.task_id))
-                    if task is not None:
-                        self._fail(task, exc)
+            batch.append(self._launch(task))
+        self._invoke(batch)
+
+    def _launch(self, task: Task) -> Invocation:
+        """Start a new attempt of ``task`` (the invocation still has to be sent)."""
+        task.attempt += 1
+        now = time.time()
+        task.dispatched_at = now
+        task.first_dispatched_at = task.first_dispatched_at or now
+        task.live.add(task.attempt)
+        self._live += 1
+        self._in_flight[(task.job.job_id, task.task_id)] = task
+        return Invocation.of(self._event(task))
+
+    def _invoke(self, batch: list[Invocation]) -> None:
+        if not batch:
+            return
+        try:
+            self.backend.invoke(batch)
+        except LambdaMRError as exc:
+            for invocation in batch:
+                task = self._in_flight.get((invocation.event.job_id, invocation.event.task_id))
+                if task is not None and not task.done:
+                    self._fail(task, exc)
+
+    def _drop_attempt(self, task: Task, attempt: int) -> None:
+        if attempt in task.live:
+            task.live.discard(attempt)
+            self._live -= 1
+
+    def _launch_backups(self) -> None:
+        if self._pending or self._live >= self.backend.capacity:
+            return  # backups only use slots nobody else is waiting for
+        jobs = {task.job for task in self._in_flight.values() if task.job.speculate}
+        batch = []
+        for job in jobs:
+            for task in stragglers(job, list(self._in_flight.values())):
+                if self._live + len(batch) >= self.backend.capacity:
+                    break
+                invocation = self._launch(task)
+                task.backup_attempts.add(task.attempt)
+                job.backups += 1
+                log.info("lambdamr: task %s of job %s is a straggler; launched backup attempt %s",
+                         task.task_id, job.job_id, task.attempt)
+                batch.append(invocation)
+        self._invoke(batch)
 
     def _event(self, task: Task) -> TaskEvent:
         job = task.job
@@ -180,7 +229,8 @@ class Scheduler:
                 job.duplicates += 1
             return
         if outcome.error is not None:
-            if event.attempt == task.attempt:  # an older attempt's failure changes nothing
+            self._drop_attempt(task, event.attempt)
+            if not task.live:  # while another attempt runs, this failure changes nothing
                 self._fail_or_retry(task, outcome.error)
             return
         response = outcome.response or {}
@@ -191,6 +241,7 @@ class Scheduler:
         elif not self.backend.reports_outcomes:
             return  # accepted for later: the result will show up in storage
         else:
+            self._drop_attempt(task, event.attempt)
             self._fail_or_retry(task, WorkerLostError(
                 f"the runtime answered without a result: {response!r}",
                 job_id=event.job_id, task_id=event.task_id, attempt=event.attempt,
@@ -212,10 +263,21 @@ class Scheduler:
             task.job.duplicates += 1
             return
         try:
-            record = decode_record(data, task.calls)
+            payload = self.signer.verify(data, what=f"result of task {task.task_id} of job {task.job.job_id}")
+            record = decode_record(payload, task.calls)
         except LambdaMRError as exc:
-            self._fail_or_retry(task, exc)
+            self._drop_attempt(task, attempt)
+            if not task.live:
+                self._fail_or_retry(task, exc)
             return
+        retry_error = self._user_error_to_retry(task, record)
+        if retry_error is not None:
+            self._drop_attempt(task, attempt)
+            if not task.live:
+                self._fail_or_retry(task, retry_error, force=True)
+            return
+        if attempt in task.backup_attempts:
+            task.job.backups_won += 1
         task.timings = {**record.timings, "fetched": time.time()}  # fetched: decoded by the driver
         task.runtime = record.runtime
         task.logs = record.header.get("logs")
@@ -230,10 +292,23 @@ class Scheduler:
                 future.set_exception(call.exception)
         self._settle(task)
 
-    def _fail_or_retry(self, task: Task, error: BaseException) -> None:
-        if getattr(error, "retryable", False) and task.failures < self.config.retries:
+    @staticmethod
+    def _user_error_to_retry(task: Task, record: Any) -> BaseException | None:
+        """The first user exception of the record that the job asked to retry on, if any."""
+        if not task.job.retry_on or task.failures >= task.job.max_retries:
+            return None
+        for call in record.calls:
+            if not call.ok and isinstance(call.exception, task.job.retry_on):
+                return call.exception
+        return None
+
+    def _fail_or_retry(self, task: Task, error: BaseException, force: bool = False) -> None:
+        retryable = force or getattr(error, "retryable", False)
+        if retryable and task.failures < task.job.max_retries:
             task.failures += 1
             task.job.retries += 1
+            self._live -= len(task.live)
+            task.live.clear()
             self._in_flight.pop((task.job.job_id, task.task_id), None)
             self._pending.appendleft(task)
             log.info("lambdamr: retrying task %s of job %s after: %s", task.task_id, task.job.job_id, error)
@@ -247,6 +322,8 @@ class Scheduler:
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
+        self._live -= len(task.live)
+        task.live.clear()
         self._in_flight.pop((task.job.job_id, task.task_id), None)
         task.job.mark_task_done(task)
         self._maybe_finish_job(task.job)
@@ -293,6 +370,8 @@ class Scheduler:
         for task in list(self._in_flight.values()):
             limit = task.job.timeout_s + max(LOST_GRACE_S, 0.1 * task.job.timeout_s)
             if task.dispatched_at is not None and now - task.dispatched_at > limit:
+                self._live -= len(task.live)
+                task.live.clear()
                 self._fail_or_retry(task, WorkerLostError(
                     f"no result arrived within {limit:.0f} s of the invocation (timeout "
                     f"{task.job.timeout_s:g} s): the invocation was lost or its container died",

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 from . import serialize
+from .signing import Signer, process_key
 from .storage import Storage, open_storage
 
 T = TypeVar("T")
@@ -44,7 +45,8 @@ class Shared(Generic[T]):
             store = _stores.get(spec_key)
             if store is None:
                 store = _stores[spec_key] = open_storage(self.storage_spec)
-        value = serialize.loads(store.get(self.key), what=f"shared object {self.key}")
+        payload = Signer(process_key()).verify(store.get(self.key), what=f"shared object {self.key}")
+        value = serialize.loads(payload, what=f"shared object {self.key}")
         with _lock:
             _values[self.key] = value
             while len(_values) > _CACHE_ENTRIES:

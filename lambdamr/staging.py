@@ -20,6 +20,7 @@ from .errors import PayloadTooLargeError
 from .job import Task
 from .protocol import ArgsRange, encode_inline_args
 from .shared import Shared
+from .signing import Signer
 from .storage import Storage
 
 #: Room kept in an event for everything but the inline arguments.
@@ -31,8 +32,11 @@ MAX_OBJECT_BYTES = 5 * 1024**4
 class Stager:
     """Writes functions, arguments and shared objects of one executor session."""
 
-    def __init__(self, storage: Storage, session_prefix: str, *, inline_args_max: int, max_payload_bytes: int) -> None:
+    def __init__(
+        self, storage: Storage, session_prefix: str, signer: Signer, *, inline_args_max: int, max_payload_bytes: int
+    ) -> None:
         self.storage = storage
+        self.signer = signer
         self.session_prefix = session_prefix
         self.inline_args_max = min(inline_args_max, max(0, (max_payload_bytes - EVENT_OVERHEAD) * 3 // 4))
         self._uploaded: set[str] = set()
@@ -52,11 +56,11 @@ class Stager:
         """Store the pickled function (once per session); return its key."""
         name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         data = serialize.dumps(fn, what=f"function {name}")
-        return self._put_once("fn", data)
+        return self._put_once("fn", self.signer.sign(data))
 
     def share(self, obj: Any) -> Shared[Any]:
         """Store ``obj`` once and return a handle tasks can read it through."""
-        data = serialize.dumps(obj, what="shared object")
+        data = self.signer.sign(serialize.dumps(obj, what="shared object"))
         key = self._put_once("shared", data)
         return Shared(self.storage.spec(), key, len(data))
 
@@ -69,7 +73,7 @@ class Stager:
             what = (
                 f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"
             )
-            data = serialize.dumps(list(task_calls), what=what)
+            data = self.signer.sign(serialize.dumps(list(task_calls), what=what))
             if len(data) <= self.inline_args_max:
                 task.args_inline = encode_inline_args(data)
             else:

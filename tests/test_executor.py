@@ -137,7 +137,8 @@ def test_add_done_callback_runs(executor):
 
 
 def test_map_timeout_applies_to_the_whole_iteration(executor):
-    results = executor.map(sleep_then, [0, 5], timeout=1)
+    executor.submit(square, 1).result(timeout=60)  # workers warm: the timeout measures the job
+    results = executor.map(sleep_then, [0, 10], timeout=3)
     assert next(results) is None
     with pytest.raises(concurrent.futures.TimeoutError):
         next(results)

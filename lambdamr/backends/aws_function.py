@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._version import __version__
@@ -29,6 +29,7 @@ from ..protocol import PROTOCOL_VERSION
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
 ENV_STORAGE = "LAMBDAMR_STORAGE"  # s3://bucket/prefix the function's role may use
+ENV_SIGNING_KEY = "LAMBDAMR_SIGNING_KEY"  # the key payloads are signed with (lambdamr.signing)
 ALIAS_PREFIX = "m"
 
 
@@ -53,6 +54,7 @@ class DeployedRuntime:
     architecture: str
     state: str
     last_update: str
+    signing_key: str = field(default="", repr=False)  # hex; never printed
 
     @classmethod
     def from_configuration(cls, cfg: dict[str, Any]) -> DeployedRuntime:
@@ -73,6 +75,7 @@ class DeployedRuntime:
             architecture=(cfg.get("Architectures") or ["x86_64"])[0],
             state=str(cfg.get("State") or "Active"),
             last_update=str(cfg.get("LastUpdateStatus") or "Successful"),
+            signing_key=str(env.get(ENV_SIGNING_KEY, "")),
         )
 
 
@@ -201,7 +204,8 @@ def ensure_alias(
     try:
         current = DeployedRuntime.from_configuration(client.get_function_configuration(FunctionName=function_name, Qualifier=name))
         exists = True
-        if (current.code_sha256, current.layers, current.lambdamr_version) == (latest.code_sha256, latest.layers, latest.lambdamr_version):
+        same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "storage_url")
+        if all(getattr(current, name) == getattr(latest, name) for name in same):
             return name
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":

@@ -84,6 +84,7 @@ class AwsLambdaBackend(Backend):
         fast_invoke: bool = True,
         client: Any = None,
         logs_client: Any = None,
+        logs_endpoint_url: str | None = None,
     ) -> None:
         if invocation_type not in ("Event", "RequestResponse"):
             raise ConfigurationError(f"invocation_type={invocation_type!r}: use 'Event' or 'RequestResponse'")
@@ -102,11 +103,13 @@ class AwsLambdaBackend(Backend):
         self.fast_invoke = fast_invoke
         self._client = client
         self._logs_client = logs_client
+        self.logs_endpoint_url = logs_endpoint_url
         self._capacity: int | None = None
         self._latest: DeployedRuntime | None = None
         self._qualifiers: dict[tuple[int, float], str] = {}
         self._qualifier_lock = threading.Lock()
         self._invoker: LambdaInvoker | None = None
+        self._stats: Any = None  # the last invoker's counters, kept past shutdown
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> AwsLambdaBackend:
@@ -167,7 +170,7 @@ class AwsLambdaBackend(Backend):
         if self._logs_client is None:
             import boto3
 
-            self._logs_client = boto3.session.Session().client("logs", region_name=self.region)
+            self._logs_client = boto3.session.Session().client("logs", region_name=self.region, endpoint_url=self.logs_endpoint_url)
         return self._logs_client
 
     def _threads(self) -> int:
@@ -198,6 +201,24 @@ class AwsLambdaBackend(Backend):
             return int(limits.get("UnreservedConcurrentExecutions") or limits["ConcurrentExecutions"])
         except (ClientError, BotoCoreError, KeyError):
             return DEFAULT_CONCURRENCY  # reading it is not allowed, or not implemented
+
+    def signing_key(self) -> bytes:
+        """The deployment's key (``LAMBDAMR_SIGNING_KEY`` in the function's environment; the
+        driver's own environment variable wins when set)."""
+        import os
+
+        from ..signing import KEY_ENV, parse_key
+
+        if os.environ.get(KEY_ENV):
+            return parse_key(os.environ[KEY_ENV])
+        if self._latest is None:
+            self._latest = describe_function(self.client, self.function_name, region=self.region)
+        if not self._latest.signing_key:
+            raise ConfigurationError(
+                f"the function {self.function_name!r} has no signing key in its environment; "
+                "redeploy it with `lambdamr deploy`"
+            )
+        return parse_key(self._latest.signing_key)
 
     def prepare(self, storage: Storage) -> None:
         """Check the deployed runtime against this driver and ``storage``; publish the
@@ -278,6 +299,7 @@ class AwsLambdaBackend(Backend):
     def shutdown(self, wait: bool = True) -> None:
         if self._invoker is not None:
             self._invoker.shutdown(wait)
+            self._stats = self._invoker.stats
             self._invoker = None
 
     # ---- lost invocations ---------------------------------------------------------------
@@ -313,8 +335,9 @@ class AwsLambdaBackend(Backend):
         }
         if self._latest is not None:
             info.update(python=self._latest.python, lambdamr=self._latest.lambdamr_version, architecture=self._latest.architecture)
-        if self._invoker is not None:
-            info["invokes"] = self._invoker.stats.snapshot()
+        stats = self._invoker.stats if self._invoker is not None else self._stats
+        if stats is not None:
+            info["invokes"] = stats.snapshot()
         return info
 
 

@@ -75,16 +75,20 @@ class LambdaStandin:
         control_url: str | None = None,
         account_concurrency: int = 1000,
         faults: Faults | None = None,
+        logs_endpoint_url: str | None = None,
     ) -> None:
         self.run = run
         self.workers = workers
         self.control_url = control_url
         self.account_concurrency = account_concurrency
         self.faults = faults or Faults()
+        self.logs_endpoint_url = logs_endpoint_url  # also write the log lines to CloudWatch Logs there
+        self.function_name = ""
         self.requests = 0  # Invoke requests received
         self.accepted: list[tuple[int, int, str]] = []  # (task, attempt, invocation type)
         self.logs: dict[str, str] = {}  # request id -> the log lines Lambda would write
         self.known_functions: set[tuple[str, str]] = set()  # (name, qualifier) seen to exist
+        self.environment: dict[str, str] = {}  # the invoked function's environment variables
         self._lock = threading.Lock()
         self._calls: dict[int, _Call] = {}
         self._backend: Any = None
@@ -94,11 +98,6 @@ class LambdaStandin:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> LambdaStandin:
         """Start serving on 127.0.0.1 on a free port; returns self."""
-        if self.run:
-            from .local import LocalBackend
-
-            self._backend = LocalBackend(self.workers, prefetch=1)
-            self._backend.start(self._on_outcome)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
         server.daemon_threads = True
         self._server = server
@@ -131,6 +130,24 @@ class LambdaStandin:
         self.stop()
 
     # ---- running invocations ------------------------------------------------------------
+    def _workers_for(self, environment: dict[str, str]) -> Any:
+        """The worker pool, started on first use with the function's signing key (as Lambda
+        gives containers the function's environment)."""
+        with self._lock:
+            if self._backend is None:
+                from ..signing import KEY_ENV, parse_key
+                from .local import LocalBackend
+
+                key = environment.get(KEY_ENV)
+
+                class FunctionWorkers(LocalBackend):
+                    def signing_key(self) -> bytes:
+                        return parse_key(key) if key else super().signing_key()
+
+                self._backend = FunctionWorkers(self.workers, prefetch=1)
+                self._backend.start(self._on_outcome)
+            return self._backend
+
     def _on_outcome(self, outcome: InvocationOutcome) -> None:
         with self._lock:
             call = self._calls.pop(id(outcome.invocation), None)
@@ -161,7 +178,7 @@ class LambdaStandin:
             invocation = call.invocation if copy == 0 else Invocation(event=event, payload=payload)
             with self._lock:
                 self._calls[id(invocation)] = call if copy == 0 else _Call(invocation, str(uuid.uuid4()))
-            self._backend.invoke([invocation])
+            self._workers_for(self.environment).invoke([invocation])
         return call
 
     def _time_out(self, call: _Call) -> None:
@@ -196,6 +213,21 @@ class LambdaStandin:
             f"Memory Size: {event.memory_mb} MB\tMax Memory Used: {used} MB{status}"
         )
         self.logs[rid] = "\n".join(lines)
+        if self.logs_endpoint_url and self.function_name:
+            self._put_logs(lines)
+
+    def _put_logs(self, lines: list[str]) -> None:
+        import boto3
+
+        logs = boto3.client("logs", endpoint_url=self.logs_endpoint_url, region_name="us-east-1")
+        group, stream = f"/aws/lambda/{self.function_name}", "lambdamr-standin"
+        try:
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        now = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=group, logStreamName=stream,
+                            logEvents=[{"timestamp": now, "message": line} for line in lines])
 
     def error_document(self, call: _Call) -> dict[str, Any] | None:
         """The Lambda error document for a failed call (None when it succeeded)."""
@@ -224,7 +256,8 @@ class LambdaStandin:
         target = urlparse(self.control_url)
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         try:
-            conn.request(method, path, body=body or None, headers={k: v for k, v in headers.items() if k.lower() != "host"})
+            drop = {"host", "content-length", "transfer-encoding", "expect", "connection"}
+            conn.request(method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in drop})
             answer = conn.getresponse()
             data = answer.read()
             skip = {"transfer-encoding", "connection", "content-length", "server", "date"}
@@ -329,6 +362,8 @@ def _handler_class(standin: LambdaStandin) -> type[BaseHTTPRequestHandler]:
             path = f"{_INVOKE_PREFIX}{name}/configuration" + (f"?Qualifier={qualifier}" if qualifier else "")
             status, headers, data = standin.forward("GET", path, dict(self.headers.items()), b"")
             if status == 200:
+                standin.environment = (json.loads(data).get("Environment") or {}).get("Variables") or {}
+                standin.function_name = name
                 standin.known_functions.add((name, qualifier))
                 return True
             self._send(status, data, headers)

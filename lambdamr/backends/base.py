@@ -90,6 +90,12 @@ class Backend(ABC):
         """The storage to use when the user configured none (None: the local folder)."""
         return None
 
+    def signing_key(self) -> bytes:
+        """The key the runtime verifies payloads with (the local runtimes get this process's)."""
+        from ..signing import process_key
+
+        return process_key()
+
     def prepare(self, storage: Storage) -> None:
         """Check, before the first invocation, that the backend can run tasks against
         ``storage`` (versions match, storage reachable); raise a clear error if not."""

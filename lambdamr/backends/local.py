@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
 from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from ..signing import KEY_ENV
 from .local_worker import OUT_OF_MEMORY
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class LocalBackend(Backend):
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        env[KEY_ENV] = self.signing_key().hex()
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "lambdamr.backends.local_worker", str(child.fileno())],

@@ -34,8 +34,9 @@ import tblib
 
 from .. import serialize
 from .._version import __version__
-from ..errors import SerializationError
+from ..errors import IntegrityError, SerializationError
 from ..protocol import PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
+from ..signing import Signer, process_key
 from ..storage import Storage, open_storage
 from .capture import capture_task_output
 
@@ -56,13 +57,17 @@ def store_for(spec: dict[str, Any]) -> Storage:
         return store
 
 
+def _signer() -> Signer:
+    return Signer(process_key())
+
+
 def _load_function(store: Storage, key: str) -> Any:
     with _state_lock:
         fn = _functions.get(key)
         if fn is not None:
             _functions.move_to_end(key)
             return fn
-    fn = serialize.loads(store.get(key), what="function")
+    fn = serialize.loads(_signer().verify(store.get(key), what=f"function {key}"), what="function")
     with _state_lock:
         _functions[key] = fn
         while len(_functions) > _FUNCTION_CACHE_SIZE:
@@ -73,6 +78,7 @@ def _load_function(store: Storage, key: str) -> Any:
 def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
     if task.args_inline is not None:
         data = task.inline_args_bytes()
+        what = f"inline arguments of task {task.task_id}"
     elif task.args_range is not None:
         rng = task.args_range
         data = store.get(rng.key, rng.start, rng.start + rng.length)
@@ -80,9 +86,10 @@ def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
             raise SerializationError(
                 f"argument range of task {task.task_id} is truncated ({len(data)} of {rng.length} bytes)"
             )
+        what = f"arguments of task {task.task_id} in {rng.key}"
     else:
         raise SerializationError(f"task {task.task_id} carries no arguments")
-    return serialize.loads(data, what="task arguments")
+    return serialize.loads(_signer().verify(data, what=what), what="task arguments")
 
 
 def _peak_rss_mb() -> float:
@@ -163,7 +170,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             calls = _load_calls(store, task)
             loaded = time.time()
             outcomes, frames = _run_calls(fn, calls)
-        except SerializationError as exc:
+        except (SerializationError, IntegrityError) as exc:
             # A function or arguments that cannot be loaded here fail every call of the task the
             # same way; retrying would not help, so it is reported as the task's error.
             loaded = time.time()
@@ -203,7 +210,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "pid": os.getpid(),
         },
     }
-    record = encode_result(header, frames)
+    record = _signer().sign(encode_result(header, frames))
     inline = inline and inline_size(len(record)) + 1024 <= task.reply_inline_max
     store_it = store_it or not inline
     stored = False
