@@ -43,6 +43,7 @@ class ExecutorConfig:
     retries: int = 2  # re-runs of a task after an infrastructure failure (or a retry_on error)
     retry_on: tuple[type[BaseException], ...] = ()  # user exceptions that are retried too
     speculate: bool = False  # launch a backup of a straggler near the end of a job
+    durable: bool | None = None  # results + task manifest in storage (attach); None = backend's need
     keep_temp: bool = False  # keep a job's temp objects after shutdown
     progress: bool | None = None  # None = a bar only when stderr is a terminal or notebook
     verbose: bool = False  # print a job summary when a map finishes
@@ -146,7 +147,7 @@ def validate_timeout(timeout_s: Any) -> float:
 
 def _parse_env(name: str, raw: str, default: Any) -> Any:
     var = f"LAMBDAMR_{name.upper()}"
-    if isinstance(default, bool) or name == "progress":
+    if isinstance(default, bool) or name in ("progress", "durable"):
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True

@@ -42,6 +42,7 @@ from .futures import LambdaFuture
 from .job import Job, JobSummary
 from .manifest import ManifestWriter
 from .progress import JobProgress, progress_enabled
+from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from .scheduler import Scheduler
 from .shared import Shared
 from .signing import Signer
@@ -131,7 +132,10 @@ class LambdaExecutor(concurrent.futures.Executor):
             self.backend = cls.from_config(self.config, self.storage)
         self.session_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         prefix = "/".join(p for p in (base_prefix, self.config.prefix) if p)
+        self.key_prefix = prefix
         self.session_prefix = f"{prefix}/{self.session_id}"
+        self.durable = self.config.durable if self.config.durable is not None else not self.backend.reports_outcomes
+        self._adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
         self.signer = Signer(self.backend.signing_key())
         self._stager = Stager(
             self.storage,
@@ -321,9 +325,36 @@ class LambdaExecutor(concurrent.futures.Executor):
         self.shutdown(wait=not interrupted, cancel_futures=interrupted)
         return False
 
+    def attach(self, job_id: str) -> Job:
+        """Collect a durable job started by another, perhaps dead, driver on the same storage.
+
+        Futures of tasks whose results are stored settle at once; the other tasks run again
+        on this executor's backend. The job's objects are deleted at this executor's shutdown
+        (unless ``keep_temp``).
+
+        Raises:
+            ConfigurationError: not a job id, or the job was not durable or is gone.
+        """
+        self._check_open()
+        job_prefix = job_prefix_of(self.key_prefix, job_id)
+        job = load_job(self.storage, job_prefix, job_id, backend=self.backend.name, region=self.config.region)
+        remaining = collect_stored_results(self.storage, job, self.signer)
+        with self._lock:
+            self._check_open()
+            self._adopted_prefixes.append(job_prefix)
+            self.jobs.append(job)
+            if remaining and not self._started:
+                self._scheduler.start()
+                self._started = True
+        if remaining:
+            self._scheduler.submit(job)
+        return job
+
     def cleanup(self) -> int:
         """Delete every object this executor wrote; return how many were deleted."""
         try:
+            for prefix in self._adopted_prefixes:
+                self.storage.delete_prefix(prefix + "/")
             return self.storage.delete_prefix(self.session_prefix + "/")
         except LambdaMRError as exc:
             log.warning("lambdamr: could not delete temp objects under %s: %s", self.storage.url(self.session_prefix), exc)
@@ -397,6 +428,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         )
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         self._stager.stage_calls(job.prefix, tasks, calls)
+        if self.durable:
+            write_task_manifest(self.storage, job)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
         with self._lock:

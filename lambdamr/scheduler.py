@@ -51,7 +51,7 @@ class Scheduler:
         self.storage = storage
         self.config = config
         self._storage_spec = storage.spec()
-        self._store_result = not backend.reports_outcomes
+        self._store_result = not backend.reports_outcomes or bool(config.durable)
         self._reply_inline_max = min(config.reply_inline_max, backend.max_response_bytes) if backend.reports_outcomes else 0
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._pending: collections.deque[Task] = collections.deque()

@@ -7,8 +7,9 @@ the key cannot make the runtime — or the driver — run their code.
 
 A signed blob is ``b"LMS1" + HMAC-SHA256(key, payload) + payload``. The key comes from
 ``LAMBDAMR_SIGNING_KEY`` (hex) when set — the AWS deployment sets it in the function's
-environment — and is otherwise generated once per driver process and handed to the local
-workers it starts. It is never logged or printed.
+environment — and is otherwise the user's local key, made once in
+``~/.config/lambdamr/signing-key`` (mode 0600) and handed to the local workers, so that a
+later driver can verify a dead driver's results (``attach``). It is never logged or printed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hmac
 import os
 import secrets
 import threading
+from pathlib import Path
 
 from .errors import IntegrityError
 
@@ -31,13 +33,41 @@ _process_key: bytes | None = None
 
 
 def process_key() -> bytes:
-    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else one random key per process."""
+    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else the user's local key."""
     global _process_key
     with _lock:
         if _process_key is None:
             raw = os.environ.get(KEY_ENV)
-            _process_key = parse_key(raw) if raw else secrets.token_bytes(32)
+            _process_key = parse_key(raw) if raw else _local_key()
         return _process_key
+
+
+def local_key_path() -> Path:
+    """Where the user's local signing key lives."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "lambdamr" / "signing-key"
+
+
+def _local_key() -> bytes:
+    path = local_key_path()
+    try:
+        return parse_key(path.read_text())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = new_key_hex()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        # A hard link never replaces: two first-time drivers agree on the key that landed first.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return parse_key(path.read_text())
 
 
 def parse_key(text: str) -> bytes:

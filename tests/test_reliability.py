@@ -153,3 +153,57 @@ def test_ctrl_c_stops_workers_and_removes_temp_objects_promptly(tmp_path):
     leftovers = list((store / session_prefix).rglob("*")) if (store / session_prefix).exists() else []
     assert leftovers == []
     assert session_prefix.startswith("lambdamr/")
+
+
+ATTACH_DRIVER = textwrap.dedent(
+    """
+    import os, sys, time
+    from lambdamr import LambdaExecutor
+
+    def work(i):
+        if i >= 6 and not os.environ.get("RERUN_FAST"):
+            time.sleep(60)  # still running when the driver dies
+        return i * 10
+
+    ex = LambdaExecutor(storage=sys.argv[1], workers=2, progress=False, durable=True)
+    results = ex.map(work, range(10))
+    print(results.job.job_id, flush=True)
+    for value in results:
+        print(value, flush=True)
+    """
+)
+
+
+def test_attach_collects_a_job_whose_driver_died(tmp_path, monkeypatch):
+    from lambdamr import LambdaExecutor
+
+    script = tmp_path / "driver.py"
+    script.write_text(ATTACH_DRIVER)
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    driver = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True, env=env)
+    job_id = driver.stdout.readline().strip()
+    assert [driver.stdout.readline().strip() for _ in range(6)] == [str(i * 10) for i in range(6)]
+    driver.kill()  # the driver dies with tasks 6..9 unfinished
+    driver.wait()
+
+    monkeypatch.setenv("RERUN_FAST", "1")  # the new workers run the re-runs quickly
+    with LambdaExecutor(storage=str(store), workers=2, progress=False) as ex:
+        job = ex.attach(job_id)
+        assert sum(f.done() for f in job.futures) >= 6  # stored results settled at once
+        assert [f.result(timeout=60) for f in job.futures] == [i * 10 for i in range(10)]
+        rerun = [t for t in job.tasks if t.attempt > 1000]
+        assert {t.task_id for t in rerun} == set(range(6, 10))
+    # The adopted job's objects went with this executor's shutdown.
+    session, number = job_id.rsplit("-", 1)
+    assert list(ex.storage.list(f"lambdamr/{session}/{number}/")) == []
+
+
+def test_attach_refuses_unknown_or_non_durable_jobs(executor):
+    from lambdamr import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="not a lambdamr job id"):
+        executor.attach("yesterday")
+    list(executor.map(abs, [1]))  # not durable on the local backend by default
+    with pytest.raises(ConfigurationError, match="durable=True"):
+        executor.attach(executor.last_job.job_id)

@@ -57,7 +57,8 @@ def _rss_bytes() -> int:
 
 
 class _MemoryWatch(threading.Thread):
-    """Ends the process, after telling the driver, when RSS passes the current limit."""
+    """Ends the process, after telling the driver, when RSS passes the current limit, and
+    without a word when the driver process is gone (no orphans left computing)."""
 
     def __init__(self, conn: Connection, send_lock: threading.Lock) -> None:
         super().__init__(name="lambdamr-memory-watch", daemon=True)
@@ -67,8 +68,11 @@ class _MemoryWatch(threading.Thread):
         self.request_id = ""
 
     def run(self) -> None:
+        parent = os.getppid()
         while True:
             time.sleep(MEMORY_SAMPLE_S)
+            if os.getppid() != parent:  # the driver died: no one will read the result
+                os._exit(0)
             limit = self.limit_bytes
             if limit and _rss_bytes() > limit:
                 error = {

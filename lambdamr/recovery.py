@@ -1,0 +1,133 @@
+"""Collecting a job after its driver died: the task manifest and ``LambdaExecutor.attach``.
+
+A *durable* job (the default on fire-and-forget backends such as Lambda's async invokes, or
+``durable=True``) writes every result record to storage and, at submission, one more object:
+``{job.prefix}/tasks`` — what is needed to re-run any of its tasks (function key, memory,
+timeout, each task's call count and arguments, inline or as a byte range). The arguments in
+it are the signed blobs the runtime verifies, so a forged manifest cannot run foreign code.
+
+``attach`` reads the manifest, settles the futures of every task whose result is already in
+storage, and runs only the others again, with attempt numbers above any seen before, so
+write-once result keys never collide.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import ConfigurationError, LambdaMRError, ObjectNotFound
+from .job import Job, Task
+from .protocol import ArgsRange
+from .results import decode_record
+from .signing import Signer
+from .storage import Storage
+
+TASKS_NAME = "tasks"
+MANIFEST_VERSION = 1
+RERUN_ATTEMPT_BASE = 1000
+
+
+def job_prefix_of(base_prefix: str, job_id: str) -> str:
+    """The storage prefix of a job, from its id (``{session}-{number}``)."""
+    session, sep, number = job_id.rpartition("-")
+    if not sep or not number.isdigit() or session.count("-") != 2:
+        raise ConfigurationError(
+            f"{job_id!r} is not a lambdamr job id (they look like 20261124-235959-a1b2c3-0001); "
+            "`lambdamr jobs` lists them"
+        )
+    return f"{base_prefix}/{session}/{number}"
+
+
+def write_task_manifest(storage: Storage, job: Job) -> None:
+    """Store what re-running any task of ``job`` needs (one put per job)."""
+    tasks = []
+    for task in job.tasks:
+        entry: dict[str, Any] = {"calls": task.calls}
+        if task.args_inline is not None:
+            entry["args_inline"] = task.args_inline
+        if task.args_range is not None:
+            entry["args_range"] = [task.args_range.key, task.args_range.start, task.args_range.length]
+        tasks.append(entry)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "job_id": job.job_id,
+        "function_key": job.function_key,
+        "memory_mb": job.memory_mb,
+        "timeout_s": job.timeout_s,
+        "max_retries": job.max_retries,
+        "submitted_at": job.submitted_at,
+        "tasks": tasks,
+    }
+    storage.put(f"{job.prefix}/{TASKS_NAME}", json.dumps(manifest, separators=(",", ":")).encode())
+
+
+def load_job(storage: Storage, job_prefix: str, job_id: str, *, backend: str, region: str | None) -> Job:
+    """Rebuild a job (its tasks and fresh futures) from its task manifest."""
+    try:
+        manifest = json.loads(storage.get(f"{job_prefix}/{TASKS_NAME}"))
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"job {job_id} has no task manifest at {storage.url(job_prefix)}: it was not durable "
+            "(run it with durable=True), or its temp objects were already deleted"
+        ) from None
+    if manifest.get("version") != MANIFEST_VERSION or manifest.get("job_id") != job_id:
+        raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
+    job = Job(
+        job_id,
+        job_prefix,
+        manifest["function_key"],
+        memory_mb=int(manifest["memory_mb"]),
+        timeout_s=float(manifest["timeout_s"]),
+        backend=backend,
+        region=region,
+        max_retries=int(manifest.get("max_retries", 2)),
+    )
+    job.submitted_at = float(manifest.get("submitted_at", job.submitted_at))
+    for entry in manifest["tasks"]:
+        task = job.new_task(int(entry["calls"]))
+        task.args_inline = entry.get("args_inline")
+        if entry.get("args_range"):
+            key, start, length = entry["args_range"]
+            task.args_range = ArgsRange(key, int(start), int(length))
+    return job
+
+
+def collect_stored_results(storage: Storage, job: Job, signer: Signer) -> list[Task]:
+    """Settle every task whose result is in storage; return the tasks still to run.
+
+    Each remaining task's attempts continue from ``RERUN_ATTEMPT_BASE``: the dead driver may
+    have launched attempts that left no trace yet (still running on Lambda), and a re-run
+    must never share a write-once result key with one of them.
+    """
+    latest: dict[int, int] = {}
+    stored: dict[int, list[str]] = {}
+    for info in storage.list(f"{job.prefix}/results/"):
+        name = info.key.rsplit("/", 1)[-1]
+        try:
+            task_id, attempt = (int(part) for part in name.split("."))
+        except ValueError:
+            continue
+        latest[task_id] = max(latest.get(task_id, 0), attempt)
+        stored.setdefault(task_id, []).append(info.key)
+    remaining = []
+    for task in job.tasks:
+        for key in sorted(stored.get(task.task_id, [])):
+            try:
+                payload = signer.verify(storage.get(key), what=f"result of task {task.task_id} of job {job.job_id}")
+                record = decode_record(payload, task.calls)
+            except LambdaMRError:
+                continue  # a record we cannot trust or read is as good as none: run again
+            task.timings, task.runtime = record.timings, record.runtime
+            for future, call in zip(task.futures, record.calls):
+                if call.ok:
+                    future.set_result(call.value)
+                else:
+                    future.set_exception(call.exception)
+            task.attempt = latest[task.task_id]
+            job.mark_task_done(task)
+            break
+        else:
+            task.attempt = latest.get(task.task_id, 0) + RERUN_ATTEMPT_BASE
+            remaining.append(task)
+    return remaining
