@@ -18,6 +18,7 @@ import base64
 import collections
 import logging
 import queue
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any
 
 from .backends.base import Backend, Invocation, InvocationOutcome
 from .config import ExecutorConfig
-from .errors import BackendError, LambdaMRError, WorkerLostError
+from .errors import BackendError, LambdaMRError, StorageUnavailable, WorkerLostError
 from .job import Job, Task
 from .protocol import TaskEvent
 from .results import decode_record
@@ -37,6 +38,8 @@ log = logging.getLogger("lambdamr")
 
 #: extra time past a task's timeout before a fire-and-forget invocation is presumed lost
 LOST_GRACE_S = 10.0
+#: waits between attempts to read a result the store is too busy to serve
+FETCH_BACKOFF_S = (0.05, 0.2, 0.8)
 #: how often running jobs that speculate are checked for stragglers
 SPECULATION_CHECK_S = 0.25
 _FETCH_THREADS = 16
@@ -249,12 +252,20 @@ class Scheduler:
 
     def _fetch(self, task: Task, attempt: int, key: str) -> None:
         def fetch() -> None:
-            try:
-                data = self.storage.get(key)
-            except Exception as exc:
-                self._inbox.put(("record", (task, attempt, None, exc)))
-            else:
-                self._inbox.put(("record", (task, attempt, data, None)))
+            for delay in (*FETCH_BACKOFF_S, None):
+                try:
+                    data = self.storage.get(key)
+                except StorageUnavailable as exc:
+                    if delay is None:  # the task runs again rather than losing its result
+                        self._inbox.put(("record", (task, attempt, None, exc)))
+                        return
+                    time.sleep(delay * (0.5 + random.random()))
+                except Exception as exc:
+                    self._inbox.put(("record", (task, attempt, None, exc)))
+                    return
+                else:
+                    self._inbox.put(("record", (task, attempt, data, None)))
+                    return
 
         self._fetcher.submit(fetch)
 

@@ -1,0 +1,47 @@
+"""Injected faults on the local backend: every result arrives exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from lambdamr import LambdaExecutor
+from lambdamr.backends.local import LocalBackend
+from lambdamr.faults import DuplicatingBackend, FlakyStorage
+from lambdamr.storage.local import LocalStorage
+
+
+def square_or_die(i, marker_dir):
+    if i % 10 == 3:
+        marker = os.path.join(marker_dir, f"killed-{i}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return i * i
+
+
+def test_storage_503s_duplicates_and_killed_workers_lose_nothing(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    store = FlakyStorage(LocalStorage(tmp_path / "store"), failure_rate=0.1, seed=3)
+    backend = DuplicatingBackend(LocalBackend(workers=2), rate=0.1, seed=4)
+    with LambdaExecutor(backend=backend, storage=store, durable=True, reply_inline_max=0, progress=False) as ex:
+        # Staging must not meet an injected failure: the faults are for the result path.
+        store.failure_rate = 0.0
+        results = ex.map(square_or_die, range(200), [str(markers)] * 200)
+        store.failure_rate = 0.1
+        assert list(results) == [i * i for i in range(200)]
+        job = ex.last_job
+    assert len(list(markers.iterdir())) == 20  # every tenth task killed its worker once
+    assert job.retries >= 20 - backend.injected  # a duplicate may win the race for a killed task
+    assert store.injected > 0 and backend.injected > 0
+    assert job.duplicates >= 1
+
+
+def test_flaky_listing_and_fetches_are_retried(tmp_path):
+    store = FlakyStorage(LocalStorage(tmp_path / "store"), failure_rate=0.0, seed=5)
+    with LambdaExecutor(storage=store, workers=2, durable=True, reply_inline_max=0, progress=False) as ex:
+        futures = [ex.submit(pow, i, 2) for i in range(30)]
+        store.failure_rate = 0.3
+        assert [f.result(timeout=60) for f in futures] == [i * i for i in range(30)]
+    assert store.injected > 0
