@@ -191,9 +191,20 @@ class JobOptions:
         """These options with the given non-None values replacing them."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def resolve(self, config: ExecutorConfig) -> JobOptions:
-        """Every field filled in, from these options or else the executor's configuration."""
-        return JobOptions(**{
+    def resolve(self, config: ExecutorConfig) -> JobSettings:
+        """Every setting filled in, from these options or else the executor's configuration."""
+        return JobSettings(**{
             f.name: getattr(config, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
             for f in fields(self)
         })
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The settings one job runs with (``JobOptions`` resolved against the executor's)."""
+
+    memory_mb: int
+    timeout_s: float
+    retries: int
+    retry_on: tuple[type[BaseException], ...]
+    speculate: bool

@@ -150,8 +150,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._started = False
         self._shutdown = False
         self.jobs: list[Job] = []
-        _live_executors.add(self)
         self._manifests = ManifestWriter(self.storage, keep_logs=self.config.keep_temp)  # {job}/job.json
+        _live_executors.add(self)
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
         if isinstance(storage, Storage):
@@ -198,7 +198,9 @@ class LambdaExecutor(concurrent.futures.Executor):
         items = _zip_strict(iterables)
         if not items:
             return MapIterator(None, timeout, False)
-        chunks = [[(args, {}) for args in items[i : i + chunksize]] for i in range(0, len(items), chunksize)]
+        chunks: list[list[tuple[tuple, dict]]] = [
+            [(args, {}) for args in items[i : i + chunksize]] for i in range(0, len(items), chunksize)
+        ]
         job = self._run_job(fn, chunks, options, progress=True)
         return MapIterator(job, timeout, self.config.verbose)
 
@@ -318,12 +320,11 @@ class LambdaExecutor(concurrent.futures.Executor):
         if not self.config.keep_temp:
             self.cleanup()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C (or any non-Exception interruption) must not wait for running tasks: cancel
         # what has not started, abandon the rest, stop the workers, delete temp objects.
         interrupted = exc_type is not None and not issubclass(exc_type, Exception)
         self.shutdown(wait=not interrupted, cancel_futures=interrupted)
-        return False
 
     def attach(self, job_id: str) -> Job:
         """Collect a durable job started by another, perhaps dead, driver on the same storage.
@@ -388,7 +389,8 @@ class LambdaExecutor(concurrent.futures.Executor):
 
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
-        return self.last_job.summary() if self.jobs else None
+        job = self.last_job
+        return job.summary() if job is not None else None
 
     # ---- internals ------------------------------------------------------------------------
     def _check_open(self) -> None:

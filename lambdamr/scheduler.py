@@ -193,7 +193,7 @@ class Scheduler:
         if self._pending or self._live >= self.backend.capacity:
             return  # backups only use slots nobody else is waiting for
         jobs = {task.job for task in self._in_flight.values() if task.job.speculate}
-        batch = []
+        batch: list[Invocation] = []
         for job in jobs:
             for task in stragglers(job, list(self._in_flight.values())):
                 if self._live + len(batch) >= self.backend.capacity:

@@ -18,7 +18,8 @@ from lambdamr.storage.s3 import DELETE_BATCH_LIMIT, S3Storage
 def store(storage_kind, tmp_path, request):
     if storage_kind == "folder":
         return LocalStorage(tmp_path / "store")
-    return S3Storage(request.getfixturevalue("s3_bucket"), endpoint_url=request.getfixturevalue("moto_endpoint"), region="us-east-1")
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
+    return S3Storage(bucket, endpoint_url=endpoint, region="us-east-1")
 
 
 def test_put_get_round_trip(store):

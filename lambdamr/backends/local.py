@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
-from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
 from ..signing import KEY_ENV
+from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
 from .local_worker import OUT_OF_MEMORY
 
 if TYPE_CHECKING:
@@ -260,7 +260,9 @@ class LocalBackend(Backend):
                 ended_at=now,
             )
         else:
-            outcome = InvocationOutcome(running.invocation, response=reply["response"], started_at=running.started_at, ended_at=now)
+            outcome = InvocationOutcome(
+                running.invocation, response=reply["response"], started_at=running.started_at, ended_at=now
+            )
         self._report(outcome)
 
     @staticmethod
@@ -268,7 +270,9 @@ class LocalBackend(Backend):
         event = running.invocation.event
         return {"job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt, "request_id": running.request_id}
 
-    def _replace(self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None) -> None:
+    def _replace(
+        self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None
+    ) -> None:
         """Fail the worker's current task, requeue the ones it had not started, start a new one."""
         self._stop_worker(worker, kill=True)
         code = worker.process.returncode
@@ -302,11 +306,11 @@ class LocalBackend(Backend):
                 self._pool.pop(index)
 
     def _next_deadline_in(self) -> float | None:
-        deadlines = [
-            w.queue[0].started_at + w.queue[0].invocation.event.timeout_s
-            for w in self._pool
-            if w.queue and w.queue[0].started_at is not None
-        ]
+        deadlines = []
+        for worker in self._pool:
+            head = worker.queue[0] if worker.queue else None
+            if head is not None and head.started_at is not None:
+                deadlines.append(head.started_at + head.invocation.event.timeout_s)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.time()) + 0.001
@@ -314,9 +318,9 @@ class LocalBackend(Backend):
     def _enforce_timeouts(self) -> None:
         now = time.time()
         for worker in list(self._pool):
-            if not worker.queue or worker.queue[0].started_at is None:
+            head = worker.queue[0] if worker.queue else None
+            if head is None or head.started_at is None:
                 continue
-            head = worker.queue[0]
             limit = head.invocation.event.timeout_s
             if now - head.started_at > limit:
                 error = TaskTimeoutError(

@@ -205,7 +205,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "request_id": request_id,
             "function_name": getattr(context, "function_name", ""),
             "memory_limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
-            "python": "%d.%d" % sys.version_info[:2],
+            "python": "{}.{}".format(*sys.version_info[:2]),
             "lambdamr": __version__,
             "pid": os.getpid(),
         },

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import (
     ConfigurationError,
+    LambdaMRError,
     ObjectNotFound,
     StorageError,
     StoragePermissionError,
@@ -30,7 +31,7 @@ _PERMISSION = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMat
 _TRANSIENT = {"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
 
 
-def translate_error(exc: Exception, what: str) -> StorageError:
+def translate_error(exc: Exception, what: str) -> LambdaMRError:
     """Map a botocore error to lambdamr's storage errors, with a message that says what to do."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
