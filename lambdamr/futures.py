@@ -38,6 +38,14 @@ class LambdaFuture(concurrent.futures.Future):
         """The task's timings (submitted, started, finished, cold start...) once done."""
         return self.job.task_timing(self.task_id)
 
+    def logs(self) -> str | None:
+        """What the task printed or logged (stdout, stderr, ``logging``) once done, else None.
+
+        A task with ``chunksize`` > 1 runs several calls: they share one log.
+        """
+        task = self.job.tasks[self.task_id]
+        return (task.logs or "") if task.done else None
+
     def __repr__(self) -> str:
         return f"<LambdaFuture job={self.job.job_id} task={self.task_id} state={self._state}>"
 

@@ -70,6 +70,7 @@ class JobSummary:
     storage_requests: dict[str, int] = field(default_factory=dict)
     cost: Any = None  # a lambdamr.cost.CostEstimate when the cost model is available
     backups: int = 0  # speculative copies of slow tasks launched
+    backups_won: int = 0  # tasks whose result came from a backup
     peak_concurrency: int = 0  # most tasks seen running at the same moment
     peak_memory_mb: float = 0.0  # largest peak RSS any task reported
 
@@ -88,10 +89,11 @@ class JobSummary:
     def __str__(self) -> str:
         requests = ", ".join(f"{v:,} {k}" for k, v in self.storage_requests.items() if v)
         extra = f", {self.duplicates} duplicates" if self.duplicates else ""
+        won = f" ({self.backups_won} won)" if self.backups else ""
         lines = [
             f"lambdamr job {self.job_id} on {self.backend}: {self.tasks:,} tasks ({self.calls:,} calls): "
             f"{self.succeeded:,} ok, {self.failed:,} failed, {self.cancelled:,} cancelled; "
-            f"{self.retries} retries, {self.backups} backups{extra}",
+            f"{self.retries} retries, {self.backups} backups{won}{extra}",
             f"  wall {_duration(self.wall_s)}, task time {_duration(self.task_seconds)} "
             f"(max {_duration(self.max_task_s)}): {self.speedup:.1f}x parallel, "
             f"{self.parallel_efficiency:.0%} efficiency at peak concurrency {self.peak_concurrency}",
@@ -234,7 +236,10 @@ class Job:
         }
         if task.timings:
             timing.update(task.timings)
-            timing["invoked"] = task.dispatched_at  # the attempt whose result won
+            # Only the latest attempt's dispatch time is kept: when an earlier one (a backup's
+            # original) won, its invoke time is unknown.
+            won_latest = task.timings.get("attempt", task.attempt) == task.attempt
+            timing["invoked"] = task.dispatched_at if won_latest else None
             timing["billed_ms"] = task_billed_ms(task.timings)
         if task.runtime:
             timing["request_id"] = task.runtime.get("request_id")
@@ -272,7 +277,8 @@ class Job:
             memory_mb=self.memory_mb,
             storage_requests=requests,
             cost=self._estimate_cost([task_billed_ms(tm) / 1000.0 for tm in timed], requests),
-            backups=getattr(self, "backups", 0),
+            backups=self.backups,
+            backups_won=self.backups_won,
             peak_concurrency=peak_concurrency(timed),
             peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
         )

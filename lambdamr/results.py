@@ -18,6 +18,7 @@ import tblib
 from . import serialize
 from .errors import RemoteError, SerializationError
 from .protocol import CallOutcome, call_outcomes, decode_result
+from .runtime.capture import log_tail
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
                     f"(raised remotely in task {where['task_id']} of lambdamr job {where['job_id']}, "
                     f"attempt {where['attempt']})"
                 )
+                if tail := log_tail(header.get("logs")):
+                    exc.add_note(f"--- last log lines of the task ---\n{tail}")
             return exc
     return RemoteError(
         f"{outcome.error_type}: {outcome.error_message} (the exception could not be sent back as itself)",
         remote_type=outcome.error_type,
         remote_traceback=outcome.traceback,
+        logs=log_tail(header.get("logs")) or None,
         **where,
     )
 

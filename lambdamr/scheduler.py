@@ -289,7 +289,7 @@ class Scheduler:
             return
         if attempt in task.backup_attempts:
             task.job.backups_won += 1
-        task.timings = {**record.timings, "fetched": time.time()}  # fetched: decoded by the driver
+        task.timings = {**record.timings, "attempt": attempt, "fetched": time.time()}  # fetched: decoded here
         task.runtime = record.runtime
         task.logs = record.header.get("logs")
         for kind, count in record.header.get("requests", {}).items():

@@ -34,8 +34,6 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TextIO
 
 HEAD_CHARS = 16 * 1024
@@ -173,6 +171,7 @@ _lock = threading.Lock()
 _by_thread: dict[int, CapturedText] = {}
 _adopter: CapturedText | None = None
 _saved: tuple[TextIO, TextIO] | None = None
+_routers: tuple[_Router, _Router] | None = None  # reused while the real streams stay the same
 _handler = _RecordCapture()
 _handler.setFormatter(logging.Formatter(LOG_FORMAT))
 
@@ -183,10 +182,11 @@ def _route() -> CapturedText | None:
 
 
 def _install() -> None:
-    global _saved
+    global _saved, _routers
     _saved = (sys.stdout, sys.stderr)
-    sys.stdout = _Router(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = _Router(sys.stderr)  # type: ignore[assignment]
+    if _routers is None or (_routers[0].real, _routers[1].real) != _saved:
+        _routers = (_Router(sys.stdout), _Router(sys.stderr))
+    sys.stdout, sys.stderr = _routers  # type: ignore[assignment]
     logging.getLogger().addHandler(_handler)
 
 
@@ -195,10 +195,11 @@ def _uninstall() -> None:
     logging.getLogger().removeHandler(_handler)
     if _saved is not None:
         for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # a stream the task replaced and closed
-                pass
+            if not isinstance(stream, _Router):  # the task put its own stream there
+                try:
+                    stream.flush()
+                except Exception:  # it may be closed already
+                    pass
         sys.stdout, sys.stderr = _saved
         _saved = None
 
@@ -213,35 +214,48 @@ def capture_enabled() -> bool:
     return os.environ.get("LAMBDAMR_LOG_CAPTURE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-@contextmanager
-def capture_task_output(
-    *, head: int = HEAD_CHARS, tail: int = TAIL_CHARS, tee: bool | None = None
-) -> Iterator[CapturedText]:
+# Read once: a Lambda container's or a worker's environment does not change between tasks.
+_ENABLED = capture_enabled()
+_TEE = on_lambda()
+
+
+class capture_task_output:  # noqa: N801 - used like a function: ``with capture_task_output():``
     """Capture stdout, stderr and logging records of the task run by the calling thread.
 
     Args:
         head / tail: characters kept from the start and from the end of the output.
         tee: also write to the real streams; ``None`` means "on AWS Lambda" (CloudWatch).
     """
-    global _adopter
-    captured = CapturedText(head, tail, on_lambda() if tee is None else tee)
-    if not capture_enabled():
-        yield captured
-        return
-    ident = threading.get_ident()
-    owns_process = threading.current_thread() is threading.main_thread()
-    with _lock:
-        if not _by_thread:
-            _install()
-        _by_thread[ident] = captured
-        if owns_process:
-            _adopter = captured
-    try:
-        yield captured
-    finally:
+
+    __slots__ = ("captured", "_ident", "_active")
+
+    def __init__(self, *, head: int = HEAD_CHARS, tail: int = TAIL_CHARS, tee: bool | None = None) -> None:
+        self.captured = CapturedText(head, tail, _TEE if tee is None else tee)
+        self._ident = 0
+        self._active = False
+
+    def __enter__(self) -> CapturedText:
+        global _adopter
+        if not _ENABLED:
+            return self.captured
+        self._ident = threading.get_ident()
         with _lock:
-            _by_thread.pop(ident, None)
-            if _adopter is captured:
+            if not _by_thread:
+                _install()
+            _by_thread[self._ident] = self.captured
+            if threading.current_thread() is threading.main_thread():
+                _adopter = self.captured  # the process is the task's: so are its threads' writes
+        self._active = True
+        return self.captured
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _adopter
+        if not self._active:
+            return
+        self._active = False
+        with _lock:
+            _by_thread.pop(self._ident, None)
+            if _adopter is self.captured:
                 _adopter = None
             if not _by_thread:
                 _uninstall()

@@ -1,0 +1,122 @@
+"""``lambdamr jobs`` and ``lambdamr logs JOB_ID [TASK]``: what ran, and what it printed.
+
+Both read the job manifests (``lambdamr.manifest``) in the configured storage: the one an
+executor with the same settings would use (``--storage``, else ``LAMBDAMR_STORAGE``, else the
+backend's default). Jobs stay there while their executor runs, and afterwards only when it
+was created with ``keep_temp=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from ..manifest import find_job, list_jobs, read_task_logs
+from ..report import task_header
+from ..runtime.capture import log_tail
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", help="storage URL: s3://BUCKET/prefix or a folder (default: LAMBDAMR_STORAGE, else the backend's)"
+    )
+    parser.add_argument("--backend", help="backend whose default storage to use (default: LAMBDAMR_BACKEND, else local)")
+    parser.add_argument("--prefix", help="key prefix of the executor (default: LAMBDAMR_PREFIX, else lambdamr)")
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION)")
+    parser.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # S3-compatible endpoint (tests, MinIO)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``jobs`` and ``logs`` subcommands."""
+    p = subparsers.add_parser("jobs", help="list the jobs in storage (running ones, and those kept with keep_temp)")
+    _storage_options(p)
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N jobs (default: %(default)s; 0 = all)")
+    p.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    p.set_defaults(func=_jobs)
+
+    p = subparsers.add_parser("logs", help="print what a job's tasks printed or logged")
+    p.add_argument("job_id", metavar="JOB_ID", help="as listed by `lambdamr jobs`")
+    p.add_argument(
+        "task", metavar="TASK", type=int, nargs="?", help="one task's number (default: every task that printed or failed)"
+    )
+    _storage_options(p)
+    p.add_argument("--tail", type=int, default=0, metavar="N", help="only the last N lines of each task")
+    p.set_defaults(func=_logs)
+
+
+def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str]:
+    """The store and key prefix an executor with these settings would use."""
+    from ..backends import backend_class
+    from ..config import ExecutorConfig
+    from ..storage import storage_from_url
+
+    config = ExecutorConfig.resolve(
+        backend=args.backend, storage=args.storage, prefix=args.prefix, region=args.region, endpoint_url=args.endpoint_url
+    )
+    url = config.storage or backend_class(config.backend).default_storage_url(config) or config.storage_url
+    storage, base = storage_from_url(url, region=config.region, endpoint_url=config.endpoint_url)
+    return storage, "/".join(p for p in (base, config.prefix) if p)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    storage, prefix = open_configured_storage(args)
+    jobs = list_jobs(storage, prefix)
+    if args.limit > 0:
+        jobs = jobs[: args.limit]
+    if args.json:
+        print(json.dumps(jobs, indent=2, default=str))
+        return 0
+    if not jobs:
+        print(f"no jobs under {storage.url(prefix)} (a job's objects are deleted at shutdown unless keep_temp=True)")
+        return 0
+    print(format_jobs(jobs))
+    return 0
+
+
+def format_jobs(jobs: list[dict[str, Any]]) -> str:
+    """A table of job manifests, one line each."""
+    header = ("JOB", "STATE", "SUBMITTED", "TASKS", "FAILED", "WALL", "COST", "BACKEND", "FUNCTION")
+    rows = [header]
+    for doc in jobs:
+        summary = doc.get("summary") or {}
+        submitted = doc.get("submitted")
+        wall = summary.get("wall_s")
+        cost = summary.get("cost_usd")
+        rows.append((
+            str(doc.get("job_id", "?")),
+            str(doc.get("state", "?")),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(submitted)) if submitted else "?",
+            f"{doc.get('tasks', 0):,}",
+            "" if doc.get("state") == "running" else f"{summary.get('failed', 0):,}",
+            "" if wall is None else f"{wall * 1000:.0f} ms" if wall < 1 else f"{wall:.1f} s",
+            "" if cost is None else f"${cost:.6f}".rstrip("0").rstrip("."),
+            str(doc.get("backend", "")),
+            str(doc.get("function", "")),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows
+    )
+
+
+def _logs(args: argparse.Namespace) -> int:
+    storage, prefix = open_configured_storage(args)
+    manifest = find_job(storage, prefix, args.job_id)
+    printed = 0
+    for entry in read_task_logs(storage, manifest, args.task):
+        text = entry.get("logs") or ""
+        if args.tail > 0:
+            text = log_tail(text, lines=args.tail, chars=sys.maxsize)
+        timings: dict[str, Any] = {k: entry[k] for k in ("started", "finished", "cold") if k in entry}
+        print(task_header(entry["task_id"], entry.get("attempt", 0), timings, entry.get("error")))
+        if text:
+            print(text.rstrip("\n"))
+        printed += 1
+    if not printed:
+        which = f"task {args.task} of job {args.job_id}" if args.task is not None else f"job {args.job_id}"
+        state = manifest.get("state", "?")
+        print(f"no output from {which} ({state}): its tasks printed nothing, or their results are not stored yet")
+    return 0
