@@ -120,9 +120,14 @@ class TaskError(LambdaMRError):
             where.append(f"request {self.request_id}")
         if where:
             text = f"{text} [{', '.join(where)}]"
-        if self.logs:
-            text = f"{text}\n--- last log lines ---\n{self.logs}"
+        for title, body in self._sections():
+            if body:
+                text = f"{text}\n--- {title} ---\n{body.rstrip()}"
         return text
+
+    def _sections(self) -> list[tuple[str, str | None]]:
+        """Titled blocks printed after the message; the log tail always comes last."""
+        return [("last log lines", self.logs)]
 
     def __reduce__(self):  # keep keyword attributes through pickling
         return (
@@ -178,8 +183,5 @@ class RemoteError(TaskError):
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.remote_traceback:
-            text = f"{text}\n--- remote traceback ---\n{self.remote_traceback.rstrip()}"
-        return text
+    def _sections(self) -> list[tuple[str, str | None]]:
+        return [("remote traceback", self.remote_traceback), *super()._sections()]

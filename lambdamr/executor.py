@@ -340,6 +340,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         job_prefix = job_prefix_of(self.key_prefix, job_id)
         job = load_job(self.storage, job_prefix, job_id, backend=self.backend.name, region=self.config.region)
         remaining = collect_stored_results(self.storage, job, self.signer)
+        self._manifests.job_attached(job)
         with self._lock:
             self._check_open()
             self._adopted_prefixes.append(job_prefix)
@@ -349,6 +350,8 @@ class LambdaExecutor(concurrent.futures.Executor):
                 self._started = True
         if remaining:
             self._scheduler.submit(job)
+        else:
+            job.notify_done()  # every result was already there: the job's numbers are final
         return job
 
     def cleanup(self) -> int:

@@ -127,6 +127,15 @@ class ManifestWriter:
         self._enqueue(manifest_key(job.prefix), lambda: doc)
         job.add_done_callback(lambda done: self._job_done(done, doc))
 
+    def job_attached(self, job: Job) -> None:
+        """Record the end of a job collected with ``attach``, in the manifest its first driver
+        wrote (the state it left there, ``running``, would otherwise stay forever)."""
+        try:
+            doc = json.loads(self._source.get(manifest_key(job.prefix)))
+        except (ObjectNotFound, ValueError):
+            return
+        job.add_done_callback(lambda done: self._job_done(done, doc))
+
     def _job_done(self, job: Job, submitted: dict[str, Any]) -> None:
         self._enqueue(manifest_key(job.prefix), lambda: final_manifest(job, submitted))
         if self._keep_logs:
