@@ -32,7 +32,7 @@ setup(
         "tqdm>=4.66",  # progress bars in terminals and notebooks
     ],
     extras_require={"examples": EXAMPLES, "plot": ["matplotlib>=3.7"], "test": TEST},
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["lambdamr = lambdamr.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

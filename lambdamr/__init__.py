@@ -36,6 +36,7 @@ _ERRORS = [
     "IntegrityError",
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageUnavailable", "BackendError",
     "ThrottledError", "TaskError", "WorkerLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
+    "LambdaRuntimeError", "RuntimeImportError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 

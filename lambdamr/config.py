@@ -154,7 +154,7 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigurationError(f"{var}={raw!r}: use 1/0, true/false, yes/no or on/off")
-    if isinstance(default, int) or name == "workers":
+    if isinstance(default, int) or name in ("workers", "max_concurrency"):
         try:
             return int(raw)
         except ValueError:

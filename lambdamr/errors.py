@@ -18,6 +18,8 @@ The hierarchy::
         ├── WorkerLostError            the process or container running the task died
         ├── TaskTimeoutError           the task ran past its timeout
         ├── TaskOutOfMemoryError       the task went past its memory limit
+        ├── LambdaRuntimeError         the runtime failed outside the user's code (retryable)
+        │   └── RuntimeImportError     the runtime cannot import its handler or a package: redeploy
         └── RemoteError                the user's exception could not be sent back as itself
 
 A user's own exception raised inside a task is re-raised in the driver as itself (same type),
@@ -158,6 +160,18 @@ class TaskTimeoutError(TaskError, TimeoutError):
 
 class TaskOutOfMemoryError(TaskError, MemoryError):
     """The task used more memory than its limit and was stopped (not retried by default)."""
+
+    retryable = False
+
+
+class LambdaRuntimeError(TaskError):
+    """The runtime on Lambda failed outside the user's code (an exception escaped the handler,
+    the runtime process exited); retrying may help."""
+
+
+class RuntimeImportError(LambdaRuntimeError):
+    """The deployed runtime cannot import its handler or one of its dependencies: retrying
+    cannot help, redeploying (with the missing package in the layer) does."""
 
     retryable = False
 

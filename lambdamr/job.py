@@ -33,6 +33,7 @@ class Task:
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
     live: set[int] = field(default_factory=set)  # attempts in flight
     backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
+    invocation: Any = None  # the latest attempt's Invocation (to ask the backend why it was lost)
     done: bool = False
     dispatched_at: float | None = None
     first_dispatched_at: float | None = None

@@ -113,6 +113,7 @@ class Scheduler:
             if not self.backend.reports_outcomes and self._in_flight:
                 self._poll_if_due()
                 self._expire_lost()
+                self._dispatch()  # re-run what expired without waiting for another message
             if self._in_flight:
                 self._launch_backups()
 
@@ -134,6 +135,10 @@ class Scheduler:
                 self._pending.extend(payload.tasks)
             elif kind == "outcome":
                 self._handle_outcome(payload)
+            elif kind == "lost":
+                task, attempt, error = payload
+                if not task.done and not task.live:  # no other attempt took over meanwhile
+                    self._fail_or_retry(task, error)
             elif kind == "record":
                 task, attempt, data, error = payload
                 if error is not None:
@@ -171,7 +176,8 @@ class Scheduler:
         task.live.add(task.attempt)
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        return Invocation.of(self._event(task))
+        task.invocation = Invocation.of(self._event(task))
+        return task.invocation
 
     def _invoke(self, batch: list[Invocation]) -> None:
         if not batch:
@@ -379,15 +385,34 @@ class Scheduler:
     def _expire_lost(self) -> None:
         now = time.time()
         for task in list(self._in_flight.values()):
+            if not task.live:
+                continue  # already expired; the backend is being asked why
             limit = task.job.timeout_s + max(LOST_GRACE_S, 0.1 * task.job.timeout_s)
             if task.dispatched_at is not None and now - task.dispatched_at > limit:
                 self._live -= len(task.live)
                 task.live.clear()
-                self._fail_or_retry(task, WorkerLostError(
+                self._explain_lost(task, task.attempt, limit)
+
+    def _explain_lost(self, task: Task, attempt: int, limit: float) -> None:
+        """Ask the backend (off this thread: it may read logs) why the attempt left no result;
+        a result that still arrives meanwhile settles the task as usual."""
+        invocation = task.invocation
+
+        def explain() -> None:
+            error: BaseException | None = None
+            try:
+                error = self.backend.explain_lost(invocation) if invocation is not None else None
+            except Exception as exc:  # an explanation that fails leaves the plain one
+                log.warning("lambdamr: could not learn why task %s was lost: %s", task.task_id, exc)
+            if error is None:
+                error = WorkerLostError(
                     f"no result arrived within {limit:.0f} s of the invocation (timeout "
                     f"{task.job.timeout_s:g} s): the invocation was lost or its container died",
-                    job_id=task.job.job_id, task_id=task.task_id, attempt=task.attempt,
-                ))
+                    job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
+                )
+            self._inbox.put(("lost", (task, attempt, error)))
+
+        self._fetcher.submit(explain)
 
     def _abandon_all(self) -> None:
         error = BackendError("the executor was shut down before this task finished")

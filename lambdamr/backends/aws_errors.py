@@ -21,6 +21,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    LambdaRuntimeError,
+    RuntimeImportError,
     BackendError,
     ConfigurationError,
     PayloadTooLargeError,
@@ -34,18 +36,6 @@ if TYPE_CHECKING:
     from .base import Invocation
 
 
-class LambdaRuntimeError(TaskError):
-    """The runtime on Lambda failed outside the user's code (an exception escaped the handler,
-    the runtime process exited); retrying may help."""
-
-
-class RuntimeImportError(LambdaRuntimeError):
-    """The deployed runtime cannot import its handler or one of its dependencies: retrying
-    cannot help, redeploying (with the missing package in the layer) does."""
-
-    retryable = False
-
-
 _MEMORY_RE = re.compile(r"Memory Size: (\d+) MB\s+Max Memory Used: (\d+) MB")
 _TIMEOUT_RE = re.compile(r"Task timed out after ([\d.]+) seconds|Status: timeout")
 _OOM_TYPES = ("Runtime.OutOfMemory",)
@@ -56,16 +46,16 @@ def _where(invocation: Invocation, request_id: str | None) -> dict[str, Any]:
     return {"job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt, "request_id": request_id or None}
 
 
-def classify(
-    error_type: str, message: str, logs: str | None, invocation: Invocation, request_id: str | None
-) -> TaskError:
+def classify(error_type: str, message: str, logs: str | None, invocation: Invocation, request_id: str | None) -> TaskError:
     """The lambdamr error for a failed run, from its error type, message and log tail."""
     event = invocation.event
     where = _where(invocation, request_id)
     text = f"{message}\n{logs or ''}"
     memory = _MEMORY_RE.search(logs or "")
-    out_of_memory = error_type in _OOM_TYPES or "Runtime.OutOfMemory" in text or (
-        memory is not None and int(memory.group(2)) >= int(memory.group(1))
+    out_of_memory = (
+        error_type in _OOM_TYPES
+        or "Runtime.OutOfMemory" in text
+        or (memory is not None and int(memory.group(2)) >= int(memory.group(1)))
     )
     if error_type == "Sandbox.Timedout" or _TIMEOUT_RE.search(text):
         return TaskTimeoutError(
@@ -104,9 +94,7 @@ def classify(
     )
 
 
-def function_error(
-    kind: str, body: bytes, logs: str | None, invocation: Invocation, request_id: str | None
-) -> TaskError:
+def function_error(kind: str, body: bytes, logs: str | None, invocation: Invocation, request_id: str | None) -> TaskError:
     """The error for an Invoke answer that carries ``X-Amz-Function-Error``."""
     error_type, message, trace = "", "", []
     try:
@@ -132,8 +120,9 @@ def classify_logs(logs: str, invocation: Invocation, request_id: str | None) -> 
     error_type = match.group(1) if match else ""
     if not error_type and not _TIMEOUT_RE.search(logs) and not _MEMORY_RE.search(logs):
         return WorkerLostError(
-            "the invocation left no result and its logs say nothing of a timeout or memory "
-            "limit; it was retried", **_where(invocation, request_id), logs=logs or None,
+            "the invocation left no result and its logs say nothing of a timeout or memory limit; it was retried",
+            **_where(invocation, request_id),
+            logs=logs or None,
         )
     lines = [line for line in logs.splitlines() if "rror" in line]
     return classify(error_type, lines[-1] if lines else "", logs, invocation, request_id)

@@ -70,9 +70,7 @@ class SigV4Signer:
         if credentials.token:
             signed["x-amz-security-token"] = credentials.token
         names = sorted(signed)
-        canonical_query = "&".join(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
-        )
+        canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
         canonical = "\n".join(
             [
                 method,
@@ -91,8 +89,7 @@ class SigV4Signer:
         if credentials.token:
             out["X-Amz-Security-Token"] = credentials.token
         out["Authorization"] = (
-            f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+            f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return out
 
@@ -173,7 +170,13 @@ class FastInvokeClient:
         Qualifier: str | None = None,
     ) -> dict[str, Any]:
         """Invoke the function like ``boto3.client("lambda").invoke``."""
-        from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
 
         credentials = self.boto_client._request_signer._credentials
         if credentials is None:
@@ -193,7 +196,7 @@ class FastInvokeClient:
             conn.request("POST", url, body=body, headers=headers)
             answer = conn.getresponse()
             data = answer.read()
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             self._drop_connection()
             raise ReadTimeoutError(endpoint_url=url_text, error=exc) from exc
         except (ConnectionRefusedError, socket.gaierror) as exc:
@@ -205,12 +208,20 @@ class FastInvokeClient:
         if answer.will_close:
             self._drop_connection()
         request_id = answer.headers.get("x-amzn-RequestId", "")
-        meta = {"RequestId": request_id, "HTTPStatusCode": answer.status, "HTTPHeaders": {k.lower(): v for k, v in answer.headers.items()}}
+        meta = {
+            "RequestId": request_id,
+            "HTTPStatusCode": answer.status,
+            "HTTPHeaders": {k.lower(): v for k, v in answer.headers.items()},
+        }
         if answer.status >= 300:
             code, message = _error_code(answer.status, answer.headers, data)
             raise ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, "Invoke")
         response: dict[str, Any] = {"StatusCode": answer.status, "ResponseMetadata": meta, "Payload": io.BytesIO(data)}
-        for header, key in (("X-Amz-Function-Error", "FunctionError"), ("X-Amz-Log-Result", "LogResult"), ("X-Amz-Executed-Version", "ExecutedVersion")):
+        for header, key in (
+            ("X-Amz-Function-Error", "FunctionError"),
+            ("X-Amz-Log-Result", "LogResult"),
+            ("X-Amz-Executed-Version", "ExecutedVersion"),
+        ):
             value = answer.headers.get(header)
             if value is not None:
                 response[key] = value

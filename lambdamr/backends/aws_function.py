@@ -107,12 +107,16 @@ def control_plane_error(exc: Exception, function_name: str, region: str | None, 
                 + "` first"
             )
         if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"):
-            return ConfigurationError(f"{what}: AWS refused the request ({code}: {message}); check the credentials and their permissions")
+            return ConfigurationError(
+                f"{what}: AWS refused the request ({code}: {message}); check the credentials and their permissions"
+            )
         return BackendError(f"{what}: {code}: {message}")
     return BackendError(f"{what}: {exc!r}")
 
 
-def describe_function(client: Any, function_name: str, qualifier: str | None = None, region: str | None = None) -> DeployedRuntime:
+def describe_function(
+    client: Any, function_name: str, qualifier: str | None = None, region: str | None = None
+) -> DeployedRuntime:
     """Read one version's configuration; a missing function says to run ``lambdamr deploy``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -127,7 +131,7 @@ def describe_function(client: Any, function_name: str, qualifier: str | None = N
 
 def check_compatible(runtime: DeployedRuntime, *, python: str | None = None, version: str = __version__) -> None:
     """Raise ``RuntimeMismatchError`` saying how to fix it when this driver cannot use ``runtime``."""
-    python = python or "%d.%d" % sys.version_info[:2]
+    python = python or "{}.{}".format(*sys.version_info[:2])
     fix = f"run `lambdamr deploy --function-name {runtime.function_name} --python-version {python}`"
     if not runtime.lambdamr_version:
         raise RuntimeMismatchError(
@@ -168,7 +172,9 @@ def lambda_timeout(timeout_s: float) -> int:
     return max(1, math.ceil(timeout_s))
 
 
-def wait_updated(client: Any, function_name: str, *, timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def wait_updated(
+    client: Any, function_name: str, *, timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
     """Wait until the function's last configuration or code update has finished."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -177,9 +183,7 @@ def wait_updated(client: Any, function_name: str, *, timeout_s: float = 120.0, s
         if status == "Successful" and (cfg.get("State") or "Active") == "Active":
             return cfg
         if status == "Failed":
-            raise BackendError(
-                f"updating {function_name!r} failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}"
-            )
+            raise BackendError(f"updating {function_name!r} failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}")
         if time.monotonic() > deadline:
             raise BackendError(f"{function_name!r} is still updating after {timeout_s:g} s; try again later")
         sleep(1.0)
@@ -202,7 +206,9 @@ def ensure_alias(
     timeout = lambda_timeout(timeout_s)
     exists = False
     try:
-        current = DeployedRuntime.from_configuration(client.get_function_configuration(FunctionName=function_name, Qualifier=name))
+        current = DeployedRuntime.from_configuration(
+            client.get_function_configuration(FunctionName=function_name, Qualifier=name)
+        )
         exists = True
         same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "storage_url")
         if all(getattr(current, name) == getattr(latest, name) for name in same):
@@ -227,8 +233,12 @@ def ensure_alias(
         client.update_alias(FunctionName=function_name, Name=name, FunctionVersion=version)
     else:
         try:
-            client.create_alias(FunctionName=function_name, Name=name, FunctionVersion=version,
-                                Description="lambdamr: memory and timeout of this version")
+            client.create_alias(
+                FunctionName=function_name,
+                Name=name,
+                FunctionVersion=version,
+                Description="lambdamr: memory and timeout of this version",
+            )
         except ClientError as exc:  # another driver created it first: point it at ours
             if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
                 raise

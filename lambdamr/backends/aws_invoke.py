@@ -106,6 +106,7 @@ class LambdaInvoker:
         backoff_cap_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if invocation_type not in ("Event", "RequestResponse"):
             raise ConfigurationError(f"invocation_type={invocation_type!r}: use 'Event' or 'RequestResponse'")
@@ -123,9 +124,11 @@ class LambdaInvoker:
         self.backoff_cap_s = backoff_cap_s
         self._sleep = sleep
         self._rng = rng
+        self._clock = clock
         self.stats = InvokerStats()
         self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+        self._started = False
         self._stopping = threading.Event()
         self._pending = 0
         self._pending_lock = threading.Condition()
@@ -134,11 +137,13 @@ class LambdaInvoker:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the invoker threads (idempotent)."""
-        if self._workers:
-            return
-        for i in range(self.threads):
-            thread = threading.Thread(target=self._run, name=f"lambdamr-invoke-{i}", daemon=True)
+        """Get ready; threads are started as work arrives, up to ``threads``."""
+        self._started = True
+
+    def _add_threads(self, wanted: int) -> None:
+        # Sync mode may allow ~1,000 threads; only start as many as there is work for.
+        while len(self._workers) < min(self.threads, wanted):
+            thread = threading.Thread(target=self._run, name=f"lambdamr-invoke-{len(self._workers)}", daemon=True)
             thread.start()
             self._workers.append(thread)
 
@@ -146,14 +151,19 @@ class LambdaInvoker:
         """Queue invocations; they are sent as soon as a thread is free."""
         with self._pending_lock:
             self._pending += len(invocations)
+            self._add_threads(self._pending)
         for invocation in invocations:
             self._queue.put(invocation)
+
+    def wait_sent(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted invocation has been sent (or failed); False on timeout."""
+        with self._pending_lock:
+            return self._pending_lock.wait_for(lambda: self._pending == 0, timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the threads; with ``wait``, after every queued invocation has been sent."""
         if wait:
-            with self._pending_lock:
-                self._pending_lock.wait_for(lambda: self._pending == 0)
+            self.wait_sent()
         else:
             self._stopping.set()
         for _ in self._workers:
@@ -225,7 +235,7 @@ class LambdaInvoker:
             ReadTimeoutError,
         )
 
-        first = time.monotonic()
+        first = self._clock()
         retry = 0
         while True:
             reason = ""
@@ -250,13 +260,15 @@ class LambdaInvoker:
                 return None
             except ReadTimeoutError as exc:
                 if self.sync:  # the function may still be running: it is lost to us
-                    self._fail(invocation, WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation)))
+                    self._fail(
+                        invocation, WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation))
+                    )
                     return None
                 reason = "read timeout"
             except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError) as exc:
                 reason = type(exc).__name__
             delay = self._rng() * min(self.backoff_cap_s, self.backoff_base_s * (2**retry))
-            if time.monotonic() + delay - first > self.throttle_deadline_s:
+            if self._clock() + delay - first > self.throttle_deadline_s:
                 self._fail(
                     invocation,
                     ThrottledError(
@@ -299,12 +311,18 @@ class LambdaInvoker:
             if not isinstance(answer, dict):
                 raise ValueError(f"expected a JSON object, got {type(answer).__name__}")
         except ValueError as exc:
-            error = WorkerLostError(f"the function answered something that is not a lambdamr response: {exc}", **_where(invocation, request_id), logs=logs)
+            error = WorkerLostError(
+                f"the function answered something that is not a lambdamr response: {exc}",
+                **_where(invocation, request_id),
+                logs=logs,
+            )
             self._fail(invocation, error, started, ended)
             return
         self.on_outcome(InvocationOutcome(invocation, response=answer, started_at=started, ended_at=ended))
 
-    def _fail(self, invocation: Invocation, error: BaseException, started: float | None = None, ended: float | None = None) -> None:
+    def _fail(
+        self, invocation: Invocation, error: BaseException, started: float | None = None, ended: float | None = None
+    ) -> None:
         self.stats.add(failed=1)
         self.on_outcome(InvocationOutcome(invocation, error=error, started_at=started, ended_at=ended or time.time()))
 

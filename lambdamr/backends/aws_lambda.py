@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ..errors import ConfigurationError, LambdaMRError, TaskError, WorkerLostError
+from ..errors import ConfigurationError, TaskError, WorkerLostError
 from .aws_errors import classify_logs
+from .aws_fastinvoke import FastInvokeClient
 from .aws_function import (
     DeployedRuntime,
     alias_name,
@@ -37,7 +38,6 @@ from .aws_function import (
     ensure_alias,
     wait_updated,
 )
-from .aws_fastinvoke import FastInvokeClient
 from .aws_invoke import LambdaInvoker
 from .base import Backend, Invocation, OutcomeCallback
 
@@ -66,7 +66,7 @@ class AwsLambdaBackend(Backend):
     reports_outcomes = False
     supports_local_storage = False
     max_payload_bytes = ASYNC_PAYLOAD_LIMIT
-    max_response_bytes = SYNC_PAYLOAD_LIMIT
+    max_response_bytes = SYNC_REPLY_MAX  # a record inline in a 6 MB response, after base64
 
     def __init__(
         self,
@@ -110,6 +110,7 @@ class AwsLambdaBackend(Backend):
         self._qualifier_lock = threading.Lock()
         self._invoker: LambdaInvoker | None = None
         self._stats: Any = None  # the last invoker's counters, kept past shutdown
+        self._last_invoker: LambdaInvoker | None = None
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> AwsLambdaBackend:
@@ -170,7 +171,9 @@ class AwsLambdaBackend(Backend):
         if self._logs_client is None:
             import boto3
 
-            self._logs_client = boto3.session.Session().client("logs", region_name=self.region, endpoint_url=self.logs_endpoint_url)
+            self._logs_client = boto3.session.Session().client(
+                "logs", region_name=self.region, endpoint_url=self.logs_endpoint_url
+            )
         return self._logs_client
 
     def _threads(self) -> int:
@@ -215,8 +218,7 @@ class AwsLambdaBackend(Backend):
             self._latest = describe_function(self.client, self.function_name, region=self.region)
         if not self._latest.signing_key:
             raise ConfigurationError(
-                f"the function {self.function_name!r} has no signing key in its environment; "
-                "redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} has no signing key in its environment; redeploy it with `lambdamr deploy`"
             )
         return parse_key(self._latest.signing_key)
 
@@ -239,7 +241,9 @@ class AwsLambdaBackend(Backend):
                 f"storage='s3://{deployed_bucket}' or redeploy with `lambdamr deploy --bucket {bucket}`"
             )
         if latest.state == "Failed":
-            raise ConfigurationError(f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`")
+            raise ConfigurationError(
+                f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`"
+            )
         if latest.state == "Pending" or latest.last_update == "InProgress":
             wait_updated(self.client, self.function_name)
         self._latest = latest
@@ -263,7 +267,9 @@ class AwsLambdaBackend(Backend):
                 try:
                     name = ensure_alias(self.client, self.function_name, memory_mb, timeout_s, self._latest)
                 except (ClientError, BotoCoreError) as exc:
-                    raise control_plane_error(exc, self.function_name, self.region, f"publishing {alias_name(memory_mb, timeout_s)}") from exc
+                    raise control_plane_error(
+                        exc, self.function_name, self.region, f"publishing {alias_name(memory_mb, timeout_s)}"
+                    ) from exc
                 self._qualifiers[key] = name
             return name
 
@@ -296,19 +302,29 @@ class AwsLambdaBackend(Backend):
             raise ConfigurationError("the aws backend was not started")
         self._invoker.submit(invocations)
 
+    def wait_sent(self, timeout: float | None = None) -> bool:
+        """Wait until every invocation handed to ``invoke`` has been sent; False on timeout."""
+        return self._invoker.wait_sent(timeout) if self._invoker is not None else True
+
     def shutdown(self, wait: bool = True) -> None:
         if self._invoker is not None:
             self._invoker.shutdown(wait)
             self._stats = self._invoker.stats
+            self._last_invoker = self._invoker  # its request ids still explain lost invocations
             self._invoker = None
 
     # ---- lost invocations ---------------------------------------------------------------
     def explain_lost(self, invocation: Invocation) -> TaskError:
         """Why an Event invocation left no result by its deadline, from its CloudWatch logs
         (timeout, out of memory, import failure), or a plain ``WorkerLostError``."""
-        request_id = self._invoker.request_id(invocation) if self._invoker else None
-        where = {"job_id": invocation.event.job_id, "task_id": invocation.event.task_id,
-                 "attempt": invocation.event.attempt, "request_id": request_id}
+        invoker = self._invoker or self._last_invoker
+        request_id = invoker.request_id(invocation) if invoker else None
+        where = {
+            "job_id": invocation.event.job_id,
+            "task_id": invocation.event.task_id,
+            "attempt": invocation.event.attempt,
+            "request_id": request_id,
+        }
         if not request_id:
             return WorkerLostError("the invocation left no result by its deadline", **where)
         try:
@@ -321,7 +337,8 @@ class AwsLambdaBackend(Backend):
         if not logs:
             return WorkerLostError(
                 "the invocation left no result by its deadline and wrote no logs: it never "
-                "started (lost or still queued by Lambda)", **where,
+                "started (lost or still queued by Lambda)",
+                **where,
             )
         return classify_logs(logs, invocation, request_id)
 
@@ -334,11 +351,13 @@ class AwsLambdaBackend(Backend):
             "invocation_type": self.invocation_type,
         }
         if self._latest is not None:
-            info.update(python=self._latest.python, lambdamr=self._latest.lambdamr_version, architecture=self._latest.architecture)
+            info.update(
+                python=self._latest.python, lambdamr=self._latest.lambdamr_version, architecture=self._latest.architecture
+            )
         stats = self._invoker.stats if self._invoker is not None else self._stats
         if stats is not None:
             info["invokes"] = stats.snapshot()
         return info
 
 
-__all__ = ["AwsLambdaBackend", "LambdaMRError"]
+__all__ = ["ASYNC_PAYLOAD_LIMIT", "SYNC_PAYLOAD_LIMIT", "AwsLambdaBackend"]

@@ -226,8 +226,9 @@ class LambdaStandin:
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
         now = int(time.time() * 1000)
-        logs.put_log_events(logGroupName=group, logStreamName=stream,
-                            logEvents=[{"timestamp": now, "message": line} for line in lines])
+        logs.put_log_events(
+            logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines]
+        )
 
     def error_document(self, call: _Call) -> dict[str, Any] | None:
         """The Lambda error document for a failed call (None when it succeeded)."""
@@ -238,9 +239,15 @@ class LambdaStandin:
         rid = call.request_id
         if kind == "TaskTimeoutError":
             t = call.invocation.event.timeout_s
-            return {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {rid} Error: Task timed out after {t:.2f} seconds"}
+            return {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"RequestId: {rid} Error: Task timed out after {t:.2f} seconds",
+            }
         if kind == "TaskOutOfMemoryError":
-            return {"errorType": "Runtime.OutOfMemory", "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed"}
+            return {
+                "errorType": "Runtime.OutOfMemory",
+                "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed",
+            }
         message = str(outcome.error)
         error_type = "Runtime.ExitError" if kind == "WorkerLostError" and "handler failed" not in message else "Exception"
         if "handler failed: " in message:  # "the runtime handler failed: Type: text"
@@ -285,7 +292,9 @@ def _handler_class(standin: LambdaStandin) -> type[BaseHTTPRequestHandler]:
 
         def _error(self, status: int, code: str, message: str) -> None:
             doc = json.dumps({"Type": "User", "message": message}).encode()
-            self._send(status, doc, {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())})
+            self._send(
+                status, doc, {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())}
+            )
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -295,8 +304,13 @@ def _handler_class(standin: LambdaStandin) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/2016-08-19/account-settings"):
                 limit = standin.account_concurrency
                 doc = {
-                    "AccountLimit": {"ConcurrentExecutions": limit, "UnreservedConcurrentExecutions": limit,
-                                     "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800},
+                    "AccountLimit": {
+                        "ConcurrentExecutions": limit,
+                        "UnreservedConcurrentExecutions": limit,
+                        "TotalCodeSize": 80530636800,
+                        "CodeSizeUnzipped": 262144000,
+                        "CodeSizeZipped": 52428800,
+                    },
                     "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 1},
                 }
                 self._send(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
@@ -328,7 +342,11 @@ def _handler_class(standin: LambdaStandin) -> type[BaseHTTPRequestHandler]:
                 return
             limit = ASYNC_PAYLOAD_LIMIT if kind == "Event" else SYNC_PAYLOAD_LIMIT
             if len(body) > limit:
-                self._error(413, "RequestEntityTooLargeException", f"{len(body)} byte payload is too large for the {kind} invocation type (limit {limit} bytes)")
+                self._error(
+                    413,
+                    "RequestEntityTooLargeException",
+                    f"{len(body)} byte payload is too large for the {kind} invocation type (limit {limit} bytes)",
+                )
                 return
             if standin.control_url and not self._function_exists(parsed):
                 return

@@ -121,6 +121,12 @@ class Backend(ABC):
         running work is abandoned (local workers are terminated).
         """
 
+    def explain_lost(self, invocation: Invocation) -> BaseException | None:
+        """Why an invocation left no result by its deadline (read from the platform's logs:
+        timeout, out of memory, import failure...), or None when the backend cannot tell.
+        Called off the scheduler thread; it may make network requests."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts about this backend for summaries and cost estimates."""
         return {"backend": self.name, "capacity": self.capacity}

@@ -64,8 +64,9 @@ class InlineBackend(Backend):
             self._pool.submit(self._run, invocation)
 
     def _run(self, invocation: Invocation) -> None:
-        from ..runtime.handler import handler
         import json
+
+        from ..runtime.handler import handler
 
         event = invocation.event
         started = time.time()

@@ -16,7 +16,7 @@ from .._version import __version__
 from ..errors import LambdaMRError
 
 #: modules that add subcommands, in the order they appear in ``lambdamr --help``
-COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy",)
+COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.observe")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,12 +26,19 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("deploy", help="create or update the bucket, role, layer and function (idempotent)")
     _common(p)
     p.add_argument("--bucket", help="S3 bucket for task data (default: lambdamr-ACCOUNT-REGION)")
-    p.add_argument("--memory", type=int, default=1024, metavar="MB", help="default memory per task, 128-10240 (default: %(default)s)")
+    p.add_argument(
+        "--memory", type=int, default=1024, metavar="MB", help="default memory per task, 128-10240 (default: %(default)s)"
+    )
     p.add_argument("--timeout", type=int, default=300, metavar="S", help="default task timeout, 1-900 s (default: %(default)s)")
     p.add_argument("--architecture", choices=ARCHITECTURES, default="x86_64", help="(default: %(default)s)")
     p.add_argument("--python-version", choices=LAMBDA_PYTHONS, help="Lambda Python runtime (default: this interpreter's)")
-    p.add_argument("--package", action="append", default=[], metavar="NAME",
-                   help=f"extra package for the layer, repeatable (always: {', '.join(BASE_PACKAGES)})")
+    p.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"extra package for the layer, repeatable (always: {', '.join(BASE_PACKAGES)})",
+    )
     p.add_argument("--prefix", default="lambdamr", help="key prefix the runtime may use (default: %(default)s)")
     p.set_defaults(func=_deploy)
 
@@ -59,9 +66,16 @@ def _deploy(args: argparse.Namespace) -> int:
     from ..deploy import deploy
 
     report = deploy(
-        region=args.region, bucket=args.bucket, function_name=args.function_name, memory_mb=args.memory,
-        timeout_s=args.timeout, architecture=args.architecture, python_version=args.python_version,
-        packages=args.package, prefix=args.prefix, **_endpoints(args),
+        region=args.region,
+        bucket=args.bucket,
+        function_name=args.function_name,
+        memory_mb=args.memory,
+        timeout_s=args.timeout,
+        architecture=args.architecture,
+        python_version=args.python_version,
+        packages=args.package,
+        prefix=args.prefix,
+        **_endpoints(args),
     )
     print(report)
     return 0
@@ -77,8 +91,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{args.function_name}: not deployed in {report['region']}\n  {report['problem']}")
     else:
         runtime = report["runtime"]
-        print(f"{args.function_name} in {report['region']}: {report['state']}, {report['architecture']}, "
-              f"{report['memory_mb']} MB, {report['timeout_s']} s")
+        print(
+            f"{args.function_name} in {report['region']}: {report['state']}, {report['architecture']}, "
+            f"{report['memory_mb']} MB, {report['timeout_s']} s"
+        )
         print(f"  runtime: lambdamr {runtime['lambdamr']}, Python {runtime['python']}, protocol {runtime['protocol']}")
         print(f"  driver:  lambdamr {report['driver']['lambdamr']}, Python {report['driver']['python']}")
         print(f"  storage: {report['storage']}")
@@ -90,8 +106,14 @@ def _status(args: argparse.Namespace) -> int:
 def _teardown(args: argparse.Namespace) -> int:
     from ..deploy import teardown
 
-    result = teardown(region=args.region, function_name=args.function_name, bucket=args.bucket,
-                      prefix=args.prefix, keep_bucket=args.keep_bucket, **_endpoints(args))
+    result = teardown(
+        region=args.region,
+        function_name=args.function_name,
+        bucket=args.bucket,
+        prefix=args.prefix,
+        keep_bucket=args.keep_bucket,
+        **_endpoints(args),
+    )
     for item in result["removed"]:
         print(f"removed {item}")
     for item in result["kept"]:
@@ -104,7 +126,13 @@ def _teardown(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from ..deploy import clean
 
-    count = clean(region=args.region, function_name=args.function_name, bucket=args.bucket, prefix=args.prefix,
-                  older_than_s=args.older_than * 3600, **_endpoints(args))
+    count = clean(
+        region=args.region,
+        function_name=args.function_name,
+        bucket=args.bucket,
+        prefix=args.prefix,
+        older_than_s=args.older_than * 3600,
+        **_endpoints(args),
+    )
     print(f"deleted {count} temp objects")
     return 0

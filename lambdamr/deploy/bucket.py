@@ -112,17 +112,28 @@ def _get(call: Any, key: str, missing: tuple[str, ...], **kwargs: Any) -> Any:
 
 
 def _ensure_settings(s3: Any, bucket: str, options: DeployOptions, changes: list[str]) -> None:
-    block = _get(s3.get_public_access_block, "PublicAccessBlockConfiguration", ("NoSuchPublicAccessBlockConfiguration",), Bucket=bucket)
+    block = _get(
+        s3.get_public_access_block, "PublicAccessBlockConfiguration", ("NoSuchPublicAccessBlockConfiguration",), Bucket=bucket
+    )
     if block != _BLOCK_ALL:
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=_BLOCK_ALL)
         changes.append(f"blocked public access to {bucket}")
-    rules = _get(s3.get_bucket_encryption, "ServerSideEncryptionConfiguration", ("ServerSideEncryptionConfigurationNotFoundError",), Bucket=bucket)
+    rules = _get(
+        s3.get_bucket_encryption,
+        "ServerSideEncryptionConfiguration",
+        ("ServerSideEncryptionConfigurationNotFoundError",),
+        Bucket=bucket,
+    )
     algorithms = [r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in (rules or {}).get("Rules", [])]
     if not algorithms or not any(algorithms):
         s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_ENCRYPTION)
         changes.append(f"turned on default encryption of {bucket}")
     policy = _get(s3.get_bucket_policy, "Policy", ("NoSuchBucketPolicy",), Bucket=bucket)
-    if policy is None or json.loads(policy) != tls_only_policy(bucket):
+    if not options.require_tls:
+        if policy is not None and json.loads(policy) == tls_only_policy(bucket):
+            s3.delete_bucket_policy(Bucket=bucket)
+            changes.append(f"removed the TLS-only policy of {bucket}")
+    elif policy is None or json.loads(policy) != tls_only_policy(bucket):
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
         changes.append(f"set the TLS-only policy of {bucket}")
     current = _get(s3.get_bucket_lifecycle_configuration, "Rules", ("NoSuchLifecycleConfiguration",), Bucket=bucket)

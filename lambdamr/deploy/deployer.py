@@ -38,7 +38,7 @@ from .function import (
     publish_layer,
 )
 from .iam import delete_role, ensure_role
-from .layer import PipRunner, _default_pip, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
+from .layer import PipRunner, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
 from .options import DeployOptions
 
 
@@ -66,7 +66,9 @@ class AwsClients:
         def client(name: str, endpoint: str | None = None) -> Any:
             return session.client(name, region_name=region, endpoint_url=endpoint or url)
 
-        return cls(region, client("s3"), client("iam"), client("lambda", options.lambda_endpoint_url), client("logs"), client("sts"))
+        return cls(
+            region, client("s3"), client("iam"), client("lambda", options.lambda_endpoint_url), client("logs"), client("sts")
+        )
 
     def account(self) -> str:
         return str(self.sts.get_caller_identity()["Account"])
@@ -87,8 +89,11 @@ class DeployReport:
     def __str__(self) -> str:
         lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
         return "\n".join(
-            [f"lambdamr deploy: {self.function_arn}", *lines,
-             f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')"]
+            [
+                f"lambdamr deploy: {self.function_arn}",
+                *lines,
+                f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')",
+            ]
         )
 
 
@@ -117,7 +122,8 @@ def deploy(
     prefix: str = "lambdamr",
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
-    pip: PipRunner = _default_pip,
+    require_tls: bool = True,
+    pip: PipRunner | None = None,
     session: Any = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeployReport:
@@ -127,9 +133,20 @@ def deploy(
         ConfigurationError: bad options, missing credentials or permissions, a name taken by
             something lambdamr did not create, a layer over Lambda's size limits.
     """
-    options = _options(region=region, bucket=bucket, function_name=function_name, memory_mb=memory_mb,
-                       timeout_s=timeout_s, architecture=architecture, python_version=python_version,
-                       packages=packages, prefix=prefix, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    options = _options(
+        region=region,
+        bucket=bucket,
+        function_name=function_name,
+        memory_mb=memory_mb,
+        timeout_s=timeout_s,
+        architecture=architecture,
+        python_version=python_version,
+        packages=packages,
+        prefix=prefix,
+        endpoint_url=endpoint_url,
+        lambda_endpoint_url=lambda_endpoint_url,
+        require_tls=require_tls,
+    )
     clients = AwsClients.create(options, session)
     step = "checking the AWS account"
     try:
@@ -149,12 +166,26 @@ def deploy(
         layer_arn = find_layer(clients.lam, options.layer_name, spec)
         if layer_arn is None:
             with tempfile.TemporaryDirectory(prefix="lambdamr-layer-") as workdir:
-                build = build_layer(options.python_version, options.architecture, options.packages,
-                                    workdir=Path(workdir), pip=pip, function_unzipped=unzipped_size(package))
+                build = build_layer(
+                    options.python_version,
+                    options.architecture,
+                    options.packages,
+                    workdir=Path(workdir),
+                    pip=pip,
+                    function_unzipped=unzipped_size(package),
+                )
             layer_arn = publish_layer(clients.lam, clients.s3, name, options, build, changes)
         step = f"deploying function {options.function_name}"
-        function_arn = ensure_function(clients.lam, options, role_arn=role_arn, layer_arn=layer_arn,
-                                       package=package, bucket=name, changes=changes, sleep=sleep)
+        function_arn = ensure_function(
+            clients.lam,
+            options,
+            role_arn=role_arn,
+            layer_arn=layer_arn,
+            package=package,
+            bucket=name,
+            changes=changes,
+            sleep=sleep,
+        )
         ensure_async_config(clients.lam, options.function_name, changes)
         step = f"publishing the {options.memory_mb} MB / {options.timeout_s} s version"
         latest = DeployedRuntime.from_configuration(clients.lam.get_function_configuration(FunctionName=options.function_name))
@@ -190,10 +221,16 @@ def status(
     """What is deployed and whether this driver can use it (``compatible`` and ``problem``)."""
     from botocore.exceptions import ClientError
 
-    options = _options(region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    options = _options(
+        region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
+    )
     clients = AwsClients.create(options, session)
-    report: dict[str, Any] = {"region": clients.region, "function": function_name, "deployed": False,
-                              "driver": {"lambdamr": __version__, "python": options.python_version}}
+    report: dict[str, Any] = {
+        "region": clients.region,
+        "function": function_name,
+        "deployed": False,
+        "driver": {"lambdamr": __version__, "python": options.python_version},
+    }
     try:
         current = clients.lam.get_function(FunctionName=function_name)
     except ClientError as exc:
@@ -239,8 +276,14 @@ def teardown(
     session: Any = None,
 ) -> dict[str, list[str]]:
     """Remove what deploy made — and nothing it did not make. Returns what was removed/kept."""
-    options = _options(region=region, function_name=function_name, bucket=bucket, prefix=prefix,
-                       endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    options = _options(
+        region=region,
+        function_name=function_name,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint_url,
+        lambda_endpoint_url=lambda_endpoint_url,
+    )
     clients = AwsClients.create(options, session)
     removed: list[str] = []
     kept: list[str] = []
@@ -282,8 +325,14 @@ def clean(
     session: Any = None,
 ) -> int:
     """Delete temp objects under ``prefix/`` (those older than ``older_than_s``); return how many."""
-    options = _options(region=region, function_name=function_name, bucket=bucket, prefix=prefix,
-                       endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url)
+    options = _options(
+        region=region,
+        function_name=function_name,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint_url,
+        lambda_endpoint_url=lambda_endpoint_url,
+    )
     clients = AwsClients.create(options, session)
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)

@@ -48,6 +48,10 @@ def translate(exc: Exception, what: str, region: str | None) -> Exception:
                 f"{what}: access denied ({message}); deploy needs permissions for S3, IAM "
                 "(create role, put role policy, pass role), Lambda and CloudWatch Logs"
             )
+        if code == "NoSuchBucket":
+            return ConfigurationError(
+                f"{what}: the bucket does not exist ({message}); check --bucket, or create it with `lambdamr deploy`"
+            )
         if code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken"):
             return ConfigurationError(f"{what}: AWS rejected the credentials ({code}); check or refresh them")
         return DeployError(f"{what}: {code}: {message}")

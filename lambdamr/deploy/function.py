@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..backends.aws_function import ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_function import ENV_PROTOCOL, ENV_SIGNING_KEY, ENV_STORAGE, ENV_VERSION, wait_updated
 from ..protocol import PROTOCOL_VERSION
+from ..signing import new_key_hex
 from .errors import not_ours
 from .iam import retry_until_role_usable
 from .layer import LayerBuild, code_sha256
@@ -61,9 +62,15 @@ def publish_layer(lam: Any, s3: Any, bucket: str, options: DeployOptions, build:
     return str(answer["LayerVersionArn"])
 
 
-def environment(bucket: str) -> dict[str, str]:
-    """What the function's environment records for the driver's version check."""
-    return {ENV_VERSION: __version__, ENV_PROTOCOL: str(PROTOCOL_VERSION), ENV_STORAGE: f"s3://{bucket}"}
+def environment(bucket: str, signing_key: str) -> dict[str, str]:
+    """What the function's environment holds: versions for the driver's check, the bucket,
+    and the key that signs every pickled payload (kept across redeploys)."""
+    return {
+        ENV_VERSION: __version__,
+        ENV_PROTOCOL: str(PROTOCOL_VERSION),
+        ENV_STORAGE: f"s3://{bucket}",
+        ENV_SIGNING_KEY: signing_key,
+    }
 
 
 def ensure_function(
@@ -80,6 +87,14 @@ def ensure_function(
     """Create or update the function; return its ARN."""
     from botocore.exceptions import ClientError
 
+    try:
+        current = lam.get_function(FunctionName=options.function_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        current = None
+    variables = ((current or {}).get("Configuration", {}).get("Environment") or {}).get("Variables") or {}
+    signing_key = variables.get(ENV_SIGNING_KEY) or new_key_hex()
     settings: dict[str, Any] = {
         "Runtime": options.runtime,
         "Role": role_arn,
@@ -87,14 +102,10 @@ def ensure_function(
         "MemorySize": options.memory_mb,
         "Timeout": options.timeout_s,
         "Layers": [layer_arn],
-        "Environment": {"Variables": environment(bucket)},
+        "Environment": {"Variables": environment(bucket, signing_key)},
         "Description": f"lambdamr {__version__} runtime",
     }
-    try:
-        current = lam.get_function(FunctionName=options.function_name)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
+    if current is None:
         answer = retry_until_role_usable(
             lambda: lam.create_function(
                 FunctionName=options.function_name,
@@ -118,7 +129,9 @@ def ensure_function(
         wait_updated(lam, options.function_name, sleep=sleep)
     drift = _config_drift(config, settings)
     if drift:
-        retry_until_role_usable(lambda: lam.update_function_configuration(FunctionName=options.function_name, **settings), sleep=sleep)
+        retry_until_role_usable(
+            lambda: lam.update_function_configuration(FunctionName=options.function_name, **settings), sleep=sleep
+        )
         changes.append(f"updated the configuration of {options.function_name} ({', '.join(drift)})")
         wait_updated(lam, options.function_name, sleep=sleep)
     return str(config["FunctionArn"])

@@ -24,9 +24,7 @@ POLICY_NAME = "lambdamr-runtime"
 
 TRUST_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 
 
@@ -63,9 +61,7 @@ def _document(value: Any) -> dict[str, Any]:
     return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
-def ensure_role(
-    iam: Any, options: DeployOptions, bucket: str, region: str, account: str, changes: list[str]
-) -> str:
+def ensure_role(iam: Any, options: DeployOptions, bucket: str, region: str, account: str, changes: list[str]) -> str:
     """Create or update the role and its inline policy; return the role ARN."""
     from botocore.exceptions import ClientError
 
@@ -117,7 +113,9 @@ def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
     removed.append(f"IAM role {role_name}")
 
 
-def retry_until_role_usable(call: Callable[[], Any], *, timeout_s: float = 90.0, sleep: Callable[[float], None] = time.sleep) -> Any:
+def retry_until_role_usable(
+    call: Callable[[], Any], *, timeout_s: float = 90.0, sleep: Callable[[float], None] = time.sleep
+) -> Any:
     """Run ``call``, retrying while Lambda cannot assume a just-created role yet (IAM is
     eventually consistent: a new role takes seconds to be usable)."""
     from botocore.exceptions import ClientError

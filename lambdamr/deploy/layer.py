@@ -49,8 +49,19 @@ def platforms(architecture: str) -> list[str]:
 
 def pip_command(packages: Iterable[str], target: str | os.PathLike[str], python_version: str, architecture: str) -> list[str]:
     """The exact pip command line that installs ``packages`` for Lambda into ``target``."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--only-binary=:all:", "--implementation", "cp", "--python-version", python_version]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+    ]
     for platform in platforms(architecture):
         command += ["--platform", platform]
     return command + ["--no-compile", "--target", str(target), *packages]
@@ -71,7 +82,7 @@ def layer_spec_hash(packages: Sequence[str], python_version: str, architecture: 
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def _default_pip(command: Sequence[str]) -> None:
+def run_pip(command: Sequence[str]) -> None:
     result = subprocess.run(list(command), capture_output=True, text=True)
     if result.returncode != 0:
         raise DeployError(
@@ -160,7 +171,7 @@ def build_layer(
     extra_packages: Iterable[str] = (),
     *,
     workdir: Path,
-    pip: PipRunner = _default_pip,
+    pip: PipRunner | None = None,
     function_unzipped: int = 0,
 ) -> LayerBuild:
     """Install the layer's packages for Lambda under ``workdir`` and zip them."""
@@ -169,7 +180,7 @@ def build_layer(
     if site.exists():
         shutil.rmtree(site)
     site.mkdir(parents=True)
-    pip(pip_command(packages, site, python_version, architecture))
+    (pip or run_pip)(pip_command(packages, site, python_version, architecture))
     prune(site)
     sizes = package_sizes(site)
     unzipped = sum(sizes.values())
@@ -184,36 +195,63 @@ def build_layer(
 
 
 # ---- the function package -----------------------------------------------------------------
-#: the modules the runtime handler imports, relative to the lambdamr package
-RUNTIME_MODULES = (
-    "_version.py",
-    "errors.py",
-    "protocol.py",
-    "serialize.py",
-    "storage/__init__.py",
-    "storage/base.py",
-    "storage/local.py",
-    "storage/s3.py",
-    "runtime/__init__.py",
-    "runtime/handler.py",
-)
+#: where the closure starts; storage backends are loaded by name from a registry, so all go
+RUNTIME_ROOTS = ("runtime/handler.py", "storage/__init__.py")
 _PACKAGE_INIT = '"""lambdamr, as deployed on AWS Lambda: the runtime side only."""\n\nfrom ._version import __version__\n'
+
+
+def runtime_modules(source: Path | None = None) -> list[str]:
+    """The lambdamr modules the runtime handler can import (paths relative to the package):
+    the closure of its imports, found by reading the code, plus every storage backend and
+    every runtime module. The executor, backends, deploy and CLI are not among them."""
+    import ast
+
+    source = source or Path(__file__).resolve().parents[1]
+    todo = [
+        *RUNTIME_ROOTS,
+        *(f"runtime/{p.name}" for p in (source / "runtime").glob("*.py")),
+        *(f"storage/{p.name}" for p in (source / "storage").glob("*.py")),
+    ]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen or not (source / module).exists():
+            continue
+        seen.add(module)
+        package = Path(module).parent
+        for node in ast.walk(ast.parse((source / module).read_text(), module)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.parent
+                parts = [base.as_posix()] if base.as_posix() != "." else []
+                names = [node.module] if node.module else [alias.name for alias in node.names]
+                for name in names:
+                    stem = "/".join([*parts, *name.split(".")])
+                    todo += [f"{stem}.py", f"{stem}/__init__.py"]
+                    if node.module:  # "from .x import y": y may be a submodule of x
+                        todo += [f"{stem}/{alias.name}.py" for alias in node.names]
+                for index in range(1, len(parts) + 1):  # importing a.b runs a/__init__ first
+                    todo.append("/".join(parts[:index]) + "/__init__.py")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    if name.startswith("lambdamr."):
+                        stem = "/".join(name.split(".")[1:])
+                        todo += [f"{stem}.py", f"{stem}/__init__.py"]
+    seen.discard("__init__.py")
+    return sorted(seen)
 
 
 def function_package() -> bytes:
     """The function's zip: ``lambdamr/`` with the runtime modules only (the driver's
     executor, backends and CLI stay home) and a minimal ``__init__``."""
     source = Path(__file__).resolve().parents[1]
+    entries = {"lambdamr/__init__.py": _PACKAGE_INIT.encode()}
+    for module in runtime_modules(source):
+        entries[f"lambdamr/{module}"] = (source / module).read_bytes()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        entries = {"lambdamr/__init__.py": _PACKAGE_INIT.encode()}
-        for module in RUNTIME_MODULES:
-            path = source / module
-            if not path.exists():
-                raise DeployError(f"the runtime module lambdamr/{module} is missing from this installation")
-            entries[f"lambdamr/{module}"] = path.read_bytes()
-        for path in sorted((source / "runtime").glob("*.py")):
-            entries.setdefault(f"lambdamr/runtime/{path.name}", path.read_bytes())
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
             info.external_attr = 0o644 << 16

@@ -19,6 +19,7 @@ HANDLER = "lambdamr.runtime.handler.handler"
 DEPLOY_PREFIX = "lambdamr-deploy"  # bucket keys of layer uploads (outside the temp prefix)
 LOG_RETENTION_DAYS = 14
 
+_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _FUNCTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -33,11 +34,12 @@ class DeployOptions:
     memory_mb: int = 1024
     timeout_s: int = 300
     architecture: str = "x86_64"
-    python_version: str = field(default_factory=lambda: "%d.%d" % sys.version_info[:2])
+    python_version: str = field(default_factory=lambda: "{}.{}".format(*sys.version_info[:2]))
     packages: tuple[str, ...] = ()
     prefix: str = "lambdamr"  # the temp prefix the runtime may use (and that expires after a day)
     endpoint_url: str | None = None  # one endpoint for every service (moto server in tests)
     lambda_endpoint_url: str | None = None
+    require_tls: bool = True  # the bucket policy denies plain HTTP (off only for local test servers)
 
     def __post_init__(self) -> None:
         validate_memory(self.memory_mb)
@@ -51,14 +53,14 @@ class DeployOptions:
                 f"python_version={self.python_version!r}: AWS Lambda runs Python {', '.join(LAMBDA_PYTHONS)}; "
                 "pick the driver's own version, since pickled functions only load on the same one"
             )
+        if self.region is not None:
+            check_region(self.region)
         if self.bucket is not None and not _BUCKET_RE.match(self.bucket):
             raise ConfigurationError(
                 f"bucket={self.bucket!r}: S3 bucket names have 3-63 lowercase letters, digits, dots and hyphens"
             )
         if not _FUNCTION_RE.match(self.function_name):
-            raise ConfigurationError(
-                f"function_name={self.function_name!r}: use 1-64 letters, digits, hyphens or underscores"
-            )
+            raise ConfigurationError(f"function_name={self.function_name!r}: use 1-64 letters, digits, hyphens or underscores")
         if not self.prefix or self.prefix.startswith("/") or self.prefix.endswith("/") or "*" in self.prefix:
             raise ConfigurationError(f"prefix={self.prefix!r}: use a relative key prefix such as 'lambdamr'")
 
@@ -81,3 +83,21 @@ class DeployOptions:
     def tags(self) -> dict[str, str]:
         """Tags put on everything deploy creates."""
         return {MANAGED_TAG: "true", DEPLOYMENT_TAG: self.function_name}
+
+
+def check_region(region: str) -> str:
+    """Refuse a malformed region name, or one this botocore does not know (no network used)."""
+    if not _REGION_RE.match(region):
+        raise ConfigurationError(f"region={region!r} is not an AWS region name (like us-east-1 or eu-west-3)")
+    import boto3
+
+    known = set()
+    session = boto3.session.Session()
+    for partition in session.get_available_partitions():
+        known.update(session.get_available_regions("lambda", partition_name=partition))
+    if known and region not in known:
+        raise ConfigurationError(
+            f"region {region!r} does not offer AWS Lambda as far as this botocore knows "
+            f"(e.g. {', '.join(sorted(known)[:4])}...); check the name, or upgrade boto3 if the region is new"
+        )
+    return region

@@ -1,0 +1,163 @@
+"""The driver's cost of launching Lambda tasks: CPU per invoke, invokes per second, memory.
+
+    python benchmarks/invoke.py                      # 1,000 and 10,000 invokes, then a 10,000-task map
+    python benchmarks/invoke.py --tasks 2000 --no-map
+
+Part 1 sends asynchronous (Event) invokes through ``AwsLambdaBackend`` to a local HTTP
+endpoint that answers like the Lambda Invoke API (``lambdamr.backends.aws_standin --null``,
+in its own process so that it does not share the driver's interpreter), once with the lean
+Invoke client the backend uses and once with plain boto3 ``invoke``, and prints driver CPU
+microseconds per invoke and invokes per second. On real AWS the endpoint is not on the
+driver's machine; here it takes one of the two cores, so the figures are a lower bound.
+
+Part 2 runs a whole ``LambdaExecutor.map`` of 10,000 tasks on the aws backend — the stand-in
+runs the real handler in worker processes over a local folder — and prints the driver's
+peak memory (target: under 300 MB) and its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lambdamr.backends.aws_lambda import AwsLambdaBackend  # noqa: E402
+from lambdamr.backends.base import Invocation  # noqa: E402
+from lambdamr.protocol import TaskEvent, encode_inline_args  # noqa: E402
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
+os.environ.setdefault("LAMBDAMR_SIGNING_KEY", "ab" * 32)  # shared by the driver and the stand-in's workers
+
+
+def start_standin(*args: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambdamr.backends.aws_standin", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def invocations(n: int) -> list[Invocation]:
+    args = encode_inline_args(b"\x80\x05" + b"x" * 200)  # a small pickled argument list
+    return [
+        Invocation.of(
+            TaskEvent(
+                job_id="bench",
+                task_id=i,
+                attempt=1,
+                storage={"kind": "s3", "bucket": "bench"},
+                function_key="bench/fn",
+                result_key=f"bench/results/{i:06d}.1",
+                timeout_s=60,
+                memory_mb=1024,
+                args_inline=args,
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def launch(url: str, n: int, *, fast: bool, threads: int) -> tuple[float, float, int]:
+    """Invokes per second, driver CPU µs per invoke, failures."""
+    failures = []
+    backend = AwsLambdaBackend(
+        "bench",
+        region="us-east-1",
+        endpoint_url=url,
+        aliases=False,
+        max_concurrency=max(n, 1),
+        invoke_threads=threads,
+        fast_invoke=fast,
+    )
+    backend.start(failures.append)
+    backend.invoke(invocations(min(n, 500)))  # warm up connections and threads
+    backend.wait_sent()
+    batch = invocations(n)
+    cpu, wall = time.process_time(), time.perf_counter()
+    backend.invoke(batch)
+    backend.wait_sent()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    backend.shutdown()
+    return n / wall, 1e6 * cpu / n, len(failures)
+
+
+def identity(x: int) -> int:
+    return x
+
+
+def full_map(n: int, threads: int) -> None:
+    from lambdamr import LambdaExecutor
+    from lambdamr.storage.local import LocalStorage
+
+    class FolderAwsBackend(AwsLambdaBackend):
+        """The aws backend over a local folder, for a stand-in on this machine."""
+
+        def prepare(self, storage) -> None:
+            pass
+
+        def signing_key(self) -> bytes:
+            from lambdamr.signing import process_key
+
+            return process_key()
+
+    process, url = start_standin()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            backend = FolderAwsBackend(
+                "bench", region="us-east-1", endpoint_url=url, aliases=False, max_concurrency=1000, invoke_threads=threads
+            )
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            wall = time.perf_counter()
+            with LambdaExecutor(backend, storage=LocalStorage(folder), progress=False, poll_interval_s=0.1) as executor:
+                results = list(executor.map(identity, range(n)))
+            wall = time.perf_counter() - wall
+            assert results == list(range(n))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"\n{n:,}-task map on the aws backend (stand-in running the handler in 2 worker processes):")
+            print(
+                f"  driver peak memory {peak:.0f} MB (before the map: {before:.0f} MB; target < 300 MB), "
+                f"wall {wall:.1f} s ({n / wall:,.0f} tasks/s, bound by the 2 local workers)"
+            )
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--threads", type=int, default=64, help="invoker threads (the backend's default: 64)")
+    parser.add_argument("--no-map", action="store_true", help="skip the 10,000-task map")
+    args = parser.parse_args()
+    process, url = start_standin("--null")
+    try:
+        print(f"Event invokes against a local Invoke API endpoint ({os.cpu_count()} cores, {args.threads} invoker threads)")
+        launch(url, 2000, fast=True, threads=args.threads)  # warm the endpoint's own threads up
+        print(f"{'tasks':>7} {'client':>8} {'invokes/s':>10} {'CPU µs/invoke':>14} {'failed':>7}")
+        for n in args.tasks:
+            for fast, label in ((True, "lean"), (False, "boto3")):
+                rate, cpu, failed = launch(url, n, fast=fast, threads=args.threads)
+                print(f"{n:>7,} {label:>8} {rate:>10,.0f} {cpu:>14,.0f} {failed:>7}")
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+    if not args.no_map:
+        full_map(10_000, args.threads)
+
+
+if __name__ == "__main__":
+    main()

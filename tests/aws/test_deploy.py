@@ -1,0 +1,242 @@
+"""``lambdamr.deploy`` against moto's ``mock_aws``: what it creates, that it creates it once,
+and that teardown removes exactly that."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardown
+from lambdamr.deploy import layer as layer_module
+from lambdamr.errors import ConfigurationError
+
+from .conftest import REGION, fake_pip, no_sleep
+
+BUCKET = "lambdamr-123456789012-us-east-1"  # moto's account id
+ROLE = "lambdamr-runtime-role"
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield {name: boto3.client(name, region_name=REGION) for name in ("s3", "iam", "lambda", "logs")}
+
+
+@pytest.fixture
+def pip_calls(monkeypatch):
+    calls = []
+
+    def recording_pip(command):
+        calls.append(list(command))
+        fake_pip(command)
+
+    monkeypatch.setattr(layer_module, "run_pip", recording_pip)
+    return calls
+
+
+def _deploy(**kwargs):
+    return deploy(region=REGION, sleep=no_sleep, **kwargs)
+
+
+def test_the_role_policy_is_least_privilege(aws, pip_calls):
+    _deploy()
+    iam = aws["iam"]
+    trust = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["lambdamr-runtime"]
+    assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []  # no managed policies
+    statements = {
+        s["Sid"]: s for s in iam.get_role_policy(RoleName=ROLE, PolicyName="lambdamr-runtime")["PolicyDocument"]["Statement"]
+    }
+    assert set(statements) == {"TaskObjects", "ListTaskObjects", "OwnLogs"}
+    assert all(s["Effect"] == "Allow" for s in statements.values())
+    assert statements["TaskObjects"]["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    assert statements["TaskObjects"]["Resource"] == f"arn:aws:s3:::{BUCKET}/lambdamr/*"
+    assert statements["ListTaskObjects"]["Action"] == "s3:ListBucket"
+    assert statements["ListTaskObjects"]["Resource"] == f"arn:aws:s3:::{BUCKET}"
+    assert statements["ListTaskObjects"]["Condition"] == {"StringLike": {"s3:prefix": ["lambdamr/*"]}}
+    assert statements["OwnLogs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert statements["OwnLogs"]["Resource"] == f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/lambdamr-runtime:*"
+    for statement in statements.values():  # no wildcards beyond the prefix and the log streams
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a.endswith("*") for a in actions)
+
+
+def test_the_bucket_is_private_encrypted_tls_only_and_expires_temp_keys(aws, pip_calls):
+    _deploy()
+    s3 = aws["s3"]
+    assert all(s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"].values())
+    rule = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"][0]
+    assert policy["Effect"] == "Deny" and policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    assert lifecycle["Filter"]["Prefix"] == "lambdamr/" and lifecycle["Expiration"]["Days"] == 1
+
+
+def test_the_layer_and_function_are_created_for_the_chosen_platform(aws, pip_calls):
+    report = _deploy(memory_mb=512, timeout_s=60, architecture="arm64", python_version="3.12", packages=["scikit-learn"])
+    lam = aws["lambda"]
+    config = lam.get_function_configuration(FunctionName="lambdamr-runtime")
+    assert config["Handler"] == "lambdamr.runtime.handler.handler"
+    assert (config["Runtime"], config["Architectures"], config["MemorySize"], config["Timeout"]) == (
+        "python3.12",
+        ["arm64"],
+        512,
+        60,
+    )
+    env = config["Environment"]["Variables"]
+    assert env["LAMBDAMR_VERSION"] == "0.1.0" and env["LAMBDAMR_STORAGE"] == f"s3://{BUCKET}"
+    assert len(bytes.fromhex(env["LAMBDAMR_SIGNING_KEY"])) == 32
+    assert [layer["Arn"] for layer in config["Layers"]] == [report.layer_arn]
+    (version,) = lam.list_layer_versions(LayerName="lambdamr-runtime-deps")["LayerVersions"]
+    assert version["CompatibleRuntimes"] == ["python3.12"] and version["CompatibleArchitectures"] == ["arm64"]
+    (command,) = pip_calls
+    assert command[command.index("--target") + 2 :] == ["cloudpickle", "tblib", "numpy", "scikit-learn"]
+    assert "manylinux_2_28_aarch64" in command and command[command.index("--python-version") + 1] == "3.12"
+    assert lam.get_function_event_invoke_config(FunctionName="lambdamr-runtime")["MaximumRetryAttempts"] == 0
+    assert [a["Name"] for a in lam.list_aliases(FunctionName="lambdamr-runtime")["Aliases"]] == ["m512-t60"]
+    (group,) = aws["logs"].describe_log_groups(logGroupNamePrefix="/aws/lambda/lambdamr-runtime")["logGroups"]
+    assert group["retentionInDays"] == 14
+    tags = lam.list_tags(Resource=config["FunctionArn"])["Tags"]
+    assert tags["lambdamr:managed"] == "true"
+
+
+def test_a_second_deploy_is_a_noop(aws, pip_calls):
+    first = _deploy()
+    key = aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"][
+        "LAMBDAMR_SIGNING_KEY"
+    ]
+    second = _deploy()
+    assert first.changes and second.changes == []
+    assert len(pip_calls) == 1  # the layer was not even rebuilt
+    assert "already up to date" in str(second)
+    assert (
+        aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"][
+            "LAMBDAMR_SIGNING_KEY"
+        ]
+        == key
+    )
+
+
+def test_changed_code_or_options_update_only_what_changed(aws, pip_calls, monkeypatch):
+    _deploy()
+    monkeypatch.setattr("lambdamr.deploy.deployer.function_package", lambda: layer_module.function_package() + b"")
+    assert _deploy(memory_mb=2048).changes == [
+        "updated the configuration of lambdamr-runtime (MemorySize)",
+        "published version m2048-t300 (2048 MB, 300 s)",
+    ]
+    assert any("published layer" in c for c in _deploy(memory_mb=2048, packages=["pandas"]).changes)
+
+
+def test_a_layer_over_50_mb_goes_through_s3(aws, pip_calls, monkeypatch):
+    monkeypatch.setattr(layer_module, "DIRECT_UPLOAD_LIMIT", 100)
+    report = _deploy(require_tls=False)  # moto counts its in-process requests as plain HTTP
+    assert any("published layer" in change for change in report.changes)
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="lambdamr-deploy/")  # upload removed
+
+
+def test_teardown_removes_what_deploy_made_and_nothing_else(aws, pip_calls):
+    aws["s3"].create_bucket(Bucket="someone-elses")
+    aws["iam"].create_role(RoleName="other-role", AssumeRolePolicyDocument="{}")
+    aws["logs"].create_log_group(logGroupName="/aws/lambda/other")
+    _deploy(require_tls=False)  # moto counts its in-process requests as plain HTTP
+    aws["s3"].put_object(Bucket=BUCKET, Key="lambdamr/session/results/000001.1", Body=b"x")
+    result = teardown(region=REGION)
+    assert sorted(result["removed"]) == sorted(
+        [
+            "function lambdamr-runtime",
+            "layer lambdamr-runtime-deps:1",
+            "log group /aws/lambda/lambdamr-runtime",
+            f"IAM role {ROLE}",
+            f"1 objects under s3://{BUCKET}/lambdamr/",
+            f"bucket {BUCKET}",
+        ]
+    )
+    assert [b["Name"] for b in aws["s3"].list_buckets()["Buckets"]] == ["someone-elses"]
+    assert [r["RoleName"] for r in aws["iam"].list_roles()["Roles"]] == ["other-role"]
+    assert [g["logGroupName"] for g in aws["logs"].describe_log_groups()["logGroups"]] == ["/aws/lambda/other"]
+    assert aws["lambda"].list_functions()["Functions"] == []
+    assert teardown(region=REGION)["removed"] == []
+
+
+def test_deploy_never_takes_over_a_function_it_did_not_create(aws, pip_calls):
+    _deploy(function_name="mine")
+    lam = aws["lambda"]
+    role = aws["iam"].get_role(RoleName="mine-role")["Role"]["Arn"]
+    lam.create_function(FunctionName="theirs", Runtime="python3.11", Role=role, Handler="app.handler", Code={"ZipFile": b"PK"})
+    with pytest.raises(ResourceNotOursError, match="'theirs' exists but was not created by lambdamr"):
+        _deploy(function_name="theirs")
+    result = teardown(region=REGION, function_name="theirs", keep_bucket=True)
+    assert "function theirs (not created by lambdamr deploy)" in result["kept"]
+    assert lam.get_function(FunctionName="theirs")["Configuration"]["Handler"] == "app.handler"
+
+
+def test_a_bucket_it_did_not_create_is_used_but_never_reconfigured_or_deleted(aws, pip_calls):
+    aws["s3"].create_bucket(Bucket="my-data")
+    aws["s3"].put_object(Bucket="my-data", Key="precious.csv", Body=b"1,2")
+    _deploy(bucket="my-data")
+    with pytest.raises(Exception, match="NoSuchLifecycleConfiguration"):
+        aws["s3"].get_bucket_lifecycle_configuration(Bucket="my-data")
+    result = teardown(region=REGION)
+    assert "bucket my-data (not created by lambdamr deploy)" in result["kept"]
+    assert aws["s3"].get_object(Bucket="my-data", Key="precious.csv")["Body"].read() == b"1,2"
+
+
+def test_status_reports_what_is_deployed_and_a_version_mismatch(aws, pip_calls):
+    assert status(region=REGION)["problem"] == f"nothing deployed: run `lambdamr deploy --region {REGION}`"
+    _deploy()
+    report = status(region=REGION)
+    assert report["compatible"] and report["runtime"]["lambdamr"] == "0.1.0" and report["versions"] == ["m1024-t300"]
+    lam = aws["lambda"]
+    env = lam.get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName="lambdamr-runtime", Runtime="python3.9", Environment={"Variables": {**env, "LAMBDAMR_VERSION": "0.0.7"}}
+    )
+    report = status(region=REGION)
+    assert not report["compatible"] and "lambdamr 0.0.7" in report["problem"] and "lambdamr deploy" in report["problem"]
+    lam.update_function_configuration(FunctionName="lambdamr-runtime", Environment={"Variables": env})
+    report = status(region=REGION)
+    assert "Python 3.9" in report["problem"] and "--python-version" in report["problem"]
+
+
+def test_clean_deletes_temp_keys_only(aws, pip_calls):
+    _deploy(require_tls=False)  # moto counts its in-process requests as plain HTTP
+    s3 = aws["s3"]
+    for key in ("lambdamr/a/fn", "lambdamr/a/results/000000.1", "keep/me"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    assert clean(region=REGION) == 2
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["keep/me"]
+    assert clean(region=REGION, older_than_s=3600) == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: clean(region=REGION, bucket="does-not-exist"), "the bucket does not exist"),
+        (lambda: deploy(region="eu-nowhere-1"), "does not offer AWS Lambda"),
+        (lambda: deploy(region="not a region"), "is not an AWS region name"),
+        (lambda: deploy(region=REGION, memory_mb=64), "128 to 10240 MB"),
+        (lambda: deploy(region=REGION, python_version="2.7"), "AWS Lambda runs Python"),
+        (lambda: deploy(region=REGION, architecture="sparc"), "x86_64 or arm64"),
+        (lambda: deploy(region=REGION, bucket="Bad_Bucket"), "S3 bucket names"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(aws, call, message):
+    with pytest.raises(ConfigurationError, match=message):
+        call()
+
+
+def test_missing_credentials_say_how_to_configure_them(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask the instance metadata service
+    with pytest.raises(ConfigurationError, match="no AWS credentials found"):
+        deploy(region=REGION)

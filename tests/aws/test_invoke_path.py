@@ -1,0 +1,274 @@
+"""The invoke path end to end: the backend's boto3/HTTP Invoke calls → the Lambda stand-in →
+the real runtime handler in worker processes → results in S3 on moto's server.
+
+Faults are injected by the stand-in: throttling, lost invocations, duplicate deliveries and
+timeouts. Events are built by hand here so that the backend is tested on its own; the
+executor runs over the same path in test_executor_aws.py.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from lambdamr import serialize
+from lambdamr.backends.aws_function import RuntimeMismatchError
+from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
+from lambdamr.backends.aws_standin import Faults
+from lambdamr.backends.base import Invocation, InvocationOutcome
+from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
+from lambdamr.protocol import TaskEvent, call_outcomes, decode_result, encode_inline_args
+from lambdamr.signing import Signer
+from lambdamr.storage.s3 import S3Storage
+
+from .conftest import REGION
+
+
+def square(x):
+    return x * x
+
+
+def _storage(deployment) -> S3Storage:
+    storage = S3Storage(deployment.bucket, region=REGION, endpoint_url=deployment.endpoint)
+    storage.deployment = deployment  # for _events' signer
+    return storage
+
+
+def _signer(deployment) -> Signer:
+    return Signer(AwsLambdaBackend(deployment.function_name, region=REGION, endpoint_url=deployment.endpoint).signing_key())
+
+
+def _events(
+    storage: S3Storage, n: int, *, timeout_s: float = 20, memory_mb: int = 256, job: str = "job1", fn=square, attempt: int = 0
+) -> list[Invocation]:
+    signer = _signer(storage.deployment)
+    function_key = f"lambdamr/{job}/fn"
+    storage.put(function_key, signer.sign(serialize.dumps(fn)))
+    invocations = []
+    for i in range(n):
+        args = encode_inline_args(signer.sign(serialize.dumps([((i,), {})])))
+        event = TaskEvent(
+            job_id=job,
+            task_id=i,
+            attempt=attempt,
+            storage=storage.spec(),
+            function_key=function_key,
+            result_key=f"lambdamr/{job}/results/{i:06d}.{attempt}",
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            args_inline=args,
+        )
+        invocations.append(Invocation.of(event))
+    return invocations
+
+
+def _backend(deployment, service, **kwargs) -> AwsLambdaBackend:
+    kwargs = {"memory_mb": 256, "timeout_s": 20, "logs_endpoint_url": deployment.endpoint, **kwargs}
+    return AwsLambdaBackend(deployment.function_name, region=REGION, endpoint_url=service.url, **kwargs)
+
+
+def _wait_results(storage: S3Storage, job: str, count: int, timeout: float = 30.0) -> dict[str, bytes]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        keys = [info.key for info in storage.list(f"lambdamr/{job}/results/")]
+        if len(keys) >= count:
+            return {key: storage.get(key) for key in keys}
+        time.sleep(0.05)
+    raise AssertionError(f"only {len(keys)} of {count} results after {timeout} s")
+
+
+def _value(record: bytes, deployment=None):
+    if record[:4] == b"LMS1":  # signed by the runtime with the deployment's key
+        record = bytes(record[36:])
+    header, frames = decode_result(record)
+    assert all(outcome.ok for outcome in call_outcomes(header))
+    return serialize.loads(frames[0])
+
+
+def test_event_invocations_run_the_real_handler_and_store_results(deployment, standin):
+    service = standin()
+    storage = _storage(deployment)
+    backend = _backend(deployment, service)
+    outcomes: list[InvocationOutcome] = []
+    backend.prepare(storage)
+    backend.start(outcomes.append)
+    backend.invoke(_events(storage, 6))
+    results = _wait_results(storage, "job1", 6)
+    backend.shutdown()
+    assert sorted(_value(r) for r in results.values()) == [i * i for i in range(6)]
+    assert outcomes == []  # fire and forget: nothing to report when all launched
+    assert sorted(t for t, _, kind in service.accepted if kind == "Event") == list(range(6))
+    assert backend.describe()["invokes"]["sent"] == 6
+    # Every task ran on the published version for its memory and timeout.
+    aliases = boto3.client("lambda", region_name=REGION, endpoint_url=deployment.endpoint).list_aliases(
+        FunctionName=deployment.function_name
+    )["Aliases"]
+    assert [a["Name"] for a in aliases] == ["m256-t20"]
+
+
+def test_throttled_invokes_back_off_and_are_all_delivered(deployment, standin):
+    service = standin(Faults(throttle_first=12))
+    storage = _storage(deployment)
+    backend = _backend(deployment, service, invoke_threads=4)
+    backend.prepare(storage)
+    backend.start(lambda outcome: pytest.fail(f"unexpected outcome {outcome}"))
+    backend.invoke(_events(storage, 5))
+    results = _wait_results(storage, "job1", 5)
+    backend.shutdown()
+    assert len(results) == 5
+    stats = backend.describe()["invokes"]
+    assert stats["throttled"] == 12 and stats["sent"] == 5 and stats["requests"] == 17
+
+
+def test_duplicate_deliveries_leave_one_intact_record(deployment, standin):
+    service = standin(Faults(duplicate={(1, 0), (2, 0)}))
+    storage = _storage(deployment)
+    backend = _backend(deployment, service)
+    backend.prepare(storage)
+    backend.start(lambda outcome: None)
+    backend.invoke(_events(storage, 3))
+    results = _wait_results(storage, "job1", 3)
+    time.sleep(0.5)  # let the second deliveries finish too
+    backend.shutdown()
+    assert len(list(storage.list("lambdamr/job1/results/"))) == 3  # write-once per attempt
+    assert sorted(_value(r) for r in results.values()) == [0, 1, 4]
+
+
+def test_a_lost_invocation_leaves_no_result_and_its_retry_completes(deployment, standin):
+    service = standin(Faults(drop={(0, 0)}))
+    storage = _storage(deployment)
+    backend = _backend(deployment, service)
+    backend.prepare(storage)
+    backend.start(lambda outcome: None)
+    first = _events(storage, 2)
+    backend.invoke(first)
+    _wait_results(storage, "job1", 1)
+    time.sleep(0.3)
+    assert [i.key for i in storage.list("lambdamr/job1/results/")] == ["lambdamr/job1/results/000001.0"]
+    lost = backend.explain_lost(first[0])  # no logs at all: it never started
+    assert "never started" in str(lost) and lost.request_id
+    backend.invoke(_events(storage, 1, attempt=1))  # what the scheduler does past the deadline
+    results = _wait_results(storage, "job1", 2)
+    backend.shutdown()
+    assert "lambdamr/job1/results/000000.1" in results
+
+
+def test_sync_mode_returns_results_inline_and_reports_timeouts(deployment, standin):
+    service = standin(Faults(timeout={(1, 0)}))
+    storage = _storage(deployment)
+    backend = _backend(deployment, service, invocation_type="RequestResponse")
+    assert backend.reports_outcomes and backend.max_payload_bytes == 6 * 1024 * 1024
+    outcomes: queue.Queue[InvocationOutcome] = queue.Queue()
+    backend.prepare(storage)
+    backend.start(outcomes.put)
+    events = _events(storage, 2)  # task 0 keeps 20 s: a cold worker may take a second to start
+    timeouts = {0: 20, 1: 1}
+    events = [
+        Invocation.of(
+            TaskEvent(
+                **{**e.event.__dict__, "store_result": False, "reply_inline_max": 1 << 20, "timeout_s": timeouts[e.event.task_id]}
+            )
+        )
+        for e in events
+    ]
+    backend.invoke(events)
+    got = {o.invocation.event.task_id: o for o in (outcomes.get(timeout=20) for _ in range(2))}
+    backend.shutdown()
+    import base64
+
+    assert got[0].error is None, got[0].error
+    assert _value(base64.b64decode(got[0].response["record"])) == 0
+    assert got[0].response["result_key"] is None  # inline only: no result object
+    error = got[1].error
+    assert isinstance(error, TaskTimeoutError)
+    assert error.request_id and "Task timed out after 1.00 seconds" in error.logs
+    assert "timeout_s=" in str(error)
+    assert list(storage.list("lambdamr/job1/results/")) == []
+
+
+def test_payloads_over_the_async_limit_are_refused_before_sending(deployment, standin):
+    service = standin()
+    storage = _storage(deployment)
+    backend = _backend(deployment, service)
+    outcomes: queue.Queue[InvocationOutcome] = queue.Queue()
+    backend.prepare(storage)
+    backend.start(outcomes.put)
+    event = _events(storage, 1)[0].event
+    big = Invocation.of(TaskEvent(**{**event.__dict__, "args_inline": "A" * ASYNC_PAYLOAD_LIMIT}))
+    backend.invoke([big])
+    outcome = outcomes.get(timeout=10)
+    backend.shutdown()
+    assert isinstance(outcome.error, PayloadTooLargeError) and "inline_args_max" in str(outcome.error)
+    assert service.requests == 0
+
+
+def test_the_standin_refuses_what_the_service_refuses(deployment, standin):
+    service = standin()
+    client = boto3.client("lambda", region_name=REGION, endpoint_url=service.url)
+    with pytest.raises(ClientError, match="RequestEntityTooLargeException.*1048577 byte payload"):
+        client.invoke(FunctionName=deployment.function_name, InvocationType="Event", Payload=b"x" * (ASYNC_PAYLOAD_LIMIT + 1))
+    with pytest.raises(client.exceptions.TooManyRequestsException):
+        boto3.client(
+            "lambda",
+            region_name=REGION,
+            endpoint_url=standin(Faults(throttle_first=1)).url,
+            config=Config(retries={"total_max_attempts": 1}),
+        ).invoke(FunctionName=deployment.function_name, Payload=b"{}")
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.invoke(FunctionName="no-such-function", InvocationType="Event", Payload=b"{}")
+
+
+def test_a_missing_function_says_to_deploy(moto_endpoint, standin, s3_bucket):
+    service = standin()
+    backend = AwsLambdaBackend("never-deployed", region=REGION, endpoint_url=service.url)
+    with pytest.raises(ConfigurationError, match="lambdamr deploy"):
+        backend.prepare(S3Storage(s3_bucket, region=REGION, endpoint_url=moto_endpoint))
+
+
+def test_a_runtime_of_another_version_is_refused_with_the_fix(deployment, standin):
+    service = standin()
+    lam = boto3.client("lambda", region_name=REGION, endpoint_url=deployment.endpoint)
+    env = lam.get_function_configuration(FunctionName=deployment.function_name)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=deployment.function_name, Environment={"Variables": {**env, "LAMBDAMR_VERSION": "9.9.0"}}
+    )
+    backend = _backend(deployment, service)
+    with pytest.raises(RuntimeMismatchError, match=r"lambdamr 9\.9\.0.*`lambdamr deploy"):
+        backend.prepare(_storage(deployment))
+
+
+def test_storage_in_another_bucket_is_refused(deployment, standin, s3_bucket):
+    service = standin()
+    backend = _backend(deployment, service)
+    with pytest.raises(ConfigurationError, match=f"may only use bucket {deployment.bucket!r}"):
+        backend.prepare(S3Storage(s3_bucket, region=REGION, endpoint_url=deployment.endpoint))
+
+
+def test_concurrency_cap_comes_from_the_account(deployment, standin):
+    service = standin(account_concurrency=37, run=False)
+    assert _backend(deployment, service).capacity == 37
+    assert _backend(deployment, service, max_concurrency=5).capacity == 5
+    assert json.loads(json.dumps(_backend(deployment, service).describe()))["capacity"] == 37
+
+
+def test_an_async_timeout_is_explained_from_the_function_logs(deployment, standin):
+    service = standin(Faults(timeout={(0, 0)}))
+    storage = _storage(deployment)
+    backend = _backend(deployment, service, timeout_s=1)
+    backend.prepare(storage)
+    backend.start(lambda outcome: None)
+    (invocation,) = _events(storage, 1, timeout_s=1)
+    backend.invoke([invocation])
+    deadline = time.monotonic() + 10
+    while not any("Task timed out" in text for text in service.logs.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    backend.shutdown()
+    error = backend.explain_lost(invocation)  # what the scheduler can ask past the deadline
+    assert isinstance(error, TaskTimeoutError) and "timeout of 1 s on AWS Lambda" in str(error)
+    assert error.request_id and "Status: timeout" in error.logs
