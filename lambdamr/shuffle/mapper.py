@@ -1,0 +1,219 @@
+"""The map task, run remotely: ``map_fn`` over its items, partition, one PUT.
+
+A map task runs ``map_fn`` on each of its items, checks every output is a (key, value)
+pair with a hashable key, pre-reduces with ``combine`` when given, routes each key to a
+reducer with the partitioner, sorts each partition by key (so a reducer can merge from disk
+when its partition is too big for memory) and writes ONE intermediate object. Its return
+value — small — carries the object's name and index back to the driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+from ..errors import ConfigurationError, SerializationError
+from ..inputs import Chunk
+from .format import encode_object
+from .partition import stable_partition
+from .plan import MapPlan
+
+#: values kept per key before ``combine`` folds them (bounds a mapper's memory per key)
+COMBINE_EVERY = 256
+#: distinct keys whose partition a mapper remembers (repeated keys skip the hash)
+PARTITION_CACHE = 200_000
+
+
+@dataclass
+class MapOutput:
+    """What a map task reports: the object it wrote and where each partition is in it."""
+
+    mapper: int
+    attempt: int
+    name: str  # relative to the run's layout prefix
+    segments: list[tuple[int, int, int, bool, str]]  # per reducer: offset, length, pairs, sorted, digest
+    nbytes: int
+    pairs: int
+    input_requests: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _short(obj: Any, limit: int = 80) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Router:
+    """Partitions pairs into per-reducer lists, checking what ``map_fn`` produced."""
+
+    def __init__(self, plan: MapPlan, where: str) -> None:
+        self.where = where
+        self.reducers = plan.reducers
+        self.partition = plan.partition or stable_partition
+        self.custom = plan.partition is not None
+        self.buckets: list[list[tuple[Any, Any]]] = [[] for _ in range(plan.reducers)]
+        self.cache: dict[Any, int] = {}
+
+    def reducer_of(self, key: Any, item: Any) -> int:
+        try:
+            found = self.cache.get(key)
+        except TypeError:
+            raise SerializationError(
+                f"map_fn yielded an unhashable key {_short(key)} (a {type(key).__name__}) for item {_short(item)}: "
+                "keys are grouped in a dict; use a hashable type (a tuple instead of a list, a frozenset "
+                "instead of a set, a str or bytes instead of a bytearray)"
+            ) from None
+        if found is not None:
+            return found
+        try:
+            reducer = self.partition(key, self.reducers)
+        except SerializationError as exc:
+            raise SerializationError(f"{exc} (key from item {_short(item)}, in {self.where})") from exc
+        except Exception as exc:
+            exc.add_note(f"(in the partition function, for key {_short(key)} of item {_short(item)})")
+            raise
+        if isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers:
+            raise ConfigurationError(
+                f"partition({_short(key)}, {self.reducers}) returned {reducer!r}: it must return an int "
+                f"from 0 to {self.reducers - 1}"
+            )
+        if len(self.cache) < PARTITION_CACHE:
+            self.cache[key] = reducer
+        return reducer
+
+
+def _pairs_of(produced: Any, item: Any) -> Iterable[Any]:
+    if produced is None:
+        raise SerializationError(
+            f"map_fn returned None for item {_short(item)}: return or yield (key, value) pairs "
+            "(an empty list when an item has none)"
+        )
+    if isinstance(produced, Mapping):
+        return produced.items()
+    if isinstance(produced, (str, bytes)):
+        raise SerializationError(
+            f"map_fn returned a {type(produced).__name__} for item {_short(item)}: return or yield (key, value) pairs"
+        )
+    try:
+        return iter(produced)
+    except TypeError:
+        raise SerializationError(
+            f"map_fn returned {_short(produced)} (a {type(produced).__name__}) for item {_short(item)}: "
+            "return or yield (key, value) pairs, e.g. `yield word, 1`"
+        ) from None
+
+
+def _bad_pair(pair: Any, item: Any) -> SerializationError:
+    return SerializationError(
+        f"map_fn yielded {_short(pair)} (a {type(pair).__name__}) for item {_short(item)}: "
+        "it must yield (key, value) pairs — 2-tuples such as `yield word, 1`"
+    )
+
+
+class MapTask:
+    """The function a map phase runs: ``MapTask(plan)(mapper, attempt, items) -> MapOutput``."""
+
+    def __init__(self, plan: MapPlan) -> None:
+        self.plan = plan
+        self.__name__ = f"map:{getattr(plan.map_fn, '__name__', 'map_fn')}"
+
+    def __call__(self, mapper: int, attempt: int, items: list[Any]) -> MapOutput:
+        from ..runtime.handler import store_for
+
+        plan = self.plan
+        started = time.perf_counter()
+        router = _Router(plan, f"map task {mapper}")
+        pairs = self._combined(items, router) if plan.combine else self._routed(items, router)
+        mapped = time.perf_counter()
+        sorted_flags = []
+        for bucket in router.buckets:
+            try:
+                bucket.sort(key=itemgetter(0))
+                sorted_flags.append(True)
+            except (TypeError, ValueError):  # keys that do not order among themselves
+                sorted_flags.append(False)
+        data, index = encode_object(router.buckets, sorted_flags, where=f"map task {mapper}")
+        router.buckets = []
+        encoded = time.perf_counter()
+        name = plan.layout.new_name("m", mapper, attempt)
+        store_for(plan.storage).put(plan.layout.key(name), data, if_absent=True)
+        done = time.perf_counter()
+        return MapOutput(
+            mapper=mapper,
+            attempt=attempt,
+            name=name,
+            segments=[s.as_tuple() for s in index],
+            nbytes=sum(s.length for s in index),
+            pairs=pairs,
+            input_requests=sum(item.requests for item in items if isinstance(item, Chunk)),
+            timings={"map": mapped - started, "encode": encoded - mapped, "put": done - encoded},
+        )
+
+    def _each_pair(self, items: list[Any]):
+        """(item, pair) for every pair ``map_fn`` produces, with the item named on errors."""
+        for item in items:
+            try:
+                produced = self.plan.map_fn(item)
+            except Exception as exc:
+                exc.add_note(f"(in map_fn, for item {_short(item)})")
+                raise
+            pairs = _pairs_of(produced, item)
+            try:
+                for pair in pairs:  # a generator runs the user's code here
+                    yield item, pair
+            except Exception as exc:
+                exc.add_note(f"(in map_fn, for item {_short(item)})")
+                raise
+
+    def _routed(self, items: list[Any], router: _Router) -> int:
+        buckets = router.buckets
+        reducer_of = router.reducer_of
+        count = 0
+        for item, pair in self._each_pair(items):
+            if type(pair) is not tuple or len(pair) != 2:
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise _bad_pair(pair, item)
+                pair = (pair[0], pair[1])
+            buckets[reducer_of(pair[0], item)].append(pair)
+            count += 1
+        return count
+
+    def _combined(self, items: list[Any], router: _Router) -> int:
+        combine = self.plan.combine
+        groups: dict[Any, list[Any]] = {}  # key -> [reducer, value, value, ...]
+        for item, pair in self._each_pair(items):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise _bad_pair(pair, item)
+            key, value = pair
+            try:
+                entry = groups.get(key)
+            except TypeError:
+                router.reducer_of(key, item)  # raises the unhashable-key error
+                raise
+            if entry is None:
+                groups[key] = [router.reducer_of(key, item), value]
+            else:
+                entry.append(value)
+                if len(entry) > COMBINE_EVERY:
+                    groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
+        for key, entry in groups.items():
+            value = entry[1] if len(entry) == 2 else _call_combine(combine, key, entry[1:])
+            router.buckets[entry[0]].append((key, value))
+        return len(groups)
+
+
+def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:
+    try:
+        return combine(key, values)
+    except Exception as exc:
+        exc.add_note(f"(in combine, for key {_short(key)} with {len(values)} values)")
+        raise
+
+
+__all__ = ["MapOutput", "MapTask"]

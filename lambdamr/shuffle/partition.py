@@ -1,0 +1,113 @@
+"""Partitioners: which reducer a key goes to.
+
+Every mapper must send a key to the same reducer, and mappers run in different processes
+(on Lambda, different machines), where Python's ``hash()`` of a ``str`` differs (it is salted
+per process). The default partitioner therefore hashes a canonical byte encoding of the key
+with BLAKE2b. Keys that compare equal encode equally for the built-in types (``1``, ``1.0``
+and ``True`` are one dict key, so they go to one reducer); other types fall back to their
+pickle (dataclasses and enums by their fields and value), which is stable for plain classes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import enum
+import hashlib
+import math
+import numbers
+import pickle
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import cloudpickle
+
+from ..errors import SerializationError
+
+_LEN = struct.Struct("<I")
+
+
+def _joined(tag: bytes, parts: list[bytes]) -> bytes:
+    return tag + b"".join(_LEN.pack(len(p)) + p for p in parts)
+
+
+def canonical_bytes(key: Any) -> bytes:
+    """A byte string that is equal for equal keys, in every process and on every machine."""
+    if isinstance(key, str):
+        return b"s" + key.encode("utf-8", "surrogatepass")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return b"b" + bytes(key)
+    if key is None:
+        return b"n"
+    if isinstance(key, numbers.Integral):  # bool and numpy integers included: True == 1
+        return b"i" + str(int(key)).encode()
+    if isinstance(key, numbers.Real):
+        value = float(key)
+        if math.isfinite(value) and value.is_integer():
+            return b"i" + str(int(value)).encode()  # 2.0 == 2
+        return b"f" + repr(value).encode()
+    if isinstance(key, tuple):  # namedtuples too: they equal plain tuples
+        return _joined(b"t", [canonical_bytes(item) for item in key])
+    if isinstance(key, frozenset):
+        return _joined(b"z", sorted(canonical_bytes(item) for item in key))
+    kind = type(key)
+    if isinstance(key, enum.Enum):
+        return _joined(b"e", [kind.__qualname__.encode(), canonical_bytes(key.value)])
+    if dataclasses.is_dataclass(key) and kind.__dataclass_params__.eq:
+        fields = [canonical_bytes(getattr(key, f.name)) for f in dataclasses.fields(key) if f.compare]
+        return _joined(b"d", [kind.__qualname__.encode(), *fields])
+    try:
+        return b"p" + pickle.dumps(key, protocol=4)
+    except Exception:
+        pass
+    try:  # classes defined in the user's __main__ or modules shipped by value
+        return b"c" + cloudpickle.dumps(key, protocol=4)
+    except Exception as exc:
+        raise SerializationError(
+            f"a key cannot be pickled: {_short(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "
+            "Keys cross the shuffle through storage; use plain data (str, bytes, numbers, tuples, dataclasses)"
+        ) from exc
+
+
+def _short(obj: Any, limit: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def stable_hash(key: Any) -> int:
+    """A 64-bit hash of ``key`` that is the same in every process (unlike ``hash()``)."""
+    return int.from_bytes(hashlib.blake2b(canonical_bytes(key), digest_size=8).digest(), "little")
+
+
+def stable_partition(key: Any, reducers: int) -> int:
+    """The default partitioner: a stable hash of the key, modulo the number of reducers."""
+    if isinstance(key, str):  # the common case, without the dispatch of canonical_bytes
+        digest = hashlib.blake2b(b"s" + key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "little") % reducers
+    return stable_hash(key) % reducers
+
+
+class RangePartitioner:
+    """Send keys to reducers by range: reducer ``i`` gets keys in ``[bounds[i-1], bounds[i])``.
+
+    With ``len(bounds) == reducers - 1`` sorted split points, reducer outputs concatenated in
+    reducer order are globally sorted (what a sort job wants).
+
+        partition=RangePartitioner([b"g", b"p"])   # 3 reducers: < g, g..p, >= p
+    """
+
+    def __init__(self, bounds: Sequence[Any]) -> None:
+        self.bounds = list(bounds)
+        if any(b > a for a, b in zip(self.bounds[1:], self.bounds)):
+            raise ValueError("RangePartitioner bounds must be sorted ascending")
+
+    def __call__(self, key: Any, reducers: int) -> int:
+        if reducers != len(self.bounds) + 1:
+            raise ValueError(
+                f"RangePartitioner has {len(self.bounds)} bounds, so it needs reducers={len(self.bounds) + 1}, not {reducers}"
+            )
+        return bisect.bisect_right(self.bounds, key)
+
+    def __repr__(self) -> str:
+        return f"RangePartitioner({len(self.bounds)} bounds)"

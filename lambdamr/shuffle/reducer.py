@@ -1,0 +1,198 @@
+"""The reduce task, run remotely: read its partition from every mapper, group, reduce.
+
+The driver hands each reducer the exact list of winning mapper objects and the byte range
+of its partition in each (empty ones left out), so the reducer makes one ranged GET per
+non-empty segment and reads no index. It groups in memory when the partition fits its
+budget, otherwise it spills the (already sorted) segments to /tmp and merges them.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ..errors import ConfigurationError, StorageError
+from .format import digest_of, verify
+from .merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
+from .output import OutputWriter
+from .plan import ReducePlan, estimated_memory
+
+#: concurrent ranged GETs per reducer (S3 latency, not bandwidth, bounds one GET)
+FETCH_THREADS = 8
+#: on the spill path: fewer, larger GETs, so that pieces in flight stay within half the budget
+#: and a segment is still read in one GET unless it is bigger than a quarter of the budget
+SPILL_FETCH_THREADS = 2
+
+
+class SegmentRef(NamedTuple):
+    """One mapper's part of a reducer's partition: where it is and how to check it."""
+
+    name: str  # the mapper's object, relative to the run's prefix
+    offset: int
+    length: int
+    pairs: int
+    sorted: bool
+    digest: str
+
+
+@dataclass
+class ReduceOutput:
+    """What a reduce task reports back."""
+
+    reducer: int
+    attempt: int
+    keys: int
+    pairs: int
+    nbytes: int
+    gets: int
+    results: list[tuple[Any, Any]] | None = None  # None when written to the output
+    output_key: str | None = None
+    output_bytes: int = 0
+    output_digest: str = ""
+    spilled_bytes: int = 0
+    merge_passes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _short(obj: Any, limit: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ReduceTask:
+    """The function a reduce phase runs: ``ReduceTask(plan)(reducer, attempt, segments)``."""
+
+    def __init__(self, plan: ReducePlan) -> None:
+        self.plan = plan
+        self.__name__ = f"reduce:{getattr(plan.reduce_fn, '__name__', 'reduce_fn')}"
+
+    def __call__(self, reducer: int, attempt: int, segments: list[SegmentRef]) -> ReduceOutput:
+        from ..runtime.handler import store_for
+
+        plan = self.plan
+        store = store_for(plan.storage)
+        where = f"reducer {reducer}"
+        started = time.perf_counter()
+        gets = itertools.count()  # next() is atomic: fetches run in threads
+
+        def fetch(name: str, start: int, end: int) -> bytes:
+            data = store.get(plan.layout.key(name), start, end)
+            next(gets)
+            if len(data) != end - start:
+                raise StorageError(
+                    f"{where}: intermediate object {plan.layout.key(name)} returned {len(data)} bytes for "
+                    f"range [{start}, {end}): the object is not the one the mapper reported"
+                )
+            return data
+
+        nbytes = sum(s.length for s in segments)
+        pairs = sum(s.pairs for s in segments)
+        writer = OutputWriter(plan.output.format, where=where) if plan.output else None
+        results: list[tuple[Any, Any]] | None = None if writer else []
+        merger: SpillMerger | None = None
+        try:
+            if estimated_memory(nbytes, pairs) <= plan.budget_bytes:
+                groups_iter = self._in_memory(segments, fetch)
+            else:
+                merger = self._spill(segments, fetch, where)
+                groups_iter = merger.groups()
+            fetched = time.perf_counter()
+            reduce_s = 0.0
+            keys = 0
+            for key, values in groups_iter:
+                t = time.perf_counter()
+                value = self._reduce(key, values, where)
+                reduce_s += time.perf_counter() - t
+                keys += 1
+                if writer is not None:
+                    writer.add(key, value)
+                else:
+                    results.append((key, value))  # type: ignore[union-attr]
+        finally:
+            if merger is not None:
+                merger.close()
+        grouped = time.perf_counter()
+        output_key = None
+        output_bytes = 0
+        output_digest = ""
+        if writer is not None and plan.output is not None:
+            data = writer.getvalue()
+            output_key = plan.output.key(reducer)
+            store_for(plan.output.storage).put(output_key, data)
+            output_bytes = len(data)
+            output_digest = digest_of(data)
+        done = time.perf_counter()
+        return ReduceOutput(
+            reducer=reducer,
+            attempt=attempt,
+            keys=keys,
+            pairs=pairs,
+            nbytes=nbytes,
+            gets=next(gets),
+            results=results,
+            output_key=output_key,
+            output_bytes=output_bytes,
+            output_digest=output_digest,
+            spilled_bytes=merger.spilled_bytes if merger else 0,
+            merge_passes=merger.passes if merger else 0,
+            timings={
+                "read": fetched - started,  # GETs, decoding and in-memory grouping, or writing runs
+                "merge": grouped - fetched - reduce_s,  # the k-way merge from /tmp (spill path)
+                "reduce": reduce_s,
+                "write": done - grouped,
+            },
+        )
+
+    def _reduce(self, key: Any, values: list[Any], where: str) -> Any:
+        try:
+            return self.plan.reduce_fn(key, values)
+        except Exception as exc:
+            exc.add_note(f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
+            raise
+
+    def _in_memory(self, segments: list[SegmentRef], fetch) -> Iterator[tuple[Any, list[Any]]]:
+        if not segments:
+            return iter(())
+
+        def fetch_checked(s: SegmentRef) -> bytes:
+            data = fetch(s.name, s.offset, s.offset + s.length)
+            verify(data, s.digest, what=f"segment [{s.offset}, {s.offset + s.length}) of {s.name}")
+            return data
+
+        with ThreadPoolExecutor(min(FETCH_THREADS, len(segments))) as pool:
+            groups = group_in_memory(pool.map(fetch_checked, segments))
+        return ((key, groups.pop(key)) for key in sorted_keys(groups))
+
+    def _spill(self, segments: list[SegmentRef], fetch, where: str) -> SpillMerger:
+        if not all(s.sorted for s in segments):
+            raise ConfigurationError(
+                f"{where}: its partition ({sum(s.length for s in segments) / 2**20:.1f} MB) is over its memory budget "
+                f"({self.plan.budget_bytes / 2**20:.1f} MB) and cannot be merged from disk because its keys do not "
+                "order among themselves (mixed types?): use more reducers, more memory_mb, or keys of one type"
+            )
+        merger = SpillMerger(self.plan.budget_bytes, where=where)
+        merger.reserve(len(segments))
+        piece = max(1024 * 1024, self.plan.budget_bytes // (2 * SPILL_FETCH_THREADS))
+        try:
+            with ThreadPoolExecutor(min(SPILL_FETCH_THREADS, max(1, len(segments)))) as pool:
+                jobs = [
+                    pool.submit(
+                        merger.add_run,
+                        pieces_of(functools.partial(fetch, s.name), s.offset, s.length, piece),
+                        position=i,
+                        digest=s.digest,
+                        what=f"segment [{s.offset}, {s.offset + s.length}) of {s.name}",
+                    )
+                    for i, s in enumerate(segments)
+                ]
+                for job in jobs:
+                    job.result()
+        except BaseException:
+            merger.close()
+            raise
+        return merger

@@ -1,0 +1,182 @@
+"""The shuffle's parts in-process: partitioners, the intermediate format, the merge, the
+mapper and reducer tasks (run here, without a backend), the write-once layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from lambdamr.errors import ConfigurationError, IntegrityError, SerializationError
+from lambdamr.shuffle import RangePartitioner, stable_partition
+from lambdamr.shuffle.format import encode_object, iter_pairs, read_index, write_frames
+from lambdamr.shuffle.mapper import MapTask
+from lambdamr.shuffle.merge import SpillMerger, fan_in
+from lambdamr.shuffle.partition import canonical_bytes
+from lambdamr.shuffle.plan import MapPlan, MapReduceOptions, ReducePlan, ShuffleLayout, default_reducers
+from lambdamr.shuffle.reducer import ReduceTask, SegmentRef
+from lambdamr.storage import open_storage
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+# ---- partitioners --------------------------------------------------------------------------
+def test_stable_partition_is_the_same_in_another_process_with_another_hash_seed():
+    keys = ["the", "fox", "", "ünïcode", b"bytes", 7, -3, (1, "a"), None, 2.5, frozenset({"a", "b"})]
+    here = [stable_partition(k, 13) for k in keys]
+    code = f"from lambdamr.shuffle import stable_partition;print([stable_partition(k, 13) for k in {keys!r}])"
+    for seed in ("1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.getcwd()}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str(here)
+
+
+def test_equal_keys_of_different_types_go_to_one_reducer():
+    # 1, 1.0 and True are one dict key, so they must meet in one reducer.
+    assert canonical_bytes(1) == canonical_bytes(1.0) == canonical_bytes(True)
+    assert len({stable_partition(k, 97) for k in (1, 1.0, True)}) == 1
+    assert canonical_bytes(frozenset({"x", "y"})) == canonical_bytes(frozenset({"y", "x"}))
+    assert canonical_bytes(Point(1, 2)) == canonical_bytes(Point(1, 2))
+
+
+def test_stable_partition_spreads_keys():
+    counts = [0] * 8
+    for i in range(8000):
+        counts[stable_partition(f"word{i}", 8)] += 1
+    assert min(counts) > 800
+
+
+def test_range_partitioner_sends_ranges_in_order():
+    part = RangePartitioner([b"g", b"p"])
+    assert [part(k, 3) for k in (b"a", b"g", b"h", b"p", b"z")] == [0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="reducers=3"):
+        part(b"a", 4)
+    with pytest.raises(ValueError, match="sorted"):
+        RangePartitioner([2, 1])
+
+
+def test_options_are_checked_with_messages_that_say_what_to_fix():
+    with pytest.raises(ConfigurationError, match="reducers=0"):
+        MapReduceOptions(reducers=0)
+    with pytest.raises(ConfigurationError, match="output_format"):
+        MapReduceOptions(output_format="csv")
+    with pytest.raises(ConfigurationError, match="retries"):
+        MapReduceOptions(retries=-1)
+    assert default_reducers(100, 1000) == 10 and default_reducers(100, 4) == 4 and default_reducers(1, 8) == 1
+
+
+# ---- the intermediate object -----------------------------------------------------------------
+def test_object_holds_every_partition_and_an_index():
+    parts = [[("a", 1), ("b", 2)], [], [(i, "x" * i) for i in range(3000)]]
+    data, index = encode_object(parts, [True, True, True], where="test")
+    assert read_index(data) == index
+    assert index[1].length == 0 and index[1].pairs == 0
+    for part, seg in zip(parts, index):
+        assert list(iter_pairs(data[seg.offset : seg.offset + seg.length])) == part
+    # the big partition was cut into several frames (a merge can decode it piecewise)
+    assert index[2].length > 64 * 1024
+    assert index[0].digest != index[2].digest
+
+
+def test_unpicklable_value_is_named():
+    with pytest.raises(SerializationError, match=r"a value of key 'k' cannot be pickled: <unlocked _thread.lock"):
+        encode_object([[("k", threading.Lock())]], [True], where="map task 0")
+
+
+# ---- the merge ------------------------------------------------------------------------------
+def _run_bytes(pairs):
+    out = io.BytesIO()
+    write_frames(out, pairs, where="test", batch=7)
+    return out.getvalue()
+
+
+def test_spill_merge_groups_sorted_runs_in_several_passes_keeping_run_order():
+    runs = [sorted((k % 13, (r, k)) for k in range(r, 200, 3)) for r in range(9)]
+    with SpillMerger(1, where="test") as merger:  # tiny budget: fan-in 2, several passes
+        assert merger.fan_in == 2
+        for run in runs:
+            merger.add_run([_run_bytes(run)])
+        groups = list(merger.groups())
+        assert merger.passes > 2
+        folder = merger.folder
+    assert not os.path.exists(folder)
+    expected: dict = {}
+    for run in runs:
+        for key, value in run:
+            expected.setdefault(key, []).append(value)
+    assert [k for k, _ in groups] == sorted(expected)
+    assert dict(groups) == expected  # values of a key in run (mapper) order
+    assert fan_in(10**12) == 512
+
+
+def test_spill_run_with_a_wrong_digest_is_refused():
+    with SpillMerger(1, where="test") as merger:
+        with pytest.raises(IntegrityError, match="refusing to unpickle"):
+            merger.add_run([_run_bytes([(1, 2)])], digest="0" * 32, what="segment x")
+
+
+# ---- map and reduce tasks, run in this process ----------------------------------------------------
+@pytest.fixture
+def store_spec(tmp_path):
+    return {"kind": "local", "root": str(tmp_path / "store")}
+
+
+def _emit(item):
+    for word in item.split():
+        yield word, 1
+
+
+def _count(key, values):
+    return sum(values)
+
+
+def _refs(out, reducer):
+    seg = out.segments[reducer]
+    return SegmentRef(out.name, seg[0], seg[1], seg[2], seg[3], seg[4])
+
+
+def test_each_execution_writes_its_own_key_and_reducers_read_only_the_winner(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    assert layout.new_name("m", 3, 0) != layout.new_name("m", 3, 0)  # write-once per execution
+    task = MapTask(MapPlan(_emit, 1, store_spec, layout))
+    winner = task(0, 0, ["a b a"])
+    loser = task(0, 1, ["a a a a a c"])  # a late duplicate with other output
+    assert winner.name != loser.name
+    reduce = ReduceTask(ReducePlan(_count, store_spec, layout, budget_bytes=10**8))
+    out = reduce(0, 0, [_refs(winner, 0)])
+    assert dict(out.results) == {"a": 2, "b": 1}
+    assert out.gets == 1
+
+
+def test_a_replaced_intermediate_object_is_refused_not_unpickled(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    out = MapTask(MapPlan(_emit, 1, store_spec, layout))(0, 0, ["x y"])
+    store = open_storage(store_spec)
+    forged, _ = encode_object([[("x", 999), ("y", 1)]], [True], where="forger")
+    store.put(layout.key(out.name), forged)
+    for budget in (10**8, 1):  # in memory, and merged from /tmp
+        with pytest.raises(IntegrityError, match="changed or replaced"):
+            ReduceTask(ReducePlan(_count, store_spec, layout, budget_bytes=budget))(0, 0, [_refs(out, 0)])
+
+
+def test_mapper_output_is_partitioned_and_sorted(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    out = MapTask(MapPlan(_emit, 4, store_spec, layout, combine=_count))(2, 0, ["b a c a", "d a"])
+    assert out.pairs == 4 and all(s[3] for s in out.segments)
+    data = open_storage(store_spec).get(layout.key(out.name))
+    seen = {}
+    for r, (offset, length, pairs, _, _) in enumerate(out.segments):
+        part = list(iter_pairs(data[offset : offset + length]))
+        assert part == sorted(part) and len(part) == pairs
+        assert all(stable_partition(k, 4) == r for k, _ in part)
+        seen.update(part)
+    assert seen == {"a": 3, "b": 1, "c": 1, "d": 1}
