@@ -50,9 +50,9 @@ class FlakyStorage(Storage):
         self._maybe_fail(f"reading {key}")
         return self.inner.get(key, start, end)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         self._maybe_fail(f"listing {prefix}")
-        return self.inner.list(prefix)
+        return self.inner.list(prefix, start_after)
 
     def delete(self, keys: Iterable[str]) -> int:
         return self.inner.delete(keys)

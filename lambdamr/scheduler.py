@@ -359,11 +359,18 @@ class Scheduler:
         if now - self._last_poll < self.config.poll_interval_s:
             return
         self._last_poll = now
-        jobs = {task.job.job_id: task.job for task in self._in_flight.values()}
-        for job in jobs.values():
-            seen = self._seen_keys.setdefault(job.job_id, set())
+        first_running: dict[str, Task] = {}
+        for task in self._in_flight.values():
+            if task.job.job_id not in first_running or task.task_id < first_running[task.job.job_id].task_id:
+                first_running[task.job.job_id] = task
+        for job_id, first in first_running.items():
+            job = first.job
+            seen = self._seen_keys.setdefault(job_id, set())
+            # Keys sort by task id: nothing before the first running task needs reading again,
+            # which keeps a poll of a long job to a page or two instead of all its results.
+            prefix = f"{job.prefix}/results/"
             try:
-                listing = list(self.storage.list(f"{job.prefix}/results/"))
+                listing = list(self.storage.list(prefix, start_after=f"{prefix}{first.task_id:06d}"))
             except LambdaMRError as exc:
                 log.warning("lambdamr: listing results of job %s failed: %s", job.job_id, exc)
                 continue

@@ -36,6 +36,21 @@ def test_ranged_get(store):
     assert store.get("k", 0, 0) == b""
 
 
+def test_put_parts_and_open_range_are_one_request_each(store):
+    assert store.put_parts("p", [b"ab", memoryview(b"cdef"), b""], if_absent=True)
+    assert store.put_parts("p", [b"x"], if_absent=True) is False
+    assert store.get("p") == b"abcdef"
+    before = store.stats.gets
+    with store.open_range("p", 1, 5) as stream:
+        assert stream.read(2) == b"bc"
+        buffer = bytearray(4)
+        assert stream.readinto(buffer) == 2 and bytes(buffer[:2]) == b"de"
+        assert stream.read(10) == b""
+    assert store.stats.gets == before + 1
+    with pytest.raises(ObjectNotFound):
+        store.open_range("nope", 0, 1)
+
+
 def test_missing_key_raises_object_not_found(store):
     with pytest.raises(ObjectNotFound, match="nope"):
         store.get("nope")
@@ -133,3 +148,11 @@ def test_storage_url_parsing(tmp_path):
         storage_from_url("gs://bucket/x")
     with pytest.raises(ConfigurationError, match="unknown storage kind"):
         open_storage({"kind": "ftp"})
+
+
+def test_list_start_after_skips_keys_up_to_it(store):
+    for i in range(5):
+        store.put(f"r/{i:06d}.1", b"x")
+    keys = [info.key for info in store.list("r/", start_after="r/000002")]
+    assert keys == ["r/000002.1", "r/000003.1", "r/000004.1"]
+    assert [info.key for info in store.list("r/", start_after="r/000002.1")] == ["r/000003.1", "r/000004.1"]

@@ -8,11 +8,12 @@ each request is latency and money.
 
 from __future__ import annotations
 
+import io
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import IO, Any
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix``, in key order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix``, in key order, skipping keys
+        up to and including ``start_after`` (S3's ``StartAfter``: fewer pages to read)."""
 
     @abstractmethod
     def delete(self, keys: Iterable[str]) -> int:
@@ -95,6 +97,17 @@ class Storage(ABC):
         """
 
     # ---- derived operations -------------------------------------------------------------
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview], *, if_absent: bool = False) -> bool:
+        """``put`` of the concatenation of ``parts`` (one request). Stores that can write
+        pieces one after the other override it to skip the join."""
+        return self.put(key, b"".join(parts), if_absent=if_absent)
+
+    def open_range(self, key: str, start: int, end: int) -> IO[bytes]:
+        """Bytes ``[start, end)`` of ``key`` as a readable binary stream (one GET), to close
+        after use. Stores that can stream override it, so that a reader may read pieces
+        straight into their own objects; by default the range is read with ``get``."""
+        return io.BytesIO(self.get(key, start, end))
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; return the number of objects deleted."""
         if not prefix:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import ConfigurationError, ObjectNotFound, StorageError
 from .base import ObjectInfo, Storage
@@ -40,12 +41,17 @@ class LocalStorage(Storage):
         return self.root / key
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
+        return self.put_parts(key, (data,), if_absent=if_absent)
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview], *, if_absent: bool = False) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # created 0600
+        size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for part in parts:
+                    size += fh.write(part)
             if if_absent:
                 try:
                     os.link(tmp, path)
@@ -59,7 +65,7 @@ class LocalStorage(Storage):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        self.stats.add(puts=1, bytes_written=len(data))
+        self.stats.add(puts=1, bytes_written=size)
         return True
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
@@ -77,7 +83,25 @@ class LocalStorage(Storage):
         self.stats.add(gets=1, bytes_read=len(data))
         return data
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def open_range(self, key: str, start: int, end: int) -> IO[bytes]:
+        path = self._path(key)
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object at {self.url(key)}") from None
+        except IsADirectoryError:
+            raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(start)
+        except BaseException:
+            fh.close()
+            raise
+        length = max(0, min(end, size) - start)
+        self.stats.add(gets=1, bytes_read=length)
+        return _RangeReader(fh, length)
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         self.stats.add(lists=1)
         # Walk only the deepest folder the prefix fully names.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -91,7 +115,7 @@ class LocalStorage(Storage):
             dirnames[:] = [d for d in dirnames if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")]
             for name in filenames:
                 key = rel_dir + name
-                if name.startswith(".tmp-") or not key.startswith(prefix):
+                if name.startswith(".tmp-") or not key.startswith(prefix) or key <= start_after:
                     continue
                 try:
                     size = os.stat(os.path.join(dirpath, name)).st_size
@@ -145,3 +169,31 @@ class LocalStorage(Storage):
 
     def url(self, key: str = "") -> str:
         return str(self.root / key) if key else str(self.root)
+
+
+class _RangeReader(io.RawIOBase):
+    """A file read from its current position for at most ``length`` bytes."""
+
+    def __init__(self, fh: IO[bytes], length: int) -> None:
+        super().__init__()
+        self._fh = fh
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._fh.read(size)  # the file's own read: one copy, into a bytes of that size
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        count = self._fh.readinto(view) or 0
+        self._left -= count
+        return count
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()

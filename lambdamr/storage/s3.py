@@ -149,7 +149,7 @@ class S3Storage(Storage):
         self.stats.add(gets=1, bytes_read=len(data))
         return data
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         token = None
@@ -157,6 +157,8 @@ class S3Storage(Storage):
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000}
             if token:
                 kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
             try:
                 page = self.client.list_objects_v2(**kwargs)
             except (ClientError, BotoCoreError) as exc:
