@@ -8,7 +8,7 @@ here = Path(__file__).parent
 version: dict = {}
 exec((here / "lambdamr" / "_version.py").read_text(), version)
 
-EXAMPLES = ["scikit-learn>=1.3", "matplotlib>=3.7"]
+EXAMPLES = ["scikit-learn>=1.3", "matplotlib>=3.7", "pandas>=2.0"]  # pandas: the Lending Club CSV loader
 TEST = [
     "pytest>=7.4",
     "pytest-timeout>=2.2",  # a hung job fails its test instead of stalling CI for 90 minutes

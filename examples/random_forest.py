@@ -11,6 +11,9 @@ choosing among a random subset of the features at every split (``max_features``)
 the trees, predicts by majority vote and reports its held-out accuracy next to scikit-learn's
 own forest trained with the same parameters.
 
+On AWS the tasks need scikit-learn in the runtime's layer: ``lambdamr deploy --package
+scikit-learn``. The driver alone needs pandas, and only to read ``--data``.
+
 Data: ``--data`` takes the Lending Club loan CSV (cleaned by ``load_lending_club``); without
 it a deterministic synthetic set of the same kind is generated (``synthetic_dataset``).
 """
@@ -46,24 +49,23 @@ class Dataset:
 # --- the Lending Club loan CSV -------------------------------------------------------------
 
 GOOD_STATUSES = frozenset({"Fully Paid", "Current"})
-BAD_STATUSES = frozenset(
-    {"Charged Off", "Default", "Late (31-120 days)", "Late (16-30 days)", "In Grace Period"}
-)
+BAD_STATUSES = frozenset({"Charged Off", "Default", "Late (31-120 days)", "Late (16-30 days)", "In Grace Period"})
 POLICY_PREFIX = "Does not meet the credit policy. Status:"
 # Identifiers, links and free text: no signal a tree can use, or the borrower's own words.
 TEXT_COLUMNS = frozenset({"id", "member_id", "url", "desc", "title", "emp_title", "zip_code"})
 # Known only after the loan was granted (payments, recoveries, hardship, settlement): they
 # would leak the outcome into the features.
-LEAKAGE_COLUMNS = frozenset(
-    {
-        "total_pymnt", "total_pymnt_inv", "total_rec_prncp", "total_rec_int", "total_rec_late_fee",
-        "recoveries", "collection_recovery_fee", "last_pymnt_d", "last_pymnt_amnt", "next_pymnt_d",
-        "last_credit_pull_d", "out_prncp", "out_prncp_inv", "pymnt_plan", "last_fico_range_high",
-        "last_fico_range_low", "hardship_flag", "debt_settlement_flag", "funded_amnt_inv",
-    }
-)
+# fmt: off
+LEAKAGE_COLUMNS = frozenset({
+    "total_pymnt", "total_pymnt_inv", "total_rec_prncp", "total_rec_int", "total_rec_late_fee",
+    "recoveries", "collection_recovery_fee", "last_pymnt_d", "last_pymnt_amnt", "next_pymnt_d",
+    "last_credit_pull_d", "out_prncp", "out_prncp_inv", "pymnt_plan", "last_fico_range_high",
+    "last_fico_range_low", "hardship_flag", "debt_settlement_flag",
+})
+# fmt: on
 LEAKAGE_PREFIXES = ("hardship_", "settlement_", "debt_settlement_", "payment_plan_", "orig_projected_")
-MONTHS = {m: i for i, m in enumerate(("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec").split())}
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MONTHS = {name: i for i, name in enumerate(MONTH_NAMES)}
 PERCENT = re.compile(r"^\s*-?\d+(\.\d+)?\s*%\s*$")
 TERM = re.compile(r"^\s*(\d+)\s+months?\s*$")
 MONTH_YEAR = re.compile(r"^\s*([A-Z][a-z]{2})-(\d{4})\s*$")
@@ -298,7 +300,12 @@ def fit_forest(
 
 
 def sklearn_forest(
-    X: np.ndarray, y: np.ndarray, n_trees: int, params: TreeParams = TreeParams(), seed: int = 0, n_jobs: int = -1
+    X: np.ndarray,
+    y: np.ndarray,
+    n_trees: int,
+    params: TreeParams = TreeParams(),
+    seed: int = 0,
+    n_jobs: int = -1,
 ) -> Any:
     """scikit-learn's ``RandomForestClassifier`` with the same parameters, trained here."""
     from sklearn.ensemble import RandomForestClassifier
@@ -311,9 +318,7 @@ def split(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -> tuple[
     """A stratified, deterministic train/test split: X_train, X_test, y_train, y_test."""
     from sklearn.model_selection import train_test_split
 
-    return tuple(
-        train_test_split(dataset.X, dataset.y, test_size=test_fraction, random_state=seed, stratify=dataset.y)
-    )
+    return tuple(train_test_split(dataset.X, dataset.y, test_size=test_fraction, random_state=seed, stratify=dataset.y))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -325,9 +330,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", help="the Lending Club loan CSV; without it, synthetic data")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of synthetic data")
     parser.add_argument("--features", type=int, default=40, help="features of synthetic data")
-    parser.add_argument(
-        "--trees-per-task", type=int, default=0, help="trees trained by each task; 0 = automatic"
-    )
+    parser.add_argument("--trees-per-task", type=int, default=0, help="trees trained by each task; 0 = automatic")
     parser.add_argument("--max-depth", type=int, default=None, help="depth limit of each tree")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-reference", action="store_true", help="skip scikit-learn's forest")

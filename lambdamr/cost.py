@@ -42,9 +42,7 @@ class RegionPrices:
     def gb_second(self, architecture: str) -> float:
         """The GB-second price for ``architecture`` (x86_64 or arm64)."""
         if architecture not in ARCHITECTURES:
-            raise ConfigurationError(
-                f"architecture={architecture!r}: Lambda offers {' or '.join(ARCHITECTURES)}"
-            )
+            raise ConfigurationError(f"architecture={architecture!r}: Lambda offers {' or '.join(ARCHITECTURES)}")
         return self.gb_second_x86_64 if architecture == "x86_64" else self.gb_second_arm64
 
 
@@ -174,9 +172,7 @@ def storage_requests_usd(counts: Mapping[str, int], prices: RegionPrices) -> flo
     """Dollars of S3 Standard requests; LIST bills like PUT, DELETE is free."""
     unknown = sorted(set(counts) - set(STORAGE_REQUEST_KINDS))
     if unknown:
-        raise ConfigurationError(
-            f"unknown storage request kind(s) {', '.join(unknown)}; use {', '.join(STORAGE_REQUEST_KINDS)}"
-        )
+        raise ConfigurationError(f"unknown storage request kind(s) {', '.join(unknown)}; use {', '.join(STORAGE_REQUEST_KINDS)}")
     put_class = counts.get("puts", 0) + counts.get("lists", 0)
     get_class = counts.get("gets", 0)
     return (put_class * prices.s3_put_per_1000 + get_class * prices.s3_get_per_1000) / 1000.0
@@ -192,9 +188,7 @@ def local_wall_seconds(tasks: int, task_seconds: float, cores: int) -> float:
     return math.ceil(tasks / cores) * task_seconds
 
 
-def lambda_wall_seconds(
-    tasks: int, task_seconds: float, overhead_seconds: float, concurrency: int = 1000
-) -> float:
+def lambda_wall_seconds(tasks: int, task_seconds: float, overhead_seconds: float, concurrency: int = 1000) -> float:
     """Wall time of ``tasks`` equal tasks on Lambda: a fixed overhead, then waves of
     ``concurrency`` (the account's default limit is 1,000 concurrent executions)."""
     if concurrency < 1:
@@ -229,9 +223,7 @@ def break_even_tasks(
     return None
 
 
-def first_crossing(
-    sizes: Sequence[float], challenger: Sequence[float], incumbent: Sequence[float]
-) -> float | None:
+def first_crossing(sizes: Sequence[float], challenger: Sequence[float], incumbent: Sequence[float]) -> float | None:
     """The first size at which ``challenger`` is below ``incumbent`` and stays below, else None.
 
     For measured series (e.g. wall times of Lambda and of local cores over tree counts).

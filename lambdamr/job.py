@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigurationError
 from .futures import LambdaFuture
 from .protocol import ArgsRange
 
@@ -285,10 +286,8 @@ class Job:
         )
 
     def _estimate_cost(self, durations: list[float], requests: dict[str, int]) -> Any:
-        try:
-            from .cost import estimate_job_cost
-        except ImportError:
-            return None
+        from .cost import estimate_job_cost
+
         try:
             return estimate_job_cost(
                 durations,
@@ -297,7 +296,8 @@ class Job:
                 storage_requests=requests,
                 region=self.region,
             )
-        except Exception:  # an unknown region must not break a summary
+        except ConfigurationError as exc:  # a region without prices must not break a summary
+            logging.getLogger("lambdamr").info("lambdamr: no cost estimate for job %s: %s", self.job_id, exc)
             return None
 
     def logs(self, task_id: int | None = None) -> str:

@@ -87,6 +87,25 @@ def test_object_holds_every_partition_and_an_index():
     assert index[0].digest != index[2].digest
 
 
+def test_large_values_travel_out_of_band_and_come_back_with_their_types():
+    import numpy as np
+
+    big = bytes(range(256)) * 400  # 100 KiB
+    array = np.arange(50_000, dtype=np.int64)
+    frozen = np.frombuffer(big, dtype=np.uint8)
+    parts = [[("a", big), ("b", array), ("c", frozen), ("d", b"small"), ("e", [big])]]
+    data, index = encode_object(parts, [True], where="test")
+    # each large buffer is stored once, verbatim, after its frame's pickle
+    assert data.count(big) == 3 and array.tobytes() in data
+    assert index[0].length < 4 * len(big) + array.nbytes + 4096
+    pairs = list(iter_pairs(data[: index[0].length]))
+    assert [k for k, _ in pairs] == ["a", "b", "c", "d", "e"]
+    (_, b), (_, a), (_, f), (_, s), (_, nested) = pairs
+    assert type(b) is bytes and b == big and s == b"small" and nested == [big]
+    assert (a == array).all() and a.flags.writeable  # a writable array stays writable
+    assert (f == frozen).all() and not f.flags.writeable
+
+
 def test_unpicklable_value_is_named():
     with pytest.raises(SerializationError, match=r"a value of key 'k' cannot be pickled: <unlocked _thread.lock"):
         encode_object([[("k", threading.Lock())]], [True], where="map task 0")
@@ -166,6 +185,28 @@ def test_a_replaced_intermediate_object_is_refused_not_unpickled(store_spec):
     for budget in (10**8, 1):  # in memory, and merged from /tmp
         with pytest.raises(IntegrityError, match="changed or replaced"):
             ReduceTask(ReducePlan(_count, store_spec, layout, budget_bytes=budget))(0, 0, [_refs(out, 0)])
+
+
+def _emit_block(item):
+    yield item, bytes([item]) * 100_000
+
+
+def _sizes(key, values):
+    return [(type(v).__name__, len(v)) for v in values]
+
+
+def test_large_values_are_checked_byte_for_byte_before_unpickling(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    out = MapTask(MapPlan(_emit_block, 1, store_spec, layout))(0, 0, [7])
+    plan = ReducePlan(_sizes, store_spec, layout, budget_bytes=10**8)
+    assert ReduceTask(plan)(0, 0, [_refs(out, 0)]).results == [(7, [("bytes", 100_000)])]
+    store = open_storage(store_spec)
+    data = bytearray(store.get(layout.key(out.name)))
+    data[out.segments[0][1] // 2] ^= 1  # one bit inside the value, not in the pickle
+    store.put(layout.key(out.name), bytes(data))
+    for budget in (10**8, 1):  # in memory, and merged from /tmp
+        with pytest.raises(IntegrityError, match="changed or replaced"):
+            ReduceTask(dataclasses.replace(plan, budget_bytes=budget))(0, 0, [_refs(out, 0)])
 
 
 def test_mapper_output_is_partitioned_and_sorted(store_spec):

@@ -5,22 +5,32 @@ Layout::
     segment 0 | segment 1 | ... | segment R-1 | index (JSON) | uint32 index length | b"LMRS"
 
     segment  = frame*                      the pairs for one reducer, sorted by key when possible
-    frame    = uint32 length | pickle(list of (key, value))    about FRAME_BYTES each
+    frame    = uint32 n | pickle(list of (key, value))                       n < 2**31: in-band
+             | uint32 (2**31 | n) | uint32 count | count x uint64 (size << 1 | writable)
+               | pickle (n bytes, protocol 5) | buffer 0 | ... | buffer count-1    out-of-band
+
+A frame holds about FRAME_BYTES of pairs. Large ``bytes`` values and large buffers (numpy
+arrays) go *out of band* (pickle protocol 5): the pickle stream holds only their places, and
+the buffers follow it verbatim. A mapper then writes a value's bytes straight from the
+object ``map_fn`` returned (no pickling copy, no join: ``Storage.put_parts``), and a reducer
+that streams its range (``Storage.open_range``) reads each buffer into the very ``bytes``
+object it hands to ``reduce_fn`` (no unpickling copy).
 
 The index (partition -> offset, length, pairs, sorted, digest) also travels back to the
 driver in the mapper's return value, so a reducer reads its segment of every mapper with one
 ranged GET and never reads an index; the footer copy makes a kept object self-describing.
 Frames let a reducer decode a segment piece by piece when it merges from disk.
 
-Unpickling is code execution, so a reducer unpickles a segment only after checking its
-SHA-256 digest against the one in its task arguments — which reached it signed, through the
-mapper's signed result record and the driver. Someone who can write to the bucket cannot
-make a reducer run their pickle.
+Unpickling is code execution, so a reducer unpickles a segment only after checking the
+SHA-256 digest of all its bytes (buffers included) against the one in its task arguments —
+which reached it signed, through the mapper's signed result record and the driver. Someone
+who can write to the bucket can neither make a reducer run their pickle nor change a value.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
 import struct
@@ -30,16 +40,23 @@ from typing import IO, Any
 
 import cloudpickle
 
-from ..errors import IntegrityError, SerializationError
+from ..errors import IntegrityError, SerializationError, StorageError
 
 MAGIC = b"LMRS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: target size of one frame: small enough that a merge of many runs keeps one frame of each
 #: in memory, large enough that pickling overhead per frame does not matter
 FRAME_BYTES = 64 * 1024
+#: values (bytes) and buffers (numpy arrays) at least this big travel out of band
+OUT_OF_BAND_BYTES = 16 * 1024
 _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<I4s")
-_MAX_FRAME = 2**32 - 1
+_OUT_OF_BAND = 1 << 31
+_MAX_FRAME = _OUT_OF_BAND - 1
+
+#: what a frame is made of on the wire, before decoding: the pickle and its buffers
+Buffer = bytes | bytearray | memoryview
+RawFrame = tuple[Buffer, list[Buffer]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,7 @@ class Segment:
 
 def new_digest() -> Any:
     """The hash that authenticates a segment (or any stored pickle) through its digest:
-    SHA-256, which CPUs accelerate (several times faster than BLAKE2b here)."""
+    SHA-256, which CPUs accelerate (SHA-NI: 1.4 GB/s here, against 0.56 GB/s for BLAKE2b)."""
     return hashlib.sha256()
 
 
@@ -69,29 +86,45 @@ def digest_of(data: bytes | memoryview) -> str:
     return h.hexdigest()[:32]
 
 
+def _refuse(what: str) -> IntegrityError:
+    return IntegrityError(
+        f"{what} does not match the digest its writer reported: it was changed or replaced in "
+        "storage after it was written; refusing to unpickle it"
+    )
+
+
 def verify(data: bytes | memoryview, digest: str, *, what: str) -> None:
     """Refuse ``data`` whose digest is not the expected one (before anything unpickles it)."""
     if digest_of(data) != digest:
-        raise IntegrityError(
-            f"{what} does not match the digest its writer reported: it was changed or replaced in "
-            "storage after it was written; refusing to unpickle it"
-        )
+        raise _refuse(what)
 
 
-def dumps_frame(pairs: list[tuple[Any, Any]], *, where: str) -> bytes:
-    """Pickle a list of pairs; plain pickle first (fast), cloudpickle for dynamic classes."""
+def dumps_frame(pairs: list[tuple[Any, Any]], *, where: str) -> tuple[bytes, list[memoryview]]:
+    """Pickle a list of pairs: the stream and its out-of-band buffers. Plain pickle first
+    (fast), cloudpickle for dynamic classes."""
+    buffers: list[memoryview] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < OUT_OF_BAND_BYTES:
+            return True  # in band
+        buffers.append(raw)
+        return False
+
     try:
-        return pickle.dumps(pairs, protocol=5)
+        return pickle.dumps(pairs, protocol=5, buffer_callback=out_of_band), buffers
     except Exception:
-        pass
+        buffers.clear()
     try:
-        return cloudpickle.dumps(pairs, protocol=5)
+        return cloudpickle.dumps(pairs, protocol=5, buffer_callback=out_of_band), buffers
     except Exception as exc:
         raise SerializationError(_culprit_message(pairs, where, exc)) from exc
 
 
 def _culprit_message(pairs: list[tuple[Any, Any]], where: str, exc: Exception) -> str:
     for key, value in pairs:
+        if isinstance(value, pickle.PickleBuffer):
+            continue
         for role, obj in (("key", key), ("value", value)):
             try:
                 cloudpickle.dumps(obj, protocol=5)
@@ -113,19 +146,38 @@ def _short(obj: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def frame_parts(pairs: Sequence[tuple[Any, Any]], *, where: str) -> Iterator[bytes]:
-    """``pairs`` as frames of about ``FRAME_BYTES``: header and body of each, in turn."""
+def _large_bytes_out_of_band(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Pairs whose large ``bytes`` values are wrapped so that pickle puts them out of band
+    (and gives them back as the same ``bytes`` objects the reducer reads)."""
+    return [(k, pickle.PickleBuffer(v)) if type(v) is bytes and len(v) >= OUT_OF_BAND_BYTES else (k, v) for k, v in pairs]
+
+
+def frame_parts(pairs: Sequence[tuple[Any, Any]], *, where: str) -> Iterator[bytes | memoryview]:
+    """``pairs`` as frames of about ``FRAME_BYTES``: the pieces of each, in turn (buffers are
+    views of the values themselves: write them before changing those)."""
     start = 0
     step = 256
     while start < len(pairs):
         chunk = list(pairs[start : start + step])
-        data = dumps_frame(chunk, where=where)
+        # look for large values while pairs are few per frame (and in the first frame), so
+        # that jobs of many small pairs do not pay a scan per pair
+        if step <= 64 or start == 0:
+            chunk = _large_bytes_out_of_band(chunk)
+        data, buffers = dumps_frame(chunk, where=where)
         if len(data) > _MAX_FRAME:
-            raise SerializationError(f"{where}: one pair pickles to {len(data)} bytes, over 4 GiB")
-        yield _U32.pack(len(data))
-        yield data
+            raise SerializationError(f"{where}: one pair pickles to {len(data)} bytes, over 2 GiB")
+        size = len(data)
+        if buffers:
+            yield _U32.pack(_OUT_OF_BAND | len(data))
+            yield struct.pack(f"<I{len(buffers)}Q", len(buffers), *((b.nbytes << 1) | (not b.readonly) for b in buffers))
+            yield data
+            yield from buffers
+            size += sum(b.nbytes for b in buffers)
+        else:
+            yield _U32.pack(len(data))
+            yield data
         start += len(chunk)
-        per_pair = max(1, len(data) // len(chunk))
+        per_pair = max(1, size // len(chunk))
         step = max(1, min(65536, FRAME_BYTES // per_pair))
 
 
@@ -134,15 +186,16 @@ def write_segment(out: IO[bytes], pairs: Sequence[tuple[Any, Any]], *, where: st
     written = 0
     for part in frame_parts(pairs, where=where):
         out.write(part)
-        written += len(part)
+        written += len(part) if isinstance(part, bytes) else part.nbytes
     return written
 
 
-def encode_object(
+def encode_parts(
     partitions: Sequence[Sequence[tuple[Any, Any]]], sorted_flags: Sequence[bool], *, where: str
-) -> tuple[bytes, list[Segment]]:
-    """Encode every partition of one mapper and the footer; return the bytes and the index."""
-    parts: list[bytes] = []  # joined once at the end: no buffer regrowth copies
+) -> tuple[list[bytes | memoryview], list[Segment]]:
+    """Encode every partition of one mapper and the footer: the object's pieces, in order
+    (for ``Storage.put_parts``: large values are not copied), and the index."""
+    parts: list[bytes | memoryview] = []
     index: list[Segment] = []
     offset = 0
     for pairs, is_sorted in zip(partitions, sorted_flags):
@@ -151,12 +204,20 @@ def encode_object(
         for part in frame_parts(pairs, where=where) if pairs else ():
             hasher.update(part)
             parts.append(part)
-            length += len(part)
+            length += len(part) if isinstance(part, bytes) else part.nbytes
         index.append(Segment(offset, length, len(pairs), bool(is_sorted), hasher.hexdigest()[:32]))
         offset += length
     footer = json.dumps({"v": FORMAT_VERSION, "partitions": [s.as_tuple() for s in index]}).encode()
     parts.append(footer)
     parts.append(_TRAILER.pack(len(footer), MAGIC))
+    return parts, index
+
+
+def encode_object(
+    partitions: Sequence[Sequence[tuple[Any, Any]]], sorted_flags: Sequence[bool], *, where: str
+) -> tuple[bytes, list[Segment]]:
+    """Encode every partition of one mapper and the footer; return the bytes and the index."""
+    parts, index = encode_parts(partitions, sorted_flags, where=where)
     return b"".join(parts), index
 
 
@@ -174,49 +235,115 @@ def read_index(data: bytes) -> list[Segment]:
     return [Segment(o, n, p, bool(s), d) for o, n, p, s, d in footer["partitions"]]
 
 
-def iter_frames(data: bytes | memoryview) -> Iterator[memoryview]:
-    """The frames of a segment held in memory."""
-    view = memoryview(data)
-    pos = 0
-    end = len(view)
-    while pos < end:
-        if pos + _U32.size > end:
-            raise SerializationError("truncated intermediate segment (frame header)")
-        (length,) = _U32.unpack_from(view, pos)
-        pos += _U32.size
-        if pos + length > end:
-            raise SerializationError("truncated intermediate segment (frame body)")
-        yield view[pos : pos + length]
-        pos += length
+class _Truncated(Exception):
+    """The stream ended, or a frame claims more bytes than are left."""
 
 
-def iter_pairs(data: bytes | memoryview) -> Iterator[tuple[Any, Any]]:
-    """Every pair of a segment held in memory, in order."""
-    for frame in iter_frames(data):
-        yield from loads_frame(frame)
+class _Reader:
+    """Exact reads from a binary stream, hashed as they come, never beyond ``limit`` bytes."""
+
+    def __init__(self, stream: IO[bytes], limit: int | None, hasher: Any) -> None:
+        self.stream = stream
+        self.left = limit
+        self.hasher = hasher
+
+    def read(self, n: int, *, writable: bool = False) -> Buffer:
+        if self.left is not None:
+            if n > self.left:
+                raise _Truncated
+            self.left -= n
+        if writable:  # a numpy array's buffer: give it memory it may write to
+            data: Buffer = bytearray(n)
+            got = self.stream.readinto(data) if n else 0  # type: ignore[attr-defined]
+        else:
+            data = self.stream.read(n)
+            got = len(data)
+        if got != n:
+            raise _Truncated
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+    def at_end(self) -> bool:
+        if self.left is not None:
+            return self.left == 0
+        return not self.stream.peek(1) if hasattr(self.stream, "peek") else self._probe()
+
+    def _probe(self) -> bool:
+        here = self.stream.tell()
+        end = not self.stream.read(1)
+        self.stream.seek(here)
+        return end
 
 
-def loads_frame(frame: bytes | memoryview) -> list[tuple[Any, Any]]:
-    """Unpickle one frame."""
+def _raw_frames(reader: _Reader) -> Iterator[RawFrame]:
+    while not reader.at_end():
+        (header,) = _U32.unpack(reader.read(_U32.size))
+        if not header & _OUT_OF_BAND:
+            yield reader.read(header), []
+            continue
+        (count,) = _U32.unpack(reader.read(_U32.size))
+        sizes = struct.unpack(f"<{count}Q", reader.read(8 * count))
+        data = reader.read(header & _MAX_FRAME)
+        yield data, [reader.read(size >> 1, writable=bool(size & 1)) for size in sizes]
+
+
+def read_segment(stream: IO[bytes], length: int, digest: str, *, what: str) -> list[RawFrame]:
+    """Read a segment of ``length`` bytes from ``stream``, check its digest, and return its
+    frames, still pickled. Nothing is unpickled before the digest matches."""
+    hasher = new_digest()
+    reader = _Reader(stream, length, hasher)
     try:
-        return pickle.loads(frame)
+        frames = list(_raw_frames(reader))
+        broken = False
+    except _Truncated:
+        frames = []
+        broken = True
+    while reader.left:  # a frame that claims too much: hash what is there, for the verdict
+        piece = stream.read(min(reader.left, 1 << 20))
+        if not piece:
+            raise StorageError(f"{what}: storage returned fewer bytes than the mapper wrote")
+        hasher.update(piece)
+        reader.left -= len(piece)
+    if hasher.hexdigest()[:32] != digest:
+        raise _refuse(what)
+    if broken:
+        raise SerializationError(f"{what}: truncated intermediate segment")
+    return frames
+
+
+def loads_frame(frame: Buffer | RawFrame) -> list[tuple[Any, Any]]:
+    """Unpickle one frame (a pickle, or a pickle and its out-of-band buffers)."""
+    data, buffers = frame if isinstance(frame, tuple) else (frame, [])
+    try:
+        return pickle.loads(data, buffers=buffers)
     except Exception as exc:
         raise SerializationError(f"cannot unpickle intermediate pairs: {type(exc).__name__}: {exc}") from exc
 
 
+def pairs_of(frames: Iterable[RawFrame]) -> Iterator[tuple[Any, Any]]:
+    """Every pair of checked frames, in order."""
+    for frame in frames:
+        yield from loads_frame(frame)
+
+
+def iter_pairs(data: bytes | memoryview) -> Iterator[tuple[Any, Any]]:
+    """Every pair of a segment held in memory, in order."""
+    reader = _Reader(io.BytesIO(data), len(data), None)
+    try:
+        frames = list(_raw_frames(reader))
+    except _Truncated:
+        raise SerializationError("truncated intermediate segment") from None
+    yield from pairs_of(frames)
+
+
 def read_file_frames(fh: IO[bytes]) -> Iterator[list[tuple[Any, Any]]]:
-    """Decoded frames of a segment stored in a file, one at a time."""
-    while True:
-        header = fh.read(_U32.size)
-        if not header:
-            return
-        if len(header) < _U32.size:
-            raise SerializationError("truncated spill file (frame header)")
-        (length,) = _U32.unpack(header)
-        body = fh.read(length)
-        if len(body) < length:
-            raise SerializationError("truncated spill file (frame body)")
-        yield loads_frame(body)
+    """Decoded frames of a segment stored in a (checked) file, one at a time."""
+    try:
+        for frame in _raw_frames(_Reader(fh, None, None)):
+            yield loads_frame(frame)
+    except _Truncated:
+        raise SerializationError("truncated spill file") from None
 
 
 def write_frames(out: IO[bytes], pairs: Iterable[tuple[Any, Any]], *, where: str, batch: int = 1024) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, SerializationError
 from ..inputs import Chunk
-from .format import encode_object
+from .format import encode_parts
 from .partition import stable_partition
 from .plan import MapPlan
 
@@ -138,11 +138,13 @@ class MapTask:
                 sorted_flags.append(True)
             except (TypeError, ValueError):  # keys that do not order among themselves
                 sorted_flags.append(False)
-        data, index = encode_object(router.buckets, sorted_flags, where=f"map task {mapper}")
-        router.buckets = []
+        parts, index = encode_parts(router.buckets, sorted_flags, where=f"map task {mapper}")
         encoded = time.perf_counter()
         name = plan.layout.new_name("m", mapper, attempt)
-        store_for(plan.storage).put(plan.layout.key(name), data, if_absent=True)
+        # the parts include views of large values themselves: no join, no copy before the write
+        store_for(plan.storage).put_parts(plan.layout.key(name), parts, if_absent=True)
+        del parts
+        router.buckets = []
         done = time.perf_counter()
         return MapOutput(
             mapper=mapper,

@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from ..errors import ConfigurationError, IntegrityError
-from .format import FRAME_BYTES, iter_pairs, new_digest, read_file_frames, write_frames
+from .format import FRAME_BYTES, new_digest, read_file_frames, write_frames
 
 #: a decoded frame takes about this many times its pickled size in memory
 FRAME_EXPANSION = 8
@@ -30,11 +30,11 @@ MAX_FAN_IN = 512
 _FILE_BUFFER = 256 * 1024
 
 
-def group_in_memory(segments: Iterable[bytes]) -> dict[Any, list[Any]]:
-    """key -> values over segments given in mapper order (keys in first-seen order)."""
+def group_in_memory(segments: Iterable[Iterable[tuple[Any, Any]]]) -> dict[Any, list[Any]]:
+    """key -> values over the pairs of segments given in mapper order (keys in first-seen order)."""
     groups: dict[Any, list[Any]] = {}
-    for data in segments:
-        for key, value in iter_pairs(data):
+    for pairs in segments:
+        for key, value in pairs:
             values = groups.get(key)
             if values is None:
                 groups[key] = [value]
