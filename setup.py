@@ -35,7 +35,6 @@ setup(
     entry_points={"console_scripts": ["lambdamr = lambdamr.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
         "Operating System :: POSIX :: Linux",
     ],
 )

@@ -40,6 +40,8 @@ log = logging.getLogger("lambdamr")
 LOST_GRACE_S = 10.0
 #: waits between attempts to read a result the store is too busy to serve
 FETCH_BACKOFF_S = (0.05, 0.2, 0.8)
+#: consecutive failed result listings of a job before it is logged as a warning
+LIST_FAILURES_TO_WARN = 3
 #: how often running jobs that speculate are checked for stragglers
 SPECULATION_CHECK_S = 0.25
 _FETCH_THREADS = 16
@@ -65,6 +67,7 @@ class Scheduler:
         self._fetcher = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="lambdamr-fetch")
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
+        self._list_failures: dict[str, int] = {}  # consecutive failed polls, by job
 
     # ---- called from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -372,8 +375,12 @@ class Scheduler:
             try:
                 listing = list(self.storage.list(prefix, start_after=f"{prefix}{first.task_id:06d}"))
             except LambdaMRError as exc:
-                log.warning("lambdamr: listing results of job %s failed: %s", job.job_id, exc)
+                # One failed poll only delays results to the next; say so loudly once it repeats.
+                failures = self._list_failures[job_id] = self._list_failures.get(job_id, 0) + 1
+                level = logging.WARNING if failures >= LIST_FAILURES_TO_WARN else logging.DEBUG
+                log.log(level, "lambdamr: listing results of job %s failed (%d in a row): %s", job_id, failures, exc)
                 continue
+            self._list_failures.pop(job_id, None)
             for info in listing:
                 if info.key in seen:
                     continue

@@ -25,9 +25,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from ..counters import Counters
 from ..errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
 from .aws_errors import function_error, invoke_client_error
 from .base import Invocation, InvocationOutcome, OutcomeCallback
@@ -55,23 +56,13 @@ _REQUEST_IDS_KEPT = 200_000
 
 
 @dataclass
-class InvokerStats:
+class InvokerStats(Counters):
     """Counters of what the invoker has done (read them any time; updated under a lock)."""
 
     sent: int = 0  # invocations accepted by the service (202, or 200 for a sync call)
     requests: int = 0  # Invoke requests made, retries included
     throttled: int = 0  # answers that asked us to slow down
     failed: int = 0  # invocations reported as errors
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {"sent": self.sent, "requests": self.requests, "throttled": self.throttled, "failed": self.failed}
 
 
 class LambdaInvoker:

@@ -9,11 +9,12 @@ each request is latency and money.
 from __future__ import annotations
 
 import io
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import IO, Any
+
+from ..counters import Counters
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ObjectInfo:
 
 
 @dataclass
-class StorageStats:
+class StorageStats(Counters):
     """Requests and bytes a store has served, by kind. Thread-safe to update via ``add``."""
 
     puts: int = 0
@@ -34,20 +35,6 @@ class StorageStats:
     deletes: int = 0
     bytes_written: int = 0
     bytes_read: int = 0
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def add(self, **counts: int) -> None:
-        """Add to one or more counters atomically."""
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def snapshot(self) -> dict[str, int]:
-        """A copy of the counters as a plain dict."""
-        with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @property
     def requests(self) -> int:
