@@ -18,6 +18,7 @@ def sleep_for(seconds):
 
 
 def allocate(mb):
+    print(f"allocating {mb} MB")
     block = np.ones(mb * 1024 * 1024 // 8)  # touched, so it is resident
     time.sleep(0.2)
     return float(block.sum())
@@ -61,6 +62,7 @@ def test_task_over_its_memory_fails_with_out_of_memory(executor):
     error = future.exception(timeout=60)
     assert isinstance(error, TaskOutOfMemoryError)
     assert "256 MB" in str(error) and "memory_mb" in str(error)
+    assert "allocating 400 MB" in error.logs  # what the task printed before it was stopped
 
 
 def test_task_within_its_memory_succeeds(executor):

@@ -289,6 +289,7 @@ class LocalBackend(Backend):
                     "give it more with memory_mb=... (AWS Lambda allows up to 10,240 MB) or process "
                     "the data in smaller pieces",
                     **self._where(failed),
+                    logs=(reason or {}).get("logs") or None,
                 )
             elif error is None:
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"

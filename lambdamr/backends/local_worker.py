@@ -75,9 +75,12 @@ class _MemoryWatch(threading.Thread):
                 os._exit(0)
             limit = self.limit_bytes
             if limit and _rss_bytes() > limit:
+                from lambdamr.runtime.capture import current_output, log_tail
+
                 error = {
                     "errorType": OUT_OF_MEMORY,
                     "errorMessage": f"the task used more than its {limit // (1024 * 1024)} MB of memory",
+                    "logs": log_tail(current_output()),
                 }
                 with self.send_lock:
                     try:

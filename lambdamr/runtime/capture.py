@@ -261,6 +261,14 @@ class capture_task_output:  # noqa: N801 - used like a function: ``with capture_
                 _uninstall()
 
 
+def current_output() -> str | None:
+    """What the task running on the main thread has printed so far (None when no task runs).
+
+    For a watchdog thread that must report on a task about to be stopped (out of memory)."""
+    adopter = _adopter
+    return adopter.text() if adopter is not None else None
+
+
 def log_tail(text: str | None, lines: int = TAIL_LINES, chars: int = 4000) -> str:
     """The last ``lines`` lines (at most ``chars`` characters) of a task's log."""
     if not text:
