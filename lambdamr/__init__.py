@@ -17,7 +17,7 @@ from ._version import __version__
 
 _EXPORTS = {
     "LambdaExecutor": "lambdamr.executor",
-    "MapIterator": "lambdamr.executor",
+    "MapIterator": "lambdamr.map_iterator",
     "ExecutorConfig": "lambdamr.config",
     "LambdaFuture": "lambdamr.futures",
     "wait": "lambdamr.futures",
@@ -45,9 +45,10 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from .config import ExecutorConfig
     from .errors import *  # noqa: F403
-    from .executor import LambdaExecutor, MapIterator
+    from .executor import LambdaExecutor
     from .futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, CancelledError, LambdaFuture, as_completed, wait
     from .job import Job, JobSummary
+    from .map_iterator import MapIterator
     from .shared import Shared
 
 

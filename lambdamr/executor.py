@@ -28,19 +28,20 @@ import concurrent.futures
 import itertools
 import logging
 import secrets
-import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .backends import Backend, backend_class
+from .bound_executor import BoundExecutor
 from .config import ExecutorConfig, JobOptions
 from .errors import ConfigurationError, LambdaMRError
 from .futures import LambdaFuture
 from .job import Job, JobSummary
 from .manifest import ManifestWriter
+from .map_iterator import MapIterator, zip_strict
 from .progress import JobProgress, progress_enabled
 from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from .scheduler import Scheduler
@@ -51,53 +52,6 @@ from .storage import Storage, storage_from_url
 
 T = TypeVar("T")
 log = logging.getLogger("lambdamr")
-
-
-class MapIterator(Iterator[T]):
-    """The results of ``LambdaExecutor.map`` in input order; ``.job`` is the job behind them.
-
-    Like ``concurrent.futures``: a result is returned, or its exception raised, when
-    iteration reaches it; ``timeout`` bounds the whole iteration; closing the iterator early
-    (or an exception) cancels the calls not yet started.
-    """
-
-    def __init__(self, job: Job | None, timeout: float | None, verbose: bool) -> None:
-        self.job = job
-        self._futures = list(job.futures) if job else []
-        self._index = 0
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._verbose = verbose
-
-    def __iter__(self) -> MapIterator[T]:
-        return self
-
-    def __next__(self) -> T:
-        if self._index >= len(self._futures):
-            self._finish()
-            raise StopIteration
-        future = self._futures[self._index]
-        remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-        try:
-            value = future.result(remaining)
-        except BaseException:
-            self.close()
-            raise
-        self._index += 1
-        return value
-
-    def __len__(self) -> int:
-        return len(self._futures) - self._index
-
-    def close(self) -> None:
-        """Cancel every call not started yet."""
-        for future in self._futures[self._index :]:
-            future.cancel()
-        self._index = len(self._futures)
-
-    def _finish(self) -> None:
-        if self._verbose and self.job is not None:
-            print(self.job.summary(), file=sys.stderr)
-            self._verbose = False
 
 
 class LambdaExecutor(concurrent.futures.Executor):
@@ -195,7 +149,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             raise ConfigurationError("map() needs at least one iterable of arguments")
         if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
             raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
-        items = _zip_strict(iterables)
+        items = zip_strict(iterables)
         if not items:
             return MapIterator(None, timeout, False)
         chunks: list[list[tuple[tuple, dict]]] = [
@@ -373,7 +327,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         retries: int | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         speculate: bool | None = None,
-    ) -> _BoundExecutor:
+    ) -> BoundExecutor:
         """A view of this executor whose submit/map use other per-job settings.
 
         Args:
@@ -383,7 +337,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             speculate: launch a backup of straggling tasks near the end of the job.
         """
         options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate)
-        return _BoundExecutor(self, options)
+        return BoundExecutor(self, options)
 
     @property
     def last_job(self) -> Job | None:
@@ -451,43 +405,6 @@ class LambdaExecutor(concurrent.futures.Executor):
         return f"<LambdaExecutor backend={self.backend.name} storage={self.storage.url(self.session_prefix)}>"
 
 
-class _BoundExecutor:
-    """``LambdaExecutor.with_options(...)``: submit and map with a set memory and timeout."""
-
-    def __init__(self, executor: LambdaExecutor, options: JobOptions) -> None:
-        self.executor = executor
-        self.options = options
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
-        """``LambdaExecutor.submit`` with this view's options."""
-        return self.executor._run_job(fn, [[(args, kwargs)]], self.options).futures[0]
-
-    def map(
-        self,
-        fn: Callable[..., T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        memory_mb: int | None = None,
-        timeout_s: float | None = None,
-    ) -> MapIterator[T]:
-        """``LambdaExecutor.map`` with this view's options."""
-        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
-        return self.executor._map(fn, iterables, timeout, chunksize, options)
-
-    def map_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> dict[Any, Any]:
-        """``LambdaExecutor.map_reduce`` with this view's memory and timeout."""
-        kwargs.setdefault("memory_mb", self.options.memory_mb)
-        kwargs.setdefault("timeout_s", self.options.timeout_s)
-        return self.executor.map_reduce(map_fn, inputs, reduce_fn, **kwargs)
-
-    def map_then_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> Any:
-        """``LambdaExecutor.map_then_reduce`` with this view's memory and timeout."""
-        kwargs.setdefault("memory_mb", self.options.memory_mb)
-        kwargs.setdefault("timeout_s", self.options.timeout_s)
-        return self.executor.map_then_reduce(map_fn, inputs, reduce_fn, **kwargs)
-
-
 _live_executors: weakref.WeakSet[LambdaExecutor] = weakref.WeakSet()
 
 
@@ -500,16 +417,3 @@ def _shutdown_at_exit() -> None:
             executor.shutdown(wait=False, cancel_futures=True)
         except Exception as exc:  # nothing can be raised to anyone at exit
             log.warning("lambdamr: shutting down %r at exit failed: %s", executor, exc)
-
-
-def _zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:
-    """Zip iterables, refusing ones of different lengths (a silent truncation loses work)."""
-    columns = [list(it) for it in iterables]
-    lengths = {len(c) for c in columns}
-    if len(lengths) > 1:
-        raise ConfigurationError(
-            "map() got iterables of different lengths ("
-            + ", ".join(str(len(c)) for c in columns)
-            + "); pass iterables of equal length, or zip/truncate them yourself"
-        )
-    return list(zip(*columns))

@@ -21,11 +21,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    LambdaRuntimeError,
-    RuntimeImportError,
     BackendError,
     ConfigurationError,
+    LambdaRuntimeError,
     PayloadTooLargeError,
+    RuntimeImportError,
     TaskError,
     TaskOutOfMemoryError,
     TaskTimeoutError,

@@ -1,0 +1,73 @@
+"""The iterator ``LambdaExecutor.map`` returns, and the zip that feeds it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from .errors import ConfigurationError
+from .job import Job
+
+T = TypeVar("T")
+
+
+class MapIterator(Iterator[T]):
+    """The results of ``LambdaExecutor.map`` in input order; ``.job`` is the job behind them.
+
+    Like ``concurrent.futures``: a result is returned, or its exception raised, when
+    iteration reaches it; ``timeout`` bounds the whole iteration; closing the iterator early
+    (or an exception) cancels the calls not yet started.
+    """
+
+    def __init__(self, job: Job | None, timeout: float | None, verbose: bool) -> None:
+        self.job = job
+        self._futures = list(job.futures) if job else []
+        self._index = 0
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._verbose = verbose
+
+    def __iter__(self) -> MapIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._index >= len(self._futures):
+            self._finish()
+            raise StopIteration
+        future = self._futures[self._index]
+        remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        try:
+            value = future.result(remaining)
+        except BaseException:
+            self.close()
+            raise
+        self._index += 1
+        return value
+
+    def __len__(self) -> int:
+        return len(self._futures) - self._index
+
+    def close(self) -> None:
+        """Cancel every call not started yet."""
+        for future in self._futures[self._index :]:
+            future.cancel()
+        self._index = len(self._futures)
+
+    def _finish(self) -> None:
+        if self._verbose and self.job is not None:
+            print(self.job.summary(), file=sys.stderr)
+            self._verbose = False
+
+
+def zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:
+    """Zip iterables, refusing ones of different lengths (a silent truncation loses work)."""
+    columns = [list(it) for it in iterables]
+    lengths = {len(c) for c in columns}
+    if len(lengths) > 1:
+        raise ConfigurationError(
+            "map() got iterables of different lengths ("
+            + ", ".join(str(len(c)) for c in columns)
+            + "); pass iterables of equal length, or zip/truncate them yourself"
+        )
+    return list(zip(*columns))
