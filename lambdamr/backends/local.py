@@ -79,7 +79,6 @@ class LocalBackend(Backend):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._idle = False
-        self._draining = False
         self._id_prefix = uuid.uuid4().hex[:12]
         self._request_numbers = itertools.count(1)
         self.workers_started = 0
@@ -145,8 +144,6 @@ class LocalBackend(Backend):
         if self._thread is None:
             return
         if wait:
-            self._draining = True
-            self._wake()
             while self._thread.is_alive() and (self._pending or any(w.queue for w in self._pool)):
                 time.sleep(0.01)
         self._stopping = True

@@ -36,11 +36,6 @@ class StorageStats(Counters):
     bytes_written: int = 0
     bytes_read: int = 0
 
-    @property
-    def requests(self) -> int:
-        """All requests of every kind."""
-        return self.puts + self.gets + self.lists + self.deletes
-
 
 class Storage(ABC):
     """Object storage as lambdamr needs it. Implementations must be thread-safe."""
@@ -103,10 +98,6 @@ class Storage(ABC):
         if keys:
             self.delete(keys)
         return len(keys)
-
-    def exists(self, key: str) -> bool:
-        """Whether ``key`` exists (one list request)."""
-        return any(info.key == key for info in self.list(key))
 
     def url(self, key: str = "") -> str:
         """A human-readable location of ``key``, for messages."""
