@@ -109,6 +109,8 @@ class LambdaInvoker:
         qualifier_for: the alias or version to invoke for an invocation (None: $LATEST).
         payload_for: the bytes to send for an invocation (default: its payload).
         throttle_deadline_s: how long one invocation may keep being throttled.
+        sync_deadline_for: how long a sync invocation may wait for its answer (default:
+            ``sync_deadline_s`` of its task's timeout).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class LambdaInvoker:
         qualifier_for: Callable[[Invocation], str | None] | None = None,
         payload_for: Callable[[Invocation], bytes] | None = None,
         throttle_deadline_s: float = 300.0,
+        sync_deadline_for: Callable[[Invocation], float] | None = None,
         backoff_base_s: float = 0.05,
         backoff_cap_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -141,6 +144,7 @@ class LambdaInvoker:
         self.qualifier_for = qualifier_for or (lambda invocation: None)
         self.payload_for = payload_for or (lambda invocation: invocation.payload)
         self.throttle_deadline_s = throttle_deadline_s
+        self.sync_deadline_for = sync_deadline_for or (lambda invocation: sync_deadline_s(invocation.event.timeout_s))
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self._sleep = sleep
@@ -242,7 +246,7 @@ class LambdaInvoker:
         if self.sync:
             kwargs["LogType"] = "Tail"
             if getattr(self.client, "accepts_read_timeout", False):
-                kwargs["read_timeout_s"] = sync_deadline_s(invocation.event.timeout_s)
+                kwargs["read_timeout_s"] = self.sync_deadline_for(invocation)
         started = time.time()
         response = self._call_with_backoff(invocation, kwargs)
         if response is not None:
@@ -322,9 +326,9 @@ class LambdaInvoker:
         if waited is None:
             return WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation))
         return WorkerLostError(
-            f"no answer within {waited:g} s of invoking task {invocation.event.task_id} (its timeout "
-            f"{invocation.event.timeout_s:g} s plus {waited - invocation.event.timeout_s:g} s of grace): "
-            "the invocation was abandoned as lost",
+            f"no answer within {waited:g} s of invoking task {invocation.event.task_id} (its "
+            f"timeout of {invocation.event.timeout_s:g} s plus a grace period): the invocation was "
+            "abandoned as lost",
             **_where(invocation),
         )
 
