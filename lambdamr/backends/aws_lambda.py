@@ -183,10 +183,13 @@ class AwsLambdaBackend(Backend):
         (``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``, ``AWS_ENDPOINT_URL``, the profile's endpoint_url)."""
         if self._logs_client is None:
             import boto3
+            from botocore.config import Config
 
             region = require_region(self.region, what="reading the function's CloudWatch logs")
             endpoint = self.logs_endpoint_url or os.environ.get(LOGS_ENDPOINT_ENV) or None
-            client = boto3.session.Session().client("logs", region_name=region, endpoint_url=endpoint)
+            # Read past a task's deadline, off the scheduler thread: a short budget, not botocore's 5 attempts.
+            config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=30)
+            client = boto3.session.Session().client("logs", region_name=region, endpoint_url=endpoint, config=config)
             if self.endpoint_url and _is_aws_host(client.meta.endpoint_url) and not _is_aws_host(self.endpoint_url):
                 # Lambda was redirected (a stand-in, a proxy) but the logs were not: never read
                 # them from the public service behind the user's back.
