@@ -201,6 +201,14 @@ class AwsLambdaBackend(Backend):
             self._logs_client = client
         return self._logs_client
 
+    @property
+    def architecture(self) -> str:
+        """The deployed function's instruction set (``x86_64`` or ``arm64``), which the cost
+        model prices (arm64 GB-seconds cost 20 % less)."""
+        if self._latest is None:
+            self._latest = describe_function(self.client, self.function_name, region=self.region)
+        return self._latest.architecture
+
     def _threads(self) -> int:
         if self.reports_outcomes:
             return min(self.capacity, MAX_SYNC_THREADS)
