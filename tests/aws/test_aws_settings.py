@@ -90,3 +90,20 @@ def test_logs_are_never_read_from_public_aws_when_lambda_was_redirected(monkeypa
     with pytest.raises(ConfigurationError, match="AWS_ENDPOINT_URL_LOGS"):
         _ = backend.logs_client
     assert AwsLambdaBackend(region="us-east-1").logs_client.meta.endpoint_url == "https://logs.us-east-1.amazonaws.com"
+
+
+# ---- the architecture the cost model prices --------------------------------------------------
+
+
+def test_the_backend_reports_the_deployed_functions_architecture(moto_endpoint):
+    import uuid
+
+    from lambdamr.deploy import deploy
+
+    from .conftest import REGION, Deployment
+
+    suffix = uuid.uuid4().hex[:8]
+    dep = Deployment(f"lmr-arm-{suffix}", f"lambdamr-arm-{suffix}", moto_endpoint)
+    deploy(memory_mb=256, timeout_s=20, architecture="arm64", **dep.deploy_kwargs())
+    backend = AwsLambdaBackend(dep.function_name, region=REGION, endpoint_url=moto_endpoint)
+    assert backend.architecture == "arm64"
