@@ -188,7 +188,8 @@ def classify(error_type: str, message: str, logs: str | None, invocation: Invoca
 
 def function_error(kind: str, body: bytes, logs: str | None, invocation: Invocation, request_id: str | None) -> TaskError:
     """The error for an Invoke answer that carries ``X-Amz-Function-Error``."""
-    error_type, message, trace = "", "", []
+    error_type, message = "", ""
+    trace: list[Any] = []
     try:
         data = json.loads(body) if body else {}
     except ValueError:

@@ -352,7 +352,7 @@ class AwsLambdaBackend(Backend):
         (timeout, out of memory, import failure), or a plain ``WorkerLostError``."""
         invoker = self._invoker or self._last_invoker
         request_id = invoker.request_id(invocation) if invoker else None
-        where = {
+        where: dict[str, Any] = {
             "job_id": invocation.event.job_id,
             "task_id": invocation.event.task_id,
             "attempt": invocation.event.attempt,
