@@ -12,6 +12,9 @@ Registered from ``tests/conftest.py``. For the whole test process it
 * fails the test during which such an attempt was made, even when the code under test caught
   the error (botocore wraps it, the AWS backend explains a lost task without its logs...).
 
+Inside moto's in-process ``mock_aws`` the variable is lifted: moto answers requests addressed
+to AWS's own hosts before any socket is opened, and would not recognise the loopback port.
+
 Worker subprocesses (the local backend's, the Lambda stand-in's runtimes) do not load this
 plugin: they inherit ``AWS_ENDPOINT_URL`` (and the fake credentials) through the environment,
 which keeps their unconfigured AWS clients on the closed loopback port, but a raw socket there
@@ -106,9 +109,36 @@ def _sendto(self: socket.socket, data: Any, *args: Any) -> int:
     return _real_sendto(self, data, *args)
 
 
+_lifted: list[str | None] = []  # AWS_ENDPOINT_URL values set aside by active moto mocks
+
+
+def _lift_endpoint_inside_moto_mocks() -> None:
+    try:
+        from moto.core.models import MockAWS
+    except ImportError:
+        return
+    real_start, real_stop = MockAWS.start, MockAWS.stop
+
+    def start(self: Any, *args: Any, **kwargs: Any) -> None:
+        _lifted.append(os.environ.pop("AWS_ENDPOINT_URL", None))
+        real_start(self, *args, **kwargs)
+
+    def stop(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            real_stop(self, *args, **kwargs)
+        finally:
+            value = _lifted.pop() if _lifted else None
+            if value is not None:
+                os.environ["AWS_ENDPOINT_URL"] = value
+
+    MockAWS.start = start  # type: ignore[method-assign]
+    MockAWS.stop = stop  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Guard this process's sockets and park unconfigured AWS clients on a closed port."""
     os.environ["AWS_ENDPOINT_URL"] = UNCONFIGURED_AWS_ENDPOINT
+    _lift_endpoint_inside_moto_mocks()
     socket.getaddrinfo = _getaddrinfo
     socket.create_connection = _create_connection  # type: ignore[assignment]
     socket.socket.connect = _connect  # type: ignore[method-assign]

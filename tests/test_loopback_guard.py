@@ -88,3 +88,15 @@ def test_an_aws_client_nobody_configured_cannot_reach_aws():
     assert os.environ["AWS_ENDPOINT_URL"] == UNCONFIGURED_AWS_ENDPOINT
     for service in ("lambda", "logs", "s3", "sts", "iam"):
         assert boto3.client(service, region_name="us-east-1").meta.endpoint_url == UNCONFIGURED_AWS_ENDPOINT
+
+
+def test_moto_mocks_answer_aws_hosts_in_process_with_the_variable_lifted():
+    from moto import mock_aws
+
+    with mock_aws():
+        assert "AWS_ENDPOINT_URL" not in os.environ
+        s3 = boto3.client("s3", region_name="us-east-1")
+        assert s3.meta.endpoint_url == "https://s3.amazonaws.com"
+        s3.create_bucket(Bucket="answered-in-process")  # moto answers; no socket is opened
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["answered-in-process"]
+    assert os.environ["AWS_ENDPOINT_URL"] == UNCONFIGURED_AWS_ENDPOINT
