@@ -405,3 +405,11 @@ def _hanging_boto(url: str, read_timeout: int):
 
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=read_timeout)
     return boto3.client("lambda", region_name=REGION, endpoint_url=url, config=config)
+
+
+def test_an_untrusted_certificate_on_the_control_plane_says_the_same(certificate):
+    from lambdamr.backends.aws_function import describe_function
+
+    with scripted_lambda(certificate=certificate) as server:
+        with pytest.raises(ConfigurationError, match="not trusted.*AWS_CA_BUNDLE"):
+            describe_function(_boto_client(server.url), "fn")
