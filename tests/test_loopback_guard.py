@@ -100,3 +100,14 @@ def test_moto_mocks_answer_aws_hosts_in_process_with_the_variable_lifted():
         s3.create_bucket(Bucket="answered-in-process")  # moto answers; no socket is opened
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["answered-in-process"]
     assert os.environ["AWS_ENDPOINT_URL"] == UNCONFIGURED_AWS_ENDPOINT
+
+
+def _aws_endpoint_seen_here() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL")
+
+
+def test_worker_processes_inherit_the_parked_endpoint(tmp_path):
+    from lambdamr import LambdaExecutor
+
+    with LambdaExecutor(storage=str(tmp_path / "store"), workers=1, progress=False) as executor:
+        assert executor.submit(_aws_endpoint_seen_here).result(timeout=60) == UNCONFIGURED_AWS_ENDPOINT
