@@ -33,6 +33,9 @@ def resolve_region(explicit: str | None, session: Any = None) -> str | None:
         explicit: the region the caller passed (None or "" when not given).
         session: a ``boto3.session.Session`` whose profile's region is the last resort
             (default: a new session, which reads ``AWS_PROFILE`` and ``~/.aws/config``).
+
+    Raises:
+        ConfigurationError: ``AWS_PROFILE`` names a profile that does not exist.
     """
     if explicit:
         return explicit
@@ -42,8 +45,15 @@ def resolve_region(explicit: str | None, session: Any = None) -> str | None:
             return value
     if session is None:
         import boto3
+        from botocore.exceptions import ProfileNotFound
 
-        session = boto3.session.Session()
+        try:
+            session = boto3.session.Session()
+        except ProfileNotFound as exc:
+            raise ConfigurationError(
+                f"{exc}: AWS_PROFILE={os.environ.get('AWS_PROFILE', '')!r} names no profile in the AWS "
+                "config files; create it (`aws configure --profile NAME`) or unset AWS_PROFILE"
+            ) from exc
     return session.region_name or None
 
 

@@ -107,3 +107,9 @@ def test_the_backend_reports_the_deployed_functions_architecture(moto_endpoint):
     deploy(memory_mb=256, timeout_s=20, architecture="arm64", **dep.deploy_kwargs())
     backend = AwsLambdaBackend(dep.function_name, region=REGION, endpoint_url=moto_endpoint)
     assert backend.architecture == "arm64"
+
+
+def test_a_missing_profile_is_a_configuration_error(no_region, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigurationError, match="AWS_PROFILE='no-such-profile'"):
+        resolve_region(None)
