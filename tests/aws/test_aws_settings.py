@@ -100,16 +100,17 @@ def test_the_backend_reports_the_deployed_functions_architecture(moto_endpoint):
 
     from lambdamr.deploy import deploy
 
-    from .conftest import REGION, Deployment
+    from .conftest import REGION, fake_pip, no_sleep
 
-    suffix = uuid.uuid4().hex[:8]
-    dep = Deployment(f"lmr-arm-{suffix}", f"lambdamr-arm-{suffix}", moto_endpoint)
-    deploy(memory_mb=256, timeout_s=20, architecture="arm64", **dep.deploy_kwargs())
-    backend = AwsLambdaBackend(dep.function_name, region=REGION, endpoint_url=moto_endpoint)
-    assert backend.architecture == "arm64"
-
-
-def test_a_missing_profile_is_a_configuration_error(no_region, monkeypatch):
-    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
-    with pytest.raises(ConfigurationError, match="AWS_PROFILE='no-such-profile'"):
-        resolve_region(None)
+    name = f"lmr-arm-{uuid.uuid4().hex[:8]}"
+    deploy(
+        region=REGION,
+        bucket=f"lambdamr-{name}",
+        function_name=name,
+        endpoint_url=moto_endpoint,
+        architecture="arm64",
+        pip=fake_pip,
+        sleep=no_sleep,
+        require_tls=False,  # moto's server speaks plain HTTP
+    )
+    assert AwsLambdaBackend(name, region=REGION, endpoint_url=moto_endpoint).architecture == "arm64"
