@@ -59,6 +59,12 @@ def test_the_backend_prefers_aws_region_over_aws_default_region(no_region, monke
     assert backend.region == "us-west-2" and backend.client.meta.region_name == "us-west-2"
 
 
+def test_a_missing_profile_is_a_configuration_error(no_region, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigurationError, match="AWS_PROFILE='no-such-profile'"):
+        resolve_region(None)
+
+
 # ---- the CloudWatch Logs endpoint ----------------------------------------------------------
 
 
