@@ -380,7 +380,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             memory_mb=settings.memory_mb,
             timeout_s=settings.timeout_s,
             backend=self.backend.name,
-            region=self.config.region,
+            region=getattr(self.backend, "region", None) or self.config.region,
+            architecture=getattr(self.backend, "architecture", "x86_64"),  # priced by the cost model
             max_retries=settings.retries,
             retry_on=settings.retry_on,
             speculate=settings.speculate,

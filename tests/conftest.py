@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+pytest_plugins = ["loopback_guard"]  # every connection stays on 127.0.0.1 (tests/loopback_guard.py)
+
 # Set before anything builds a boto3 client; worker processes inherit them. Never real keys.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",

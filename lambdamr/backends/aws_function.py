@@ -25,6 +25,8 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, ConfigurationError
 from ..protocol import PROTOCOL_VERSION
+from .aws_errors import certificate_error, is_certificate_error
+from .aws_region import HOW_TO_SET_REGION
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
@@ -89,7 +91,9 @@ def control_plane_error(exc: Exception, function_name: str, region: str | None, 
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
         )
     if isinstance(exc, NoRegionError):
-        return ConfigurationError(f"{what}: no AWS region set; pass region=... or set AWS_REGION")
+        return ConfigurationError(f"{what}: no AWS region is set; {HOW_TO_SET_REGION}")
+    if is_certificate_error(exc):
+        return certificate_error(exc, "the Lambda endpoint")
     if isinstance(exc, EndpointConnectionError):
         return ConfigurationError(
             f"{what}: cannot reach the Lambda endpoint ({exc}); check that region {region!r} "

@@ -197,6 +197,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "loaded": loaded,
             "finished": finished,
             "cold": cold,
+            "init_ms": _INIT_MS if cold else None,  # the INIT phase, billed with a cold start
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         },
         "requests": requests,
@@ -230,3 +231,20 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if inline:
         response["record"] = base64.b64encode(record).decode("ascii")
     return response
+
+
+def _process_age_ms() -> int | None:
+    """Milliseconds since this process started (Linux ``/proc``, 10 ms ticks), else None."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time since boot
+        return max(0, round((time.clock_gettime(time.CLOCK_BOOTTIME) - started_s) * 1000))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+# Lambda's INIT phase, billed on a cold start since August 2025: from the runtime process's
+# start to this module (imported while Lambda initialises the function) being ready. A
+# driver running tasks in-process (the inline backend) has no INIT phase of its own.
+_INIT_MS = None if "lambdamr.executor" in sys.modules else _process_age_ms()
