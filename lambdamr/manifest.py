@@ -273,9 +273,9 @@ def list_jobs(storage: Storage, prefix: str, signer: Signer | None = None) -> li
         try:
             jobs.append(read_document(storage, signer, job_id, info.key))
         except IntegrityError as exc:
-            log.warning("lambdamr: skipping %s, which does not verify: %s", info.key, exc)
+            log.warning("lambdamr: skipping %r, which does not verify: %s", info.key, exc)
         except LambdaMRError as exc:  # deleted meanwhile
-            log.warning("lambdamr: skipping %s: %s", info.key, exc)
+            log.warning("lambdamr: skipping %r: %s", info.key, exc)
     return sorted(jobs, key=lambda doc: doc.get("submitted") or 0, reverse=True)
 
 
@@ -353,7 +353,7 @@ def read_task_logs(
                 header = _stored_record_header(storage, signer, job_id, task, attempt, key)
                 break
             except LambdaMRError as exc:
-                log.warning("lambdamr: skipping %s, which does not verify: %s", key, exc)
+                log.warning("lambdamr: skipping %r, which does not verify: %s", key, exc)
         if header is None:
             continue
         failed = [c for c in header.get("calls", []) if isinstance(c, dict) and not c.get("ok")]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -147,7 +148,7 @@ class TaskEvent:
                 store_result=bool(data.get("store_result", True)),
                 reply_inline_max=int(data.get("reply_inline_max", 0)),
                 options=dict(data.get("options") or {}),
-                deadline=None if data.get("deadline") is None else float(data["deadline"]),
+                deadline=_deadline(data.get("deadline")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed lambdamr task event: {exc!r}") from exc
@@ -178,6 +179,15 @@ class TaskEvent:
         """Decode the inline arguments (the caller checked ``args_inline`` is set)."""
         assert self.args_inline is not None
         return base64.b64decode(self.args_inline)
+
+
+def _deadline(value: Any) -> float | None:
+    if value is None:
+        return None
+    deadline = float(value)
+    if not math.isfinite(deadline):
+        raise ValueError(f"deadline {value!r} is not a finite number of epoch seconds")
+    return deadline
 
 
 def encode_inline_args(data: bytes) -> str:

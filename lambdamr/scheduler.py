@@ -53,9 +53,9 @@ def lost_limit(job: Job) -> float:
 
 
 def event_deadline(job: Job, dispatched_at: float) -> float:
-    """The latest moment an attempt may still start (``TaskEvent.deadline``): later, the driver
-    has presumed it lost and re-run it. One timeout more than that leaves room for a task
-    queued behind another in a worker, and for clocks a few seconds apart."""
+    """The latest moment an asynchronous attempt may still start (``TaskEvent.deadline``):
+    by then the driver has presumed it lost and re-run it. One more timeout leaves room for
+    a delivery queued behind another and for clocks some seconds apart."""
     return dispatched_at + job.timeout_s + lost_limit(job)
 
 
@@ -242,7 +242,9 @@ class Scheduler:
             args_range=task.args_range,
             store_result=self._store_result,
             reply_inline_max=self._reply_inline_max,
-            deadline=event_deadline(job, task.dispatched_at or time.time()),
+            # Only fire-and-forget deliveries can start late unseen; a backend that reports
+            # every outcome has the driver watching (and may queue an attempt behind others).
+            deadline=None if self.backend.reports_outcomes else event_deadline(job, task.dispatched_at or time.time()),
         )
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
