@@ -63,6 +63,9 @@ KINDS = {
     "task-logs": "task logs",
 }
 
+#: one encoder, reused: ``json.dumps`` with options builds a new one per call (signing runs per task)
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
 _lock = threading.Lock()
 _process_key: bytes | None = None
 
@@ -195,15 +198,16 @@ class Signer:
         self.key_id = key_id_of(key)
 
     def _mac(self, rest: bytes | memoryview) -> bytes:
-        return hmac.new(self._key, rest, hashlib.sha256).digest()
+        return hmac.digest(self._key, rest, "sha256")
 
     def sign(self, payload: bytes | memoryview, context: Context) -> bytes:
         """``payload`` with its context and the signature of both in front."""
-        head = json.dumps({**context.fields(), "key_id": self.key_id}, separators=(",", ":"), sort_keys=True).encode()
-        mac = hmac.new(self._key, _CONTEXT_LEN.pack(len(head)), hashlib.sha256)
+        head = _encode_json({**context.fields(), "key_id": self.key_id}).encode()
+        length = _CONTEXT_LEN.pack(len(head))
+        mac = hmac.new(self._key, length, hashlib.sha256)
         mac.update(head)
         mac.update(payload)
-        return b"".join((MAGIC, mac.digest(), _CONTEXT_LEN.pack(len(head)), head, payload))
+        return b"".join((MAGIC, mac.digest(), length, head, payload))
 
     def verify(self, blob: bytes | memoryview, expected: Context, *, what: str) -> memoryview:
         """The payload of a signed blob, once its signature and its context check out.

@@ -408,3 +408,46 @@ def test_logs_show_only_verified_records_and_never_control_sequences(tmp_path, c
     assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
     assert "task 0 says \\x1b[2J\\x1b]0;owned\\x07 and \\x9b31m done\ttabbed" in out
     assert any("its task is 0, expected 2" in r.getMessage() for r in caplog.records)
+
+
+# ---- map_reduce: what a reducer or the driver unpickles is checked by its signed digest --------
+def _emit_words(item: str):
+    for word in item.split():
+        yield word, 1
+
+
+def _count_words(key: Any, values: list[int]) -> int:
+    return sum(values)
+
+
+def test_another_mappers_intermediate_object_moved_over_this_ones_is_refused(tmp_path):
+    """Intermediate objects are not signed themselves: each segment's digest travels in the
+    mapper's signed result record and the reducer's signed arguments."""
+    from lambdamr.shuffle.mapper import MapTask
+    from lambdamr.shuffle.plan import MapPlan, ReducePlan, ShuffleLayout
+    from lambdamr.shuffle.reducer import ReduceTask, SegmentRef
+    from lambdamr.storage import open_storage
+
+    spec = {"kind": "local", "root": str(tmp_path / "store")}
+    layout = ShuffleLayout("sess/shuffle/run")
+    mapper = MapTask(MapPlan(_emit_words, 1, spec, layout))
+    first, second = mapper(0, 0, ["a b a"]), mapper(1, 0, ["a c c c"])
+    store = open_storage(spec)
+    store.put(layout.key(first.name), store.get(layout.key(second.name)))  # a valid object, moved
+    segment = first.segments[0]
+    ref = SegmentRef(first.name, segment[0], segment[1], segment[2], segment[3], segment[4])
+    with pytest.raises(IntegrityError, match="changed or replaced"):
+        ReduceTask(ReducePlan(_count_words, spec, layout, budget_bytes=10**8))(0, 0, [ref])
+
+
+def test_map_reduce_output_objects_swapped_in_storage_are_refused_by_read_output(tmp_path):
+    out = tmp_path / "out"
+    with LambdaExecutor(storage=str(tmp_path / "store"), workers=2, progress=False) as ex:
+        result = ex.map_reduce(_emit_words, ["a b", "c d", "e f a"], _count_words, reducers=2, output=str(out))
+    first, second = (out / Path(key).name for key in result.output_keys)
+    assert sorted(result.read_output()) == [("a", 2), ("b", 1), ("c", 1), ("d", 1), ("e", 1), ("f", 1)]
+    data = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(data)
+    with pytest.raises(IntegrityError, match="changed or replaced"):
+        list(result.read_output())
