@@ -62,25 +62,36 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_logs)
 
 
-def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str, Signer]:
-    """The store, key prefix and signing key an executor with these settings would use."""
-    from ..backends import backend_class
+def _config(args: argparse.Namespace) -> Any:
     from ..config import ExecutorConfig
-    from ..storage import storage_from_url
 
-    config = ExecutorConfig.resolve(
+    return ExecutorConfig.resolve(
         backend=args.backend, storage=args.storage, prefix=args.prefix, region=args.region, endpoint_url=args.endpoint_url
     )
-    cls = backend_class(config.backend)
-    url = config.storage or cls.default_storage_url(config) or config.storage_url
+
+
+def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str]:
+    """The store and key prefix an executor with these settings would use."""
+    from ..backends import backend_class
+    from ..storage import storage_from_url
+
+    config = _config(args)
+    url = config.storage or backend_class(config.backend).default_storage_url(config) or config.storage_url
     storage, base = storage_from_url(url, region=config.region, endpoint_url=config.endpoint_url)
-    signer = Signer(cls.from_config(config, storage).signing_key())
-    return storage, "/".join(p for p in (base, config.prefix) if p), signer
+    return storage, "/".join(p for p in (base, config.prefix) if p)
+
+
+def configured_signer(args: argparse.Namespace, storage: Any) -> Signer:
+    """The signing key an executor with these settings would verify its records with."""
+    from ..backends import backend_class
+
+    config = _config(args)
+    return Signer(backend_class(config.backend).from_config(config, storage).signing_key())
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    storage, prefix, signer = open_configured_storage(args)
-    jobs = list_jobs(storage, prefix, signer)
+    storage, prefix = open_configured_storage(args)
+    jobs = list_jobs(storage, prefix, configured_signer(args, storage))
     if args.limit > 0:
         jobs = jobs[: args.limit]
     if args.json:
@@ -120,7 +131,8 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    storage, prefix, signer = open_configured_storage(args)
+    storage, prefix = open_configured_storage(args)
+    signer = configured_signer(args, storage)
     manifest = find_job(storage, prefix, args.job_id, signer)
     printed = 0
     for entry in read_task_logs(storage, manifest, args.task, signer):
