@@ -289,6 +289,8 @@ class LambdaExecutor(concurrent.futures.Executor):
 
         Raises:
             ConfigurationError: not a job id, or the job was not durable or is gone.
+            IntegrityError: its task manifest is unsigned, modified or another job's (stored
+                results that do not verify are not an error: their tasks run again).
         """
         self._check_open()
         job_prefix = job_prefix_of(self.key_prefix, job_id)
