@@ -451,3 +451,9 @@ def test_map_reduce_output_objects_swapped_in_storage_are_refused_by_read_output
     second.write_bytes(data)
     with pytest.raises(IntegrityError, match="changed or replaced"):
         list(result.read_output())
+
+
+def test_printable_escapes_c0_del_and_c1_but_keeps_newlines_and_tabs():
+    from lambdamr.cli.observe import printable
+
+    assert printable("a\x1b[31mb\rc\x00d\x7fe\x85f\x9bg\nh\ti é") == "a\\x1b[31mb\\x0dc\\x00d\\x7fe\\x85f\\x9bg\nh\ti é"
