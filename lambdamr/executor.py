@@ -104,7 +104,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._started = False
         self._shutdown = False
         self.jobs: list[Job] = []
-        self._manifests = ManifestWriter(self.storage, keep_logs=self.config.keep_temp)  # {job}/job.json
+        self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
         _live_executors.add(self)
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
@@ -289,10 +289,12 @@ class LambdaExecutor(concurrent.futures.Executor):
 
         Raises:
             ConfigurationError: not a job id, or the job was not durable or is gone.
+            IntegrityError: its task manifest is unsigned, modified or another job's (stored
+                results that do not verify are not an error: their tasks run again).
         """
         self._check_open()
         job_prefix = job_prefix_of(self.key_prefix, job_id)
-        job = load_job(self.storage, job_prefix, job_id, backend=self.backend.name, region=self.config.region)
+        job = load_job(self.storage, job_prefix, job_id, self.signer, backend=self.backend.name, region=self.config.region)
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._manifests.job_attached(job)
         with self._lock:
@@ -389,7 +391,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         self._stager.stage_calls(job.prefix, tasks, calls)
         if self.durable:
-            write_task_manifest(self.storage, job)
+            write_task_manifest(self.storage, job, self.signer)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
         with self._lock:

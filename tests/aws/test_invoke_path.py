@@ -23,8 +23,16 @@ from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
 from lambdamr.backends.aws_standin import Faults
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
-from lambdamr.protocol import TaskEvent, call_outcomes, decode_result, encode_inline_args
-from lambdamr.signing import Signer
+from lambdamr.protocol import (
+    TaskEvent,
+    arguments_context,
+    call_outcomes,
+    decode_result,
+    encode_inline_args,
+    function_context,
+    session_of,
+)
+from lambdamr.signing import Signer, content_hash, read_context
 from lambdamr.storage.s3 import S3Storage
 
 from .conftest import REGION
@@ -48,11 +56,12 @@ def _events(
     storage: S3Storage, n: int, *, timeout_s: float = 20, memory_mb: int = 256, job: str = "job1", fn=square, attempt: int = 0
 ) -> list[Invocation]:
     signer = _signer(storage.deployment)
-    function_key = f"lambdamr/{job}/fn"
-    storage.put(function_key, signer.sign(serialize.dumps(fn)))
+    pickled = serialize.dumps(fn)
+    function_key = f"lambdamr/{job}/fn/{content_hash(pickled)}"
+    storage.put(function_key, signer.sign(pickled, function_context(session_of(job), function_key)))
     invocations = []
     for i in range(n):
-        args = encode_inline_args(signer.sign(serialize.dumps([((i,), {})])))
+        args = encode_inline_args(signer.sign(serialize.dumps([((i,), {})]), arguments_context(job, i, None)))
         event = TaskEvent(
             job_id=job,
             task_id=i,
@@ -84,8 +93,10 @@ def _wait_results(storage: S3Storage, job: str, count: int, timeout: float = 30.
 
 
 def _value(record: bytes, deployment=None):
-    if record[:4] == b"LMS1":  # signed by the runtime with the deployment's key
-        record = bytes(record[36:])
+    if record[:4] == b"LMS2":  # signed by the runtime with the deployment's key, for its context
+        context = read_context(record)
+        assert context is not None and context["kind"] == "result"
+        record = bytes(record[40 + int.from_bytes(record[36:40], "little") :])
     header, frames = decode_result(record)
     assert all(outcome.ok for outcome in call_outcomes(header))
     return serialize.loads(frames[0])
