@@ -101,7 +101,7 @@ def role_policy(role_name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def moto_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in-process, fake pip, no sleeps; no test in the file talks to a server."""
     from moto import mock_aws
 
