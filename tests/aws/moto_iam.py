@@ -76,7 +76,7 @@ def role_session(role_name: str) -> boto3.session.Session:
 
 
 def error_code(call: Callable[[], Any]) -> str:
-    """"ok", "denied" (HTTP 403: S3 says AccessDenied; moto's Secrets Manager names it
+    """ "ok", "denied" (HTTP 403: S3 says AccessDenied; moto's Secrets Manager names it
     only by its status), or the AWS error code of a call."""
     from botocore.exceptions import ClientError
 

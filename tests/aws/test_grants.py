@@ -150,9 +150,7 @@ def test_the_role_may_touch_exactly_its_grants(deployed):
             ),
             "read outside the read grants": error_code(lambda: s3.get_object(Bucket=DATA, Key="other/c.txt")),
             "write to a read-only grant": error_code(lambda: s3.put_object(Bucket=DATA, Key="inputs/new", Body=b"x")),
-            "write a map_reduce output part": error_code(
-                lambda: s3.put_object(Bucket=BUCKET, Key="out/part-00000", Body=b"x")
-            ),
+            "write a map_reduce output part": error_code(lambda: s3.put_object(Bucket=BUCKET, Key="out/part-00000", Body=b"x")),
             "write outside the write grants": error_code(lambda: s3.put_object(Bucket=BUCKET, Key="elsewhere/x", Body=b"x")),
             "write a result in the temp prefix": error_code(
                 lambda: s3.put_object(Bucket=BUCKET, Key="lambdamr/s/0001/results/000000.1", Body=b"x", IfNoneMatch="*")
