@@ -257,3 +257,25 @@ def test_the_suggested_command_grants_what_was_missing(deployed, monkeypatch):
             error_code(lambda: s3.get_object(Bucket=DATA, Key="inputs/a.txt")),  # the earlier grant is still there
         )
     ) == ("ok", "ok", "ok")
+
+
+def test_a_moved_temp_prefix_stops_being_granted(deployed):
+    report = deploy(region=REGION, sleep=no_sleep, require_tls=False, prefix="scratch")
+    assert report.grants is not None and report.grants.temp == f"s3://{BUCKET}/scratch/"
+    assert report.grants.read == (f"s3://{BUCKET}/scratch/", f"s3://{DATA}/inputs/")
+    assert report.grants.write == (f"s3://{BUCKET}/out/", f"s3://{BUCKET}/scratch/")
+    s3 = role_session(ROLE).client("s3")
+    assert enforced(
+        lambda: (
+            error_code(lambda: s3.put_object(Bucket=BUCKET, Key="lambdamr/s/x", Body=b"x")),
+            error_code(lambda: s3.put_object(Bucket=BUCKET, Key="scratch/s/x", Body=b"x")),
+        )
+    ) == ("denied", "ok")
+
+
+def test_too_many_grants_for_one_role_policy_are_refused_with_what_to_do():
+    from lambdamr.deploy.iam import ensure_role
+
+    grants = Grants.build(f"s3://{BUCKET}/lambdamr/", read=[f"s3://{DATA}/inputs/day-{i:04d}/" for i in range(400)])
+    with pytest.raises(ConfigurationError, match="10240-character limit with 401 read .* grant common parent prefixes"):
+        ensure_role(None, DeployOptions(), grants, "arn:aws:secretsmanager:x", REGION, "123456789012", [])
