@@ -107,6 +107,9 @@ def full_map(n: int, threads: int) -> None:
         def prepare(self, storage) -> None:
             pass
 
+        def check_access(self, *, reads=(), writes=()) -> None:
+            pass  # a local folder: no role, no grants
+
         def signing_key(self) -> bytes:
             from lambdamr.signing import process_key
 

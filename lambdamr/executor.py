@@ -34,6 +34,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from .access import referenced_reads
 from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
 from .config import ExecutorConfig, JobOptions
@@ -90,6 +91,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         self.session_prefix = f"{prefix}/{self.session_id}"
         self.durable = self.config.durable if self.config.durable is not None else not self.backend.reports_outcomes
         self._adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
+        temp = self.storage.url(f"{prefix}/") + "*"  # every session's objects, not just this one's
+        self.backend.check_access(reads=[temp], writes=[temp])
         self.signer = Signer(self.backend.signing_key())
         self._stager = Stager(
             self.storage,
@@ -373,6 +376,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         if not callable(fn):
             raise TypeError(f"the function to run must be callable, got {type(fn).__name__} {fn!r}")
         settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
+        self.backend.check_access(reads=referenced_reads(calls))
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)
         job = Job(

@@ -71,11 +71,14 @@ _process_key: bytes | None = None
 
 
 def process_key() -> bytes:
-    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else the user's local key."""
+    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else the secret the environment
+    names (a Lambda container's: ``runtime.key_source``), else the user's local key."""
     global _process_key
     with _lock:
         if _process_key is None:
-            raw = os.environ.get(KEY_ENV)
+            from .runtime.key_source import key_from_environment
+
+            raw = os.environ.get(KEY_ENV) or key_from_environment()
             _process_key = parse_key(raw) if raw else _local_key()
         return _process_key
 

@@ -37,6 +37,14 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _secrets_on_moto(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests on the moto server reach Secrets Manager (the deployment's signing key) there
+    too, through botocore's own per-service endpoint variable; no client goes to AWS."""
+    if "moto_endpoint" in request.fixturenames:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", request.getfixturevalue("moto_endpoint"))
+
+
 @pytest.fixture
 def s3_bucket(moto_endpoint: str) -> str:
     """A new empty bucket on the moto server."""

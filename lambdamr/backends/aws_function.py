@@ -27,6 +27,8 @@ from ..errors import BackendError, ConfigurationError
 from ..protocol import PROTOCOL_VERSION
 from .aws_errors import certificate_error, is_certificate_error
 from .aws_region import HOW_TO_SET_REGION
+from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
+from .aws_grants import ENV_GRANTS
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
@@ -56,7 +58,10 @@ class DeployedRuntime:
     architecture: str
     state: str
     last_update: str
-    signing_key: str = field(default="", repr=False)  # hex; never printed
+    signing_key: str = field(default="", repr=False)  # hex, deployments from before the secret store; never printed
+    signing_key_secret: str = ""  # ARN of the Secrets Manager secret holding the key
+    signing_key_version: str = ""  # the secret's version this configuration uses
+    grants: str = ""  # JSON: the S3 prefixes the role may read and write (aws_grants)
 
     @classmethod
     def from_configuration(cls, cfg: dict[str, Any]) -> DeployedRuntime:
@@ -78,6 +83,9 @@ class DeployedRuntime:
             state=str(cfg.get("State") or "Active"),
             last_update=str(cfg.get("LastUpdateStatus") or "Successful"),
             signing_key=str(env.get(ENV_SIGNING_KEY, "")),
+            signing_key_secret=str(env.get(ENV_SECRET, "")),
+            signing_key_version=str(env.get(ENV_KEY_VERSION, "")),
+            grants=str(env.get(ENV_GRANTS, "")),
         )
 
 
@@ -214,7 +222,7 @@ def ensure_alias(
             client.get_function_configuration(FunctionName=function_name, Qualifier=name)
         )
         exists = True
-        same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "storage_url")
+        same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "signing_key_version", "storage_url")
         if all(getattr(current, name) == getattr(latest, name) for name in same):
             return name
     except ClientError as exc:

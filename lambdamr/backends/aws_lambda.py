@@ -23,9 +23,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from ..errors import ConfigurationError, TaskError, WorkerLostError
 from .aws_errors import classify_logs
@@ -239,21 +238,41 @@ class AwsLambdaBackend(Backend):
             return DEFAULT_CONCURRENCY  # reading it is not allowed, or not implemented
 
     def signing_key(self) -> bytes:
-        """The deployment's key (``LAMBDAMR_SIGNING_KEY`` in the function's environment; the
-        driver's own environment variable wins when set)."""
+        """The deployment's key, read from the Secrets Manager secret the function's
+        environment names (the driver's own ``LAMBDAMR_SIGNING_KEY`` wins when set)."""
         import os
 
+        from ..runtime.key_source import fetch_key_hex
         from ..signing import KEY_ENV, parse_key
 
         if os.environ.get(KEY_ENV):
             return parse_key(os.environ[KEY_ENV])
+        latest = self._deployed()
+        if latest.signing_key_secret:
+            return parse_key(fetch_key_hex(latest.signing_key_secret, latest.signing_key_version or None, region=self.region))
+        if not latest.signing_key:  # a deployment from before the secret store still has it here
+            raise ConfigurationError(
+                f"the function {self.function_name!r} names no signing key secret; redeploy it with `lambdamr deploy`"
+            )
+        return parse_key(latest.signing_key)
+
+    def _deployed(self) -> DeployedRuntime:
         if self._latest is None:
             self._latest = describe_function(self.client, self.function_name, region=self.region)
-        if not self._latest.signing_key:
+        return self._latest
+
+    def check_access(self, *, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
+        """Refuse locations the function's role may not read or write (``aws_grants``)."""
+        from .aws_grants import ENV_GRANTS, Grants, check_grants
+
+        latest = self._deployed()
+        if not latest.grants:
             raise ConfigurationError(
-                f"the function {self.function_name!r} has no signing key in its environment; redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} records no S3 grants ({ENV_GRANTS}); redeploy it with `lambdamr deploy`"
             )
-        return parse_key(self._latest.signing_key)
+        check_grants(
+            Grants.parse(latest.grants), reads=reads, writes=writes, function_name=self.function_name, region=self.region
+        )
 
     def prepare(self, storage: Storage) -> None:
         """Check the deployed runtime against this driver and ``storage``; publish the
@@ -265,14 +284,6 @@ class AwsLambdaBackend(Backend):
             )
         latest = describe_function(self.client, self.function_name, region=self.region)
         check_compatible(latest)
-        deployed_bucket = urlparse(latest.storage_url).netloc
-        bucket = storage.spec().get("bucket")
-        if deployed_bucket and bucket != deployed_bucket:
-            raise ConfigurationError(
-                f"the function {self.function_name!r} may only use bucket {deployed_bucket!r} (its "
-                f"role allows nothing else), but the storage is bucket {bucket!r}: use "
-                f"storage='s3://{deployed_bucket}' or redeploy with `lambdamr deploy --bucket {bucket}`"
-            )
         if latest.state == "Failed":
             raise ConfigurationError(
                 f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`"

@@ -138,7 +138,7 @@ class LambdaStandin:
                 from ..signing import KEY_ENV, parse_key
                 from .local import LocalBackend
 
-                key = environment.get(KEY_ENV)
+                key = environment.get(KEY_ENV) or self._secret_key(environment)
 
                 class FunctionWorkers(LocalBackend):
                     def signing_key(self) -> bytes:
@@ -147,6 +147,18 @@ class LambdaStandin:
                 self._backend = FunctionWorkers(self.workers, prefetch=1)
                 self._backend.start(self._on_outcome)
             return self._backend
+
+    def _secret_key(self, environment: dict[str, str]) -> str | None:
+        """The key in the secret the environment names, read from the control-plane server
+        (moto), as a Lambda container reads it from Secrets Manager."""
+        import boto3
+
+        from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET, fetch_key_hex
+
+        if not environment.get(ENV_SECRET) or not self.control_url:
+            return None
+        client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=self.control_url)
+        return fetch_key_hex(environment[ENV_SECRET], environment.get(ENV_KEY_VERSION), client=client)
 
     def _on_outcome(self, outcome: InvocationOutcome) -> None:
         with self._lock:

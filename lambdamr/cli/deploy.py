@@ -40,7 +40,27 @@ def register(subparsers: Any) -> None:
         help=f"extra package for the layer, repeatable (always: {', '.join(BASE_PACKAGES)})",
     )
     p.add_argument("--prefix", default="lambdamr", help="key prefix the runtime may use (default: %(default)s)")
+    p.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        metavar="S3_URL",
+        help="let the runtime read objects under this prefix (objects() inputs), repeatable; grants are kept across deploys",
+    )
+    p.add_argument(
+        "--write",
+        action="append",
+        default=[],
+        metavar="S3_URL",
+        help="let the runtime write objects under this prefix (map_reduce output), repeatable",
+    )
+    p.add_argument("--revoke", action="append", default=[], metavar="S3_URL", help="remove a --read/--write grant, repeatable")
     p.set_defaults(func=_deploy)
+
+    p = subparsers.add_parser("rotate-key", help="replace the deployment's signing key (running jobs fail)")
+    _common(p)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed when not on a terminal)")
+    p.set_defaults(func=_rotate_key)
 
     p = subparsers.add_parser("status", help="what is deployed, and whether it matches this driver")
     _common(p)
@@ -52,6 +72,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bucket", help="the bucket deploy used (default: the function's, or lambdamr-ACCOUNT-REGION)")
     p.add_argument("--prefix", default="lambdamr")
     p.add_argument("--keep-bucket", action="store_true", help="keep the bucket and its objects")
+    p.add_argument(
+        "--delete-key-now",
+        action="store_true",
+        help="delete the signing key's secret without Secrets Manager's 7-day recovery window",
+    )
     p.set_defaults(func=_teardown)
 
     p = subparsers.add_parser("clean", help="delete temp objects left by jobs")
@@ -75,9 +100,33 @@ def _deploy(args: argparse.Namespace) -> int:
         python_version=args.python_version,
         packages=args.package,
         prefix=args.prefix,
+        reads=args.read,
+        writes=args.write,
+        revoke=args.revoke,
         **_endpoints(args),
     )
     print(report)
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..deploy import rotate_key
+    from ..errors import ConfigurationError
+
+    warning = (
+        f"rotating the signing key of {args.function_name}: jobs running now fail, and durable jobs "
+        "signed with the old key can no longer be attached"
+    )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigurationError(f"{warning}; not on a terminal, so pass --yes to confirm")
+        if input(f"{warning}. Rotate? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("signing key not rotated")
+            return 1
+    secret = rotate_key(region=args.region, function_name=args.function_name, **_endpoints(args))
+    print(f"rotated the signing key of {args.function_name}: secret {secret.arn}, version {secret.version_id}")
     return 0
 
 
@@ -99,6 +148,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  driver:  lambdamr {report['driver']['lambdamr']}, Python {report['driver']['python']}")
         print(f"  storage: {report['storage']}")
         print(f"  versions: {', '.join(report['versions']) or '-'}")
+        if report.get("grants"):
+            print(f"  reads:  {', '.join(report['grants']['read'])}")
+            print(f"  writes: {', '.join(report['grants']['write'])}")
         print("  compatible: yes" if report["compatible"] else f"  compatible: NO: {report['problem']}")
     return 0 if report.get("compatible") else 1
 
@@ -112,6 +164,7 @@ def _teardown(args: argparse.Namespace) -> int:
         bucket=args.bucket,
         prefix=args.prefix,
         keep_bucket=args.keep_bucket,
+        delete_key_now=args.delete_key_now,
         **_endpoints(args),
     )
     for item in result["removed"]:

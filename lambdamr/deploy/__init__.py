@@ -1,4 +1,5 @@
-"""Deploying lambdamr's runtime to AWS Lambda: ``deploy``, ``status``, ``teardown``, ``clean``.
+"""Deploying lambdamr's runtime to AWS Lambda: ``deploy``, ``status``, ``teardown``, ``clean``,
+``rotate_key``.
 
 The same four operations as the ``lambdamr`` command line::
 
@@ -9,6 +10,7 @@ The same four operations as the ``lambdamr`` command line::
 from .deployer import DeployReport, clean, deploy, status, teardown
 from .errors import DeployError, LayerTooLargeError, ResourceNotOursError
 from .options import DeployOptions
+from .secret import rotate_key
 
 __all__ = [
     "DeployError",
@@ -18,6 +20,7 @@ __all__ = [
     "ResourceNotOursError",
     "clean",
     "deploy",
+    "rotate_key",
     "status",
     "teardown",
 ]

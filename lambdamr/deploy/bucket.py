@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from .options import DEPLOY_PREFIX, MANAGED_TAG, DeployOptions
+from .options import DEPLOY_PREFIX, MANAGED_TAG, DeployOptions, partition_of
 
 TEMP_EXPIRY_DAYS = 1
 _BLOCK_ALL = {
@@ -19,8 +19,9 @@ _BLOCK_ALL = {
 _ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    """Deny every request to the bucket that does not use TLS."""
+def tls_only_policy(bucket: str, partition: str = "aws") -> dict[str, Any]:
+    """Deny every request to the bucket that does not use TLS (``partition`` of the region's
+    ARNs: ``aws``, ``aws-cn``, ``aws-us-gov``)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -29,7 +30,7 @@ def tls_only_policy(bucket: str) -> dict[str, Any]:
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ],
@@ -96,7 +97,7 @@ def ensure_bucket(s3: Any, bucket: str, options: DeployOptions, region: str, cha
         changes.append(f"created bucket {bucket}")
     elif (bucket_tags(s3, bucket) or {}).get(MANAGED_TAG) != "true":
         return False
-    _ensure_settings(s3, bucket, options, changes)
+    _ensure_settings(s3, bucket, options, partition_of(region), changes)
     return True
 
 
@@ -111,7 +112,7 @@ def _get(call: Any, key: str, missing: tuple[str, ...], **kwargs: Any) -> Any:
         raise
 
 
-def _ensure_settings(s3: Any, bucket: str, options: DeployOptions, changes: list[str]) -> None:
+def _ensure_settings(s3: Any, bucket: str, options: DeployOptions, partition: str, changes: list[str]) -> None:
     block = _get(
         s3.get_public_access_block, "PublicAccessBlockConfiguration", ("NoSuchPublicAccessBlockConfiguration",), Bucket=bucket
     )
@@ -130,11 +131,11 @@ def _ensure_settings(s3: Any, bucket: str, options: DeployOptions, changes: list
         changes.append(f"turned on default encryption of {bucket}")
     policy = _get(s3.get_bucket_policy, "Policy", ("NoSuchBucketPolicy",), Bucket=bucket)
     if not options.require_tls:
-        if policy is not None and json.loads(policy) == tls_only_policy(bucket):
+        if policy is not None and json.loads(policy) == tls_only_policy(bucket, partition):
             s3.delete_bucket_policy(Bucket=bucket)
             changes.append(f"removed the TLS-only policy of {bucket}")
-    elif policy is None or json.loads(policy) != tls_only_policy(bucket):
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
+    elif policy is None or json.loads(policy) != tls_only_policy(bucket, partition):
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket, partition)))
         changes.append(f"set the TLS-only policy of {bucket}")
     current = _get(s3.get_bucket_lifecycle_configuration, "Rules", ("NoSuchLifecycleConfiguration",), Bucket=bucket)
     wanted = lifecycle_rules(options.prefix)

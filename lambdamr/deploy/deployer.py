@@ -1,7 +1,8 @@
 """``deploy``, ``status``, ``teardown`` and ``clean``: the deployment as four calls.
 
     deploy ─> bucket (private, encrypted, TLS only, temp prefix expires after a day)
-          ─> IAM role + least-privilege inline policy
+          ─> signing key secret (Secrets Manager) ─> grants (temp prefix + --read/--write)
+          ─> IAM role + least-privilege inline policy ─> who may read the secret
           ─> log group (retention) ─> layer (pip for Lambda; reused when its spec is unchanged)
           ─> function (runtime code only) ─> async retries off ─> version for memory/timeout
 
@@ -20,12 +21,14 @@ from typing import Any
 
 from .._version import __version__
 from ..backends.aws_function import (
+    ENV_SIGNING_KEY,
     DeployedRuntime,
     RuntimeMismatchError,
     alias_name,
     check_compatible,
     ensure_alias,
 )
+from ..backends.aws_grants import ENV_GRANTS, Grants
 from ..errors import ConfigurationError, LambdaMRError
 from .bucket import delete_bucket, delete_keys, ensure_bucket
 from .errors import translate
@@ -37,9 +40,11 @@ from .function import (
     find_layer,
     publish_layer,
 )
+from .grants import deployed_variables, deployment_grants
 from .iam import delete_role, ensure_role
 from .layer import PipRunner, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
 from .options import DeployOptions
+from .secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
 
 
 @dataclass
@@ -52,6 +57,7 @@ class AwsClients:
     lam: Any
     logs: Any
     sts: Any
+    secrets: Any
 
     @classmethod
     def create(cls, options: DeployOptions, session: Any = None) -> AwsClients:
@@ -67,7 +73,13 @@ class AwsClients:
             return session.client(name, region_name=region, endpoint_url=endpoint or url)
 
         return cls(
-            region, client("s3"), client("iam"), client("lambda", options.lambda_endpoint_url), client("logs"), client("sts")
+            region,
+            client("s3"),
+            client("iam"),
+            client("lambda", options.lambda_endpoint_url),
+            client("logs"),
+            client("sts"),
+            client("secretsmanager"),
         )
 
     def account(self) -> str:
@@ -85,9 +97,12 @@ class DeployReport:
     layer_arn: str
     alias: str
     changes: list[str] = field(default_factory=list)
+    grants: Grants | None = None
 
     def __str__(self) -> str:
         lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
+        if self.grants:
+            lines.append(f"  the role may read {', '.join(self.grants.read)} and write {', '.join(self.grants.write)}")
         return "\n".join(
             [
                 f"lambdamr deploy: {self.function_arn}",
@@ -123,6 +138,9 @@ def deploy(
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     require_tls: bool = True,
+    reads: Iterable[str] = (),
+    writes: Iterable[str] = (),
+    revoke: Iterable[str] = (),
     pip: PipRunner | None = None,
     session: Any = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -146,17 +164,27 @@ def deploy(
         endpoint_url=endpoint_url,
         lambda_endpoint_url=lambda_endpoint_url,
         require_tls=require_tls,
+        reads=tuple(reads),
+        writes=tuple(writes),
+        revoke=tuple(revoke),
     )
     clients = AwsClients.create(options, session)
     step = "checking the AWS account"
     try:
-        account = clients.account()
+        caller = clients.sts.get_caller_identity()
+        account = str(caller["Account"])
         name = options.bucket or default_bucket(clients)
         changes: list[str] = []
         step = f"setting up bucket {name}"
         ensure_bucket(clients.s3, name, options, clients.region, changes)
+        step = f"setting up the signing key secret {options.secret_name}"
+        deployed = deployed_variables(clients.lam, options.function_name)
+        key = ensure_secret(clients.secrets, options, plaintext_key=deployed.get(ENV_SIGNING_KEY), changes=changes)
+        grants = deployment_grants(deployed.get(ENV_GRANTS), options, name)
         step = f"setting up IAM role {options.role_name}"
-        role_arn = ensure_role(clients.iam, options, name, clients.region, account, changes)
+        role = ensure_role(clients.iam, options, grants, key.arn, clients.region, account, changes)
+        role_arn = str(role["Arn"])
+        ensure_secret_policy(clients.secrets, key, role_id=str(role["RoleId"]), caller=caller, changes=changes)
         step = f"setting up log group {options.log_group}"
         ensure_log_group(clients.logs, options, changes)
         package = function_package()
@@ -183,9 +211,12 @@ def deploy(
             layer_arn=layer_arn,
             package=package,
             bucket=name,
+            key=key,
+            grants=grants,
             changes=changes,
             sleep=sleep,
         )
+        remove_plaintext_versions(clients.lam, options.function_name, changes)
         ensure_async_config(clients.lam, options.function_name, changes)
         step = f"publishing the {options.memory_mb} MB / {options.timeout_s} s version"
         latest = DeployedRuntime.from_configuration(clients.lam.get_function_configuration(FunctionName=options.function_name))
@@ -198,7 +229,7 @@ def deploy(
         raise
     except Exception as exc:
         raise translate(exc, step, clients.region) from exc
-    return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes)
+    return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes, grants)
 
 
 def _alias_version(lam: Any, function_name: str, alias: str) -> str | None:
@@ -254,7 +285,11 @@ def status(
         layers=list(runtime.layers),
         versions=sorted(a["Name"] for a in aliases),
         state=runtime.state,
+        signing_key_secret=runtime.signing_key_secret or None,
     )
+    if runtime.grants:
+        grants = Grants.parse(runtime.grants)
+        report["grants"] = {"temp": grants.temp, "read": list(grants.read), "write": list(grants.write)}
     try:
         check_compatible(runtime)
         report["compatible"] = True
@@ -271,6 +306,7 @@ def teardown(
     *,
     prefix: str = "lambdamr",
     keep_bucket: bool = False,
+    delete_key_now: bool = False,
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     session: Any = None,
@@ -291,6 +327,7 @@ def teardown(
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
         delete_function(clients.lam, clients.logs, options, removed, kept)
         delete_role(clients.iam, options.role_name, removed)
+        delete_secret(clients.secrets, options, removed, kept, now=delete_key_now)
         if keep_bucket:
             kept.append(f"bucket {name} (--keep-bucket)")
         else:

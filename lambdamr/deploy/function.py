@@ -8,13 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..backends.aws_function import ENV_PROTOCOL, ENV_SIGNING_KEY, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_function import ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_grants import ENV_GRANTS, Grants
+from ..errors import ConfigurationError
 from ..protocol import PROTOCOL_VERSION
-from ..signing import new_key_hex
+from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 from .errors import not_ours
 from .iam import retry_until_role_usable
 from .layer import LayerBuild, code_sha256
 from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+from .secret import SecretRef
 
 LAYER_DESCRIPTION = "lambdamr runtime layer"
 
@@ -62,15 +65,29 @@ def publish_layer(lam: Any, s3: Any, bucket: str, options: DeployOptions, build:
     return str(answer["LayerVersionArn"])
 
 
-def environment(bucket: str, signing_key: str) -> dict[str, str]:
+#: Lambda's limit on the function's environment variables, all together
+ENVIRONMENT_LIMIT = 4096
+
+
+def environment(bucket: str, key: SecretRef, grants: Grants) -> dict[str, str]:
     """What the function's environment holds: versions for the driver's check, the bucket,
-    and the key that signs every pickled payload (kept across redeploys)."""
-    return {
+    where the signing key is (the secret's ARN and key version: never the key itself) and
+    the S3 grants of the role, which the driver checks its jobs against."""
+    variables = {
         ENV_VERSION: __version__,
         ENV_PROTOCOL: str(PROTOCOL_VERSION),
         ENV_STORAGE: f"s3://{bucket}",
-        ENV_SIGNING_KEY: signing_key,
+        ENV_SECRET: key.arn,
+        ENV_KEY_VERSION: key.version_id,
+        ENV_GRANTS: grants.to_json(),
     }
+    if sum(len(k) + len(v) for k, v in variables.items()) > ENVIRONMENT_LIMIT:
+        raise ConfigurationError(
+            f"the grants do not fit in the function's environment (Lambda allows {ENVIRONMENT_LIMIT} bytes "
+            f"in all): grant common parent prefixes instead of {len(grants.read)} read and "
+            f"{len(grants.write)} write prefixes, and drop old ones with --revoke"
+        )
+    return variables
 
 
 def ensure_function(
@@ -81,6 +98,8 @@ def ensure_function(
     layer_arn: str,
     package: bytes,
     bucket: str,
+    key: SecretRef,
+    grants: Grants,
     changes: list[str],
     sleep: Callable[[float], None],
 ) -> str:
@@ -93,8 +112,6 @@ def ensure_function(
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         current = None
-    variables = ((current or {}).get("Configuration", {}).get("Environment") or {}).get("Variables") or {}
-    signing_key = variables.get(ENV_SIGNING_KEY) or new_key_hex()
     settings: dict[str, Any] = {
         "Runtime": options.runtime,
         "Role": role_arn,
@@ -102,7 +119,7 @@ def ensure_function(
         "MemorySize": options.memory_mb,
         "Timeout": options.timeout_s,
         "Layers": [layer_arn],
-        "Environment": {"Variables": environment(bucket, signing_key)},
+        "Environment": {"Variables": environment(bucket, key, grants)},
         "Description": f"lambdamr {__version__} runtime",
     }
     if current is None:

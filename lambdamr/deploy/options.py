@@ -6,6 +6,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from ..backends.aws_grants import normalize_location
 from ..config import validate_memory, validate_timeout
 from ..errors import ConfigurationError
 
@@ -40,12 +41,22 @@ class DeployOptions:
     endpoint_url: str | None = None  # one endpoint for every service (moto server in tests)
     lambda_endpoint_url: str | None = None
     require_tls: bool = True  # the bucket policy denies plain HTTP (off only for local test servers)
+    #: S3 locations (s3://bucket/prefix) the runtime may also read / write; added to the
+    #: deployment's grants, which are kept across deploys; ``revoke`` removes grants
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    revoke: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_memory(self.memory_mb)
         validate_timeout(self.timeout_s)
         object.__setattr__(self, "timeout_s", int(self.timeout_s))
         object.__setattr__(self, "packages", tuple(self.packages))
+        for name, flag in (("reads", "--read"), ("writes", "--write"), ("revoke", "--revoke")):
+            urls = getattr(self, name)
+            if isinstance(urls, str):
+                raise ConfigurationError(f"{name}={urls!r}: give a list of s3://bucket/prefix locations")
+            object.__setattr__(self, name, tuple(normalize_location(u, what=flag) for u in urls))
         if self.architecture not in ARCHITECTURES:
             raise ConfigurationError(f"architecture={self.architecture!r}: AWS Lambda offers {' or '.join(ARCHITECTURES)}")
         if self.python_version not in LAMBDA_PYTHONS:
@@ -77,6 +88,11 @@ class DeployOptions:
         return f"{self.function_name}-deps"
 
     @property
+    def secret_name(self) -> str:
+        """The Secrets Manager secret holding the signing key."""
+        return f"lambdamr/{self.function_name}/signing-key"
+
+    @property
     def log_group(self) -> str:
         return f"/aws/lambda/{self.function_name}"
 
@@ -101,3 +117,11 @@ def check_region(region: str) -> str:
             f"(e.g. {', '.join(sorted(known)[:4])}...); check the name, or upgrade boto3 if the region is new"
         )
     return region
+
+
+def partition_of(region: str) -> str:
+    """The AWS partition of a region, for ARNs: ``aws``, ``aws-cn`` (China), ``aws-us-gov``
+    (GovCloud)... from botocore's own endpoint data (no network used)."""
+    import boto3
+
+    return str(boto3.session.Session().get_partition_for_region(region))

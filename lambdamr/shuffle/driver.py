@@ -58,6 +58,7 @@ def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Sto
                 f"inputs {inputs.location!r} are in a local folder, which the {ex.backend.name!r} backend "
                 "cannot read: upload them to S3 and pass lambdamr.objects('s3://bucket/prefix/')"
             )
+        ex.backend.check_access(reads=(store.url(key) for key, _ in listing))
         return inputs.split(store, listing), [store]
     if isinstance(inputs, (str, bytes)):
         raise ConfigurationError(
@@ -93,6 +94,7 @@ def resolve_output(ex: LambdaExecutor, options: MapReduceOptions) -> tuple[Outpu
             "give output='s3://bucket/prefix'"
         )
     target = OutputTarget(store.spec(), prefix.strip("/"), options.output_format)
+    ex.backend.check_access(writes=[store.url(target.key(0).rsplit("part-", 1)[0]) + "part-*"])
     existing = next(iter(store.list(target.key(0).rsplit("part-", 1)[0] + "part-")), None)
     if existing is not None:
         raise ConfigurationError(

@@ -53,15 +53,25 @@ def test_the_role_policy_is_least_privilege(aws, pip_calls):
     statements = {
         s["Sid"]: s for s in iam.get_role_policy(RoleName=ROLE, PolicyName="lambdamr-runtime")["PolicyDocument"]["Statement"]
     }
-    assert set(statements) == {"TaskObjects", "ListTaskObjects", "OwnLogs"}
+    assert set(statements) == {"ReadObjects", "WriteObjects", "SigningKey", "OwnLogs"}
     assert all(s["Effect"] == "Allow" for s in statements.values())
-    assert statements["TaskObjects"]["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    assert statements["TaskObjects"]["Resource"] == f"arn:aws:s3:::{BUCKET}/lambdamr/*"
-    assert statements["ListTaskObjects"]["Action"] == "s3:ListBucket"
-    assert statements["ListTaskObjects"]["Resource"] == f"arn:aws:s3:::{BUCKET}"
-    assert statements["ListTaskObjects"]["Condition"] == {"StringLike": {"s3:prefix": ["lambdamr/*"]}}
+    assert statements["ReadObjects"]["Action"] == "s3:GetObject"
+    assert statements["ReadObjects"]["Resource"] == [f"arn:aws:s3:::{BUCKET}/lambdamr/*"]
+    assert statements["WriteObjects"]["Action"] == ["s3:PutObject", "s3:AbortMultipartUpload"]
+    assert statements["WriteObjects"]["Resource"] == [f"arn:aws:s3:::{BUCKET}/lambdamr/*"]
+    secret_arn = boto3.client("secretsmanager", region_name=REGION).describe_secret(
+        SecretId="lambdamr/lambdamr-runtime/signing-key"
+    )["ARN"]
+    assert statements["SigningKey"] == {
+        "Sid": "SigningKey",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": secret_arn,
+    }
     assert statements["OwnLogs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert statements["OwnLogs"]["Resource"] == f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/lambdamr-runtime:*"
+    document = json.dumps(list(statements.values()))
+    assert "s3:ListBucket" not in document and "s3:DeleteObject" not in document  # the runtime never lists or deletes
     for statement in statements.values():  # no wildcards beyond the prefix and the log streams
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert not any(a.endswith("*") for a in actions)
@@ -92,7 +102,8 @@ def test_the_layer_and_function_are_created_for_the_chosen_platform(aws, pip_cal
     )
     env = config["Environment"]["Variables"]
     assert env["LAMBDAMR_VERSION"] == "0.1.0" and env["LAMBDAMR_STORAGE"] == f"s3://{BUCKET}"
-    assert len(bytes.fromhex(env["LAMBDAMR_SIGNING_KEY"])) == 32
+    assert "LAMBDAMR_SIGNING_KEY" not in env  # only where the key is: the secret's ARN and version
+    assert env["LAMBDAMR_SIGNING_KEY_SECRET"].startswith(f"arn:aws:secretsmanager:{REGION}:123456789012:secret:")
     assert [layer["Arn"] for layer in config["Layers"]] == [report.layer_arn]
     (version,) = lam.list_layer_versions(LayerName="lambdamr-runtime-deps")["LayerVersions"]
     assert version["CompatibleRuntimes"] == ["python3.12"] and version["CompatibleArchitectures"] == ["arm64"]
@@ -109,19 +120,12 @@ def test_the_layer_and_function_are_created_for_the_chosen_platform(aws, pip_cal
 
 def test_a_second_deploy_is_a_noop(aws, pip_calls):
     first = _deploy()
-    key = aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"][
-        "LAMBDAMR_SIGNING_KEY"
-    ]
+    env = aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"]
     second = _deploy()
     assert first.changes and second.changes == []
     assert len(pip_calls) == 1  # the layer was not even rebuilt
     assert "already up to date" in str(second)
-    assert (
-        aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"][
-            "LAMBDAMR_SIGNING_KEY"
-        ]
-        == key
-    )
+    assert aws["lambda"].get_function_configuration(FunctionName="lambdamr-runtime")["Environment"]["Variables"] == env
 
 
 def test_changed_code_or_options_update_only_what_changed(aws, pip_calls, monkeypatch):
@@ -154,6 +158,7 @@ def test_teardown_removes_what_deploy_made_and_nothing_else(aws, pip_calls):
             "layer lambdamr-runtime-deps:1",
             "log group /aws/lambda/lambdamr-runtime",
             f"IAM role {ROLE}",
+            "Secrets Manager secret lambdamr/lambdamr-runtime/signing-key (deleted in 7 days unless restored)",
             f"1 objects under s3://{BUCKET}/lambdamr/",
             f"bucket {BUCKET}",
         ]

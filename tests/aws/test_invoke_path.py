@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import time
 
 import boto3
@@ -257,8 +258,9 @@ def test_a_runtime_of_another_version_is_refused_with_the_fix(deployment, standi
 def test_storage_in_another_bucket_is_refused(deployment, standin, s3_bucket):
     service = standin()
     backend = _backend(deployment, service)
-    with pytest.raises(ConfigurationError, match=f"may only use bucket {deployment.bucket!r}"):
-        backend.prepare(S3Storage(s3_bucket, region=REGION, endpoint_url=deployment.endpoint))
+    temp = f"s3://{s3_bucket}/lambdamr/*"
+    with pytest.raises(ConfigurationError, match=f"may not read {re.escape(temp)} or write {re.escape(temp)}"):
+        backend.check_access(reads=[temp], writes=[temp])
 
 
 def test_concurrency_cap_comes_from_the_account(deployment, standin):
