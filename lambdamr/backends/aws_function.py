@@ -25,10 +25,10 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, ConfigurationError
 from ..protocol import PROTOCOL_VERSION
-from .aws_errors import certificate_error, is_certificate_error
-from .aws_region import HOW_TO_SET_REGION
 from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
+from .aws_errors import certificate_error, is_certificate_error
 from .aws_grants import ENV_GRANTS
+from .aws_region import HOW_TO_SET_REGION
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"

@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from ..errors import ConfigurationError, TaskError, WorkerLostError
 from .aws_errors import classify_logs

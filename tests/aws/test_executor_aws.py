@@ -4,8 +4,6 @@ and a lost invocation found by its deadline and re-invoked."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
