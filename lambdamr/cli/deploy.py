@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from ..deploy.layer import BASE_PACKAGES
-from ..deploy.options import ARCHITECTURES, LAMBDA_PYTHONS
+from ..deploy.options import ARCHITECTURES
+from ..deploy.runtimes import LAMBDA_PYTHONS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -7,13 +7,14 @@ The same four operations as the ``lambdamr`` command line::
 """
 
 from .deployer import DeployReport, clean, deploy, status, teardown
-from .errors import DeployError, LayerTooLargeError, ResourceNotOursError
+from .errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
 from .options import DeployOptions
 
 __all__ = [
     "DeployError",
     "DeployOptions",
     "DeployReport",
+    "LayerPlatformError",
     "LayerTooLargeError",
     "ResourceNotOursError",
     "clean",

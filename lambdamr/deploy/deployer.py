@@ -38,8 +38,9 @@ from .function import (
     publish_layer,
 )
 from .iam import delete_role, ensure_role
-from .layer import PipRunner, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
+from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash
 from .options import DeployOptions
+from .package import function_package, unzipped_size
 
 
 @dataclass

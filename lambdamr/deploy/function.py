@@ -13,8 +13,9 @@ from ..protocol import PROTOCOL_VERSION
 from ..signing import new_key_hex
 from .errors import not_ours
 from .iam import retry_until_role_usable
-from .layer import LayerBuild, code_sha256
+from .layer import LayerBuild
 from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+from .package import code_sha256
 
 LAYER_DESCRIPTION = "lambdamr runtime layer"
 

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardown
 from lambdamr.deploy import layer as layer_module
+from lambdamr.deploy import package as package_module
 from lambdamr.errors import ConfigurationError
 
 from .conftest import REGION, fake_pip, no_sleep
@@ -126,7 +127,7 @@ def test_a_second_deploy_is_a_noop(aws, pip_calls):
 
 def test_changed_code_or_options_update_only_what_changed(aws, pip_calls, monkeypatch):
     _deploy()
-    monkeypatch.setattr("lambdamr.deploy.deployer.function_package", lambda: layer_module.function_package() + b"")
+    monkeypatch.setattr("lambdamr.deploy.deployer.function_package", lambda: package_module.function_package() + b"")
     assert _deploy(memory_mb=2048).changes == [
         "updated the configuration of lambdamr-runtime (MemorySize)",
         "published version m2048-t300 (2048 MB, 300 s)",
