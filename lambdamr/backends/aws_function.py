@@ -11,6 +11,10 @@ version behind an alias named ``m{memory}-t{timeout}`` (``m1024-t300``), created
 first time any driver needs it — and re-published when the code changes. Jobs with different
 settings then run side by side with their own warm containers, and no job ever waits for a
 configuration update or races another driver's (see docs/aws.md).
+
+Each version an alias points to — and ``$LATEST`` — gets its own event-invoke config with
+Lambda's retries off and a short event age (the service keeps one config per qualifier, with
+2 retries and 6 hours by default), and a version no alias points to any more is deleted.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, ConfigurationError
 from ..protocol import PROTOCOL_VERSION
+from ..scheduler import LOST_GRACE_S
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
 ENV_STORAGE = "LAMBDAMR_STORAGE"  # s3://bucket/prefix the function's role may use
 ENV_SIGNING_KEY = "LAMBDAMR_SIGNING_KEY"  # the key payloads are signed with (lambdamr.signing)
 ALIAS_PREFIX = "m"
+#: Lambda's bounds of MaximumEventAgeInSeconds
+EVENT_AGE_MIN_S, EVENT_AGE_MAX_S = 60, 21600
 
 
 class RuntimeMismatchError(ConfigurationError):
@@ -55,6 +62,7 @@ class DeployedRuntime:
     state: str
     last_update: str
     signing_key: str = field(default="", repr=False)  # hex; never printed
+    state_reason: str = ""  # why State or LastUpdateStatus is "Failed", as Lambda says it
 
     @classmethod
     def from_configuration(cls, cfg: dict[str, Any]) -> DeployedRuntime:
@@ -76,6 +84,7 @@ class DeployedRuntime:
             state=str(cfg.get("State") or "Active"),
             last_update=str(cfg.get("LastUpdateStatus") or "Successful"),
             signing_key=str(env.get(ENV_SIGNING_KEY, "")),
+            state_reason=failure_reason(cfg) or "",
         )
 
 
@@ -172,18 +181,39 @@ def lambda_timeout(timeout_s: float) -> int:
     return max(1, math.ceil(timeout_s))
 
 
+def failure_reason(cfg: dict[str, Any]) -> str | None:
+    """Why a function configuration is unusable — its creation (``State``) or its last update
+    (``LastUpdateStatus``) failed — in Lambda's words; ``None`` when neither failed."""
+    for status, code, reason in (
+        ("State", "StateReasonCode", "StateReason"),
+        ("LastUpdateStatus", "LastUpdateStatusReasonCode", "LastUpdateStatusReason"),
+    ):
+        if cfg.get(status) == "Failed":
+            said = ": ".join(str(cfg[k]) for k in (code, reason) if cfg.get(k))
+            return f"{status} is Failed ({said or 'Lambda gave no reason'})"
+    return None
+
+
 def wait_updated(
     client: Any, function_name: str, *, timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, Any]:
-    """Wait until the function's last configuration or code update has finished."""
+    """Wait until the function's last configuration or code update has finished.
+
+    Raises:
+        BackendError: the function's creation or update failed (with Lambda's reason, at
+            once), or it is still updating after ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         cfg = client.get_function_configuration(FunctionName=function_name)
+        failed = failure_reason(cfg)
+        if failed:
+            raise BackendError(
+                f"the Lambda function {function_name!r} cannot run: {failed}; fix the cause, then run `lambdamr deploy` again"
+            )
         status = cfg.get("LastUpdateStatus") or "Successful"
         if status == "Successful" and (cfg.get("State") or "Active") == "Active":
             return cfg
-        if status == "Failed":
-            raise BackendError(f"updating {function_name!r} failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}")
         if time.monotonic() > deadline:
             raise BackendError(f"{function_name!r} is still updating after {timeout_s:g} s; try again later")
         sleep(1.0)
@@ -197,9 +227,12 @@ def ensure_alias(
     latest: DeployedRuntime,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    changes: list[str] | None = None,
 ) -> str:
     """Return the alias for (memory, timeout), publishing a version for it when it is missing
-    or was published from older code or layers than ``latest`` ($LATEST)."""
+    or was published from older code or layers than ``latest`` ($LATEST). The alias gets
+    Lambda's retries off (``ensure_no_async_retries``); versions no alias points to any more
+    are deleted. What changed is appended to ``changes``."""
     from botocore.exceptions import ClientError
 
     name = alias_name(memory_mb, timeout_s)
@@ -212,6 +245,8 @@ def ensure_alias(
         exists = True
         same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "storage_url")
         if all(getattr(current, name) == getattr(latest, name) for name in same):
+            if ensure_no_async_retries(client, function_name, name, timeout, sleep=sleep) and changes is not None:
+                changes.append(f"turned off Lambda's automatic retries of {function_name}:{name}")
             return name
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
@@ -245,17 +280,97 @@ def ensure_alias(
             client.update_alias(FunctionName=function_name, Name=name, FunctionVersion=version)
     # Put $LATEST back as deployed, so `lambdamr status` and the next deploy see no drift.
     _update_configuration(client, function_name, MemorySize=latest.memory_mb, Timeout=latest.timeout_s, sleep=sleep)
+    ensure_no_async_retries(client, function_name, name, timeout, sleep=sleep)
+    pruned = prune_versions(client, function_name)
+    if changes is not None:
+        changes.append(f"published version {name} ({memory_mb} MB, {timeout} s), with Lambda's retries off")
+        if pruned:
+            changes.append(f"deleted {len(pruned)} version(s) of {function_name} no alias uses: {', '.join(pruned)}")
     return name
 
 
-def _update_configuration(client: Any, function_name: str, *, sleep: Callable[[float], None], **settings: Any) -> None:
+def max_event_age(timeout_s: float) -> int:
+    """How long an asynchronous event may wait in Lambda's queue before Lambda drops it.
+
+    The driver presumes a fire-and-forget attempt lost ``LOST_GRACE_S`` (or a tenth of the
+    timeout) after its timeout, and retries it: an event that starts later than that only
+    duplicates the retry. Until then the event may be the attempt the driver waits for (held
+    back by throttling, which Lambda retries within the event age), so it is not dropped
+    sooner. At least Lambda's minimum of 60 s, at most its maximum of 6 h.
+    """
+    grace = max(LOST_GRACE_S, 0.1 * timeout_s)
+    return int(min(EVENT_AGE_MAX_S, max(EVENT_AGE_MIN_S, math.ceil(timeout_s + grace))))
+
+
+def ensure_no_async_retries(
+    client: Any, function_name: str, qualifier: str, timeout_s: float, *, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Give ``qualifier`` (``$LATEST``, a version or an alias) MaximumRetryAttempts=0 and
+    ``max_event_age(timeout_s)``; compare before writing. Return whether it wrote.
+
+    Lambda keeps one event-invoke config per qualifier: the function's does not cover its
+    aliases. An existing config is updated (keeping its destinations), a missing one put.
+    """
     from botocore.exceptions import ClientError
 
-    for attempt in range(30):
+    wanted = {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": max_event_age(timeout_s)}
+    write = client.put_function_event_invoke_config
+    try:
+        current = client.get_function_event_invoke_config(FunctionName=function_name, Qualifier=qualifier)
+        if all(current.get(key) == value for key, value in wanted.items()):
+            return False
+        write = client.update_function_event_invoke_config
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    _retry_conflicts(lambda: write(FunctionName=function_name, Qualifier=qualifier, **wanted), sleep=sleep)
+    return True
+
+
+def prune_versions(client: Any, function_name: str) -> list[str]:
+    """Delete the published versions no alias points to; return their numbers.
+
+    Only versions older than the newest one an alias uses go: a version another driver has
+    just published for its alias (``ensure_alias`` publishes, then points the alias) is newer
+    than every version aliases pointed to when they were listed, so it is never taken.
+    """
+    from botocore.exceptions import ClientError
+
+    used: set[str] = set()
+    for page in client.get_paginator("list_aliases").paginate(FunctionName=function_name):
+        for alias in page.get("Aliases", []):
+            used.add(str(alias["FunctionVersion"]))
+            used.update((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {}))
+    numbered = sorted(int(v) for v in used if v.isdigit())
+    if not numbered:
+        return []
+    deleted = []
+    for page in client.get_paginator("list_versions_by_function").paginate(FunctionName=function_name):
+        for version in page.get("Versions", []):
+            number = str(version.get("Version", ""))
+            if not number.isdigit() or number in used or int(number) >= numbered[-1]:
+                continue
+            try:
+                client.delete_function(FunctionName=function_name, Qualifier=number)
+                deleted.append(number)
+            except ClientError as exc:  # gone already, or an alias took it meanwhile
+                if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFoundException", "ResourceConflictException"):
+                    raise
+    return deleted
+
+
+def _update_configuration(client: Any, function_name: str, *, sleep: Callable[[float], None], **settings: Any) -> None:
+    _retry_conflicts(lambda: client.update_function_configuration(FunctionName=function_name, **settings), sleep=sleep)
+
+
+def _retry_conflicts(call: Callable[[], Any], *, sleep: Callable[[float], None], attempts: int = 30) -> Any:
+    """``call()``, again after a second while Lambda says another update is in progress."""
+    from botocore.exceptions import ClientError
+
+    for attempt in range(attempts):
         try:
-            client.update_function_configuration(FunctionName=function_name, **settings)
-            return
-        except ClientError as exc:  # an update is already in progress
-            if exc.response.get("Error", {}).get("Code") != "ResourceConflictException" or attempt == 29:
+            return call()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceConflictException" or attempt == attempts - 1:
                 raise
             sleep(1.0)

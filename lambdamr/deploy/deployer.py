@@ -22,9 +22,9 @@ from .._version import __version__
 from ..backends.aws_function import (
     DeployedRuntime,
     RuntimeMismatchError,
-    alias_name,
     check_compatible,
     ensure_alias,
+    prune_versions,
 )
 from ..errors import ConfigurationError, LambdaMRError
 from .bucket import delete_bucket, delete_keys, ensure_bucket
@@ -35,6 +35,7 @@ from .function import (
     ensure_function,
     ensure_log_group,
     find_layer,
+    prune_layers,
     publish_layer,
 )
 from .iam import delete_role, ensure_role
@@ -187,28 +188,24 @@ def deploy(
             changes=changes,
             sleep=sleep,
         )
-        ensure_async_config(clients.lam, options.function_name, changes)
+        step = f"deleting old versions of layer {options.layer_name}"
+        prune_layers(clients.lam, options.layer_name, layer_arn, changes)
+        step = "turning off Lambda's automatic retries"
+        ensure_async_config(clients.lam, options, changes, sleep=sleep)
         step = f"publishing the {options.memory_mb} MB / {options.timeout_s} s version"
         latest = DeployedRuntime.from_configuration(clients.lam.get_function_configuration(FunctionName=options.function_name))
-        alias = alias_name(options.memory_mb, options.timeout_s)
-        before = _alias_version(clients.lam, options.function_name, alias)
-        ensure_alias(clients.lam, options.function_name, options.memory_mb, options.timeout_s, latest, sleep=sleep)
-        if _alias_version(clients.lam, options.function_name, alias) != before:
-            changes.append(f"published version {alias} ({options.memory_mb} MB, {options.timeout_s} s)")
+        alias = ensure_alias(
+            clients.lam, options.function_name, options.memory_mb, options.timeout_s, latest, sleep=sleep, changes=changes
+        )
+        step = f"deleting versions of {options.function_name} no alias uses"
+        pruned = prune_versions(clients.lam, options.function_name)
+        if pruned:
+            changes.append(f"deleted {len(pruned)} version(s) of {options.function_name} no alias uses: {', '.join(pruned)}")
     except LambdaMRError:
         raise
     except Exception as exc:
         raise translate(exc, step, clients.region) from exc
     return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes)
-
-
-def _alias_version(lam: Any, function_name: str, alias: str) -> str | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return str(lam.get_alias(FunctionName=function_name, Name=alias)["FunctionVersion"])
-    except ClientError:
-        return None
 
 
 def status(

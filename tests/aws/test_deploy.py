@@ -130,7 +130,7 @@ def test_changed_code_or_options_update_only_what_changed(aws, pip_calls, monkey
     monkeypatch.setattr("lambdamr.deploy.deployer.function_package", lambda: package_module.function_package() + b"")
     assert _deploy(memory_mb=2048).changes == [
         "updated the configuration of lambdamr-runtime (MemorySize)",
-        "published version m2048-t300 (2048 MB, 300 s)",
+        "published version m2048-t300 (2048 MB, 300 s), with Lambda's retries off",
     ]
     assert any("published layer" in c for c in _deploy(memory_mb=2048, packages=["pandas"]).changes)
 
