@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..aws_region import resolve_region
 from ..backends.aws_function import (
     DeployedRuntime,
     RuntimeMismatchError,
@@ -40,7 +41,7 @@ from .function import (
 )
 from .iam import delete_role, ensure_role
 from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash
-from .options import DeployOptions
+from .options import DeployOptions, check_region
 from .package import function_package, unzipped_size
 
 
@@ -60,9 +61,13 @@ class AwsClients:
         import boto3
 
         session = session or boto3.session.Session(region_name=options.region)
-        region = options.region or session.region_name
+        region = resolve_region(options.region, session)  # the driver's rule: AWS_REGION first
         if not region:
-            raise ConfigurationError("no AWS region given: pass --region (or region=...) or set AWS_REGION")
+            raise ConfigurationError(
+                "no AWS region given: pass --region (or region=...), set AWS_REGION, or set a region in the AWS profile"
+            )
+        if options.region is None:
+            check_region(region)
         url = options.endpoint_url
 
         def client(name: str, endpoint: str | None = None) -> Any:

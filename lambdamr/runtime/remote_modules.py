@@ -25,7 +25,8 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr._version",
     "lambdamr.errors",
     "lambdamr.counters",
-    "lambdamr.config",
+    "lambdamr.config",  # shuffle.plan validates memory and timeout with it
+    "lambdamr.aws_region",  # config imports it
     "lambdamr.protocol",
     "lambdamr.serialize",
     "lambdamr.signing",
