@@ -240,9 +240,10 @@ class AwsLambdaBackend(Backend):
                 f"role allows nothing else), but the storage is bucket {bucket!r}: use "
                 f"storage='s3://{deployed_bucket}' or redeploy with `lambdamr deploy --bucket {bucket}`"
             )
-        if latest.state == "Failed":
+        if latest.state_reason:  # its creation or last update failed
             raise ConfigurationError(
-                f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} cannot run: {latest.state_reason}; fix the cause, "
+                "then redeploy it with `lambdamr deploy`"
             )
         if latest.state == "Pending" or latest.last_update == "InProgress":
             wait_updated(self.client, self.function_name)
