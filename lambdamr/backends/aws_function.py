@@ -314,16 +314,18 @@ def ensure_no_async_retries(
     from botocore.exceptions import ClientError
 
     wanted = {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": max_event_age(timeout_s)}
+    # The unqualified config is $LATEST's (the response's FunctionArn ends in ":$LATEST").
+    target = {"FunctionName": function_name, **({"Qualifier": qualifier} if qualifier != "$LATEST" else {})}
     write = client.put_function_event_invoke_config
     try:
-        current = client.get_function_event_invoke_config(FunctionName=function_name, Qualifier=qualifier)
+        current = client.get_function_event_invoke_config(**target)
         if all(current.get(key) == value for key, value in wanted.items()):
             return False
         write = client.update_function_event_invoke_config
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-    _retry_conflicts(lambda: write(FunctionName=function_name, Qualifier=qualifier, **wanted), sleep=sleep)
+    _retry_conflicts(lambda: write(**target, **wanted), sleep=sleep)
     return True
 
 

@@ -264,6 +264,9 @@ def status(
     except RuntimeMismatchError as exc:
         report["compatible"] = False
         report["problem"] = str(exc)
+    if runtime.state_reason:  # creation or last update failed: nothing can run
+        report["compatible"] = False
+        report["problem"] = f"the function cannot run: {runtime.state_reason}; fix the cause, then run `lambdamr deploy`"
     return report
 
 
