@@ -19,6 +19,7 @@ Lambda's retries off and a short event age (the service keeps one config per qua
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -36,6 +37,7 @@ ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
 ENV_STORAGE = "LAMBDAMR_STORAGE"  # s3://bucket/prefix the function's role may use
 ENV_SIGNING_KEY = "LAMBDAMR_SIGNING_KEY"  # the key payloads are signed with (lambdamr.signing)
 ALIAS_PREFIX = "m"
+log = logging.getLogger("lambdamr")
 #: Lambda's bounds of MaximumEventAgeInSeconds
 EVENT_AGE_MIN_S, EVENT_AGE_MAX_S = 60, 21600
 
@@ -281,7 +283,11 @@ def ensure_alias(
     # Put $LATEST back as deployed, so `lambdamr status` and the next deploy see no drift.
     _update_configuration(client, function_name, MemorySize=latest.memory_mb, Timeout=latest.timeout_s, sleep=sleep)
     ensure_no_async_retries(client, function_name, name, timeout, sleep=sleep)
-    pruned = prune_versions(client, function_name)
+    try:
+        pruned = prune_versions(client, function_name)
+    except ClientError as exc:  # housekeeping: a driver allowed to publish but not to delete still runs
+        log.warning("lambdamr: could not delete unused versions of %s: %s", function_name, exc)
+        pruned = []
     if changes is not None:
         changes.append(f"published version {name} ({memory_mb} MB, {timeout} s), with Lambda's retries off")
         if pruned:
