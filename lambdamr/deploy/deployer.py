@@ -154,6 +154,7 @@ def deploy(
         lambda_endpoint_url=lambda_endpoint_url,
         require_tls=require_tls,
     )
+    runtime = options.lambda_runtime  # refuses a Python Lambda does not offer, before any AWS call
     clients = AwsClients.create(options, session)
     step = "checking the AWS account"
     try:
@@ -174,7 +175,7 @@ def deploy(
         if layer_arn is None:
             with tempfile.TemporaryDirectory(prefix="lambdamr-layer-") as workdir:
                 build = build_layer(
-                    options.python_version,
+                    runtime.python,
                     options.architecture,
                     options.packages,
                     workdir=Path(workdir),

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from ..config import validate_memory, validate_timeout
 from ..errors import ConfigurationError
+from . import runtimes
 from .runtimes import LAMBDA_PYTHONS as LAMBDA_PYTHONS  # re-exported: the CLI and older imports
-from .runtimes import MACHINES, LambdaRuntime, driver_python, runtime_for
+from .runtimes import MACHINES, LambdaRuntime
 
 ARCHITECTURES = tuple(MACHINES)
 #: every resource deploy creates carries this tag; teardown removes only what carries it
@@ -33,7 +34,7 @@ class DeployOptions:
     memory_mb: int = 1024
     timeout_s: int = 300
     architecture: str = "x86_64"
-    python_version: str = field(default_factory=driver_python)
+    python_version: str = field(default_factory=lambda: runtimes.driver_python())
     packages: tuple[str, ...] = ()
     prefix: str = "lambdamr"  # the temp prefix the runtime may use (and that expires after a day)
     endpoint_url: str | None = None  # one endpoint for every service (moto server in tests)
@@ -47,7 +48,8 @@ class DeployOptions:
         object.__setattr__(self, "packages", tuple(self.packages))
         if self.architecture not in ARCHITECTURES:
             raise ConfigurationError(f"architecture={self.architecture!r}: AWS Lambda offers {' or '.join(ARCHITECTURES)}")
-        runtime_for(None if self.python_version == driver_python() else self.python_version)
+        if self.python_version != runtimes.driver_python():  # the driver's own is checked by deploy
+            runtimes.runtime_for(self.python_version)
         if self.region is not None:
             check_region(self.region)
         if self.bucket is not None and not _BUCKET_RE.match(self.bucket):
@@ -65,8 +67,14 @@ class DeployOptions:
 
     @property
     def lambda_runtime(self) -> LambdaRuntime:
-        """The managed runtime deployed: its Python, OS and glibc."""
-        return runtime_for(self.python_version)
+        """The managed runtime to deploy: its Python, OS and glibc.
+
+        Raises:
+            ConfigurationError: Lambda offers no runtime for this Python (status, teardown
+                and clean never ask, so they work from any driver).
+        """
+        here = self.python_version == runtimes.driver_python()
+        return runtimes.runtime_for(None if here else self.python_version)
 
     @property
     def role_name(self) -> str:
