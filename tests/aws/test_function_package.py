@@ -87,6 +87,16 @@ def test_the_package_holds_exactly_the_listed_modules():
     assert function_package() == function_package()  # same bytes, same CodeSha256: idempotent deploys
 
 
+@pytest.mark.parametrize("folder", ["runtime", "storage"])
+def test_every_module_of_the_remote_folders_is_listed(folder):
+    """A folder's name says where its code runs: all of runtime/ and storage/ ships."""
+    found = {
+        "lambdamr." + ".".join(path.relative_to(SOURCE).with_suffix("").parts).removesuffix(".__init__")
+        for path in (SOURCE / folder).rglob("*.py")
+    }
+    assert found and not found - set(REMOTE_MODULES), f"add to REMOTE_MODULES: {sorted(found - set(REMOTE_MODULES))}"
+
+
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
