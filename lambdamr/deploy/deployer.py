@@ -25,8 +25,8 @@ from ..backends.aws_function import (
     RuntimeMismatchError,
     check_compatible,
     ensure_alias,
-    prune_versions,
 )
+from ..backends.aws_versions import prune_versions
 from ..errors import ConfigurationError, LambdaMRError
 from .bucket import delete_bucket, delete_keys, ensure_bucket
 from .errors import translate

@@ -15,10 +15,9 @@ from ..backends.aws_function import (
     ENV_SIGNING_KEY,
     ENV_STORAGE,
     ENV_VERSION,
-    ensure_no_async_retries,
-    max_event_age,
     wait_updated,
 )
+from ..backends.aws_versions import ensure_no_async_retries, max_event_age
 from ..protocol import PROTOCOL_VERSION
 from ..signing import new_key_hex
 from .errors import not_ours

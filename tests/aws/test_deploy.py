@@ -339,7 +339,7 @@ def test_an_alias_from_before_gets_retries_off_and_keeps_its_destination(aws, pi
 
 
 def test_the_event_age_follows_the_drivers_lost_deadline_within_lambdas_bounds():
-    from lambdamr.backends.aws_function import max_event_age
+    from lambdamr.backends.aws_versions import max_event_age
     from lambdamr.scheduler import LOST_GRACE_S
 
     assert max_event_age(1) == 60 and max_event_age(49) == 60  # Lambda's minimum
@@ -368,7 +368,7 @@ def test_versions_and_layers_no_one_uses_are_deleted_on_deploy(aws, pip_calls, m
 
 
 def test_a_version_published_after_the_newest_one_in_use_is_kept(aws, pip_calls):
-    from lambdamr.backends.aws_function import prune_versions
+    from lambdamr.backends.aws_versions import prune_versions
 
     lam = aws["lambda"]
     _deploy()
