@@ -118,3 +118,12 @@ def test_a_failing_pip_says_why(tmp_path):
     failing = [sys.executable, "-c", "import sys; sys.stderr.write('no matching distribution for foo'); sys.exit(1)"]
     with pytest.raises(DeployError, match="(?s)no matching distribution for foo.*manylinux wheel"):
         layer.run_pip(failing)
+
+
+def test_the_cli_offers_exactly_lambdas_runtimes(capsys):
+    from lambdamr.cli import build_parser
+
+    assert build_parser().parse_args(["deploy", "--python-version", "3.14"]).python_version == "3.14"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["deploy", "--python-version", "3.9"])
+    assert "invalid choice: '3.9' (choose from" in capsys.readouterr().err
