@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .aws_region import region_from_environment
 from .errors import ConfigurationError
 
 #: AWS Lambda's limits, which every backend enforces so failures show up before they cost.
@@ -96,7 +97,7 @@ class ExecutorConfig:
             if raw is not None and raw != "":
                 values[name] = _parse_env(name, raw, f.default)
         if "region" not in values:
-            values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            values["region"] = region_from_environment()  # the profile's, if None, comes from boto3
         values.update({k: v for k, v in overrides.items() if v is not None or k in ("progress",)})
         return cls(**values)
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ..aws_region import require_region, resolve_region
 from ..errors import ConfigurationError, TaskError, WorkerLostError
 from .aws_errors import classify_logs
 from .aws_fastinvoke import FastInvokeClient
@@ -40,7 +41,6 @@ from .aws_function import (
     wait_updated,
 )
 from .aws_invoke import BotoClientPerTimeout, LambdaInvoker
-from .aws_region import require_region, resolve_region
 from .base import Backend, Invocation, OutcomeCallback
 
 if TYPE_CHECKING:
@@ -285,9 +285,10 @@ class AwsLambdaBackend(Backend):
             )
         latest = describe_function(self.client, self.function_name, region=self.region)
         check_compatible(latest)
-        if latest.state == "Failed":
+        if latest.state_reason:  # its creation or last update failed
             raise ConfigurationError(
-                f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} cannot run: {latest.state_reason}; fix the cause, "
+                "then redeploy it with `lambdamr deploy`"
             )
         if latest.state == "Pending" or latest.last_update == "InProgress":
             wait_updated(self.client, self.function_name)

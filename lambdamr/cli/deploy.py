@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 from ..deploy.layer import BASE_PACKAGES
-from ..deploy.options import ARCHITECTURES, LAMBDA_PYTHONS
+from ..deploy.options import ARCHITECTURES
+from ..deploy.runtimes import LAMBDA_PYTHONS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--region", help="AWS region (default: AWS_REGION or the profile's)")
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)")
     parser.add_argument("--function-name", default="lambdamr-runtime", help="Lambda function name (default: %(default)s)")
     parser.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # one endpoint for all services (tests)
     parser.add_argument("--lambda-endpoint-url", help=argparse.SUPPRESS)
@@ -31,7 +32,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--timeout", type=int, default=300, metavar="S", help="default task timeout, 1-900 s (default: %(default)s)")
     p.add_argument("--architecture", choices=ARCHITECTURES, default="x86_64", help="(default: %(default)s)")
-    p.add_argument("--python-version", choices=LAMBDA_PYTHONS, help="Lambda Python runtime (default: this interpreter's)")
+    p.add_argument(
+        "--python-version",
+        choices=LAMBDA_PYTHONS,
+        help="Lambda Python runtime; 3.10 and 3.11 run on Amazon Linux 2 (glibc 2.26), 3.12+ on Amazon Linux 2023 "
+        "(glibc 2.34) (default: this interpreter's, which the driver must match)",
+    )
     p.add_argument(
         "--package",
         action="append",

@@ -8,7 +8,7 @@ The same four operations as the ``lambdamr`` command line::
 """
 
 from .deployer import DeployReport, clean, deploy, status, teardown
-from .errors import DeployError, LayerTooLargeError, ResourceNotOursError
+from .errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
 from .options import DeployOptions
 from .secret import rotate_key
 
@@ -16,6 +16,7 @@ __all__ = [
     "DeployError",
     "DeployOptions",
     "DeployReport",
+    "LayerPlatformError",
     "LayerTooLargeError",
     "ResourceNotOursError",
     "clean",

@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..aws_region import resolve_region
 from ..backends.aws_function import (
     ENV_SIGNING_KEY,
     DeployedRuntime,
     RuntimeMismatchError,
-    alias_name,
     check_compatible,
     ensure_alias,
 )
 from ..backends.aws_grants import ENV_GRANTS, Grants
+from ..backends.aws_versions import prune_versions
 from ..errors import ConfigurationError, LambdaMRError
 from .bucket import delete_bucket, delete_keys, ensure_bucket
 from .errors import translate
@@ -38,12 +39,14 @@ from .function import (
     ensure_function,
     ensure_log_group,
     find_layer,
+    prune_layers,
     publish_layer,
 )
 from .grants import deployed_variables, deployment_grants
 from .iam import delete_role, ensure_role
-from .layer import PipRunner, build_layer, function_package, layer_packages, layer_spec_hash, unzipped_size
-from .options import DeployOptions
+from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash
+from .options import DeployOptions, check_region
+from .package import function_package, unzipped_size
 from .secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
 
 
@@ -64,9 +67,13 @@ class AwsClients:
         import boto3
 
         session = session or boto3.session.Session(region_name=options.region)
-        region = options.region or session.region_name
+        region = resolve_region(options.region, session)  # the driver's rule: AWS_REGION first
         if not region:
-            raise ConfigurationError("no AWS region given: pass --region (or region=...) or set AWS_REGION")
+            raise ConfigurationError(
+                "no AWS region given: pass --region (or region=...), set AWS_REGION, or set a region in the AWS profile"
+            )
+        if options.region is None:
+            check_region(region)
         url = options.endpoint_url
 
         def client(name: str, endpoint: str | None = None) -> Any:
@@ -168,6 +175,7 @@ def deploy(
         writes=tuple(writes),
         revoke=tuple(revoke),
     )
+    runtime = options.lambda_runtime  # refuses a Python Lambda does not offer, before any AWS call
     clients = AwsClients.create(options, session)
     step = "checking the AWS account"
     try:
@@ -195,7 +203,7 @@ def deploy(
         if layer_arn is None:
             with tempfile.TemporaryDirectory(prefix="lambdamr-layer-") as workdir:
                 build = build_layer(
-                    options.python_version,
+                    runtime.python,
                     options.architecture,
                     options.packages,
                     workdir=Path(workdir),
@@ -217,28 +225,24 @@ def deploy(
             sleep=sleep,
         )
         remove_plaintext_versions(clients.lam, options.function_name, changes)
-        ensure_async_config(clients.lam, options.function_name, changes)
+        step = f"deleting old versions of layer {options.layer_name}"
+        prune_layers(clients.lam, options.layer_name, layer_arn, changes)
+        step = "turning off Lambda's automatic retries"
+        ensure_async_config(clients.lam, options, changes, sleep=sleep)
         step = f"publishing the {options.memory_mb} MB / {options.timeout_s} s version"
         latest = DeployedRuntime.from_configuration(clients.lam.get_function_configuration(FunctionName=options.function_name))
-        alias = alias_name(options.memory_mb, options.timeout_s)
-        before = _alias_version(clients.lam, options.function_name, alias)
-        ensure_alias(clients.lam, options.function_name, options.memory_mb, options.timeout_s, latest, sleep=sleep)
-        if _alias_version(clients.lam, options.function_name, alias) != before:
-            changes.append(f"published version {alias} ({options.memory_mb} MB, {options.timeout_s} s)")
+        alias = ensure_alias(
+            clients.lam, options.function_name, options.memory_mb, options.timeout_s, latest, sleep=sleep, changes=changes
+        )
+        step = f"deleting versions of {options.function_name} no alias uses"
+        pruned = prune_versions(clients.lam, options.function_name)
+        if pruned:
+            changes.append(f"deleted {len(pruned)} version(s) of {options.function_name} no alias uses: {', '.join(pruned)}")
     except LambdaMRError:
         raise
     except Exception as exc:
         raise translate(exc, step, clients.region) from exc
     return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes, grants)
-
-
-def _alias_version(lam: Any, function_name: str, alias: str) -> str | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return str(lam.get_alias(FunctionName=function_name, Name=alias)["FunctionVersion"])
-    except ClientError:
-        return None
 
 
 def status(
@@ -296,6 +300,9 @@ def status(
     except RuntimeMismatchError as exc:
         report["compatible"] = False
         report["problem"] = str(exc)
+    if runtime.state_reason:  # creation or last update failed: nothing can run
+        report["compatible"] = False
+        report["problem"] = f"the function cannot run: {runtime.state_reason}; fix the cause, then run `lambdamr deploy`"
     return report
 
 

@@ -4,22 +4,26 @@ deploy with the same options changes nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..backends.aws_function import ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
 from ..backends.aws_grants import ENV_GRANTS, Grants
+from ..backends.aws_versions import ensure_no_async_retries, max_event_age
 from ..errors import ConfigurationError
 from ..protocol import PROTOCOL_VERSION
 from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 from .errors import not_ours
 from .iam import retry_until_role_usable
-from .layer import LayerBuild, code_sha256
+from .layer import LayerBuild
 from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+from .package import code_sha256
 from .secret import SecretRef
 
 LAYER_DESCRIPTION = "lambdamr runtime layer"
+_ALIAS_RE = re.compile(rf"^{ALIAS_PREFIX}\d+-t(\d+)$")
 
 
 def find_layer(lam: Any, layer_name: str, spec_hash: str) -> str | None:
@@ -167,20 +171,46 @@ def _config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]
     return drift
 
 
-def ensure_async_config(lam: Any, function_name: str, changes: list[str]) -> None:
-    """Turn off Lambda's own retries of failed async invocations: the driver retries with a
-    new attempt number itself, and the service's retries would only add duplicates."""
-    from botocore.exceptions import ClientError
+def ensure_async_config(lam: Any, options: DeployOptions, changes: list[str], *, sleep: Callable[[float], None]) -> None:
+    """Turn off Lambda's own retries of failed async invocations, on ``$LATEST`` and on every
+    ``m{memory}-t{timeout}`` alias already there (each qualifier has its own config; the
+    aliases made later get theirs from ``ensure_alias``): the driver retries with a new
+    attempt number itself, and the service's retries would only add duplicates."""
+    qualifiers = {"$LATEST": float(options.timeout_s)}
+    for page in lam.get_paginator("list_aliases").paginate(FunctionName=options.function_name):
+        for alias in page.get("Aliases", []):
+            timeout = alias_timeout(str(alias["Name"]))
+            if timeout is not None:
+                qualifiers[str(alias["Name"])] = timeout
+    for qualifier, timeout in qualifiers.items():
+        if ensure_no_async_retries(lam, options.function_name, qualifier, timeout, sleep=sleep):
+            changes.append(
+                f"turned off Lambda's automatic retries of {options.function_name}:{qualifier} "
+                f"(the driver retries; events older than {max_event_age(timeout)} s are dropped)"
+            )
 
-    try:
-        current = lam.get_function_event_invoke_config(FunctionName=function_name)
-        if current.get("MaximumRetryAttempts") == 0:
-            return
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=21600)
-    changes.append(f"turned off Lambda's automatic retries of {function_name} (the driver retries)")
+
+def alias_timeout(name: str) -> float | None:
+    """The timeout in an alias name made by ``alias_name`` (``m1024-t300`` -> 300), else None."""
+    match = _ALIAS_RE.match(name)
+    return float(match.group(1)) if match else None
+
+
+def prune_layers(lam: Any, layer_name: str, keep_arn: str, changes: list[str]) -> None:
+    """Delete the layer versions deploy published before ``keep_arn`` (the one in use).
+
+    Function versions published with an older layer version keep working: Lambda keeps a
+    copy of a deleted layer version while a function version uses it."""
+    old = []
+    for page in lam.get_paginator("list_layer_versions").paginate(LayerName=layer_name):
+        for version in page.get("LayerVersions", []):
+            ours = (version.get("Description") or "").startswith(LAYER_DESCRIPTION)
+            if ours and version["LayerVersionArn"] != keep_arn:
+                old.append(int(version["Version"]))
+    for number in sorted(old):
+        lam.delete_layer_version(LayerName=layer_name, VersionNumber=number)
+    if old:
+        changes.append(f"deleted {len(old)} old version(s) of layer {layer_name}: {', '.join(map(str, sorted(old)))}")
 
 
 def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> None:

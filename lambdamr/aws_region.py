@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ConfigurationError
+from .errors import ConfigurationError
 
 REGION_ENV_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
@@ -26,7 +26,17 @@ HOW_TO_SET_REGION = (
 )
 
 
-def resolve_region(explicit: str | None, session: Any = None) -> str | None:
+def region_from_environment() -> str | None:
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else ``None`` (no boto3 needed: the
+    executor's configuration reads it, and that runs remotely too)."""
+    for name in REGION_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def resolve_region(explicit: str | None = None, session: Any = None) -> str | None:
     """The region to use, in lambdamr's order (see the module docstring); None if unset.
 
     Args:
@@ -39,10 +49,9 @@ def resolve_region(explicit: str | None, session: Any = None) -> str | None:
     """
     if explicit:
         return explicit
-    for name in REGION_ENV_VARS:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
+    found = region_from_environment()
+    if found:
+        return found
     if session is None:
         import boto3
         from botocore.exceptions import ProfileNotFound
@@ -65,4 +74,4 @@ def require_region(explicit: str | None, session: Any = None, *, what: str = "us
     return region
 
 
-__all__ = ["HOW_TO_SET_REGION", "REGION_ENV_VARS", "require_region", "resolve_region"]
+__all__ = ["HOW_TO_SET_REGION", "REGION_ENV_VARS", "region_from_environment", "require_region", "resolve_region"]
