@@ -37,6 +37,7 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.runtime",
     "lambdamr.runtime.capture",
     "lambdamr.runtime.handler",
+    "lambdamr.runtime.key_source",  # signing.process_key fetches the deployment's key with it
     "lambdamr.runtime.remote_modules",
     "lambdamr.shared",
     "lambdamr.inputs",
