@@ -36,12 +36,13 @@ from typing import Any, TypeVar
 
 from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
-from .config import ExecutorConfig, JobOptions
+from .callables import check_plain_function
+from .config import ExecutorConfig, JobOptions, is_whole_number
 from .errors import ConfigurationError, LambdaMRError
 from .futures import LambdaFuture
 from .job import Job, JobSummary
 from .manifest import ManifestWriter
-from .map_iterator import MapIterator, zip_strict
+from .map_iterator import MapIterator, check_map_timeout, zip_strict
 from .progress import JobProgress, progress_enabled
 from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from .scheduler import Scheduler
@@ -147,8 +148,10 @@ class LambdaExecutor(concurrent.futures.Executor):
     ) -> MapIterator[T]:
         if not iterables:
             raise ConfigurationError("map() needs at least one iterable of arguments")
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        if not is_whole_number(chunksize) or chunksize < 1:
             raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
+        check_map_timeout(timeout)
+        check_plain_function(fn)
         items = zip_strict(iterables)
         if not items:
             return MapIterator(None, timeout, False)
@@ -368,8 +371,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         ``overrides`` are ``JobOptions`` fields (memory_mb, timeout_s, retries, ...).
         """
         self._check_open()
-        if not callable(fn):
-            raise TypeError(f"the function to run must be callable, got {type(fn).__name__} {fn!r}")
+        check_plain_function(fn)
         settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import validate_workers
 from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
 from ..signing import KEY_ENV
 from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
@@ -67,7 +68,7 @@ class LocalBackend(Backend):
     reports_outcomes = True
 
     def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = validate_workers(workers) or os.cpu_count() or 1
         self.prefetch = max(1, prefetch)
         self.enforce_memory = enforce_memory
         self._on_outcome: OutcomeCallback | None = None
