@@ -6,7 +6,9 @@ was shipped the way it will be shipped to Lambda. Workers are reused across task
 ("warm"), and enforce Lambda's limits: a task past its timeout has its worker killed
 (``TaskTimeoutError``); a task past its memory ends its worker (``TaskOutOfMemoryError``); a
 worker that dies for any other reason fails its task with ``WorkerLostError``. A dead
-worker is replaced.
+worker is replaced. A worker reports when its imports are done; one that dies before
+(killed while starting) had started none of its tasks, so they go to another worker without
+costing an attempt — only attempts that ran are charged.
 
 One dispatcher thread owns the workers: it hands each idle worker up to ``prefetch``
 invocations (so a worker never waits for the driver between tasks), waits on all worker
@@ -44,6 +46,11 @@ if TYPE_CHECKING:
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _DRIVER_BUFFER_PER_WORKER = 6
+#: workers in a row that exit by themselves before they are ready (a broken interpreter or
+#: environment, not a kill from outside) before the tasks waiting for them fail
+MAX_STARTUP_EXITS = 3
+#: workers in a row that die before they are ready for any reason, kills included
+MAX_STARTUP_DEATHS = 200
 
 
 @dataclass
@@ -59,6 +66,7 @@ class _Worker:
     conn: Connection
     queue: collections.deque[_Running] = field(default_factory=collections.deque)
     pending_reply: dict[str, Any] | None = None
+    ready: bool = False  # its imports are done: what it was sent can start
 
 
 class LocalBackend(Backend):
@@ -84,6 +92,9 @@ class LocalBackend(Backend):
         self._request_numbers = itertools.count(1)
         self.workers_started = 0
         self.workers_lost = 0
+        self.workers_lost_starting = 0  # died before they were ready: no task charged
+        self._startup_exits = 0  # in a row, since a worker was last ready
+        self._startup_deaths = 0
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> LocalBackend:
@@ -202,8 +213,9 @@ class LocalBackend(Backend):
     def _assign(self) -> None:
         with self._lock:
             while self._pending and self._pool:
-                # Always the least busy worker, so work spreads before any worker queues.
-                worker = min(self._pool, key=lambda w: len(w.queue))
+                # Always the least busy worker, so work spreads before any worker queues;
+                # between equals a ready one, rather than one still starting.
+                worker = min(self._pool, key=lambda w: (len(w.queue), not w.ready))
                 if len(worker.queue) >= self.prefetch:
                     return
                 invocation = self._pending.popleft()
@@ -215,7 +227,7 @@ class LocalBackend(Backend):
         event = invocation.event
         request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
         now = time.time()
-        running = _Running(invocation, request_id, started_at=None if worker.queue else now)
+        running = _Running(invocation, request_id, started_at=None if worker.queue or not worker.ready else now)
         meta = {
             "rid": request_id,
             "memory_mb": event.memory_mb,
@@ -236,10 +248,16 @@ class LocalBackend(Backend):
         except (EOFError, OSError):
             self._replace(worker, reason=None)
             return
+        now = time.time()
+        if reply.get("ready"):
+            worker.ready = True
+            self._startup_exits = self._startup_deaths = 0
+            if worker.queue:
+                worker.queue[0].started_at = now
+            return
         if not worker.queue:
             return
         running = worker.queue.popleft()
-        now = time.time()
         if worker.queue:
             worker.queue[0].started_at = now
         error = reply.get("error")
@@ -271,12 +289,19 @@ class LocalBackend(Backend):
     def _replace(
         self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None
     ) -> None:
-        """Fail the worker's current task, requeue the ones it had not started, start a new one."""
+        """Fail the worker's current task, requeue the ones it had not started, start a new one.
+
+        A worker that dies before it is ready had started nothing: every task it held is
+        requeued without being charged an attempt.
+        """
         self._stop_worker(worker, kill=True)
         code = worker.process.returncode
         self.workers_lost += 1
+        if not worker.ready:
+            self.workers_lost_starting += 1
+            self._count_startup_death(code)  # may fail what it held, if workers keep dying
         queue = list(worker.queue)
-        if failed is None and queue:
+        if failed is None and queue and queue[0].started_at is not None:
             failed = queue.pop(0)
         elif failed is not None and queue and queue[0] is failed:
             queue.pop(0)
@@ -303,6 +328,29 @@ class LocalBackend(Backend):
                 self._pool[index] = self._spawn()
             else:
                 self._pool.pop(index)
+
+    def _count_startup_death(self, code: int | None) -> None:
+        """Fail what waits for workers when they keep dying before they are ready."""
+        self._startup_deaths += 1
+        if code is not None and code >= 0:
+            self._startup_exits += 1
+        if self._startup_exits < MAX_STARTUP_EXITS and self._startup_deaths < MAX_STARTUP_DEATHS:
+            return
+        how = (
+            f"{self._startup_exits} exited by themselves (last exit code {code}): run "
+            f"`{sys.executable} -m lambdamr.backends.local_worker` to see why"
+            if self._startup_exits >= MAX_STARTUP_EXITS
+            else f"{self._startup_deaths} in a row were killed (last by signal {-(code or 0)}) before they were ready"
+        )
+        self._startup_exits = self._startup_deaths = 0
+        error = BackendError(f"local worker processes keep dying while they start: {how}")
+        with self._lock:
+            waiting, self._pending = list(self._pending), collections.deque()
+        for other in self._pool:
+            waiting += [r.invocation for r in other.queue if r.started_at is None]
+            other.queue = collections.deque(r for r in other.queue if r.started_at is not None)
+        for invocation in waiting:
+            self._report(InvocationOutcome(invocation, error=error, started_at=None, ended_at=time.time()))
 
     def _next_deadline_in(self) -> float | None:
         deadlines = []
@@ -340,4 +388,5 @@ class LocalBackend(Backend):
             "workers": self.workers,
             "workers_started": self.workers_started,
             "workers_lost": self.workers_lost,
+            "workers_lost_starting": self.workers_lost_starting,
         }
