@@ -171,9 +171,10 @@ def validate_timeout(timeout_s: Any, label: str | None = None) -> float:
     label = label or f"timeout_s={timeout_s!r}"
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real):
         raise ConfigurationError(f"{label}: give a number of seconds")
-    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:  # NaN fails both comparisons
+    seconds = float(timeout_s)
+    if not MIN_TIMEOUT_S <= seconds <= MAX_TIMEOUT_S:  # NaN fails both comparisons
         raise ConfigurationError(f"{label}: AWS Lambda allows {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} seconds")
-    return float(timeout_s)
+    return seconds
 
 
 def validate_retries(retries: Any, label: str | None = None) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 
-from lambdamr import LambdaExecutor
+import pytest
+
+from lambdamr import LambdaExecutor, ResultLostError
 from lambdamr.backends.local import LocalBackend
 from lambdamr.faults import DuplicatingBackend, FlakyStorage
 from lambdamr.storage.local import LocalStorage
@@ -45,3 +47,33 @@ def test_flaky_listing_and_fetches_are_retried(tmp_path):
         store.failure_rate = 0.3
         assert [f.result(timeout=60) for f in futures] == [i * i for i in range(30)]
     assert store.injected > 0
+
+
+class VanishingResults(FlakyStorage):
+    """Deletes each first attempt's result object just before the driver reads it, as a
+    cleanup by someone else (or a lifecycle rule) would between the runtime's write and the
+    driver's read."""
+
+    def __init__(self, inner):
+        super().__init__(inner, failure_rate=0.0)
+        self.vanished = 0
+
+    def get(self, key, start=None, end=None):
+        if "/results/" in key and key.endswith(".1"):
+            self.inner.delete([key])
+            self.vanished += 1
+        return super().get(key, start, end)
+
+
+def test_result_deleted_before_the_driver_reads_it_runs_the_task_again(tmp_path):
+    store = VanishingResults(LocalStorage(tmp_path / "store"))
+    with LambdaExecutor(storage=store, workers=2, durable=True, reply_inline_max=0, retries=1, progress=False) as ex:
+        assert list(ex.map(pow, range(10), [2] * 10)) == [i * i for i in range(10)]
+        assert ex.last_job.retries == 10 == store.vanished
+
+
+def test_result_lost_for_good_says_so(tmp_path):
+    store = VanishingResults(LocalStorage(tmp_path / "store"))
+    with LambdaExecutor(storage=store, workers=1, durable=True, reply_inline_max=0, retries=0, progress=False) as ex:
+        with pytest.raises(ResultLostError, match="was gone when the driver read it"):
+            ex.submit(pow, 3, 2).result(timeout=60)
