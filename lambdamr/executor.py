@@ -41,6 +41,7 @@ from .config import ExecutorConfig, JobOptions, is_whole_number
 from .errors import ConfigurationError, LambdaMRError
 from .futures import LambdaFuture
 from .job import Job, JobSummary
+from .lease import SessionLease
 from .manifest import ManifestWriter
 from .map_iterator import MapIterator, check_map_timeout, zip_strict
 from .progress import JobProgress, progress_enabled
@@ -106,6 +107,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._shutdown = False
         self.jobs: list[Job] = []
         self._manifests = ManifestWriter(self.storage, keep_logs=self.config.keep_temp)  # {job}/job.json
+        self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
         _live_executors.add(self)
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
@@ -164,6 +166,7 @@ class LambdaExecutor(concurrent.futures.Executor):
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""
         self._check_open()
+        self._lease.hold()
         return self._stager.share(obj)
 
     def map_reduce(
@@ -274,6 +277,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             self._scheduler.stop()
             self.backend.shutdown(wait=wait)
         self._manifests.close(flush=self.config.keep_temp)  # before cleanup deletes them
+        self._lease.release(delete_adopted=not self.config.keep_temp)
         if not self.config.keep_temp:
             self.cleanup()
 
@@ -296,6 +300,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._check_open()
         job_prefix = job_prefix_of(self.key_prefix, job_id)
         job = load_job(self.storage, job_prefix, job_id, backend=self.backend.name, region=self.config.region)
+        self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._manifests.job_attached(job)
         with self._lock:
@@ -373,6 +378,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._check_open()
         check_plain_function(fn)
         settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
+        self._lease.hold()
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)
         job = Job(

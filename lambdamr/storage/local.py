@@ -191,10 +191,10 @@ class LocalStorage(Storage):
                 if name.startswith(".tmp-") or not key.startswith(prefix) or key <= start_after:
                     continue
                 try:
-                    size = os.stat(os.path.join(dirpath, name)).st_size
+                    info = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:  # deleted while listing
                     continue
-                found.append(ObjectInfo(key, size))
+                found.append(ObjectInfo(key, info.st_size, info.st_mtime))
         found.sort(key=lambda info: info.key)
         yield from found
 
