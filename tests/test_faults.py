@@ -77,3 +77,34 @@ def test_result_lost_for_good_says_so(tmp_path):
     with LambdaExecutor(storage=store, workers=1, durable=True, reply_inline_max=0, retries=0, progress=False) as ex:
         with pytest.raises(ResultLostError, match="was gone when the driver read it"):
             ex.submit(pow, 3, 2).result(timeout=60)
+
+
+def load_chaos_benchmark():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chaos.py"
+    spec = importlib.util.spec_from_file_location("chaos_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chaos_ledger_fails_a_run_that_settles_twice_wrong_or_never(tmp_path):
+    import concurrent.futures
+
+    chaos = load_chaos_benchmark()
+    with chaos.SettlementLedger() as ledger, LambdaExecutor(storage=str(tmp_path), workers=1, progress=False) as ex:
+        results = list(ex.map(pow, range(4), [2] * 4))
+        job = ex.last_job
+        assert ledger.settlement(job, [0, 1, 4, 9]).ok
+        with pytest.raises(concurrent.futures.InvalidStateError):
+            job.futures[1].set_result(1)  # a duplicate that got through: refused, but counted
+        settlement = ledger.settlement(job, [0, 1, 5, 9])
+    assert results == [0, 1, 4, 9]
+    assert (settlement.settled_once, settlement.settled_twice, settlement.wrong, settlement.missing) == (2, 1, 1, 0)
+    assert not settlement.ok
+    fresh = chaos.SettlementLedger()  # one that saw nothing: every call is missing
+    assert fresh.settlement(job, [0, 1, 4, 9]).missing == 4

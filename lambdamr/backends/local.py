@@ -381,6 +381,11 @@ class LocalBackend(Backend):
         assert self._on_outcome is not None
         self._on_outcome(outcome)
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the current workers (for fault injection and monitoring)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._pool]
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
