@@ -49,8 +49,9 @@ _DRIVER_BUFFER_PER_WORKER = 6
 #: workers in a row that exit by themselves before they are ready (a broken interpreter or
 #: environment, not a kill from outside) before the tasks waiting for them fail
 MAX_STARTUP_EXITS = 3
-#: workers in a row that die before they are ready for any reason, kills included
-MAX_STARTUP_DEATHS = 200
+#: seconds without any worker getting ready, while workers die trying, before the tasks
+#: waiting for them fail (workers killed from outside as fast as they start)
+STARTUP_STALL_S = 60.0
 
 
 @dataclass
@@ -95,6 +96,7 @@ class LocalBackend(Backend):
         self.workers_lost_starting = 0  # died before they were ready: no task charged
         self._startup_exits = 0  # in a row, since a worker was last ready
         self._startup_deaths = 0
+        self._last_ready_at = time.monotonic()  # or since the backend started
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> LocalBackend:
@@ -252,6 +254,7 @@ class LocalBackend(Backend):
         if reply.get("ready"):
             worker.ready = True
             self._startup_exits = self._startup_deaths = 0
+            self._last_ready_at = time.monotonic()
             if worker.queue:
                 worker.queue[0].started_at = now
             return
@@ -334,15 +337,18 @@ class LocalBackend(Backend):
         self._startup_deaths += 1
         if code is not None and code >= 0:
             self._startup_exits += 1
-        if self._startup_exits < MAX_STARTUP_EXITS and self._startup_deaths < MAX_STARTUP_DEATHS:
-            return
+        stalled = time.monotonic() - self._last_ready_at
+        if self._startup_exits < MAX_STARTUP_EXITS and stalled < STARTUP_STALL_S:
+            return  # killed from outside: a later worker will get ready, keep trying
         how = (
             f"{self._startup_exits} exited by themselves (last exit code {code}): run "
             f"`{sys.executable} -m lambdamr.backends.local_worker` to see why"
             if self._startup_exits >= MAX_STARTUP_EXITS
-            else f"{self._startup_deaths} in a row were killed (last by signal {-(code or 0)}) before they were ready"
+            else f"none got ready in {stalled:.0f} s; {self._startup_deaths} were killed (last by signal "
+            f"{-(code or 0)}) before they were ready"
         )
         self._startup_exits = self._startup_deaths = 0
+        self._last_ready_at = time.monotonic()  # the next tasks get as long again
         error = BackendError(f"local worker processes keep dying while they start: {how}")
         with self._lock:
             waiting, self._pending = list(self._pending), collections.deque()
