@@ -264,7 +264,7 @@ def main() -> int:
     if args.path in ("aws", "both"):
         from chaos_aws import run_aws  # noqa: E402 - sibling module, needs moto
 
-        outcome: Any = run_aws(args.tasks)  # True/False once it reports through a SettlementLedger
+        outcome: Any = run_aws(args.tasks)  # type: ignore[func-returns-value]  # a bool once it reports through a ledger
         ok = outcome is not False and ok
     return 0 if ok else 1
 

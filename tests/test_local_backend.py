@@ -176,3 +176,13 @@ def test_worker_whose_driver_is_gone_exits_quietly():
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+
+
+def test_workers_killed_from_outside_as_fast_as_they_start_fail_the_task_in_the_end(tmp_path, monkeypatch):
+    import lambdamr.backends.local as local_module
+
+    monkeypatch.setattr(local_module, "STARTUP_STALL_S", 0.0)  # instead of a minute without a ready worker
+    backend = WorkersKilledWhileStarting(kills=100, workers=1)
+    with LambdaExecutor(backend=backend, storage=str(tmp_path), progress=False) as ex:
+        with pytest.raises(BackendError, match=r"keep dying while they start: none got ready in \d+ s; workers killed before they were ready: 1"):
+            ex.submit(sleep_for, 0).result(timeout=60)

@@ -344,8 +344,8 @@ class LocalBackend(Backend):
             f"{self._startup_exits} exited by themselves (last exit code {code}): run "
             f"`{sys.executable} -m lambdamr.backends.local_worker` to see why"
             if self._startup_exits >= MAX_STARTUP_EXITS
-            else f"none got ready in {stalled:.0f} s; {self._startup_deaths} were killed (last by signal "
-            f"{-(code or 0)}) before they were ready"
+            else f"none got ready in {stalled:.0f} s; workers killed before they were ready: "
+            f"{self._startup_deaths} (the last by signal {-(code or 0)})"
         )
         self._startup_exits = self._startup_deaths = 0
         self._last_ready_at = time.monotonic()  # the next tasks get as long again
