@@ -184,5 +184,6 @@ def test_workers_killed_from_outside_as_fast_as_they_start_fail_the_task_in_the_
     monkeypatch.setattr(local_module, "STARTUP_STALL_S", 0.0)  # instead of a minute without a ready worker
     backend = WorkersKilledWhileStarting(kills=100, workers=1)
     with LambdaExecutor(backend=backend, storage=str(tmp_path), progress=False) as ex:
-        with pytest.raises(BackendError, match=r"keep dying while they start: none got ready in \d+ s; workers killed before they were ready: 1"):
+        stalled = r"keep dying while they start: none got ready in \d+ s; workers killed before they were ready: 1"
+        with pytest.raises(BackendError, match=stalled):
             ex.submit(sleep_for, 0).result(timeout=60)
