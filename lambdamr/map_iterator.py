@@ -76,13 +76,15 @@ def check_map_timeout(timeout: Any) -> None:
         )
 
 
-def _column(iterable: Iterable[Any], position: int) -> list[Any]:
+def _column(iterable: Iterable[Any], position: int, limit: int | None = None) -> list[Any]:
     # A Python-level loop, not list(iterable): list() over a C iterator such as
     # itertools.count() never returns to the interpreter, so Ctrl-C could not stop it.
     column: list[Any] = []
     append = column.append
     for item in iterable:
         append(item)
+        if limit is not None and len(column) >= limit:
+            break  # already longer than the first iterable: refused below, whatever its length
         if len(column) > MAX_MAP_CALLS:
             raise ConfigurationError(
                 f"map() iterable {position} yielded more than {MAX_MAP_CALLS:,} items: is it endless (itertools.count, "
@@ -93,12 +95,13 @@ def _column(iterable: Iterable[Any], position: int) -> list[Any]:
 
 def zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:
     """Zip iterables, refusing ones of different lengths (a silent truncation loses work)."""
-    columns = [_column(it, position) for position, it in enumerate(iterables)]
+    first = _column(iterables[0], 0)
+    columns = [first] + [_column(it, position, len(first) + 1) for position, it in enumerate(iterables[1:], 1)]
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise ConfigurationError(
             "map() got iterables of different lengths ("
-            + ", ".join(str(len(c)) for c in columns)
+            + ", ".join(str(len(c)) if len(c) <= len(first) else f"more than {len(first)}" for c in columns)
             + "); pass iterables of equal length, or zip/truncate them yourself"
         )
     return list(zip(*columns))

@@ -185,11 +185,13 @@ def infinite():
         (lambda ex: ex.with_options(retries="3"), ConfigurationError, r"retries='3'"),
         (lambda ex: ex.with_options(speculate="false"), ConfigurationError, r"speculate='false'"),
         (lambda ex: ex.map(identity, infinite()), ConfigurationError, r"more than 1,000 items: is it endless"),
+        (lambda ex: ex.map(pow, range(3), infinite()), ConfigurationError, r"different lengths \(3, more than 3\)"),
     ],
     ids=[
         "string map timeout", "nan map timeout", "negative map timeout", "numpy zero chunksize", "async submit",
         "async map", "async __call__", "async map_fn", "async reduce_fn", "a million reducers",
         "string keep_intermediate", "string retries", "string speculate", "endless iterable",
+        "endless second iterable",
     ],
 )
 def test_bad_call_of_the_wrong_type_is_refused_before_launch(ex, monkeypatch, call, error, fragment):
