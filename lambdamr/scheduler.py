@@ -26,14 +26,7 @@ from typing import Any
 
 from .backends.base import Backend, Invocation, InvocationOutcome
 from .config import ExecutorConfig
-from .errors import (
-    BackendError,
-    LambdaMRError,
-    ObjectNotFound,
-    ResultLostError,
-    StorageUnavailable,
-    WorkerLostError,
-)
+from .errors import BackendError, LambdaMRError, ObjectNotFound, ResultLostError, StorageUnavailable, WorkerLostError
 from .job import Job, Task
 from .protocol import TaskEvent
 from .results import decode_record
