@@ -114,6 +114,7 @@ class LocalBackend(Backend):
         if self._thread is not None:
             return
         self._on_outcome = on_outcome
+        self._last_ready_at = time.monotonic()
         self._pool = [self._spawn() for _ in range(self.workers)]
         self._thread = threading.Thread(target=self._run, name="lambdamr-local-backend", daemon=True)
         self._thread.start()
@@ -341,8 +342,9 @@ class LocalBackend(Backend):
         if self._startup_exits < MAX_STARTUP_EXITS and stalled < STARTUP_STALL_S:
             return  # killed from outside: a later worker will get ready, keep trying
         how = (
-            f"{self._startup_exits} exited by themselves (last exit code {code}): run "
-            f"`{sys.executable} -m lambdamr.backends.local_worker` to see why"
+            f"{self._startup_exits} exited by themselves (last exit code {code}); their error output "
+            f"went to this process's stderr, and `{sys.executable} -c 'import lambdamr.runtime.handler'` "
+            "shows an import failure"
             if self._startup_exits >= MAX_STARTUP_EXITS
             else f"none got ready in {stalled:.0f} s; workers killed before they were ready: "
             f"{self._startup_deaths} (the last by signal {-(code or 0)})"
