@@ -26,7 +26,15 @@ from typing import Any
 
 from .backends.base import Backend, Invocation, InvocationOutcome
 from .config import ExecutorConfig
-from .errors import BackendError, IntegrityError, LambdaMRError, StorageUnavailable, WorkerLostError
+from .errors import (
+    BackendError,
+    IntegrityError,
+    LambdaMRError,
+    ObjectNotFound,
+    ResultLostError,
+    StorageUnavailable,
+    WorkerLostError,
+)
 from .job import Job, Task
 from .protocol import TaskEvent
 from .results import open_record
@@ -293,6 +301,15 @@ class Scheduler:
                         self._inbox.put(("record", (task, attempt, None, exc)))
                         return
                     time.sleep(delay * (0.5 + random.random()))
+                except ObjectNotFound as exc:  # deleted between the runtime's write and this read
+                    lost = ResultLostError(
+                        f"the stored result {self.storage.url(key)} was gone when the driver read it "
+                        "(deleted or expired meanwhile): running the task again",
+                        job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
+                    )
+                    lost.__cause__ = exc
+                    self._inbox.put(("record", (task, attempt, None, lost)))
+                    return
                 except Exception as exc:
                     self._inbox.put(("record", (task, attempt, None, exc)))
                     return

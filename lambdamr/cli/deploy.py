@@ -85,9 +85,14 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_teardown)
 
-    p = subparsers.add_parser("clean", help="delete temp objects left by jobs")
+    p = subparsers.add_parser(
+        "clean", help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)"
+    )
     _common(p)
     p.add_argument("--bucket", help="(default: the function's bucket)")
+    p.add_argument(
+        "--storage", metavar="FOLDER", help="clean a local storage folder instead of the bucket (no AWS needed)"
+    )
     p.add_argument("--prefix", default="lambdamr")
     p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="only objects older than this")
     p.set_defaults(func=_clean)
@@ -183,6 +188,8 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    if args.storage:
+        return _clean_folder(args)
     from ..deploy import clean
 
     count = clean(
@@ -194,4 +201,18 @@ def _clean(args: argparse.Namespace) -> int:
         **_endpoints(args),
     )
     print(f"deleted {count} temp objects")
+    return 0
+
+
+def _clean_folder(args: argparse.Namespace) -> int:
+    from ..errors import ConfigurationError
+    from ..lease import clean_storage
+    from ..storage import storage_from_url
+
+    store, base = storage_from_url(args.storage)
+    if store.kind != "local":
+        raise ConfigurationError(f"--storage {args.storage!r}: give a local folder; for S3 use --bucket")
+    prefix = "/".join(p for p in (base, args.prefix.strip("/")) if p)
+    count = clean_storage(store, prefix, older_than_s=args.older_than * 3600)
+    print(f"deleted {count} temp objects under {store.url(prefix)}")
     return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from ..lease import keys_to_clean
 from .options import DEPLOY_PREFIX, MANAGED_TAG, DeployOptions, partition_of
 
 TEMP_EXPIRY_DAYS = 1
@@ -153,23 +155,34 @@ def _same_rules(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> 
 
 
 def delete_keys(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> int:
-    """Delete the objects under ``prefix`` (last modified more than ``older_than_s`` ago)."""
+    """Delete every object under ``prefix`` (last modified more than ``older_than_s`` ago),
+    live sessions included: for ``teardown``, which removes everything lambdamr made."""
     cutoff = time.time() - older_than_s
-    deleted = 0
-    batch: list[dict[str, str]] = []
+    keys = [
+        item["Key"]
+        for item in _listing(s3, bucket, prefix)
+        if not (older_than_s and item["LastModified"].timestamp() > cutoff)
+    ]
+    return _delete_batches(s3, bucket, keys)
+
+
+def clean_keys(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> int:
+    """Delete the objects under ``prefix`` that no live driver owns (see ``lambdamr.lease``):
+    sessions whose lease is fresh keep everything, even while ``lambdamr clean`` runs."""
+    entries = [(item["Key"], item["LastModified"].timestamp()) for item in _listing(s3, bucket, prefix)]
+    return _delete_batches(s3, bucket, keys_to_clean(entries, prefix, older_than_s=older_than_s))
+
+
+def _listing(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if older_than_s and item["LastModified"].timestamp() > cutoff:
-                continue
-            batch.append({"Key": item["Key"]})
-            if len(batch) == 1000:  # DeleteObjects takes at most 1,000 keys
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-                deleted += len(batch)
-                batch = []
-    if batch:
+        yield from page.get("Contents", [])
+
+
+def _delete_batches(s3: Any, bucket: str, keys: list[str]) -> int:
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
         s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        deleted += len(batch)
-    return deleted
+    return len(keys)
 
 
 def delete_bucket(s3: Any, bucket: str, prefix: str, removed: list[str], kept: list[str]) -> None:

@@ -31,7 +31,7 @@ from ..backends.aws_function import (
 from ..backends.aws_grants import ENV_GRANTS, Grants
 from ..backends.aws_versions import prune_versions
 from ..errors import ConfigurationError, LambdaMRError
-from .bucket import delete_bucket, delete_keys, ensure_bucket
+from .bucket import clean_keys, delete_bucket, ensure_bucket
 from .errors import translate
 from .function import (
     delete_function,
@@ -368,7 +368,8 @@ def clean(
     lambda_endpoint_url: str | None = None,
     session: Any = None,
 ) -> int:
-    """Delete temp objects under ``prefix/`` (those older than ``older_than_s``); return how many."""
+    """Delete temp objects under ``prefix/`` that no live driver owns (those older than
+    ``older_than_s``); return how many. Sessions with a fresh lease are spared."""
     options = _options(
         region=region,
         function_name=function_name,
@@ -380,6 +381,6 @@ def clean(
     clients = AwsClients.create(options, session)
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
-        return delete_keys(clients.s3, name, f"{options.prefix}/", older_than_s)
+        return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s)
     except Exception as exc:
         raise translate(exc, "deleting temp objects", clients.region) from exc

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..callables import check_plain_function
 from ..errors import ConfigurationError, LambdaMRError
 from ..inputs import ObjectSource
 from ..storage import Storage, storage_from_url
@@ -45,8 +46,20 @@ _KINDS = ("puts", "gets", "lists", "deletes")
 
 
 def _check_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"map_reduce: {name} must be a function, got {type(fn).__name__} {fn!r}")
+    check_plain_function(fn, f"map_reduce: {name}")
+
+
+class NumberedReduce:
+    """The reduce task of the reducers that received pairs, each run under its own number
+    (a reducer that received nothing is never invoked: no task, no output part)."""
+
+    def __init__(self, task: ReduceTask) -> None:
+        self.task = task
+        self.__name__ = task.__name__
+
+    def __call__(self, index: int, attempt: int, payload: tuple[int, list[SegmentRef]]) -> ReduceOutput:
+        reducer, segments = payload
+        return self.task(reducer, attempt, segments)
 
 
 def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Storage]]:
@@ -194,8 +207,9 @@ def run_map_reduce(
     map_phase = Phase(
         ex, MapTask(map_plan), "map", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
+    reduce_task = NumberedReduce(ReduceTask(reduce_plan))
     reduce_phase = Phase(
-        ex, ReduceTask(reduce_plan), "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
+        ex, reduce_task, "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
     succeeded = False
     try:
@@ -205,7 +219,7 @@ def run_map_reduce(
             for r, (offset, length, pairs, is_sorted, digest) in enumerate(out.segments):
                 if length:
                     columns[r].append(SegmentRef(out.name, offset, length, pairs, is_sorted, digest))
-        reduce_outputs: list[ReduceOutput] = reduce_phase.run(columns)
+        reduce_outputs: list[ReduceOutput] = reduce_phase.run([(r, col) for r, col in enumerate(columns) if col])
         _collect(result, reduce_outputs)
         succeeded = True
     finally:
@@ -226,18 +240,25 @@ def run_map_reduce(
 
 
 def _collect(result: MapReduceResult, outputs: list[ReduceOutput]) -> None:
-    for out in outputs:
+    came_from: dict[Any, int] = {}
+    for number, out in enumerate(outputs):
         if out.output_key is not None:
             result.output_keys.append(out.output_key)
             result.output_digests.append(out.output_digest)
             continue
         for key, value in out.results or ():
             if key in result:
+                if came_from[key] == number:
+                    raise ConfigurationError(
+                        f"key {key!r} came out of one reducer twice: its keys compare equal but do not sort "
+                        "together (keys of mixed types, or objects whose == and < disagree); emit keys of one type"
+                    )
                 raise ConfigurationError(
                     f"key {key!r} reached two reducers: the partition function must send equal keys to the "
                     "same reducer in every process (do not use hash() of str or bytes: it is salted per process)"
                 )
             result[key] = value
+            came_from[key] = number
 
 
 def _fill_stats(

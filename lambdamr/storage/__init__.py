@@ -50,6 +50,11 @@ def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str |
         if endpoint_url:
             spec["endpoint_url"] = endpoint_url
         return open_storage(spec), parsed.path.strip("/")
+    if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        raise ConfigurationError(
+            f"storage URL {url!r} names the host {parsed.netloc!r}, not a folder: write file:///absolute/path "
+            f"(three slashes), or the plain path {url[len('file://'):]!r} for a folder relative to this directory"
+        )
     if parsed.scheme in ("file", ""):
         path = parsed.path if parsed.scheme == "file" else url
         return open_storage({"kind": "local", "root": os.path.expanduser(path)}), ""

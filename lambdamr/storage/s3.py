@@ -166,7 +166,7 @@ class S3Storage(Storage):
                 raise translate_error(exc, f"listing {self.url(prefix)}") from exc
             self.stats.add(lists=1)
             for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"], int(item["Size"]))
+                yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")
