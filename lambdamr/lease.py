@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 
 from .errors import LambdaMRError
-from .storage import Storage, open_storage
+from .storage import Storage, reopen_storage
 
 log = logging.getLogger("lambdamr")
 
@@ -140,8 +140,5 @@ class SessionLease:
 
     def _writer(self) -> Storage:
         if self._store is None:
-            try:
-                self._store = open_storage(self._source.spec())
-            except Exception:  # a store that cannot be rebuilt from its spec: share it
-                self._store = self._source
+            self._store = reopen_storage(self._source)
         return self._store

@@ -34,7 +34,7 @@ from .errors import IntegrityError, LambdaMRError, ObjectNotFound
 from .protocol import decode_result, result_context, session_of
 from .recovery import job_prefix_of
 from .signing import Context, Signer, process_key
-from .storage import Storage, open_storage
+from .storage import Storage, reopen_storage
 
 if TYPE_CHECKING:
     from .job import Job
@@ -227,10 +227,7 @@ class ManifestWriter:
 
     def _writer(self) -> Storage:
         if self._store is None:
-            try:
-                self._store = open_storage(self._source.spec())
-            except Exception:  # a store that cannot be rebuilt from its spec: share it
-                self._store = self._source
+            self._store = reopen_storage(self._source)
         return self._store
 
     def close(self, *, flush: bool, timeout: float = 30.0) -> None:

@@ -34,6 +34,15 @@ def open_storage(spec: dict[str, Any]) -> Storage:
     return getattr(module, class_name)(**spec)
 
 
+def reopen_storage(store: Storage) -> Storage:
+    """A store of its own for a background writer (its own connections, counted apart), rebuilt
+    from ``store``'s spec; ``store`` itself when it cannot be rebuilt from a spec."""
+    try:
+        return open_storage(store.spec())
+    except Exception:
+        return store
+
+
 def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str | None = None) -> tuple[Storage, str]:
     """Open the store a URL names and return it with the key prefix the URL carries.
 
@@ -63,4 +72,4 @@ def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str |
     )
 
 
-__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "storage_from_url"]
+__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "reopen_storage", "storage_from_url"]
