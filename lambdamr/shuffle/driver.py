@@ -31,7 +31,7 @@ from .plan import (
     default_reducers,
     reduce_budget_bytes,
 )
-from .reducer import ReduceOutput, ReduceTask, SegmentRef
+from .reducer import NumberedReduce, ReduceOutput, ReduceTask, SegmentRef
 from .result import MapReduceResult, MapReduceStats
 from .whole import ReduceAllTask, StoreResultTask, WholePlan
 
@@ -47,19 +47,6 @@ _KINDS = ("puts", "gets", "lists", "deletes")
 
 def _check_callable(name: str, fn: Any) -> None:
     check_plain_function(fn, f"map_reduce: {name}")
-
-
-class NumberedReduce:
-    """The reduce task of the reducers that received pairs, each run under its own number
-    (a reducer that received nothing is never invoked: no task, no output part)."""
-
-    def __init__(self, task: ReduceTask) -> None:
-        self.task = task
-        self.__name__ = task.__name__
-
-    def __call__(self, index: int, attempt: int, payload: tuple[int, list[SegmentRef]]) -> ReduceOutput:
-        reducer, segments = payload
-        return self.task(reducer, attempt, segments)
 
 
 def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Storage]]:

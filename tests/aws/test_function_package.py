@@ -250,7 +250,7 @@ def test_what_the_driver_pickled_unpickles_and_works_from_the_package_alone(lamb
     answer = run_isolated(lambda_paths, code, stdin)
     for kind in (
         "lambdamr.shuffle.mapper.MapTask",
-        "lambdamr.shuffle.reducer.ReduceTask",
+        "lambdamr.shuffle.reducer.NumberedReduce",  # wraps the ReduceTask: reducers that received pairs, by number
         "lambdamr.shuffle.reducer.SegmentRef",
         "lambdamr.shuffle.whole.StoreResultTask",
         "lambdamr.shuffle.whole.ReduceAllTask",
