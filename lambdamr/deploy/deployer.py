@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from ..backends.aws_function import (
 from ..backends.aws_grants import ENV_GRANTS, Grants
 from ..backends.aws_versions import prune_versions
 from ..errors import ConfigurationError, LambdaMRError
-from .bucket import clean_keys, delete_bucket, ensure_bucket
+from .bucket import clean_keys, cleanable_objects, delete_bucket, ensure_bucket
 from .errors import translate
 from .function import (
     delete_function,
@@ -314,11 +314,18 @@ def teardown(
     prefix: str = "lambdamr",
     keep_bucket: bool = False,
     delete_key_now: bool = False,
+    delete_user_objects: bool = False,
+    dry_run: bool = False,
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     session: Any = None,
 ) -> dict[str, list[str]]:
-    """Remove what deploy made — and nothing it did not make. Returns what was removed/kept."""
+    """Remove what deploy made — and nothing it did not make. Returns what was removed and
+    what was kept (with why); ``dry_run`` only says what would be, with read calls only.
+
+    Objects outside lambdamr's temp and deploy prefixes (``map_reduce`` output under a
+    ``--write`` grant, say) are kept, and so is the bucket holding them, unless
+    ``delete_user_objects``."""
     options = _options(
         region=region,
         function_name=function_name,
@@ -332,13 +339,15 @@ def teardown(
     kept: list[str] = []
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
-        delete_function(clients.lam, clients.logs, options, removed, kept)
-        delete_role(clients.iam, options.role_name, removed)
-        delete_secret(clients.secrets, options, removed, kept, now=delete_key_now)
+        delete_function(clients.lam, clients.logs, options, removed, kept, dry_run=dry_run)
+        delete_role(clients.iam, options.role_name, removed, dry_run=dry_run)
+        delete_secret(clients.secrets, options, removed, kept, now=delete_key_now, dry_run=dry_run)
         if keep_bucket:
-            kept.append(f"bucket {name} (--keep-bucket)")
+            kept.append(f"bucket {name} and its objects (--keep-bucket)")
         else:
-            delete_bucket(clients.s3, name, options.prefix, removed, kept)
+            delete_bucket(
+                clients.s3, name, options.prefix, removed, kept, delete_user_objects=delete_user_objects, dry_run=dry_run
+            )
     except LambdaMRError:
         raise
     except Exception as exc:
@@ -364,12 +373,50 @@ def clean(
     *,
     prefix: str = "lambdamr",
     older_than_s: float = 0.0,
+    only: Collection[str] | None = None,
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     session: Any = None,
 ) -> int:
     """Delete temp objects under ``prefix/`` that no live driver owns (those older than
-    ``older_than_s``); return how many. Sessions with a fresh lease are spared."""
+    ``older_than_s``; with ``only``, just those of these keys); return how many. Sessions
+    with a fresh lease are spared. Nothing outside ``prefix/`` is ever deleted."""
+    clients, name, options = _clean_target(region, function_name, bucket, prefix, endpoint_url, lambda_endpoint_url, session)
+    try:
+        return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s, only=only)
+    except Exception as exc:
+        raise translate(exc, "deleting temp objects", clients.region) from exc
+
+
+def clean_preview(
+    region: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    bucket: str | None = None,
+    *,
+    prefix: str = "lambdamr",
+    older_than_s: float = 0.0,
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    session: Any = None,
+) -> tuple[str, list[tuple[str, int]]]:
+    """What ``clean`` would delete, read only: the bucket and the ``(key, size)`` of each
+    object (pass the keys as ``clean(only=...)`` once the user agreed)."""
+    clients, name, options = _clean_target(region, function_name, bucket, prefix, endpoint_url, lambda_endpoint_url, session)
+    try:
+        return name, cleanable_objects(clients.s3, name, f"{options.prefix}/", older_than_s)
+    except Exception as exc:
+        raise translate(exc, "listing temp objects", clients.region) from exc
+
+
+def _clean_target(
+    region: str | None,
+    function_name: str,
+    bucket: str | None,
+    prefix: str,
+    endpoint_url: str | None,
+    lambda_endpoint_url: str | None,
+    session: Any,
+) -> tuple[AwsClients, str, DeployOptions]:
     options = _options(
         region=region,
         function_name=function_name,
@@ -381,6 +428,6 @@ def clean(
     clients = AwsClients.create(options, session)
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
-        return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s)
     except Exception as exc:
-        raise translate(exc, "deleting temp objects", clients.region) from exc
+        raise translate(exc, "finding the bucket", clients.region) from exc
+    return clients, name, options

@@ -233,15 +233,19 @@ def _log_group_is_ours(logs: Any, name: str) -> bool:
     return tags.get(MANAGED_TAG) == "true"
 
 
-def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str]) -> None:
-    """Delete the function, its layer versions and its log group — each only if deploy made it."""
+def delete_function(
+    lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str], *, dry_run: bool = False
+) -> None:
+    """Delete the function, its layer versions and its log group — each only if deploy made
+    it. ``dry_run`` only lists what would go (read calls only)."""
     from botocore.exceptions import ClientError
 
     try:
         current = lam.get_function(FunctionName=options.function_name)
         if (current.get("Tags") or {}).get(MANAGED_TAG) == "true":
-            lam.delete_function(FunctionName=options.function_name)
             removed.append(f"function {options.function_name}")
+            if not dry_run:
+                lam.delete_function(FunctionName=options.function_name)
         else:
             kept.append(f"function {options.function_name} (not created by lambdamr deploy)")
     except ClientError as exc:
@@ -251,15 +255,17 @@ def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[s
         for page in lam.get_paginator("list_layer_versions").paginate(LayerName=options.layer_name):
             for version in page.get("LayerVersions", []):
                 if (version.get("Description") or "").startswith(LAYER_DESCRIPTION):
-                    lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
                     removed.append(f"layer {options.layer_name}:{version['Version']}")
+                    if not dry_run:
+                        lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
     groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
     if any(g["logGroupName"] == options.log_group for g in groups):
         if _log_group_is_ours(logs, options.log_group):
-            logs.delete_log_group(logGroupName=options.log_group)
             removed.append(f"log group {options.log_group}")
+            if not dry_run:
+                logs.delete_log_group(logGroupName=options.log_group)
         else:
             kept.append(f"log group {options.log_group} (not created by lambdamr deploy)")

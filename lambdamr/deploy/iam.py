@@ -137,8 +137,8 @@ def ensure_role(
     return dict(role)
 
 
-def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
-    """Delete the role (and its inline policies) if deploy made it."""
+def delete_role(iam: Any, role_name: str, removed: list[str], *, dry_run: bool = False) -> None:
+    """Delete the role (and its inline policies) if deploy made it (``dry_run``: only list it)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -149,10 +149,12 @@ def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
         raise
     if tags.get("lambdamr:managed") != "true":
         return
+    removed.append(f"IAM role {role_name}")
+    if dry_run:
+        return
     for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
         iam.delete_role_policy(RoleName=role_name, PolicyName=name)
     iam.delete_role(RoleName=role_name)
-    removed.append(f"IAM role {role_name}")
 
 
 def retry_until_role_usable(

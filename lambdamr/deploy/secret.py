@@ -165,8 +165,11 @@ def put_new_key(sm: Any, secret_arn: str) -> SecretRef:
     return SecretRef(secret_arn, str(answer["VersionId"]))
 
 
-def delete_secret(sm: Any, options: DeployOptions, removed: list[str], kept: list[str], *, now: bool = False) -> None:
-    """Delete the deployment's secret if deploy made it: after the recovery window, or ``now``."""
+def delete_secret(
+    sm: Any, options: DeployOptions, removed: list[str], kept: list[str], *, now: bool = False, dry_run: bool = False
+) -> None:
+    """Delete the deployment's secret if deploy made it: after the recovery window, or
+    ``now`` (``dry_run``: only list it)."""
     description = _describe(sm, options.secret_name)
     if description is None or (description.get("DeletedDate") and not now):
         return
@@ -174,11 +177,13 @@ def delete_secret(sm: Any, options: DeployOptions, removed: list[str], kept: lis
         kept.append(f"Secrets Manager secret {options.secret_name} (not created by lambdamr deploy)")
         return
     if now:
-        sm.delete_secret(SecretId=description["ARN"], ForceDeleteWithoutRecovery=True)
         removed.append(f"Secrets Manager secret {options.secret_name} (deleted without recovery)")
+        if not dry_run:
+            sm.delete_secret(SecretId=description["ARN"], ForceDeleteWithoutRecovery=True)
     else:
-        sm.delete_secret(SecretId=description["ARN"], RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         removed.append(f"Secrets Manager secret {options.secret_name} (deleted in {RECOVERY_WINDOW_DAYS} days unless restored)")
+        if not dry_run:
+            sm.delete_secret(SecretId=description["ARN"], RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
 
 
 def rotate_key(
