@@ -106,6 +106,12 @@ class DeployReport:
     changes: list[str] = field(default_factory=list)
     grants: Grants | None = None
 
+    def summary(self) -> str:
+        """Two lines for after the changes were printed as they were made."""
+        done = f"{len(self.changes)} change(s)" if self.changes else "nothing to change: everything was already up to date"
+        use = f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')"
+        return f"lambdamr deploy: {self.function_arn}: {done}\n{use}"
+
     def __str__(self) -> str:
         lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
         if self.grants:
@@ -117,6 +123,20 @@ class DeployReport:
                 f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')",
             ]
         )
+
+
+class ChangeLog(list[str]):
+    """The changes of a deploy; each is also handed to ``on_change`` the moment it is made
+    (the command line prints them as it goes)."""
+
+    def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def append(self, change: str) -> None:
+        super().append(change)
+        if self._on_change is not None:
+            self._on_change(change)
 
 
 def _options(**kwargs: Any) -> DeployOptions:
@@ -151,8 +171,12 @@ def deploy(
     pip: PipRunner | None = None,
     session: Any = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_change: Callable[[str], None] | None = None,
 ) -> DeployReport:
     """Create or update, idempotently, everything the aws backend needs in one region.
+
+    ``on_change`` is called with each change as it is made (``plan_deploy`` says beforehand
+    what they will be).
 
     Raises:
         ConfigurationError: bad options, missing credentials or permissions, a name taken by
@@ -182,7 +206,7 @@ def deploy(
         caller = clients.sts.get_caller_identity()
         account = str(caller["Account"])
         name = options.bucket or default_bucket(clients)
-        changes: list[str] = []
+        changes = ChangeLog(on_change)
         step = f"setting up bucket {name}"
         ensure_bucket(clients.s3, name, options, clients.region, changes)
         step = f"setting up the signing key secret {options.secret_name}"
