@@ -1,13 +1,16 @@
 """The help format of ``lambdamr`` and of the example and benchmark scripts.
 
-Descriptions are printed as written (a docstring's example command lines stay one per line),
-and every option's help ends with its default — unless the help already says what the
-default is (``default: the function's bucket``), or the option is an on/off flag.
+A description is wrapped paragraph by paragraph, except paragraphs with indented or bulleted
+lines, which are printed as written: a module docstring makes a whole description, its
+example command lines one per line. Every option's help ends with its default — unless the
+help already says it (``(default: the function's bucket)``), or the option is an on/off flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import textwrap
 
 _FLAGS = (
     argparse._StoreTrueAction,
@@ -18,12 +21,27 @@ _FLAGS = (
 )
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """``RawDescriptionHelpFormatter`` that shows each option's default."""
+_SAYS_DEFAULT = re.compile(r"\(default[: ]|%\(default\)")
+_AS_WRITTEN = re.compile(r"^(\s|[*-] )")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions kept whole (examples as written), and each option's default shown."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")
+        filled = []
+        for paragraph in paragraphs:
+            lines = paragraph.splitlines()
+            if any(_AS_WRITTEN.match(line) for line in lines):
+                filled.append("\n".join(indent + line for line in lines))
+            else:
+                filled.append(textwrap.fill(" ".join(lines), width, initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(filled)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.help is argparse.SUPPRESS or "default" in text or isinstance(action, _FLAGS):
+        if action.help is argparse.SUPPRESS or _SAYS_DEFAULT.search(text) or isinstance(action, _FLAGS):
             return action.help
         if action.default is None or action.default is argparse.SUPPRESS:
             return action.help  # an option without a default must say so itself (a test checks)
@@ -44,7 +62,7 @@ def options_without_default(parser: argparse.ArgumentParser) -> list[str]:
         if not action.option_strings or action.help is argparse.SUPPRESS or isinstance(action, _FLAGS):
             continue
         text = formatter._get_help_string(action) or ""
-        if "default" not in text:
+        if not _SAYS_DEFAULT.search(text):
             missing.append(action.option_strings[-1])
     return missing
 

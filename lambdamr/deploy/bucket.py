@@ -256,8 +256,9 @@ def delete_bucket(
     if tags is None:
         return
     contents = bucket_contents(s3, bucket, prefix)
+    location = f"s3://{bucket}"
     for usage in contents.ours:
-        removed.append(usage.describe(bucket))
+        removed.append(usage.describe(location))
         if not dry_run:
             delete_keys(s3, bucket, usage.prefix)
     if tags.get(MANAGED_TAG) != "true":
@@ -265,14 +266,14 @@ def delete_bucket(
         return
     users = contents.users
     if users and not delete_user_objects:
-        kept.extend(f"{usage.describe(bucket)} (not written by lambdamr)" for usage in users)
+        kept.extend(f"{usage.describe(location)} (not written by lambdamr)" for usage in users)
         count = plural(sum(u.count for u in users), "object")
         kept.append(
             f"bucket {bucket} (it holds {count} lambdamr did not write: to delete them and the bucket, "
             "run `lambdamr teardown --delete-user-objects`, or copy them elsewhere first)"
         )
         return
-    removed.extend(f"{usage.describe(bucket)} (not written by lambdamr; --delete-user-objects)" for usage in users)
+    removed.extend(f"{usage.describe(location)} (not written by lambdamr; --delete-user-objects)" for usage in users)
     if users and not dry_run:
         delete_keys(s3, bucket, "")  # every object left: what was listed (and confirmed) above
     if not dry_run and s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0):

@@ -26,8 +26,9 @@ class PrefixUsage:
     size: int
     ours: bool
 
-    def describe(self, bucket: str) -> str:
-        where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}/ (top level)"
+    def describe(self, location: str) -> str:
+        """``3 objects (1.2 KB) under s3://bucket/out/``; ``location`` is the store's URL."""
+        where = f"{location.rstrip('/')}/{self.prefix}" if self.prefix else f"{location.rstrip('/')}/ (top level)"
         return f"{plural(self.count, 'object')} ({human_size(self.size)}) under {where}"
 
 
@@ -92,3 +93,17 @@ def human_size(size: float) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def group_by_session(bucket: str, objects: Iterable[tuple[str, int]], temp_prefix: str) -> BucketContents:
+    """``(key, size)`` pairs under the temp prefix grouped by session folder (``lambdamr.lease``)."""
+    from ..lease import session_of
+
+    totals: dict[str, list[int]] = {}
+    base = temp_prefix.strip("/") + "/"
+    for key, size in objects:
+        group = session_of(key, base)
+        counts = totals.setdefault(group + "/" if group else base, [0, 0])
+        counts[0] += 1
+        counts[1] += size
+    return BucketContents(bucket, tuple(PrefixUsage(p, c, s, True) for p, (c, s) in sorted(totals.items())))
