@@ -9,14 +9,13 @@ step never deletes because nobody was there to say no).
 from __future__ import annotations
 
 import sys
-from typing import TextIO
 
 from ..errors import ConfigurationError
 
 YES_FLAG_HELP = "do not ask for confirmation (needed when not on a terminal)"
 
 
-def confirm(question: str, *, yes: bool, command: str, stdin: TextIO | None = None) -> bool:
+def confirm(question: str, *, yes: bool, command: str) -> bool:
     """Whether to go ahead: ``yes`` (``--yes``), else the user's answer on a terminal.
 
     Args:
@@ -29,13 +28,12 @@ def confirm(question: str, *, yes: bool, command: str, stdin: TextIO | None = No
     """
     if yes:
         return True
-    stdin = stdin or sys.stdin
-    if not stdin.isatty():
-        raise ConfigurationError(
-            f"not on a terminal, so nobody can confirm: nothing was changed; to go ahead, run `{command} --yes`"
-        )
-    print(f"{question} [y/N] ", end="", flush=True)
-    answer = stdin.readline()
+    if not sys.stdin.isatty():
+        raise ConfigurationError(f"not on a terminal, so pass --yes to go ahead (`{command} --yes`); nothing was changed")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:  # the terminal closed: no answer is no
+        return False
     return answer.strip().lower() in ("y", "yes")
 
 
