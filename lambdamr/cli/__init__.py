@@ -8,14 +8,13 @@ of commands is one module and one line here.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import sys
 from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import LambdaMRError
-from .help import HelpFormatter
+from .help import CommandParser
 
 #: modules that add subcommands, in the order they appear in ``lambdamr --help``
 COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.cleanup", "lambdamr.cli.observe")
@@ -23,14 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.cleanup
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="lambdamr", description="Run Python functions on AWS Lambda, map/reduce style.", formatter_class=HelpFormatter
-    )
+    parser = CommandParser(prog="lambdamr", description="Run Python functions on AWS Lambda, map/reduce style.")
     parser.add_argument("--version", action="version", version=f"lambdamr {__version__}")
-    # every subcommand's help shows its options' defaults, too
-    subparsers = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter)
-    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     subparsers.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import textwrap
+from typing import Any
 
 _FLAGS = (
     argparse._StoreTrueAction,
@@ -49,6 +50,15 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown})".lstrip()
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose help is formatted by ``HelpFormatter`` unless told otherwise (for
+    ``add_subparsers(parser_class=...)``: every subcommand's help shows its defaults too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def options_without_default(parser: argparse.ArgumentParser) -> list[str]:
     """The options of ``parser`` (and of its subcommands) whose help shows no default: the
     test of "every option's help shows its default"."""
@@ -67,4 +77,4 @@ def options_without_default(parser: argparse.ArgumentParser) -> list[str]:
     return missing
 
 
-__all__ = ["HelpFormatter", "options_without_default"]
+__all__ = ["CommandParser", "HelpFormatter", "options_without_default"]

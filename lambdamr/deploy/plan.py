@@ -20,6 +20,7 @@ from ..backends.aws_function import ENV_SIGNING_KEY, DeployedRuntime, alias_name
 from ..backends.aws_grants import ENV_GRANTS
 from ..backends.aws_versions import max_event_age
 from ..errors import LambdaMRError
+from .at_rest import PRICES_SOURCE, AtRest, at_rest
 from .bucket import bucket_steps, tls_only_policy
 from .contents import bucket_contents, human_size
 from .deployer import AwsClients, _options, default_bucket
@@ -38,18 +39,6 @@ from .layer import layer_packages, layer_spec_hash
 from .options import LOG_RETENTION_DAYS, DeployOptions, partition_of
 from .package import code_sha256, function_package
 from .secret import SecretRef, current_key_version, describe_secret, is_ours, secret_policy_change, wanted_secret_policy
-
-# ---- prices at rest: us-east-1 list prices, recorded 2026-12-01 ------------------------------
-#: S3 Standard storage, first 50 TB a month — https://aws.amazon.com/s3/pricing/
-S3_USD_PER_GB_MONTH = 0.023
-#: one secret, per month (API calls are $0.05 per 10,000) — https://aws.amazon.com/secrets-manager/pricing/
-SECRET_USD_PER_MONTH = 0.40
-#: CloudWatch Logs storage ("archived"), per GB-month — https://aws.amazon.com/cloudwatch/pricing/
-LOGS_USD_PER_GB_MONTH = 0.03
-#: Lambda code storage (function versions and layers) is free but capped per region: 75 GB —
-#: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-LAMBDA_CODE_STORAGE_QUOTA = 75 * 2**30
-PRICES_SOURCE = "us-east-1 list prices recorded 2026-12-01 (lambdamr.deploy.plan)"
 
 #: the fields of a published version that must match $LATEST for its alias to be kept (ensure_alias)
 _ALIAS_FIELDS = ("code_sha256", "layers", "lambdamr_version", "signing_key", "signing_key_version", "storage_url")
@@ -83,16 +72,6 @@ class PlannedStep:
     resource: str
     what: str
     document: Any = None
-
-
-@dataclass(frozen=True)
-class AtRest:
-    """One thing the deployment keeps, its size, and what it costs a month."""
-
-    what: str
-    size: int
-    usd_per_month: float
-    note: str
 
 
 @dataclass
@@ -450,43 +429,21 @@ class _Planner:
             )
 
     def _at_rest(self, plan: DeployPlan, package: bytes, layer_arn: str) -> list[AtRest]:
-        o = self.clients
-        layer_size = 0
+        layer = None
         if "<" not in layer_arn:
-            version = o.lam.get_layer_version(LayerName=self.options.layer_name, VersionNumber=int(layer_arn.rsplit(":", 1)[1]))
-            layer_size = int(version["Content"]["CodeSize"])
-        code = len(package) * 2  # $LATEST and the alias's published version each keep a copy
-        quota = f"Lambda code storage is free; it counts against the {LAMBDA_CODE_STORAGE_QUOTA // 2**30} GB per region quota"
-        items = [
-            AtRest(
-                "function code ($LATEST and one version)"
-                + (" and layer" if layer_size else ", layer size known after the build"),
-                code + layer_size,
-                0.0,
-                quota,
+            number = int(layer_arn.rsplit(":", 1)[1])
+            layer = int(
+                self.clients.lam.get_layer_version(LayerName=self.options.layer_name, VersionNumber=number)["Content"]["CodeSize"]
             )
-        ]
-        stored = 0
-        if not plan_creates(plan, f"bucket {plan.bucket}"):
-            stored = bucket_contents(o.s3, plan.bucket, self.options.prefix).size
-        items.append(
-            AtRest(
-                f"bucket {plan.bucket}, as it is now",
-                stored,
-                stored / 2**30 * S3_USD_PER_GB_MONTH,
-                f"S3 Standard at ${S3_USD_PER_GB_MONTH}/GB-month; temp objects expire after a day",
-            )
+        creates_bucket = plan_creates(plan, f"bucket {plan.bucket}")
+        return at_rest(
+            function_code=len(package) * 2,  # $LATEST and the alias's published version each keep a copy
+            layer=layer,
+            bucket=plan.bucket,
+            bucket_bytes=0 if creates_bucket else bucket_contents(self.clients.s3, plan.bucket, self.options.prefix).size,
+            log_group=self.options.log_group,
+            log_bytes=self._log_bytes,
         )
-        items.append(AtRest("signing key secret", 0, SECRET_USD_PER_MONTH, f"${SECRET_USD_PER_MONTH:.2f} per secret a month"))
-        items.append(
-            AtRest(
-                f"log group {self.options.log_group}",
-                self._log_bytes,
-                self._log_bytes / 2**30 * LOGS_USD_PER_GB_MONTH,
-                f"${LOGS_USD_PER_GB_MONTH}/GB-month, kept {LOG_RETENTION_DAYS} days",
-            )
-        )
-        return items
 
 
 def plan_creates(plan: DeployPlan, resource: str) -> bool:
