@@ -127,7 +127,7 @@ def _deployment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _deploy(args: argparse.Namespace) -> int:
     from ..deploy import deploy
-    from ..deploy.plan import plan_deploy
+    from ..deploy.planner import plan_deploy
 
     plan = plan_deploy(**_deployment_kwargs(args))
     if args.plan:
@@ -142,7 +142,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _policies(args: argparse.Namespace) -> int:
-    from ..deploy.plan import format_policies, plan_deploy
+    from ..deploy.plan import format_policies
+    from ..deploy.planner import plan_deploy
 
     documents = plan_deploy(**_deployment_kwargs(args)).documents
     print(json.dumps(documents, indent=2) if args.json else format_policies(documents))

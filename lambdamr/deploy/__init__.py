@@ -10,7 +10,8 @@ The same operations as the ``lambdamr`` command line::
 from .deployer import DeployReport, clean, clean_preview, deploy, status, teardown
 from .errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
 from .options import DeployOptions
-from .plan import DeployPlan, plan_deploy
+from .plan import DeployPlan
+from .planner import plan_deploy
 from .secret import rotate_key
 
 __all__ = [

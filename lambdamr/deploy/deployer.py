@@ -139,7 +139,7 @@ class ChangeLog(list[str]):
             self._on_change(change)
 
 
-def _options(**kwargs: Any) -> DeployOptions:
+def deploy_options(**kwargs: Any) -> DeployOptions:
     packages = kwargs.pop("packages", ()) or ()
     python_version = kwargs.pop("python_version", None)
     if python_version:
@@ -182,7 +182,7 @@ def deploy(
         ConfigurationError: bad options, missing credentials or permissions, a name taken by
             something lambdamr did not create, a layer over Lambda's size limits.
     """
-    options = _options(
+    options = deploy_options(
         region=region,
         bucket=bucket,
         function_name=function_name,
@@ -280,7 +280,7 @@ def status(
     """What is deployed and whether this driver can use it (``compatible`` and ``problem``)."""
     from botocore.exceptions import ClientError
 
-    options = _options(
+    options = deploy_options(
         region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
     )
     clients = AwsClients.create(options, session)
@@ -350,7 +350,7 @@ def teardown(
     Objects outside lambdamr's temp and deploy prefixes (``map_reduce`` output under a
     ``--write`` grant, say) are kept, and so is the bucket holding them, unless
     ``delete_user_objects``."""
-    options = _options(
+    options = deploy_options(
         region=region,
         function_name=function_name,
         bucket=bucket,
@@ -441,7 +441,7 @@ def _clean_target(
     lambda_endpoint_url: str | None,
     session: Any,
 ) -> tuple[AwsClients, str, DeployOptions]:
-    options = _options(
+    options = deploy_options(
         region=region,
         function_name=function_name,
         bucket=bucket,

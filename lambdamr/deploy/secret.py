@@ -222,10 +222,10 @@ def rotate_key(
     from ..backends.aws_function import DeployedRuntime, wait_updated
     from ..errors import ConfigurationError, LambdaMRError
     from ..runtime.key_source import ENV_KEY_VERSION
-    from .deployer import AwsClients, _options
+    from .deployer import AwsClients, deploy_options
     from .errors import translate
 
-    options = _options(
+    options = deploy_options(
         region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
     )
     clients = AwsClients.create(options, session)
