@@ -269,8 +269,8 @@ def delete_bucket(
         kept.extend(f"{usage.describe(location)} (not written by lambdamr)" for usage in users)
         count = plural(sum(u.count for u in users), "object")
         kept.append(
-            f"bucket {bucket} (it holds {count} lambdamr did not write: to delete them and the bucket, "
-            "run `lambdamr teardown --delete-user-objects`, or copy them elsewhere first)"
+            f"bucket {bucket} (it holds {count} lambdamr did not write; "
+            "`lambdamr teardown --delete-user-objects` deletes those too, and then the bucket)"
         )
         return
     removed.extend(f"{usage.describe(location)} (not written by lambdamr; --delete-user-objects)" for usage in users)

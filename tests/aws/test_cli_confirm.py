@@ -56,7 +56,7 @@ def test_teardown_lists_sizes_per_prefix_and_keeps_user_objects_and_their_bucket
     assert f"  - 2 objects (8 B) under s3://{BUCKET}/lambdamr/" in plan  # listed first, with counts and sizes
     assert f"  - 1 object (17 B) under s3://{BUCKET}/out/ (not written by lambdamr)" in plan
     assert f"kept bucket {BUCKET} (it holds 1 object lambdamr did not write" in done
-    assert "lambdamr teardown --delete-user-objects" in done  # says how to remove it
+    assert "`lambdamr teardown --delete-user-objects` deletes those too" in done  # says how to remove it
     assert _keys(deployed["s3"]) == ["out/part-00000"]  # the temp objects went, the output stayed
     assert deployed["s3"].get_object(Bucket=BUCKET, Key="out/part-00000")["Body"].read() == b"the user's result"
     assert _exists(deployed) == ([], [], [BUCKET])
