@@ -97,8 +97,7 @@ def _teardown(args: argparse.Namespace) -> int:
     if not preview["removed"]:
         print("nothing to remove")
         return 0
-    command = "lambdamr teardown" + (" --delete-user-objects" if args.delete_user_objects else "")
-    if not confirm(f"Delete these {len(preview['removed'])} items?", yes=args.yes, command=command):
+    if not confirm(f"Delete these {len(preview['removed'])} items?", yes=args.yes, command=args.command_line):
         print("nothing deleted")
         return 1
     result = teardown(**kwargs)
@@ -135,7 +134,7 @@ def _clean(args: argparse.Namespace) -> int:
         "left by drivers that are gone (nothing outside it is touched):",
         [usage.describe(f"s3://{bucket}") for usage in group_by_session(bucket, objects, args.prefix).usages],
     )
-    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command="lambdamr clean"):
+    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
         print("nothing deleted")
         return 1
     count = clean(only={key for key, _ in objects}, **common)
@@ -170,8 +169,7 @@ def _clean_folder(args: argparse.Namespace) -> int:
         f"under {store.url(prefix)}, left by drivers that are gone:",
         [u.describe(root) for u in group_by_session(root, objects.items(), prefix).usages],
     )
-    command = f"lambdamr clean --storage {args.storage}"
-    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=command):
+    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
         print("nothing deleted")
         return 1
     keys = [key for key in cleanable() if key in objects]  # a session that came back to life is spared
@@ -202,7 +200,7 @@ def _rotate_key(args: argparse.Namespace) -> int:
             "jobs running now fail (IntegrityError), and durable jobs signed with the old key can no longer be attached",
         ],
     )
-    if not confirm("Rotate the signing key?", yes=args.yes, command="lambdamr rotate-key"):
+    if not confirm("Rotate the signing key?", yes=args.yes, command=args.command_line):
         print("signing key not rotated")
         return 1
     rotated = rotate_key(region=args.region, function_name=args.function_name, **endpoints(args))

@@ -21,7 +21,7 @@ def confirm(question: str, *, yes: bool, command: str) -> bool:
     Args:
         question: what is asked, e.g. "Delete these 12 objects?" (``[y/N]`` is appended).
         yes: the command's ``--yes``.
-        command: the command line to repeat with ``--yes``, e.g. ``lambdamr clean``.
+        command: the command line as typed, repeated in the refusal with ``--yes`` added.
 
     Raises:
         ConfigurationError: not on a terminal and no ``--yes``: nothing may be done.

@@ -102,6 +102,9 @@ class _Planner:
         self.clients = clients
         self.options = options
         self.partition = partition_of(clients.region)
+        self._new_secret = False  # set by _secret: no secret yet
+        self._secret_deleted = False  # set by _secret: teardown scheduled its deletion
+        self._log_bytes = 0  # set by _log_group: what the log group stores now
 
     def plan(self) -> DeployPlan:
         c, o = self.clients, self.options
@@ -152,9 +155,10 @@ class _Planner:
             )
             plan.steps.append(PlannedStep(resource, what))
             arn = f"arn:{self.partition}:secretsmanager:{plan.region}:{plan.account}:secret:{o.secret_name}-??????"
-            self._new_secret = True
+            self._new_secret, self._secret_deleted = True, False
             return SecretRef(arn, self._placeholder("the key's version id"))
         self._new_secret = False
+        self._secret_deleted = bool(description.get("DeletedDate"))
         if not is_ours(description):
             raise not_ours("Secrets Manager secret", o.secret_name)
         if description.get("DeletedDate"):
@@ -183,7 +187,9 @@ class _Planner:
 
     def _secret_policy(self, plan: DeployPlan, key: SecretRef, role_id: str, caller: dict[str, Any]) -> None:
         sm = self.clients.secrets
-        current = None if self._new_secret else sm.get_resource_policy(SecretId=key.arn).get("ResourcePolicy")
+        # a secret scheduled for deletion answers no reads until deploy restores it
+        readable = not self._new_secret and not self._secret_deleted
+        current = sm.get_resource_policy(SecretId=key.arn).get("ResourcePolicy") if readable else None
         wanted = wanted_secret_policy(current, role_id=role_id, caller=caller)
         plan.documents["secret resource policy"] = wanted
         if not current or json.loads(current) != wanted:

@@ -78,7 +78,7 @@ def test_without_a_terminal_and_without_yes_nothing_is_deleted(deployed, capsys,
     before_secret = deployed["secretsmanager"].describe_secret(SecretId=SECRET)["VersionIdsToStages"]
     assert main([*command, *AWS]) == 1  # pytest's stdin is not a terminal
     captured = capsys.readouterr()
-    assert "not on a terminal" in captured.err and f"lambdamr {' '.join(command)} --yes" in captured.err
+    assert "not on a terminal" in captured.err and f"`lambdamr {' '.join([*command, *AWS])} --yes`" in captured.err
     assert "nothing was changed" in captured.err
     assert _keys(deployed["s3"]) == before_keys
     assert _exists(deployed) == (["lambdamr-runtime"], ["lambdamr-runtime-role"], [BUCKET])

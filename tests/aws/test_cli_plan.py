@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from lambdamr.cli import main
-from lambdamr.deploy import deploy, plan_deploy
+from lambdamr.deploy import deploy, plan_deploy, teardown
 from lambdamr.deploy import layer as layer_module
 
 from .cli_support import AWS, BUCKET, REGION, fake_pip
@@ -122,6 +122,17 @@ def test_a_plan_shows_what_an_option_would_change(aws, read_only_session):
     assert not any(what.startswith(("create bucket", "create IAM role", "publish a version of layer")) for what in by_change)
     assert deploy(region=REGION, memory_mb=2048, writes=[f"s3://{BUCKET}/out/"], sleep=lambda s: None).changes
     assert plan_deploy(region=REGION, memory_mb=2048, session=read_only_session).steps == []  # the grant is kept
+
+
+def test_after_a_teardown_the_plan_restores_the_secret_and_recreates_the_rest(aws, read_only_session):
+    deploy(region=REGION, sleep=lambda s: None)
+    teardown(region=REGION)
+    lines = [step.what for step in plan_deploy(region=REGION, session=read_only_session).steps]
+    assert "restore Secrets Manager secret lambdamr/lambdamr-runtime/signing-key (teardown had scheduled its deletion)" in lines
+    assert f"create bucket {BUCKET}" in lines and "create IAM role lambdamr-runtime-role, which only Lambda may assume" in lines
+    assert any(line.startswith("create function lambdamr-runtime") for line in lines)
+    deploy(region=REGION, sleep=lambda s: None)
+    assert plan_deploy(region=REGION, session=read_only_session).steps == []
 
 
 def test_policies_prints_the_documents_for_a_review_before_anything_exists(aws, capsys):
