@@ -38,20 +38,28 @@ class AtRest:
 
 
 def at_rest(
-    *, function_code: int, layer: int | None, bucket: str, bucket_bytes: int, log_group: str, log_bytes: int
+    *,
+    function_code: int,
+    layer: int | None,
+    bucket: str,
+    bucket_bytes: int,
+    bucket_complete: bool = True,
+    log_group: str,
+    log_bytes: int,
 ) -> list[AtRest]:
     """The deployment's standing costs; ``layer`` is None while the layer is still to be built.
 
     Args:
         function_code: bytes of the function package, times the copies Lambda keeps
             ($LATEST and each published version).
+        bucket_complete: False when ``bucket_bytes`` counts only the first objects listed.
     """
     code = "function code" + (" and layer" if layer is not None else " (the layer's size is known after the build)")
     quota = f"free; counts against Lambda's {LAMBDA_CODE_STORAGE_QUOTA // _GB} GB code storage quota per region"
     return [
         AtRest(code, function_code + (layer or 0), 0.0, quota),
         AtRest(
-            f"bucket {bucket}, as it is now",
+            f"bucket {bucket}, as it is now" + ("" if bucket_complete else " (at least: only its first objects were listed)"),
             bucket_bytes,
             bucket_bytes / _GB * S3_USD_PER_GB_MONTH,
             f"S3 Standard at ${S3_USD_PER_GB_MONTH}/GB-month; temp objects expire after a day",

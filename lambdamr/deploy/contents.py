@@ -77,6 +77,24 @@ def bucket_contents(s3: Any, bucket: str, temp_prefix: str) -> BucketContents:
     return group_objects(bucket, ((o["Key"], int(o.get("Size", 0))) for o in list_objects(s3, bucket, "")), temp_prefix)
 
 
+#: how many objects ``deploy --plan`` lists to size a bucket (ten LIST requests at most)
+SIZE_LISTING_LIMIT = 10_000
+
+
+def bucket_size(s3: Any, bucket: str, limit: int = SIZE_LISTING_LIMIT) -> tuple[int, bool]:
+    """The bytes in the first ``limit`` objects of the bucket, and whether that was all of them
+    (a plan must stay quick and cheap on a bucket of millions of objects)."""
+    size = count = 0
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"MaxItems": limit + 1})
+    for page in pages:
+        for item in page.get("Contents", []):
+            count += 1
+            if count > limit:
+                return size, False
+            size += int(item.get("Size", 0))
+    return size, True
+
+
 def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         yield from page.get("Contents", [])

@@ -20,7 +20,7 @@ from ..backends.aws_versions import max_event_age
 from ..errors import LambdaMRError
 from .at_rest import AtRest, at_rest
 from .bucket import bucket_steps, tls_only_policy
-from .contents import bucket_contents, human_size
+from .contents import bucket_size, human_size
 from .deployer import AwsClients, default_bucket, deploy_options
 from .errors import not_ours, translate
 from .function import (
@@ -361,12 +361,13 @@ class _Planner:
             layer = int(
                 self.clients.lam.get_layer_version(LayerName=self.options.layer_name, VersionNumber=number)["Content"]["CodeSize"]
             )
-        creates_bucket = plan_creates(plan, f"bucket {plan.bucket}")
+        stored, complete = (0, True) if plan_creates(plan, f"bucket {plan.bucket}") else bucket_size(self.clients.s3, plan.bucket)
         return at_rest(
             function_code=len(package) * 2,  # $LATEST and the alias's published version each keep a copy
             layer=layer,
             bucket=plan.bucket,
-            bucket_bytes=0 if creates_bucket else bucket_contents(self.clients.s3, plan.bucket, self.options.prefix).size,
+            bucket_bytes=stored,
+            bucket_complete=complete,
             log_group=self.options.log_group,
             log_bytes=self._log_bytes,
         )

@@ -12,6 +12,7 @@ from moto import mock_aws
 from lambdamr.cli import main
 from lambdamr.deploy import deploy, plan_deploy, teardown
 from lambdamr.deploy import layer as layer_module
+from lambdamr.deploy.contents import bucket_size
 
 from .cli_support import AWS, BUCKET, REGION, fake_pip
 
@@ -133,6 +134,14 @@ def test_after_a_teardown_the_plan_restores_the_secret_and_recreates_the_rest(aw
     assert any(line.startswith("create function lambdamr-runtime") for line in lines)
     deploy(region=REGION, sleep=lambda s: None)
     assert plan_deploy(region=REGION, session=read_only_session).steps == []
+
+
+def test_a_plan_sizes_a_big_bucket_from_its_first_objects_only(aws):
+    aws["s3"].create_bucket(Bucket="big")
+    for i in range(5):
+        aws["s3"].put_object(Bucket="big", Key=f"k{i}", Body=b"x" * (i + 1))
+    assert bucket_size(aws["s3"], "big", limit=3) == (6, False)
+    assert bucket_size(aws["s3"], "big", limit=5) == (15, True)
 
 
 def test_policies_prints_the_documents_for_a_review_before_anything_exists(aws, capsys):
