@@ -93,6 +93,6 @@ def test_clean_command_cleans_a_local_folder_without_aws(tmp_path, capsys):
         store.put(key, b"x")
     for key in ("lambdamr/dead/fn/x", f"lambdamr/dead/{LEASE_NAME}", "lambdamr/live/fn/x"):
         os.utime(store.root / key, (old, old))
-    assert main(["clean", "--storage", str(store.root)]) == 0
+    assert main(["clean", "--storage", str(store.root), "--yes"]) == 0
     assert "deleted 2 temp objects" in capsys.readouterr().out
     assert sorted(i.key for i in store.list("lambdamr/")) == ["lambdamr/live/fn/x", f"lambdamr/live/{LEASE_NAME}"]

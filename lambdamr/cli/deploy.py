@@ -1,4 +1,11 @@
-"""``lambdamr deploy | status | teardown | clean``: the AWS deployment commands."""
+"""``lambdamr deploy | plan | policies | status``: setting up the AWS deployment, and seeing
+what it is or would be. (``teardown``, ``clean`` and ``rotate-key`` are in ``cleanup.py``.)
+
+``deploy --plan`` (also ``lambdamr plan``) prints every resource deploy would create or
+change, with each policy document in full, and what the deployment costs at rest — from
+read calls only. ``deploy`` prints the same plan, then each change as it is made, then a
+summary. ``policies`` prints only the policy documents, for a security review.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +15,41 @@ from typing import Any
 
 from ..deploy.layer import BASE_PACKAGES
 from ..deploy.options import ARCHITECTURES
-from ..deploy.runtimes import LAMBDA_PYTHONS
+from ..deploy.runtimes import LAMBDA_PYTHONS, driver_python
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def common_aws_options(parser: argparse.ArgumentParser) -> None:
+    """``--region``, ``--function-name`` and the hidden test endpoints, for every AWS command."""
     parser.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)")
-    parser.add_argument("--function-name", default="lambdamr-runtime", help="Lambda function name (default: %(default)s)")
+    parser.add_argument("--function-name", default="lambdamr-runtime", help="Lambda function name")
     parser.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # one endpoint for all services (tests)
     parser.add_argument("--lambda-endpoint-url", help=argparse.SUPPRESS)
 
 
-def _endpoints(args: argparse.Namespace) -> dict[str, Any]:
+def endpoints(args: argparse.Namespace) -> dict[str, Any]:
     return {"endpoint_url": args.endpoint_url, "lambda_endpoint_url": args.lambda_endpoint_url}
 
 
-def register(subparsers: Any) -> None:
-    """Add the deployment subcommands."""
-    p = subparsers.add_parser("deploy", help="create or update the bucket, role, layer and function (idempotent)")
-    _common(p)
+def _deployment_options(p: argparse.ArgumentParser) -> None:
+    common_aws_options(p)
     p.add_argument("--bucket", help="S3 bucket for task data (default: lambdamr-ACCOUNT-REGION)")
-    p.add_argument(
-        "--memory", type=int, default=1024, metavar="MB", help="default memory per task, 128-10240 (default: %(default)s)"
-    )
-    p.add_argument("--timeout", type=int, default=300, metavar="S", help="default task timeout, 1-900 s (default: %(default)s)")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="x86_64", help="(default: %(default)s)")
+    p.add_argument("--memory", type=int, default=1024, metavar="MB", help="default memory per task, 128-10240")
+    p.add_argument("--timeout", type=int, default=300, metavar="S", help="default task timeout, 1-900 s")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="x86_64", help="the functions' processor")
     p.add_argument(
         "--python-version",
         choices=LAMBDA_PYTHONS,
         help="Lambda Python runtime; 3.10 and 3.11 run on Amazon Linux 2 (glibc 2.26), 3.12+ on Amazon Linux 2023 "
-        "(glibc 2.34) (default: this interpreter's, which the driver must match)",
+        f"(glibc 2.34) (default: this interpreter's, {driver_python()}, which the driver must match)",
     )
     p.add_argument(
         "--package",
         action="append",
         default=[],
         metavar="NAME",
-        help=f"extra package for the layer, repeatable (always: {', '.join(BASE_PACKAGES)})",
+        help=f"extra package for the layer, repeatable (default: none; always: {', '.join(BASE_PACKAGES)})",
     )
-    p.add_argument("--prefix", default="lambdamr", help="key prefix the runtime may use (default: %(default)s)")
+    p.add_argument("--prefix", default="lambdamr", help="key prefix the runtime may use (expires after a day)")
     p.add_argument(
         "--read",
         action="append",
@@ -61,90 +65,95 @@ def register(subparsers: Any) -> None:
         help="let the runtime write objects under this prefix (map_reduce output), repeatable",
     )
     p.add_argument("--revoke", action="append", default=[], metavar="S3_URL", help="remove a --read/--write grant, repeatable")
+
+
+def register(subparsers: Any) -> None:
+    """Add the deployment subcommands."""
+    p = subparsers.add_parser(
+        "deploy",
+        help="create or update the bucket, role, layer and function (idempotent)",
+        description="Create or update, idempotently, everything the aws backend needs in one region. Prints the plan "
+        "(as --plan does), then each change as it is made, then a summary.",
+    )
+    _deployment_options(p)
+    p.add_argument("--plan", action="store_true", help="only print what would be created or changed, and the cost at rest")
+    p.add_argument("--json", action="store_true", help="with --plan: print the plan as JSON")
     p.set_defaults(func=_deploy)
 
-    p = subparsers.add_parser("rotate-key", help="replace the deployment's signing key (running jobs fail)")
-    _common(p)
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed when not on a terminal)")
-    p.set_defaults(func=_rotate_key)
+    p = subparsers.add_parser(
+        "plan",
+        help="what deploy would create or change, with the policy documents; changes nothing",
+        description="Print every resource `lambdamr deploy` with these options would create or change, with every "
+        "policy document in full and the cost at rest. Only read calls are made (same as deploy --plan).",
+    )
+    _deployment_options(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=_deploy, plan=True)
+
+    p = subparsers.add_parser(
+        "policies",
+        help="the IAM, bucket and secret policy documents deploy attaches (for a security review)",
+        description="Print the policy documents `lambdamr deploy` with these options attaches: the role's trust "
+        "policy and inline policy, the bucket policy and the signing key secret's resource policy. Only read "
+        "calls are made; values known only once a resource exists are shown as <...>.",
+    )
+    _deployment_options(p)
+    p.add_argument("--json", action="store_true", help="print the documents as one JSON object")
+    p.set_defaults(func=_policies)
 
     p = subparsers.add_parser("status", help="what is deployed, and whether it matches this driver")
-    _common(p)
+    common_aws_options(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=_status)
 
-    p = subparsers.add_parser("teardown", help="remove what deploy made (and nothing else)")
-    _common(p)
-    p.add_argument("--bucket", help="the bucket deploy used (default: the function's, or lambdamr-ACCOUNT-REGION)")
-    p.add_argument("--prefix", default="lambdamr")
-    p.add_argument("--keep-bucket", action="store_true", help="keep the bucket and its objects")
-    p.add_argument(
-        "--delete-key-now",
-        action="store_true",
-        help="delete the signing key's secret without Secrets Manager's 7-day recovery window",
-    )
-    p.set_defaults(func=_teardown)
 
-    p = subparsers.add_parser(
-        "clean", help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)"
-    )
-    _common(p)
-    p.add_argument("--bucket", help="(default: the function's bucket)")
-    p.add_argument(
-        "--storage", metavar="FOLDER", help="clean a local storage folder instead of the bucket (no AWS needed)"
-    )
-    p.add_argument("--prefix", default="lambdamr")
-    p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="only objects older than this")
-    p.set_defaults(func=_clean)
+def _deployment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "region": args.region,
+        "bucket": args.bucket,
+        "function_name": args.function_name,
+        "memory_mb": args.memory,
+        "timeout_s": args.timeout,
+        "architecture": args.architecture,
+        "python_version": args.python_version,
+        "packages": args.package,
+        "prefix": args.prefix,
+        "reads": args.read,
+        "writes": args.write,
+        "revoke": args.revoke,
+        **endpoints(args),
+    }
 
 
 def _deploy(args: argparse.Namespace) -> int:
     from ..deploy import deploy
+    from ..deploy.planner import plan_deploy
 
-    report = deploy(
-        region=args.region,
-        bucket=args.bucket,
-        function_name=args.function_name,
-        memory_mb=args.memory,
-        timeout_s=args.timeout,
-        architecture=args.architecture,
-        python_version=args.python_version,
-        packages=args.package,
-        prefix=args.prefix,
-        reads=args.read,
-        writes=args.write,
-        revoke=args.revoke,
-        **_endpoints(args),
-    )
-    print(report)
+    plan = plan_deploy(**_deployment_kwargs(args))
+    if args.plan:
+        print(json.dumps(plan.to_json(), indent=2) if args.json else plan)
+        return 0
+    print(plan)
+    if plan.steps:
+        print("deploying:")
+    report = deploy(**_deployment_kwargs(args), on_change=lambda change: print(f"  - {change}", flush=True))
+    print(report.summary())
     return 0
 
 
-def _rotate_key(args: argparse.Namespace) -> int:
-    import sys
+def _policies(args: argparse.Namespace) -> int:
+    from ..deploy.plan import format_policies
+    from ..deploy.planner import plan_deploy
 
-    from ..deploy import rotate_key
-    from ..errors import ConfigurationError
-
-    warning = (
-        f"rotating the signing key of {args.function_name}: jobs running now fail, and durable jobs "
-        "signed with the old key can no longer be attached"
-    )
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigurationError(f"{warning}; not on a terminal, so pass --yes to confirm")
-        if input(f"{warning}. Rotate? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("signing key not rotated")
-            return 1
-    secret = rotate_key(region=args.region, function_name=args.function_name, **_endpoints(args))
-    print(f"rotated the signing key of {args.function_name}: secret {secret.arn}, version {secret.version_id}")
+    documents = plan_deploy(**_deployment_kwargs(args)).documents
+    print(json.dumps(documents, indent=2) if args.json else format_policies(documents))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from ..deploy import status
 
-    report = status(region=args.region, function_name=args.function_name, **_endpoints(args))
+    report = status(region=args.region, function_name=args.function_name, **endpoints(args))
     if args.json:
         print(json.dumps(report, indent=2))
     elif not report["deployed"]:
@@ -166,53 +175,3 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if report.get("compatible") else 1
 
 
-def _teardown(args: argparse.Namespace) -> int:
-    from ..deploy import teardown
-
-    result = teardown(
-        region=args.region,
-        function_name=args.function_name,
-        bucket=args.bucket,
-        prefix=args.prefix,
-        keep_bucket=args.keep_bucket,
-        delete_key_now=args.delete_key_now,
-        **_endpoints(args),
-    )
-    for item in result["removed"]:
-        print(f"removed {item}")
-    for item in result["kept"]:
-        print(f"kept {item}")
-    if not result["removed"]:
-        print("nothing to remove")
-    return 0
-
-
-def _clean(args: argparse.Namespace) -> int:
-    if args.storage:
-        return _clean_folder(args)
-    from ..deploy import clean
-
-    count = clean(
-        region=args.region,
-        function_name=args.function_name,
-        bucket=args.bucket,
-        prefix=args.prefix,
-        older_than_s=args.older_than * 3600,
-        **_endpoints(args),
-    )
-    print(f"deleted {count} temp objects")
-    return 0
-
-
-def _clean_folder(args: argparse.Namespace) -> int:
-    from ..errors import ConfigurationError
-    from ..lease import clean_storage
-    from ..storage import storage_from_url
-
-    store, base = storage_from_url(args.storage)
-    if store.kind != "local":
-        raise ConfigurationError(f"--storage {args.storage!r}: give a local folder; for S3 use --bucket")
-    prefix = "/".join(p for p in (base, args.prefix.strip("/")) if p)
-    count = clean_storage(store, prefix, older_than_s=args.older_than * 3600)
-    print(f"deleted {count} temp objects under {store.url(prefix)}")
-    return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from ..backends.aws_function import (
 from ..backends.aws_grants import ENV_GRANTS, Grants
 from ..backends.aws_versions import prune_versions
 from ..errors import ConfigurationError, LambdaMRError
-from .bucket import clean_keys, delete_bucket, ensure_bucket
+from .bucket import clean_keys, cleanable_objects, delete_bucket, ensure_bucket
 from .errors import translate
 from .function import (
     delete_function,
@@ -106,6 +106,12 @@ class DeployReport:
     changes: list[str] = field(default_factory=list)
     grants: Grants | None = None
 
+    def summary(self) -> str:
+        """Two lines for after the changes were printed as they were made."""
+        done = f"{len(self.changes)} change(s)" if self.changes else "nothing to change: everything was already up to date"
+        use = f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')"
+        return f"lambdamr deploy: {self.function_arn}: {done}\n{use}"
+
     def __str__(self) -> str:
         lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
         if self.grants:
@@ -119,7 +125,21 @@ class DeployReport:
         )
 
 
-def _options(**kwargs: Any) -> DeployOptions:
+class ChangeLog(list[str]):
+    """The changes of a deploy; each is also handed to ``on_change`` the moment it is made
+    (the command line prints them as it goes)."""
+
+    def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def append(self, change: str) -> None:
+        super().append(change)
+        if self._on_change is not None:
+            self._on_change(change)
+
+
+def deploy_options(**kwargs: Any) -> DeployOptions:
     packages = kwargs.pop("packages", ()) or ()
     python_version = kwargs.pop("python_version", None)
     if python_version:
@@ -151,14 +171,18 @@ def deploy(
     pip: PipRunner | None = None,
     session: Any = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_change: Callable[[str], None] | None = None,
 ) -> DeployReport:
     """Create or update, idempotently, everything the aws backend needs in one region.
+
+    ``on_change`` is called with each change as it is made (``plan_deploy`` says beforehand
+    what they will be).
 
     Raises:
         ConfigurationError: bad options, missing credentials or permissions, a name taken by
             something lambdamr did not create, a layer over Lambda's size limits.
     """
-    options = _options(
+    options = deploy_options(
         region=region,
         bucket=bucket,
         function_name=function_name,
@@ -182,7 +206,7 @@ def deploy(
         caller = clients.sts.get_caller_identity()
         account = str(caller["Account"])
         name = options.bucket or default_bucket(clients)
-        changes: list[str] = []
+        changes = ChangeLog(on_change)
         step = f"setting up bucket {name}"
         ensure_bucket(clients.s3, name, options, clients.region, changes)
         step = f"setting up the signing key secret {options.secret_name}"
@@ -256,7 +280,7 @@ def status(
     """What is deployed and whether this driver can use it (``compatible`` and ``problem``)."""
     from botocore.exceptions import ClientError
 
-    options = _options(
+    options = deploy_options(
         region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
     )
     clients = AwsClients.create(options, session)
@@ -314,12 +338,19 @@ def teardown(
     prefix: str = "lambdamr",
     keep_bucket: bool = False,
     delete_key_now: bool = False,
+    delete_user_objects: bool = False,
+    dry_run: bool = False,
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     session: Any = None,
 ) -> dict[str, list[str]]:
-    """Remove what deploy made — and nothing it did not make. Returns what was removed/kept."""
-    options = _options(
+    """Remove what deploy made — and nothing it did not make. Returns what was removed and
+    what was kept (with why); ``dry_run`` only says what would be, with read calls only.
+
+    Objects outside lambdamr's temp and deploy prefixes (``map_reduce`` output under a
+    ``--write`` grant, say) are kept, and so is the bucket holding them, unless
+    ``delete_user_objects``."""
+    options = deploy_options(
         region=region,
         function_name=function_name,
         bucket=bucket,
@@ -332,13 +363,15 @@ def teardown(
     kept: list[str] = []
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
-        delete_function(clients.lam, clients.logs, options, removed, kept)
-        delete_role(clients.iam, options.role_name, removed)
-        delete_secret(clients.secrets, options, removed, kept, now=delete_key_now)
+        delete_function(clients.lam, clients.logs, options, removed, kept, dry_run=dry_run)
+        delete_role(clients.iam, options.role_name, removed, dry_run=dry_run)
+        delete_secret(clients.secrets, options, removed, kept, now=delete_key_now, dry_run=dry_run)
         if keep_bucket:
-            kept.append(f"bucket {name} (--keep-bucket)")
+            kept.append(f"bucket {name} and its objects (--keep-bucket)")
         else:
-            delete_bucket(clients.s3, name, options.prefix, removed, kept)
+            delete_bucket(
+                clients.s3, name, options.prefix, removed, kept, delete_user_objects=delete_user_objects, dry_run=dry_run
+            )
     except LambdaMRError:
         raise
     except Exception as exc:
@@ -364,13 +397,51 @@ def clean(
     *,
     prefix: str = "lambdamr",
     older_than_s: float = 0.0,
+    only: Collection[str] | None = None,
     endpoint_url: str | None = None,
     lambda_endpoint_url: str | None = None,
     session: Any = None,
 ) -> int:
     """Delete temp objects under ``prefix/`` that no live driver owns (those older than
-    ``older_than_s``); return how many. Sessions with a fresh lease are spared."""
-    options = _options(
+    ``older_than_s``; with ``only``, just those of these keys); return how many. Sessions
+    with a fresh lease are spared. Nothing outside ``prefix/`` is ever deleted."""
+    clients, name, options = _clean_target(region, function_name, bucket, prefix, endpoint_url, lambda_endpoint_url, session)
+    try:
+        return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s, only=only)
+    except Exception as exc:
+        raise translate(exc, "deleting temp objects", clients.region) from exc
+
+
+def clean_preview(
+    region: str | None = None,
+    function_name: str = "lambdamr-runtime",
+    bucket: str | None = None,
+    *,
+    prefix: str = "lambdamr",
+    older_than_s: float = 0.0,
+    endpoint_url: str | None = None,
+    lambda_endpoint_url: str | None = None,
+    session: Any = None,
+) -> tuple[str, list[tuple[str, int]]]:
+    """What ``clean`` would delete, read only: the bucket and the ``(key, size)`` of each
+    object (pass the keys as ``clean(only=...)`` once the user agreed)."""
+    clients, name, options = _clean_target(region, function_name, bucket, prefix, endpoint_url, lambda_endpoint_url, session)
+    try:
+        return name, cleanable_objects(clients.s3, name, f"{options.prefix}/", older_than_s)
+    except Exception as exc:
+        raise translate(exc, "listing temp objects", clients.region) from exc
+
+
+def _clean_target(
+    region: str | None,
+    function_name: str,
+    bucket: str | None,
+    prefix: str,
+    endpoint_url: str | None,
+    lambda_endpoint_url: str | None,
+    session: Any,
+) -> tuple[AwsClients, str, DeployOptions]:
+    options = deploy_options(
         region=region,
         function_name=function_name,
         bucket=bucket,
@@ -381,6 +452,6 @@ def clean(
     clients = AwsClients.create(options, session)
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
-        return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s)
     except Exception as exc:
-        raise translate(exc, "deleting temp objects", clients.region) from exc
+        raise translate(exc, "finding the bucket", clients.region) from exc
+    return clients, name, options

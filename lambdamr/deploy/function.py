@@ -94,6 +94,22 @@ def environment(bucket: str, key: SecretRef, grants: Grants) -> dict[str, str]:
     return variables
 
 
+def function_settings(
+    options: DeployOptions, *, role_arn: str, layer_arn: str, bucket: str, key: SecretRef, grants: Grants
+) -> dict[str, Any]:
+    """The function's configuration as deploy sets it (compared field by field on redeploy)."""
+    return {
+        "Runtime": options.runtime,
+        "Role": role_arn,
+        "Handler": HANDLER,
+        "MemorySize": options.memory_mb,
+        "Timeout": options.timeout_s,
+        "Layers": [layer_arn],
+        "Environment": {"Variables": environment(bucket, key, grants)},
+        "Description": f"lambdamr {__version__} runtime",
+    }
+
+
 def ensure_function(
     lam: Any,
     options: DeployOptions,
@@ -116,16 +132,7 @@ def ensure_function(
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         current = None
-    settings: dict[str, Any] = {
-        "Runtime": options.runtime,
-        "Role": role_arn,
-        "Handler": HANDLER,
-        "MemorySize": options.memory_mb,
-        "Timeout": options.timeout_s,
-        "Layers": [layer_arn],
-        "Environment": {"Variables": environment(bucket, key, grants)},
-        "Description": f"lambdamr {__version__} runtime",
-    }
+    settings = function_settings(options, role_arn=role_arn, layer_arn=layer_arn, bucket=bucket, key=key, grants=grants)
     if current is None:
         answer = retry_until_role_usable(
             lambda: lam.create_function(
@@ -148,7 +155,7 @@ def ensure_function(
         lam.update_function_code(FunctionName=options.function_name, ZipFile=package, Architectures=[options.architecture])
         changes.append(f"updated the code of {options.function_name}")
         wait_updated(lam, options.function_name, sleep=sleep)
-    drift = _config_drift(config, settings)
+    drift = config_drift(config, settings)
     if drift:
         retry_until_role_usable(
             lambda: lam.update_function_configuration(FunctionName=options.function_name, **settings), sleep=sleep
@@ -158,7 +165,8 @@ def ensure_function(
     return str(config["FunctionArn"])
 
 
-def _config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+def config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The names of the settings whose value in ``config`` (GetFunctionConfiguration) differs."""
     drift = []
     for key, wanted in settings.items():
         have = config.get(key)
@@ -220,7 +228,7 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
     if group is None:
         logs.create_log_group(logGroupName=options.log_group, tags=options.tags())
         changes.append(f"created log group {options.log_group}")
-    elif not _log_group_is_ours(logs, options.log_group):
+    elif not log_group_is_ours(logs, options.log_group):
         return  # Lambda or the user made it: leave its settings alone
     if (group or {}).get("retentionInDays") != LOG_RETENTION_DAYS:
         logs.put_retention_policy(logGroupName=options.log_group, retentionInDays=LOG_RETENTION_DAYS)
@@ -228,20 +236,24 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
             changes.append(f"set the retention of {options.log_group} to {LOG_RETENTION_DAYS} days")
 
 
-def _log_group_is_ours(logs: Any, name: str) -> bool:
+def log_group_is_ours(logs: Any, name: str) -> bool:
     tags = logs.list_tags_log_group(logGroupName=name).get("tags", {})
     return tags.get(MANAGED_TAG) == "true"
 
 
-def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str]) -> None:
-    """Delete the function, its layer versions and its log group — each only if deploy made it."""
+def delete_function(
+    lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str], *, dry_run: bool = False
+) -> None:
+    """Delete the function, its layer versions and its log group — each only if deploy made
+    it. ``dry_run`` only lists what would go (read calls only)."""
     from botocore.exceptions import ClientError
 
     try:
         current = lam.get_function(FunctionName=options.function_name)
         if (current.get("Tags") or {}).get(MANAGED_TAG) == "true":
-            lam.delete_function(FunctionName=options.function_name)
             removed.append(f"function {options.function_name}")
+            if not dry_run:
+                lam.delete_function(FunctionName=options.function_name)
         else:
             kept.append(f"function {options.function_name} (not created by lambdamr deploy)")
     except ClientError as exc:
@@ -251,15 +263,17 @@ def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[s
         for page in lam.get_paginator("list_layer_versions").paginate(LayerName=options.layer_name):
             for version in page.get("LayerVersions", []):
                 if (version.get("Description") or "").startswith(LAYER_DESCRIPTION):
-                    lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
                     removed.append(f"layer {options.layer_name}:{version['Version']}")
+                    if not dry_run:
+                        lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
     groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
     if any(g["logGroupName"] == options.log_group for g in groups):
-        if _log_group_is_ours(logs, options.log_group):
-            logs.delete_log_group(logGroupName=options.log_group)
+        if log_group_is_ours(logs, options.log_group):
             removed.append(f"log group {options.log_group}")
+            if not dry_run:
+                logs.delete_log_group(logGroupName=options.log_group)
         else:
             kept.append(f"log group {options.log_group} (not created by lambdamr deploy)")

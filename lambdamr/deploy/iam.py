@@ -94,14 +94,11 @@ def _document(value: Any) -> dict[str, Any]:
     return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
-def ensure_role(
-    iam: Any, options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str, changes: list[str]
+def checked_runtime_policy(
+    options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str
 ) -> dict[str, Any]:
-    """Create or update the role and its inline policy; return the role (``Arn``, ``RoleId``)."""
-    from botocore.exceptions import ClientError
-
+    """``runtime_policy``, refused when it is over IAM's size limit for inline policies."""
     from ..errors import ConfigurationError
-    from .errors import not_ours
 
     policy = runtime_policy(grants, region=region, account=account, log_group=options.log_group, secret_arn=secret_arn)
     if len(json.dumps(policy, separators=(",", ":"))) > INLINE_POLICY_LIMIT:
@@ -110,14 +107,50 @@ def ensure_role(
             f"{len(grants.read)} read and {len(grants.write)} write grants: grant common parent prefixes "
             "instead, and drop old ones with --revoke"
         )
+    return policy
+
+
+def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
+    """The role deploy made (``Arn``, ``RoleId``...), None when there is none; read only.
+
+    Raises:
+        ResourceNotOursError: a role of that name exists without lambdamr's tag.
+    """
+    from botocore.exceptions import ClientError
+
+    from .errors import not_ours
+
     try:
-        role = iam.get_role(RoleName=options.role_name)["Role"]
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=options.role_name).get("Tags", [])}
-        if tags.get("lambdamr:managed") != "true":
-            raise not_ours("IAM role", options.role_name)
+        role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "NoSuchEntity":
             raise
+        return None
+    tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name).get("Tags", [])}
+    if tags.get("lambdamr:managed") != "true":
+        raise not_ours("IAM role", role_name)
+    return dict(role)
+
+
+def current_policy(iam: Any, role_name: str) -> dict[str, Any] | None:
+    """The role's inline ``lambdamr-runtime`` policy as attached now, None when it has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _document(iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+        return None
+
+
+def ensure_role(
+    iam: Any, options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str, changes: list[str]
+) -> dict[str, Any]:
+    """Create or update the role and its inline policy; return the role (``Arn``, ``RoleId``)."""
+    policy = checked_runtime_policy(options, grants, secret_arn, region, account)
+    role = existing_role(iam, options.role_name)
+    if role is None:
         role = iam.create_role(
             RoleName=options.role_name,
             AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
@@ -125,20 +158,15 @@ def ensure_role(
             Tags=[{"Key": k, "Value": v} for k, v in options.tags().items()],
         )["Role"]
         changes.append(f"created IAM role {options.role_name}")
-    try:
-        current = _document(iam.get_role_policy(RoleName=options.role_name, PolicyName=POLICY_NAME)["PolicyDocument"])
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
-            raise
-        current = None
+    current = current_policy(iam, options.role_name)
     if current != policy:
         iam.put_role_policy(RoleName=options.role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
         changes.append(f"{'updated' if current else 'attached'} the runtime policy of {options.role_name}")
     return dict(role)
 
 
-def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
-    """Delete the role (and its inline policies) if deploy made it."""
+def delete_role(iam: Any, role_name: str, removed: list[str], *, dry_run: bool = False) -> None:
+    """Delete the role (and its inline policies) if deploy made it (``dry_run``: only list it)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -149,10 +177,12 @@ def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
         raise
     if tags.get("lambdamr:managed") != "true":
         return
+    removed.append(f"IAM role {role_name}")
+    if dry_run:
+        return
     for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
         iam.delete_role_policy(RoleName=role_name, PolicyName=name)
     iam.delete_role(RoleName=role_name)
-    removed.append(f"IAM role {role_name}")
 
 
 def retry_until_role_usable(

@@ -44,14 +44,14 @@ class SecretRef:
     version_id: str
 
 
-def _current_version(description: dict[str, Any]) -> str:
+def current_key_version(description: dict[str, Any]) -> str:
     for version, stages in (description.get("VersionIdsToStages") or {}).items():
         if "AWSCURRENT" in stages:
             return str(version)
     raise LookupError(f"the secret {description.get('ARN')} has no AWSCURRENT version")
 
 
-def _describe(sm: Any, name: str) -> dict[str, Any] | None:
+def describe_secret(sm: Any, name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
@@ -62,7 +62,7 @@ def _describe(sm: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def _is_ours(description: dict[str, Any]) -> bool:
+def is_ours(description: dict[str, Any]) -> bool:
     return any(t.get("Key") == MANAGED_TAG and t.get("Value") == "true" for t in description.get("Tags") or [])
 
 
@@ -71,7 +71,7 @@ def ensure_secret(sm: Any, options: DeployOptions, *, plaintext_key: str | None,
     before the secret store is migrated, else a fresh key) or restored if teardown had
     scheduled its deletion."""
     name = options.secret_name
-    description = _describe(sm, name)
+    description = describe_secret(sm, name)
     if description is None:
         sm.create_secret(
             Name=name,
@@ -85,14 +85,14 @@ def ensure_secret(sm: Any, options: DeployOptions, *, plaintext_key: str | None,
             if plaintext_key
             else f"created Secrets Manager secret {name} holding a new signing key"
         )
-        description = _describe(sm, name) or {}
-    elif not _is_ours(description):
+        description = describe_secret(sm, name) or {}
+    elif not is_ours(description):
         raise not_ours("Secrets Manager secret", name)
     elif description.get("DeletedDate"):
         sm.restore_secret(SecretId=name)
         changes.append(f"restored Secrets Manager secret {name} (teardown had scheduled its deletion)")
-        description = _describe(sm, name) or {}
-    return SecretRef(str(description["ARN"]), _current_version(description))
+        description = describe_secret(sm, name) or {}
+    return SecretRef(str(description["ARN"]), current_key_version(description))
 
 
 def principal_id(caller: dict[str, Any]) -> str:
@@ -128,16 +128,28 @@ def ensure_secret_policy(sm: Any, secret: SecretRef, *, role_id: str, caller: di
     Whoever can deploy can already read the key (by deploying code that prints it), so each
     deploying principal is added and none is removed."""
     current = sm.get_resource_policy(SecretId=secret.arn).get("ResourcePolicy")
+    wanted = wanted_secret_policy(current, role_id=role_id, caller=caller)
+    if not current or json.loads(current) != wanted:
+        sm.put_resource_policy(SecretId=secret.arn, ResourcePolicy=json.dumps(wanted), BlockPublicPolicy=True)
+        changes.append(secret_policy_change(wanted))
+
+
+def wanted_secret_policy(current: str | None, *, role_id: str, caller: dict[str, Any]) -> dict[str, Any]:
+    """The resource policy the secret should have, given the one it has (``current``, JSON
+    or None): the role and this caller added to the readers already named."""
     readers = [f"{role_id}:*", principal_id(caller)]
     if current:
         for statement in json.loads(current).get("Statement", []):
             if statement.get("Sid") == POLICY_SID:
                 known = statement.get("Condition", {}).get("StringNotLike", {}).get("aws:userid", [])
                 readers += [known] if isinstance(known, str) else list(known)
-    wanted = secret_policy(readers)
-    if not current or json.loads(current) != wanted:
-        sm.put_resource_policy(SecretId=secret.arn, ResourcePolicy=json.dumps(wanted), BlockPublicPolicy=True)
-        changes.append(f"limited who may read the signing key to the role and {len(set(readers)) - 1} deploying principal(s)")
+    return secret_policy(readers)
+
+
+def secret_policy_change(policy: dict[str, Any]) -> str:
+    """How deploy reports setting ``policy`` on the secret."""
+    readers = policy["Statement"][0]["Condition"]["StringNotLike"]["aws:userid"]
+    return f"limited who may read the signing key to the role and {len(readers) - 1} deploying principal(s)"
 
 
 def remove_plaintext_versions(lam: Any, function_name: str, changes: list[str]) -> None:
@@ -165,20 +177,25 @@ def put_new_key(sm: Any, secret_arn: str) -> SecretRef:
     return SecretRef(secret_arn, str(answer["VersionId"]))
 
 
-def delete_secret(sm: Any, options: DeployOptions, removed: list[str], kept: list[str], *, now: bool = False) -> None:
-    """Delete the deployment's secret if deploy made it: after the recovery window, or ``now``."""
-    description = _describe(sm, options.secret_name)
+def delete_secret(
+    sm: Any, options: DeployOptions, removed: list[str], kept: list[str], *, now: bool = False, dry_run: bool = False
+) -> None:
+    """Delete the deployment's secret if deploy made it: after the recovery window, or
+    ``now`` (``dry_run``: only list it)."""
+    description = describe_secret(sm, options.secret_name)
     if description is None or (description.get("DeletedDate") and not now):
         return
-    if not _is_ours(description):
+    if not is_ours(description):
         kept.append(f"Secrets Manager secret {options.secret_name} (not created by lambdamr deploy)")
         return
     if now:
-        sm.delete_secret(SecretId=description["ARN"], ForceDeleteWithoutRecovery=True)
         removed.append(f"Secrets Manager secret {options.secret_name} (deleted without recovery)")
+        if not dry_run:
+            sm.delete_secret(SecretId=description["ARN"], ForceDeleteWithoutRecovery=True)
     else:
-        sm.delete_secret(SecretId=description["ARN"], RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         removed.append(f"Secrets Manager secret {options.secret_name} (deleted in {RECOVERY_WINDOW_DAYS} days unless restored)")
+        if not dry_run:
+            sm.delete_secret(SecretId=description["ARN"], RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
 
 
 def rotate_key(
@@ -205,10 +222,10 @@ def rotate_key(
     from ..backends.aws_function import DeployedRuntime, wait_updated
     from ..errors import ConfigurationError, LambdaMRError
     from ..runtime.key_source import ENV_KEY_VERSION
-    from .deployer import AwsClients, _options
+    from .deployer import AwsClients, deploy_options
     from .errors import translate
 
-    options = _options(
+    options = deploy_options(
         region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
     )
     clients = AwsClients.create(options, session)

@@ -161,7 +161,7 @@ def test_teardown_removes_what_deploy_made_and_nothing_else(aws, pip_calls):
             "log group /aws/lambda/lambdamr-runtime",
             f"IAM role {ROLE}",
             "Secrets Manager secret lambdamr/lambdamr-runtime/signing-key (deleted in 7 days unless restored)",
-            f"1 objects under s3://{BUCKET}/lambdamr/",
+            f"1 object (1 B) under s3://{BUCKET}/lambdamr/",
             f"bucket {BUCKET}",
         ]
     )
