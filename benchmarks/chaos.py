@@ -85,6 +85,9 @@ class SettlementLedger:
 
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
+        # A job lets go of a future once its value was consumed: the ledger keeps each one it
+        # counted, so that ``job.futures`` still lists every call when the run is checked.
+        self.settled: dict[int, LambdaFuture] = {}
         self._lock = threading.Lock()
         self._saved: dict[str, Callable[..., Any]] = {}
 
@@ -105,6 +108,7 @@ class SettlementLedger:
         def settle(future: LambdaFuture, value: Any) -> None:
             with ledger._lock:
                 ledger.counts[id(future)] += 1
+                ledger.settled[id(future)] = future
             original(future, value)
 
         return settle
@@ -195,7 +199,9 @@ def run_local(n: int, workers: int, kills_per_s: float = KILLS_PER_S) -> list[Ch
             backend=backend, storage=store, durable=True, reply_inline_max=0, progress=False
         ) as ex:
             started = time.perf_counter()
-            job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n).job
+            # buffersize=n: every task is launched at once (the default window would launch
+            # only what the iterator, dropped here, makes room for).
+            job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n, buffersize=n).job
             assert job is not None
             if killer is not None:
                 killer.start()

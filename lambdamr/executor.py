@@ -28,6 +28,7 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import random
 import secrets
 import threading
 import time
@@ -40,7 +41,7 @@ from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
 from .callables import check_plain_function
 from .config import ExecutorConfig, JobOptions, is_whole_number
-from .errors import ConfigurationError, LambdaMRError
+from .errors import ConfigurationError, LambdaMRError, StorageUnavailable
 from .futures import LambdaFuture
 from .job import Job, JobSummary, Task
 from .lease import SessionLease
@@ -64,6 +65,8 @@ from .storage import Storage, storage_from_url
 T = TypeVar("T")
 log = logging.getLogger("lambdamr")
 
+#: waits between attempts to stage a batch of tasks while the store is throttling
+STAGING_BACKOFF_S = (0.05, 0.2, 0.8)
 #: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
 JOB_HISTORY = 100
 
@@ -188,12 +191,13 @@ class LambdaExecutor(concurrent.futures.Executor):
         options: JobOptions,
         buffersize: int | None = None,
     ) -> MapIterator[T]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        called = time.monotonic()  # timeout counts from the call, as in concurrent.futures
         if not iterables:
             raise ConfigurationError("map() needs at least one iterable of arguments")
         if not is_whole_number(chunksize) or chunksize < 1:
             raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
         check_map_timeout(timeout)
+        deadline = None if timeout is None else called + timeout
         check_buffersize(buffersize)
         check_plain_function(fn)
         window = int(buffersize) if buffersize is not None else default_buffersize(self.backend.capacity)
@@ -483,9 +487,18 @@ class LambdaExecutor(concurrent.futures.Executor):
         first = len(job.tasks)
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         try:
-            self._stager.stage_calls(job.prefix, tasks, calls)
-            if self.durable:
-                write_task_manifest(self.storage, job, self.signer, tasks)
+            # A streaming map stages while results flow: a busy store (503) is waited out, as
+            # result reads are, rather than failing the rest of the map. Writes are idempotent.
+            for delay in (*STAGING_BACKOFF_S, None):
+                try:
+                    self._stager.stage_calls(job.prefix, tasks, calls)
+                    if self.durable:
+                        write_task_manifest(self.storage, job, self.signer, tasks)
+                    break
+                except StorageUnavailable:
+                    if delay is None:
+                        raise
+                    time.sleep(delay * (0.5 + random.random()))
         except BaseException:
             del job.tasks[first:]  # never launched: the job must not wait for them
             raise
