@@ -47,7 +47,8 @@ class MapIterator(Iterator[T]):
     Like ``concurrent.futures``: a result is returned, or its exception raised, when
     iteration reaches it; ``timeout`` bounds the whole iteration from the ``map`` call;
     ``close()`` (or an exception) cancels the calls not started yet and stops reading the
-    input. Dropping the iterator unfinished stops reading the input too; the calls already
+    input. An error reading or staging the input (an argument that cannot be pickled,
+    iterables of different lengths) is raised after the results of the items before it. Dropping the iterator unfinished stops reading the input too; the calls already
     launched run on and their futures stay with ``job``.
     """
 
@@ -72,6 +73,7 @@ class MapIterator(Iterator[T]):
         self._open_tasks = 0  # tasks with a future in the window
         self._deadline = deadline
         self._verbose = verbose
+        self._input_error: Exception | None = None  # raised once the results before it are consumed
         self._add(first)
 
     @classmethod
@@ -89,6 +91,9 @@ class MapIterator(Iterator[T]):
             self.close()
             raise
         if not self._window:
+            if self._input_error is not None:
+                error, self._input_error = self._input_error, None
+                raise error
             self._finish()
             raise StopIteration
         future = self._window[0]
@@ -131,7 +136,12 @@ class MapIterator(Iterator[T]):
         # one staging pass, one scheduler message and, for durable jobs, one manifest part.
         if self._exhausted or self._feed is None or room < max(1, self._buffersize // 4) and self._window:
             return
-        tasks = self._feed(room)
+        try:
+            tasks = self._feed(room)
+        except Exception as exc:  # bad input further on: first hand out the results before it
+            self._input_error = exc
+            self._stop_reading()
+            return
         if len(tasks) < room:
             self._exhausted = True
         self._add(tasks)
