@@ -48,7 +48,8 @@ class MapIterator(Iterator[T]):
     iteration reaches it; ``timeout`` bounds the whole iteration from the ``map`` call;
     ``close()`` (or an exception) cancels the calls not started yet and stops reading the
     input. An error reading or staging the input (an argument that cannot be pickled,
-    iterables of different lengths) is raised after the results of the items before it. Dropping the iterator unfinished stops reading the input too; the calls already
+    iterables of different lengths) is raised after the results of the items before it.
+    Dropping the iterator unfinished stops reading the input too; the calls already
     launched run on and their futures stay with ``job``.
     """
 
