@@ -85,8 +85,8 @@ class SettlementLedger:
 
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
-        # A job lets go of a future once its value was consumed: the ledger keeps each one it
-        # counted, so that ``job.futures`` still lists every call when the run is checked.
+        # A job lets go of a future once its caller consumed it: the ledger keeps each one it
+        # counted, to check every call of the run (``futures_of``).
         self.settled: dict[int, LambdaFuture] = {}
         self._lock = threading.Lock()
         self._saved: dict[str, Callable[..., Any]] = {}
@@ -113,9 +113,16 @@ class SettlementLedger:
 
         return settle
 
+    def futures_of(self, job: Job) -> list[LambdaFuture]:
+        """Every call's future of ``job``: those it still lists and those seen settling."""
+        found = {id(f): f for f in job.futures}
+        with self._lock:
+            found.update({key: f for key, f in self.settled.items() if f.job is job})
+        return sorted(found.values(), key=lambda f: (f.task_id, f.index))
+
     def settlement(self, job: Job, expected: Sequence[Any]) -> Settlement:
         """Check every call of ``job`` against ``expected`` (its right results, in order)."""
-        futures = job.futures
+        futures = self.futures_of(job)
         result = Settlement(expected=len(expected), duplicates_ignored=job.duplicates)
         if len(futures) != len(expected):
             result.missing = abs(len(expected) - len(futures))

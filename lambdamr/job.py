@@ -10,7 +10,6 @@ import collections
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,10 @@ class TaskOutcome(NamedTuple):
 class Task:
     """One unit of invocation: a function applied to ``calls`` argument tuples.
 
-    Until it settles the task holds its futures (the scheduler settles them); then it keeps
-    only weak references to the futures someone claimed (``claim``: the user got them from
-    ``submit`` or a ``MapIterator`` yielded them), so a consumed and dropped result leaves
-    the driver's memory. Its timings, logs and ``outcome`` stay for the job's summary.
+    Until it settles the task holds its futures (the scheduler settles them); then it lets
+    go of those someone claimed (``claim``: the user got them from ``submit``, or a
+    ``MapIterator`` yielded them), so a consumed and dropped result leaves the driver's
+    memory. Its timings, logs and ``outcome`` stay for the job's summary.
     """
 
     job: Job
@@ -59,27 +58,24 @@ class Task:
     runtime: dict[str, Any] | None = None
     logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
     outcome: TaskOutcome | None = None  # once settled
-    _held: list[Any] = field(default_factory=list)  # each call's future, or a weakref to it once released
+    _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
+    _kept: int = 0  # entries of _held that are not None
     _claimed: set[int] = field(default_factory=set)  # calls whose future someone else holds
 
     @property
     def futures(self) -> list[LambdaFuture]:
-        """The futures of the calls, while the task is unsettled; then those still alive."""
-        out = []
-        for held in self._held:
-            future = held if isinstance(held, LambdaFuture) else held()
-            if future is not None:
-                out.append(future)
-        return out
+        """Every call's future while the task is unsettled; then those nobody claimed."""
+        return [f for f in self._held if f is not None]
 
     def result_key(self, attempt: int) -> str:
         return f"{self.job.prefix}/results/{self.task_id:06d}.{attempt}"
 
     def claim(self, index: int) -> None:
         """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
-        self._claimed.add(index)
         if self.done:
             self._release(index)
+        else:
+            self._claimed.add(index)
 
     def settle_record(self) -> None:
         """Called once settled: record the outcome, drop what only a new attempt would need
@@ -102,11 +98,15 @@ class Task:
         self.invocation = None
         for index in self._claimed:
             self._release(index)
+        self._claimed = set()
 
     def _release(self, index: int) -> None:
-        held = self._held[index]
-        if isinstance(held, LambdaFuture) and held.done():
-            self._held[index] = weakref.ref(held)
+        held = self._held
+        if index < len(held) and held[index] is not None and held[index].done():  # type: ignore[union-attr]
+            held[index] = None
+            self._kept -= 1
+            if not self._kept:
+                self._held = []  # nothing left to keep: not even a slot per call
 
 
 @dataclass
@@ -260,13 +260,15 @@ class Job:
         task_id = len(self.tasks)
         task = Task(self, task_id, calls)
         task._held = [LambdaFuture(self, task_id, i) for i in range(calls)]
+        task._kept = calls
         self.tasks.append(task)
         return task
 
     @property
     def futures(self) -> list[LambdaFuture]:
-        """The calls' futures in submission order: every one of an unsettled task; of a settled
-        task those nobody claimed (see ``Task``) and those still referenced elsewhere."""
+        """The calls' futures in submission order: every one of an unsettled task, and of a
+        settled task those nobody claimed (a future from ``submit`` or one a ``map``
+        iterator yielded is its caller's alone once settled; see ``Task``)."""
         return [f for task in self.tasks for f in task.futures]
 
     @property
@@ -275,8 +277,8 @@ class Job:
         return sum(task.calls for task in self.tasks)
 
     def claim(self, future: LambdaFuture) -> None:
-        """``future`` is the caller's from now on: once settled, the job keeps only a weak
-        reference to it (its value leaves memory when the caller drops it)."""
+        """``future`` is the caller's from now on: once settled, the job lets go of it (its
+        value leaves memory when the caller drops it)."""
         with self._lock:
             self.tasks[future.task_id].claim(future.index)
 
