@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from .errors import ConfigurationError
 from .futures import LambdaFuture
 from .protocol import ArgsRange
 
+#: what a settled task keeps of the runtime's description of itself
+RUNTIME_KEPT = ("request_id", "pid")
+
 
 class TaskOutcome(NamedTuple):
     """How a settled task's calls ended: what its record keeps once the futures are gone."""
@@ -30,7 +34,7 @@ class TaskOutcome(NamedTuple):
     error: str | None  # "Type: message" (first line) of the first call that raised
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
 class Task:
     """One unit of invocation: a function applied to ``calls`` argument tuples.
 
@@ -60,7 +64,7 @@ class Task:
     outcome: TaskOutcome | None = None  # once settled
     _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
     _kept: int = 0  # entries of _held that are not None
-    _claimed: set[int] = field(default_factory=set)  # calls whose future someone else holds
+    _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
 
     @property
     def futures(self) -> list[LambdaFuture]:
@@ -75,7 +79,7 @@ class Task:
         if self.done:
             self._release(index)
         else:
-            self._claimed.add(index)
+            self._claimed.append(index)
 
     def settle_record(self) -> None:
         """Called once settled: record the outcome, drop what only a new attempt would need
@@ -96,9 +100,13 @@ class Task:
         self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
+        if self.runtime:  # what ``task_timing`` reports, not the rest of every response
+            self.runtime = {k: self.runtime[k] for k in RUNTIME_KEPT if k in self.runtime}
+        if self.timings:  # each record decoded its own copy of the key strings: share one
+            self.timings = {sys.intern(k): v for k, v in self.timings.items()}
         for index in self._claimed:
             self._release(index)
-        self._claimed = set()
+        self._claimed = []
 
     def _release(self, index: int) -> None:
         held = self._held
