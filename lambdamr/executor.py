@@ -211,8 +211,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._launch(job, tasks, fn, sealed=len(first) < window)
 
         def feed(n: int) -> list[Task]:
-            self._check_open()  # "cannot schedule new futures after shutdown", before reading on
             batch = list(itertools.islice(chunks, n))  # the user's iterator: read outside the lock
+            if not batch:  # the input ended (after a shutdown too: that is no error)
+                self._seal(job)
+                return []
             with self._lock:  # staged and launched before a shutdown seals the job, or not at all
                 self._check_open()
                 more = self._add_tasks(job, batch) if batch else []

@@ -109,6 +109,16 @@ def test_shutdown_cancels_what_an_abandoned_endless_map_left_queued(tmp_path):
         ex.map(square, itertools.count())
 
 
+def test_a_map_launched_whole_can_be_consumed_after_shutdown(tmp_path):
+    ex = LambdaExecutor(storage=str(tmp_path / "store"), workers=2, progress=False)
+    exact = ex.map(square, range(16), buffersize=16)  # the window holds it all, the end is unseen
+    more = ex.map(square, range(40), buffersize=8)
+    ex.shutdown()
+    assert list(exact) == [i * i for i in range(16)]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        list(more)  # what was launched is returned, then the rest cannot be scheduled
+
+
 def test_map_timeout_counts_from_the_call_over_an_endless_input(ex):
     results = ex.map(nap, itertools.repeat(0.05), timeout=1.0, buffersize=4)
     with pytest.raises(concurrent.futures.TimeoutError):
