@@ -370,7 +370,7 @@ class Job:
         """Counts, times, storage requests and the estimated Lambda cost of this job."""
         succeeded = failed = cancelled = 0
         for task in list(self.tasks):
-            outcome = task.outcome if task.done else None
+            outcome = task.outcome  # set before a settled task lets go of its futures
             if outcome is None:  # not settled: count its futures as they are now
                 futures = task.futures
                 outcome = TaskOutcome(
