@@ -85,6 +85,9 @@ class SettlementLedger:
 
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
+        # A job lets go of a future once its caller consumed it: the ledger keeps each one it
+        # counted, to check every call of the run (``futures_of``).
+        self.settled: dict[int, LambdaFuture] = {}
         self._lock = threading.Lock()
         self._saved: dict[str, Callable[..., Any]] = {}
 
@@ -105,13 +108,21 @@ class SettlementLedger:
         def settle(future: LambdaFuture, value: Any) -> None:
             with ledger._lock:
                 ledger.counts[id(future)] += 1
+                ledger.settled[id(future)] = future
             original(future, value)
 
         return settle
 
+    def futures_of(self, job: Job) -> list[LambdaFuture]:
+        """Every call's future of ``job``: those it still lists and those seen settling."""
+        found = {id(f): f for f in job.futures}
+        with self._lock:
+            found.update({key: f for key, f in self.settled.items() if f.job is job})
+        return sorted(found.values(), key=lambda f: (f.task_id, f.index))
+
     def settlement(self, job: Job, expected: Sequence[Any]) -> Settlement:
         """Check every call of ``job`` against ``expected`` (its right results, in order)."""
-        futures = job.futures
+        futures = self.futures_of(job)
         result = Settlement(expected=len(expected), duplicates_ignored=job.duplicates)
         if len(futures) != len(expected):
             result.missing = abs(len(expected) - len(futures))
@@ -195,7 +206,9 @@ def run_local(n: int, workers: int, kills_per_s: float = KILLS_PER_S) -> list[Ch
             backend=backend, storage=store, durable=True, reply_inline_max=0, progress=False
         ) as ex:
             started = time.perf_counter()
-            job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n).job
+            # buffersize=n: every task is launched at once (the default window would launch
+            # only what the iterator, dropped here, makes room for).
+            job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n, buffersize=n).job
             assert job is not None
             if killer is not None:
                 killer.start()

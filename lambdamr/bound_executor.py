@@ -24,7 +24,7 @@ class BoundExecutor:
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """``LambdaExecutor.submit`` with this view's options."""
-        return self.executor._run_job(fn, [[(args, kwargs)]], self.options).futures[0]
+        return self.executor._submit(fn, args, kwargs, self.options)
 
     def map(
         self,
@@ -32,12 +32,13 @@ class BoundExecutor:
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
         options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
-        return self.executor._map(fn, iterables, timeout, chunksize, options)
+        return self.executor._map(fn, iterables, timeout, chunksize, options, buffersize)
 
     def map_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> dict[Any, Any]:
         """``LambdaExecutor.map_reduce`` with this view's memory and timeout."""

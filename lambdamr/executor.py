@@ -24,9 +24,11 @@ The executor knows neither AWS nor the local machine: it talks to a ``Backend`` 
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import itertools
 import logging
+import random
 import secrets
 import threading
 import time
@@ -39,12 +41,19 @@ from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
 from .callables import check_plain_function
 from .config import ExecutorConfig, JobOptions, is_whole_number
-from .errors import ConfigurationError, LambdaMRError
+from .errors import ConfigurationError, LambdaMRError, StorageUnavailable
 from .futures import LambdaFuture
-from .job import Job, JobSummary
+from .job import Job, JobSummary, Task
 from .lease import SessionLease
 from .manifest import ManifestWriter
-from .map_iterator import MapIterator, check_map_timeout, zip_strict
+from .map_iterator import (
+    MapIterator,
+    check_buffersize,
+    check_map_timeout,
+    chunks_of,
+    default_buffersize,
+    strict_rows,
+)
 from .progress import JobProgress, progress_enabled
 from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from .scheduler import Scheduler
@@ -55,6 +64,11 @@ from .storage import Storage, storage_from_url
 
 T = TypeVar("T")
 log = logging.getLogger("lambdamr")
+
+#: waits between attempts to stage a batch of tasks while the store is throttling
+STAGING_BACKOFF_S = (0.05, 0.2, 0.8)
+#: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
+JOB_HISTORY = 100
 
 
 class LambdaExecutor(concurrent.futures.Executor):
@@ -105,10 +119,11 @@ class LambdaExecutor(concurrent.futures.Executor):
         )
         self._scheduler = Scheduler(self.backend, self.storage, self.config, self.signer)
         self._job_numbers = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
         self._started = False
         self._shutdown = False
-        self.jobs: list[Job] = []
+        self._history: collections.deque[Job] = collections.deque(maxlen=JOB_HISTORY)
+        self._unfinished: set[Job] = set()  # jobs shutdown must wait for, whether in the history or not
         self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
         _live_executors.add(self)
@@ -124,7 +139,15 @@ class LambdaExecutor(concurrent.futures.Executor):
     # ---- concurrent.futures API -----------------------------------------------------------
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """Run ``fn(*args, **kwargs)`` remotely; return its future (a one-task job)."""
-        return self._run_job(fn, [[(args, kwargs)]]).futures[0]
+        return self._submit(fn, args, kwargs, None)
+
+    def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict, options: JobOptions | None) -> LambdaFuture:
+        job = self._new_job(fn, options)
+        tasks = self._add_tasks(job, [[(args, kwargs)]])
+        future = tasks[0].futures[0]  # held here before launch: once settled the job lets go of it
+        job.claim(future)
+        self._launch(job, tasks, fn)
+        return future
 
     def map(  # type: ignore[override]
         self,
@@ -132,39 +155,78 @@ class LambdaExecutor(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
+        The input is read as the results are consumed: at most ``buffersize`` tasks are
+        launched ahead of the one being consumed, so an endless iterator streams and a
+        result leaves the driver's memory once consumed and dropped.
+
         Args:
-            timeout: seconds the whole iteration may take (``concurrent.futures`` semantics).
+            timeout: seconds the whole iteration may take, from this call
+                (``concurrent.futures`` semantics).
             chunksize: calls per task; raise it when calls are much shorter than an invoke.
+            buffersize: tasks launched ahead (Python 3.14's ``Executor.map`` option); default
+                twice the backend's capacity (its slots stay busy), at least 16.
             memory_mb / timeout_s: this job's Lambda memory and per-task timeout.
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
             SerializationError: ``fn`` or an argument cannot be pickled (names the culprit).
+            Errors of input read later (a pickling error, different lengths) are raised by
+            the iteration when it reaches them, after the results before them.
         """
-        return self._map(fn, iterables, timeout, chunksize, JobOptions(memory_mb=memory_mb, timeout_s=timeout_s))
+        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s)
+        return self._map(fn, iterables, timeout, chunksize, options, buffersize)
 
     def _map(
-        self, fn: Callable[..., T], iterables: tuple, timeout: float | None, chunksize: int, options: JobOptions
+        self,
+        fn: Callable[..., T],
+        iterables: tuple,
+        timeout: float | None,
+        chunksize: int,
+        options: JobOptions,
+        buffersize: int | None = None,
     ) -> MapIterator[T]:
+        called = time.monotonic()  # timeout counts from the call, as in concurrent.futures
         if not iterables:
             raise ConfigurationError("map() needs at least one iterable of arguments")
         if not is_whole_number(chunksize) or chunksize < 1:
             raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
         check_map_timeout(timeout)
+        deadline = None if timeout is None else called + timeout
+        check_buffersize(buffersize)
         check_plain_function(fn)
-        items = zip_strict(iterables)
-        if not items:
-            return MapIterator(None, timeout, False)
-        chunks: list[list[tuple[tuple, dict]]] = [
-            [(args, {}) for args in items[i : i + chunksize]] for i in range(0, len(items), chunksize)
-        ]
-        job = self._run_job(fn, chunks, options, progress=True)
-        return MapIterator(job, timeout, self.config.verbose)
+        window = int(buffersize) if buffersize is not None else default_buffersize(self.backend.capacity)
+        chunks = chunks_of(strict_rows(iterables), int(chunksize))
+        first = list(itertools.islice(chunks, window))  # read before launch: its errors are raised here
+        if not first:
+            return MapIterator.empty()
+        job = self._new_job(fn, options, sealed=False)
+        tasks = self._add_tasks(job, first)
+        progress = JobProgress(job, getattr(fn, "__name__", "map")) if progress_enabled(self.config.progress) else None
+        self._launch(job, tasks, fn, sealed=len(first) < window)
+
+        def feed(n: int) -> list[Task]:
+            batch = list(itertools.islice(chunks, n))  # the user's iterator: read outside the lock
+            if not batch:  # the input ended (after a shutdown too: that is no error)
+                self._seal(job)
+                return []
+            with self._lock:  # staged and launched before a shutdown seals the job, or not at all
+                self._check_open()
+                more = self._add_tasks(job, batch) if batch else []
+                self._launch(job, more, sealed=len(batch) < n)
+            if progress is not None:
+                progress.track(more)
+            return more
+
+        return MapIterator(
+            job, tasks, feed, lambda: self._seal(job),
+            buffersize=window, exhausted=len(first) < window, deadline=deadline, verbose=self.config.verbose,
+        )
 
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""
@@ -269,12 +331,16 @@ class LambdaExecutor(concurrent.futures.Executor):
             if self._shutdown:
                 return
             self._shutdown = True
+            unfinished = list(self._unfinished)
+        for job in unfinished:
+            if not job.sealed:  # a streaming map reads no more input: it ends with the tasks it has
+                self._scheduler.seal(job)
         if cancel_futures or not wait:
-            for job in self.jobs:
+            for job in unfinished:
                 for future in job.futures:
                     future.cancel()
         if wait:
-            for job in self.jobs:
+            for job in unfinished:
                 job.wait()
         if self._started:
             self._scheduler.stop()
@@ -311,7 +377,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
             self._adopted_prefixes.append(job_prefix)
-            self.jobs.append(job)
+            self._remember(job)
             if remaining and not self._started:
                 self._scheduler.start()
                 self._started = True
@@ -353,9 +419,15 @@ class LambdaExecutor(concurrent.futures.Executor):
         return BoundExecutor(self, options)
 
     @property
+    def jobs(self) -> list[Job]:
+        """The most recent jobs, oldest first (at most ``JOB_HISTORY``): their summaries,
+        timings and logs. A job keeps no result its caller consumed (see ``lambdamr.job.Task``)."""
+        return list(self._history)
+
+    @property
     def last_job(self) -> Job | None:
         """The most recent job (for ``.summary()``)."""
-        return self.jobs[-1] if self.jobs else None
+        return self._history[-1] if self._history else None
 
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
@@ -378,16 +450,25 @@ class LambdaExecutor(concurrent.futures.Executor):
     ) -> Job:
         """Stage ``fn`` and its calls (one task per inner list) and hand the job to the scheduler.
 
-        ``overrides`` are ``JobOptions`` fields (memory_mb, timeout_s, retries, ...).
+        ``overrides`` are ``JobOptions`` fields (memory_mb, timeout_s, retries, ...). The
+        job's futures are nobody's yet: it keeps them until it leaves the history.
         """
+        job = self._new_job(fn, options, **overrides)
+        tasks = self._add_tasks(job, calls)
+        if progress and progress_enabled(self.config.progress):
+            JobProgress(job, getattr(fn, "__name__", "map"))
+        self._launch(job, tasks, fn)
+        return job
+
+    def _new_job(self, fn: Callable[..., Any], options: JobOptions | None, *, sealed: bool = True, **overrides: Any) -> Job:
+        """A job with no task yet, its function staged; ``sealed=False`` for a streaming map."""
         self._check_open()
         check_plain_function(fn)
         settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
-        self.backend.check_access(reads=referenced_reads(calls))
         self._lease.hold()
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)
-        job = Job(
+        return Job(
             f"{self.session_id}-{number:04d}",
             f"{self.session_prefix}/{number:04d}",
             function_key,
@@ -399,22 +480,58 @@ class LambdaExecutor(concurrent.futures.Executor):
             max_retries=settings.retries,
             retry_on=settings.retry_on,
             speculate=settings.speculate,
+            sealed=sealed,
         )
+
+    def _add_tasks(self, job: Job, calls: list[list[tuple[tuple, dict]]]) -> list[Task]:
+        """Add one task per inner list of calls to ``job``, staged (and, durable, in its manifest)."""
+        self.backend.check_access(reads=referenced_reads(calls))
+        first = len(job.tasks)
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
-        self._stager.stage_calls(job.prefix, tasks, calls)
-        if self.durable:
-            write_task_manifest(self.storage, job, self.signer)
-        if progress and progress_enabled(self.config.progress):
-            JobProgress(job, getattr(fn, "__name__", "map"))
+        try:
+            # A streaming map stages while results flow: a busy store (503) is waited out, as
+            # result reads are, rather than failing the rest of the map. Writes are idempotent.
+            for delay in (*STAGING_BACKOFF_S, None):
+                try:
+                    self._stager.stage_calls(job.prefix, tasks, calls)
+                    if self.durable:
+                        write_task_manifest(self.storage, job, self.signer, tasks)
+                    break
+                except StorageUnavailable:
+                    if delay is None:
+                        raise
+                    time.sleep(delay * (0.5 + random.random()))
+        except BaseException:
+            del job.tasks[first:]  # never launched: the job must not wait for them
+            raise
+        return tasks
+
+    def _launch(self, job: Job, tasks: list[Task], fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
+        """Hand ``tasks`` to the scheduler; ``fn`` on a job's first launch (it joins the
+        history); ``sealed`` when no task will follow (a streaming map's input ended)."""
         with self._lock:
             self._check_open()
             if not self._started:
                 self._scheduler.start()
                 self._started = True
-            self.jobs.append(job)
-        self._manifests.job_submitted(job, fn)
-        self._scheduler.submit(job)
-        return job
+            if fn is not None:
+                self._remember(job)
+            if tasks:
+                self._scheduler.submit(job, tasks)
+            if sealed and not job.sealed:
+                self._scheduler.seal(job)
+        if fn is not None:
+            self._manifests.job_submitted(job, fn)
+
+    def _remember(self, job: Job) -> None:
+        self._history.append(job)  # the oldest falls out: a bounded history
+        self._unfinished.add(job)
+        job.add_done_callback(self._unfinished.discard)  # the set's method: a job must not keep the executor alive
+
+    def _seal(self, job: Job) -> None:
+        """A streaming map stops reading its input (its iterator was closed or dropped)."""
+        if self._started:
+            self._scheduler.seal(job)
 
     def __repr__(self) -> str:
         return f"<LambdaExecutor backend={self.backend.name} storage={self.storage.url(self.session_prefix)}>"

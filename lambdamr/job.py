@@ -8,26 +8,45 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cost import billed_ms
 from .errors import ConfigurationError
 from .futures import LambdaFuture
 from .protocol import ArgsRange
 
+#: what a settled task keeps of the runtime's description of itself
+RUNTIME_KEPT = ("request_id", "pid")
 
-@dataclass
+
+class TaskOutcome(NamedTuple):
+    """How a settled task's calls ended: what its record keeps once the futures are gone."""
+
+    succeeded: int
+    failed: int
+    cancelled: int
+    error: str | None  # "Type: message" (first line) of the first call that raised
+
+
+@dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
 class Task:
-    """One unit of invocation: a function applied to ``calls`` argument tuples."""
+    """One unit of invocation: a function applied to ``calls`` argument tuples.
+
+    Until it settles the task holds its futures (the scheduler settles them); then it lets
+    go of those someone claimed (``claim``: the user got them from ``submit``, or a
+    ``MapIterator`` yielded them), so a consumed and dropped result leaves the driver's
+    memory. Its timings, logs and ``outcome`` stay for the job's summary.
+    """
 
     job: Job
     task_id: int
-    futures: list[LambdaFuture]
+    calls: int
     args_inline: str | None = None
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
@@ -42,13 +61,60 @@ class Task:
     timings: dict[str, Any] | None = None  # from the winning result record
     runtime: dict[str, Any] | None = None
     logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
+    outcome: TaskOutcome | None = None  # once settled
+    _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
+    _kept: int = 0  # entries of _held that are not None
+    _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
 
     @property
-    def calls(self) -> int:
-        return len(self.futures)
+    def futures(self) -> list[LambdaFuture]:
+        """Every call's future while the task is unsettled; then those nobody claimed."""
+        return [f for f in self._held if f is not None]
 
     def result_key(self, attempt: int) -> str:
         return f"{self.job.prefix}/results/{self.task_id:06d}.{attempt}"
+
+    def claim(self, index: int) -> None:
+        """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
+        if self.done:
+            self._release(index)
+        else:
+            self._claimed.append(index)
+
+    def settle_record(self) -> None:
+        """Called once settled: record the outcome, drop what only a new attempt would need
+        and the futures that were claimed (the job's lock is held)."""
+        succeeded = failed = cancelled = 0
+        error = None
+        for future in self.futures:
+            if not future.done():
+                continue
+            if future.cancelled():
+                cancelled += 1
+            elif (exc := future.exception()) is not None:
+                failed += 1
+                if error is None:
+                    error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+            else:
+                succeeded += 1
+        self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
+        self.invocation = None
+        if self.runtime:  # what ``task_timing`` reports, not the rest of every response
+            self.runtime = {k: self.runtime[k] for k in RUNTIME_KEPT if k in self.runtime}
+        if self.timings:  # each record decoded its own copy of the key strings: share one
+            self.timings = {sys.intern(k): v for k, v in self.timings.items()}
+        for index in self._claimed:
+            self._release(index)
+        self._claimed = []
+
+    def _release(self, index: int) -> None:
+        held = self._held
+        if index < len(held) and held[index] is not None and held[index].done():  # type: ignore[union-attr]
+            held[index] = None
+            self._kept -= 1
+            if not self._kept:
+                self._held = []  # nothing left to keep: not even a slot per call
 
 
 @dataclass
@@ -144,7 +210,14 @@ def peak_concurrency(timings: list[dict[str, Any]]) -> int:
 
 
 class Job:
-    """The tasks and futures of one batch of invocations of one function."""
+    """The tasks and futures of one batch of invocations of one function.
+
+    A job is *sealed* once no task will be added to it: at once for ``submit`` and the
+    phases of ``map_reduce``; for a streaming ``map`` when its input is exhausted or its
+    iterator is closed or dropped. It is done when it is sealed and every task has settled.
+    Settled tasks keep their timings and outcome, not their results (``Task``), so a job in
+    the executor's history (``LambdaExecutor.jobs``) costs a few hundred bytes per task.
+    """
 
     def __init__(
         self,
@@ -160,6 +233,7 @@ class Job:
         max_retries: int = 2,
         retry_on: tuple[type[BaseException], ...] = (),
         speculate: bool = False,
+        sealed: bool = True,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -172,6 +246,7 @@ class Job:
         self.max_retries = max_retries  # failed attempts a task may re-run after
         self.retry_on = retry_on  # user exception types that count as retryable
         self.speculate = speculate  # launch backups of stragglers
+        self.sealed = sealed  # no task will be added (see the class docstring)
         self.tasks: list[Task] = []
         self.submitted_at = time.time()
         self.finished_at: float | None = None
@@ -191,15 +266,29 @@ class Job:
     def new_task(self, calls: int) -> Task:
         """Add a task of ``calls`` calls, with a future per call."""
         task_id = len(self.tasks)
-        task = Task(self, task_id, [])
-        task.futures = [LambdaFuture(self, task_id, i) for i in range(calls)]
+        task = Task(self, task_id, calls)
+        task._held = [LambdaFuture(self, task_id, i) for i in range(calls)]
+        task._kept = calls
         self.tasks.append(task)
         return task
 
     @property
     def futures(self) -> list[LambdaFuture]:
-        """Every call's future, in submission order."""
+        """The calls' futures in submission order: every one of an unsettled task, and of a
+        settled task those nobody claimed (a future from ``submit`` or one a ``map``
+        iterator yielded is its caller's alone once settled; see ``Task``)."""
         return [f for task in self.tasks for f in task.futures]
+
+    @property
+    def calls(self) -> int:
+        """How many calls the job's tasks hold so far."""
+        return sum(task.calls for task in self.tasks)
+
+    def claim(self, future: LambdaFuture) -> None:
+        """``future`` is the caller's from now on: once settled, the job lets go of it (its
+        value leaves memory when the caller drops it)."""
+        with self._lock:
+            self.tasks[future.task_id].claim(future.index)
 
     # ---- progress -------------------------------------------------------------------------
     def mark_task_done(self, task: Task) -> None:
@@ -209,10 +298,23 @@ class Job:
                 return
             task.done = True
             task.completed_at = time.time()
+            task.settle_record()
             self._settled += 1
-            if self._settled == len(self.tasks):
-                self.finished_at = task.completed_at
-                self._done.set()
+            self._finish_if_complete(task.completed_at)
+
+    def seal(self) -> None:
+        """No task will be added: the job is done once the ones it has settle. The scheduler
+        calls this (on its thread) for a streaming map; a job built whole starts sealed."""
+        with self._lock:
+            self.sealed = True
+            self._finish_if_complete(None)
+
+    def _finish_if_complete(self, last_completed: float | None) -> None:
+        if self.sealed and self._settled == len(self.tasks) and not self._done.is_set():
+            if last_completed is None:  # sealed after its tasks settled: it ended with the last one
+                last_completed = max((t.completed_at or 0.0 for t in self.tasks), default=0.0) or time.time()
+            self.finished_at = last_completed
+            self._done.set()
 
     def done(self) -> bool:
         """Whether every task has settled (result, error or cancellation)."""
@@ -266,10 +368,20 @@ class Job:
     # ---- reporting ------------------------------------------------------------------------
     def summary(self) -> JobSummary:
         """Counts, times, storage requests and the estimated Lambda cost of this job."""
-        futures = self.futures
-        cancelled = sum(f.cancelled() for f in futures)
-        finished = [f for f in futures if f.done() and not f.cancelled()]
-        failed = sum(1 for f in finished if f.exception() is not None)
+        succeeded = failed = cancelled = 0
+        for task in list(self.tasks):
+            outcome = task.outcome  # set before a settled task lets go of its futures
+            if outcome is None:  # not settled: count its futures as they are now
+                futures = task.futures
+                outcome = TaskOutcome(
+                    sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None),
+                    sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is not None),
+                    sum(1 for f in futures if f.cancelled()),
+                    None,
+                )
+            succeeded += outcome.succeeded
+            failed += outcome.failed
+            cancelled += outcome.cancelled
         timed = [t.timings for t in self.tasks if t.timings and "finished" in t.timings]
         durations = [tm["finished"] - tm["started"] for tm in timed]
         end = self.finished_at or time.time()
@@ -282,8 +394,8 @@ class Job:
             job_id=self.job_id,
             backend=self.backend,
             tasks=len(self.tasks),
-            calls=len(futures),
-            succeeded=len(finished) - failed,
+            calls=self.calls,
+            succeeded=succeeded,
             failed=failed,
             cancelled=cancelled,
             retries=self.retries,

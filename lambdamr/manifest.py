@@ -130,21 +130,22 @@ def final_manifest(job: Job, submitted: dict[str, Any]) -> dict[str, Any]:
         storage_requests=summary.storage_requests,
         cost_usd=None if summary.cost is None else summary.cost.total_usd,
     )
-    return dict(submitted, state=state, finished=job.finished_at, summary=numbers)
+    # A streaming map adds tasks after submission: its final counts are the summary's.
+    return dict(submitted, state=state, finished=job.finished_at, tasks=summary.tasks, calls=summary.calls, summary=numbers)
 
 
 def task_log_entries(job: Job) -> dict[str, dict[str, Any]]:
     """The output of every task that printed or failed, keyed by task id (for ``logs.json``)."""
     entries: dict[str, dict[str, Any]] = {}
     for task in job.tasks:
-        errors = [f.exception() for f in task.futures if f.done() and not f.cancelled() and f.exception() is not None]
-        if not task.logs and not errors:
+        error = task.outcome.error if task.outcome is not None else None  # results are not kept: the outcome is
+        if not task.logs and not error:
             continue
         timings = task.timings or {}
         entries[str(task.task_id)] = {
             "attempt": task.attempt,
             "logs": task.logs or "",
-            "error": f"{type(errors[0]).__name__}: {errors[0]}".splitlines()[0] if errors else None,
+            "error": error,
             **{k: timings[k] for k in ("started", "finished", "cold") if k in timings},
         }
     return entries

@@ -1,64 +1,156 @@
-"""The iterator ``LambdaExecutor.map`` returns, and the zip that feeds it."""
+"""The iterator ``LambdaExecutor.map`` returns: results in input order, over a bounded window.
+
+``map`` reads its input lazily, like ``Executor.map(buffersize=...)`` of Python 3.14: at
+most ``buffersize`` tasks are launched and not yet consumed. Each result handed to the
+caller makes room for more, read from the input then (so ``itertools.count()`` streams and
+the driver's memory stays flat)::
+
+    input ──read chunksize items──► task ──► scheduler ──► future ─┐
+      ▲                                                          window (≤ buffersize tasks)
+      └────────── top up when a quarter of the window is free ◄── __next__ yields, lets go
+
+A future leaves the window, and the job's strong hold (``Job.claim``), once its value is
+yielded: the value then lives only as long as the caller keeps it (CPython's bpo-14406).
+"""
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import numbers
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
-from .job import Job
+from .futures import LambdaFuture
+from .job import Job, Task
 
 T = TypeVar("T")
 
-#: the most calls one map() takes: beyond it the iterable is most likely endless (and its
-#: arguments would not fit in the driver's memory anyway); split bigger inputs into several maps
-MAX_MAP_CALLS = 10_000_000
+#: the most items a whole-input reader takes (``map_reduce`` inputs; ``map`` streams and has
+#: no limit): beyond it the iterable is most likely endless, and would not fit in memory anyway
+MAX_MATERIALISED_ITEMS = 10_000_000
+#: the smallest default window, in tasks, whatever the backend's capacity
+MIN_BUFFERSIZE = 16
+
+#: ``feed(n)``: read, stage and launch up to ``n`` more tasks; fewer means the input ended
+#: (the job is then sealed). ``seal()``: stop reading; the job ends with the tasks it has.
+Feed = Callable[[int], list[Task]]
 
 
 class MapIterator(Iterator[T]):
     """The results of ``LambdaExecutor.map`` in input order; ``.job`` is the job behind them.
 
     Like ``concurrent.futures``: a result is returned, or its exception raised, when
-    iteration reaches it; ``timeout`` bounds the whole iteration; closing the iterator early
-    (or an exception) cancels the calls not yet started.
+    iteration reaches it; ``timeout`` bounds the whole iteration from the ``map`` call;
+    ``close()`` (or an exception) cancels the calls not started yet and stops reading the
+    input. An error reading or staging the input (an argument that cannot be pickled,
+    iterables of different lengths) is raised after the results of the items before it.
+    Dropping the iterator unfinished stops reading the input too; the calls already
+    launched run on and their futures stay with ``job``.
     """
 
-    def __init__(self, job: Job | None, timeout: float | None, verbose: bool) -> None:
+    def __init__(
+        self,
+        job: Job | None,
+        first: list[Task],
+        feed: Feed | None,
+        seal: Callable[[], None] | None,
+        *,
+        buffersize: int,
+        exhausted: bool,
+        deadline: float | None,
+        verbose: bool,
+    ) -> None:
         self.job = job
-        self._futures = list(job.futures) if job else []
-        self._index = 0
-        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._feed = feed
+        self._seal = seal
+        self._buffersize = buffersize
+        self._exhausted = exhausted or feed is None
+        self._window: collections.deque[LambdaFuture] = collections.deque()
+        self._open_tasks = 0  # tasks with a future in the window
+        self._deadline = deadline
         self._verbose = verbose
+        self._input_error: Exception | None = None  # raised once the results before it are consumed
+        self._add(first)
+
+    @classmethod
+    def empty(cls) -> MapIterator[Any]:
+        """The iterator of a map over empty input."""
+        return cls(None, [], None, None, buffersize=1, exhausted=True, deadline=None, verbose=False)
 
     def __iter__(self) -> MapIterator[T]:
         return self
 
     def __next__(self) -> T:
-        if self._index >= len(self._futures):
+        try:
+            self._top_up()
+        except BaseException:
+            self.close()
+            raise
+        if not self._window:
+            if self._input_error is not None:
+                error, self._input_error = self._input_error, None
+                raise error
             self._finish()
             raise StopIteration
-        future = self._futures[self._index]
+        future = self._window[0]
         remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
         try:
             value = future.result(remaining)
         except BaseException:
             self.close()
             raise
-        self._index += 1
+        self._window.popleft()
+        if future.index == future.job.tasks[future.task_id].calls - 1:
+            self._open_tasks -= 1
+        future.job.claim(future)  # the value is the caller's now: the job lets go of it
         return value
 
-    def __len__(self) -> int:
-        return len(self._futures) - self._index
-
     def close(self) -> None:
-        """Cancel every call not started yet."""
-        for future in self._futures[self._index :]:
+        """Cancel every call not started yet and stop reading the input."""
+        while self._window:
+            future = self._window.popleft()
             future.cancel()
-        self._index = len(self._futures)
+            future.job.claim(future)
+        self._open_tasks = 0
+        self._stop_reading()
+
+    def __del__(self) -> None:
+        try:
+            self._stop_reading()
+        except Exception:  # at interpreter exit the executor may be half gone
+            pass
+
+    def _stop_reading(self) -> None:
+        if not self._exhausted:
+            self._exhausted = True
+            if self._seal is not None:
+                self._seal()
+
+    def _top_up(self) -> None:
+        room = self._buffersize - self._open_tasks
+        # In batches (a quarter of the window) rather than one task per result: each batch is
+        # one staging pass, one scheduler message and, for durable jobs, one manifest part.
+        if self._exhausted or self._feed is None or room < max(1, self._buffersize // 4) and self._window:
+            return
+        try:
+            tasks = self._feed(room)
+        except Exception as exc:  # bad input further on: first hand out the results before it
+            self._input_error = exc
+            self._stop_reading()
+            return
+        if len(tasks) < room:
+            self._exhausted = True
+        self._add(tasks)
+
+    def _add(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            self._window.extend(task.futures)
+        self._open_tasks += len(tasks)
 
     def _finish(self) -> None:
         if self._verbose and self.job is not None:
@@ -76,32 +168,85 @@ def check_map_timeout(timeout: Any) -> None:
         )
 
 
-def _column(iterable: Iterable[Any], position: int, limit: int | None = None) -> list[Any]:
+def check_buffersize(buffersize: Any) -> None:
+    """``map(buffersize=...)``: None (the default window) or a whole number of tasks >= 1."""
+    if buffersize is None:
+        return
+    if isinstance(buffersize, bool) or not isinstance(buffersize, numbers.Integral) or buffersize < 1:
+        raise ConfigurationError(
+            f"map(buffersize={buffersize!r}): give how many tasks may be launched ahead of the one "
+            "being consumed (a whole number >= 1), or None for the default (twice the backend's capacity)"
+        )
+
+
+def default_buffersize(capacity: int) -> int:
+    """Twice what the backend runs at once: every slot stays busy while the caller consumes."""
+    return max(MIN_BUFFERSIZE, 2 * capacity)
+
+
+def strict_rows(iterables: tuple[Iterable[Any], ...]) -> Iterator[tuple]:
+    """Zip iterables lazily, refusing ones of different lengths (a silent truncation loses
+    work) when the shortest ends. Sized inputs are compared before anything is read."""
+    sizes = [len(it) if hasattr(it, "__len__") else None for it in iterables]  # type: ignore[arg-type]
+    if None not in sizes and len(set(sizes)) > 1:
+        raise _different_lengths([str(s) for s in sizes])
+    return _rows([iter(it) for it in iterables])
+
+
+def _rows(iterators: list[Iterator[Any]]) -> Iterator[tuple]:
+    for count in itertools.count():
+        row = []
+        for position, iterator in enumerate(iterators):
+            try:
+                row.append(next(iterator))
+            except StopIteration:
+                longer = [p for p, other in enumerate(iterators) if p != position and _has_more(other)]
+                if position == 0 and not longer:
+                    return
+                lengths = [
+                    f"more than {count}" if p in longer else str(count + (1 if p < position else 0))
+                    for p in range(len(iterators))
+                ]
+                raise _different_lengths(lengths) from None
+        yield tuple(row)
+
+
+def _has_more(iterator: Iterator[Any]) -> bool:
+    try:
+        next(iterator)
+    except StopIteration:
+        return False
+    return True
+
+
+def _different_lengths(lengths: list[str]) -> ConfigurationError:
+    return ConfigurationError(
+        f"map() got iterables of different lengths ({', '.join(lengths)}); pass iterables of equal "
+        "length, or zip/truncate them yourself"
+    )
+
+
+def chunks_of(rows: Iterator[tuple], chunksize: int) -> Iterator[list[tuple[tuple, dict]]]:
+    """The calls of each task: ``chunksize`` rows at a time, as (args, kwargs) pairs."""
+    while True:
+        chunk: list[tuple[tuple, dict]] = [(args, {}) for args in itertools.islice(rows, chunksize)]
+        if not chunk:
+            return
+        yield chunk
+
+
+def read_all(iterable: Iterable[Any], what: str) -> list[Any]:
+    """Every item of an input that must be read whole, refusing one that looks endless."""
     # A Python-level loop, not list(iterable): list() over a C iterator such as
     # itertools.count() never returns to the interpreter, so Ctrl-C could not stop it.
-    column: list[Any] = []
-    append = column.append
+    items: list[Any] = []
+    append = items.append
     for item in iterable:
         append(item)
-        if limit is not None and len(column) >= limit:
-            break  # already longer than the first iterable: refused below, whatever its length
-        if len(column) > MAX_MAP_CALLS:
+        if len(items) > MAX_MATERIALISED_ITEMS:
             raise ConfigurationError(
-                f"map() iterable {position} yielded more than {MAX_MAP_CALLS:,} items: is it endless (itertools.count, "
-                "a generator that never stops)? Pass a finite iterable, or split the input over several maps"
+                f"{what} yielded more than {MAX_MATERIALISED_ITEMS:,} items: is it endless (itertools.count, "
+                "a generator that never stops)? They are read whole before launch: pass a finite iterable, or "
+                "split the input over several calls"
             )
-    return column
-
-
-def zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:
-    """Zip iterables, refusing ones of different lengths (a silent truncation loses work)."""
-    first = _column(iterables[0], 0)
-    columns = [first] + [_column(it, position, len(first) + 1) for position, it in enumerate(iterables[1:], 1)]
-    lengths = {len(c) for c in columns}
-    if len(lengths) > 1:
-        raise ConfigurationError(
-            "map() got iterables of different lengths ("
-            + ", ".join(str(len(c)) if len(c) <= len(first) else f"more than {len(first)}" for c in columns)
-            + "); pass iterables of equal length, or zip/truncate them yourself"
-        )
-    return list(zip(*columns))
+    return items

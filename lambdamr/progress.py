@@ -37,7 +37,7 @@ class JobProgress:
         self.job = job
         self._show_after = time.monotonic() + delay
         self._bar: Any = tqdm(
-            total=len(job.futures),
+            total=job.calls,
             desc=description or f"job {job.job_id}",
             unit="call",
             delay=delay,
@@ -51,6 +51,16 @@ class JobProgress:
             future.add_done_callback(self._on_done)
         self._thread = threading.Thread(target=self._refresh_until_done, name="lambdamr-progress", daemon=True)
         self._thread.start()
+
+    def track(self, tasks: list[Any]) -> None:
+        """Count the calls of tasks a streaming map added after the bar was made."""
+        if not tasks:
+            return
+        with self._lock:
+            self._bar.total += sum(t.calls for t in tasks)
+        for task in tasks:
+            for future in task.futures:
+                future.add_done_callback(self._on_done)
 
     def running(self) -> int:
         """Calls whose task has been sent to the backend and has not settled."""

@@ -2,7 +2,8 @@
 
 A *durable* job (the default on fire-and-forget backends such as Lambda's async invokes, or
 ``durable=True``) writes every result record to storage and, at submission, one more object:
-``{job.prefix}/tasks`` — what is needed to re-run any of its tasks (function key, memory,
+``{job.prefix}/tasks`` (a streaming ``map`` adds one ``tasks.NNNNNN`` part per batch of tasks
+it launches, NNNNNN its first task) — what is needed to re-run any of its tasks (function key, memory,
 timeout, each task's call count and arguments, inline or as a byte range). The manifest is
 signed for its job and key (``lambdamr.signing``) and ``attach`` verifies it before reading a
 field: an edited function key, another job's manifest copied over this one, or an unsigned
@@ -50,10 +51,18 @@ def job_prefix_of(base_prefix: str, job_id: str) -> str:
     return f"{base_prefix}/{session}/{number}"
 
 
-def write_task_manifest(storage: Storage, job: Job, signer: Signer) -> None:
-    """Store what re-running any task of ``job`` needs (one put per job)."""
+def manifest_part_key(job_prefix: str, first_task: int) -> str:
+    """Where the task manifest part starting at task ``first_task`` lives."""
+    return f"{job_prefix}/{TASKS_NAME}" if first_task == 0 else f"{job_prefix}/{TASKS_NAME}.{first_task:06d}"
+
+
+def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: list[Task] | None = None) -> None:
+    """Store what re-running any task of ``job`` needs: one put per job, or per ``batch``
+    of tasks a streaming map launches (they follow one another)."""
+    batch = job.tasks if batch is None else batch
+    first = batch[0].task_id if batch else 0
     tasks = []
-    for task in job.tasks:
+    for task in batch:
         entry: dict[str, Any] = {"calls": task.calls}
         if task.args_inline is not None:
             entry["args_inline"] = task.args_inline
@@ -68,9 +77,10 @@ def write_task_manifest(storage: Storage, job: Job, signer: Signer) -> None:
         "timeout_s": job.timeout_s,
         "max_retries": job.max_retries,
         "submitted_at": job.submitted_at,
+        "first_task": first,
         "tasks": tasks,
     }
-    key = f"{job.prefix}/{TASKS_NAME}"
+    key = manifest_part_key(job.prefix, first)
     data = json.dumps(manifest, separators=(",", ":")).encode()
     storage.put(key, signer.sign(data, task_manifest_context(job.job_id, key)))
 
@@ -84,21 +94,14 @@ def load_job(
         ConfigurationError: the job has no manifest (not durable, or deleted).
         IntegrityError: the manifest is unsigned, modified, or another job's.
     """
-    key = f"{job_prefix}/{TASKS_NAME}"
+    key = manifest_part_key(job_prefix, 0)
     try:
-        blob = storage.get(key)
+        manifest = _read_manifest_part(storage, key, job_id, signer)
     except ObjectNotFound:
         raise ConfigurationError(
             f"job {job_id} has no task manifest at {storage.url(job_prefix)}: it was not durable "
             "(run it with durable=True), or its temp objects were already deleted"
         ) from None
-    payload = signer.verify(blob, task_manifest_context(job_id, key), what=f"task manifest of job {job_id}")
-    try:
-        manifest = json.loads(bytes(payload))
-    except ValueError as exc:
-        raise IntegrityError(f"the task manifest of job {job_id} is signed but not JSON: {exc}") from None
-    if manifest.get("version") != MANIFEST_VERSION or manifest.get("job_id") != job_id:
-        raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
     job = Job(
         job_id,
         job_prefix,
@@ -110,13 +113,33 @@ def load_job(
         max_retries=int(manifest.get("max_retries", 2)),
     )
     job.submitted_at = float(manifest.get("submitted_at", job.submitted_at))
-    for entry in manifest["tasks"]:
-        task = job.new_task(int(entry["calls"]))
-        task.args_inline = entry.get("args_inline")
-        if entry.get("args_range"):
-            key, start, length = entry["args_range"]
-            task.args_range = ArgsRange(key, int(start), int(length))
+    parts = [manifest]
+    later = sorted(info.key for info in storage.list(f"{key}.") if info.key.rsplit(".", 1)[-1].isdigit())
+    parts += [_read_manifest_part(storage, part_key, job_id, signer) for part_key in later]
+    for part in parts:
+        if part.get("first_task", 0) != len(job.tasks):  # a part missing, or one moved under another name
+            raise IntegrityError(
+                f"the task manifest of job {job_id} is incomplete: a part starts at task "
+                f"{part.get('first_task')} where task {len(job.tasks)} was expected"
+            )
+        for entry in part["tasks"]:
+            task = job.new_task(int(entry["calls"]))
+            task.args_inline = entry.get("args_inline")
+            if entry.get("args_range"):
+                args_key, start, length = entry["args_range"]
+                task.args_range = ArgsRange(args_key, int(start), int(length))
     return job
+
+
+def _read_manifest_part(storage: Storage, key: str, job_id: str, signer: Signer) -> dict[str, Any]:
+    payload = signer.verify(storage.get(key), task_manifest_context(job_id, key), what=f"task manifest of job {job_id}")
+    try:
+        manifest = json.loads(bytes(payload))
+    except ValueError as exc:
+        raise IntegrityError(f"the task manifest of job {job_id} is signed but not JSON: {exc}") from None
+    if manifest.get("version") != MANIFEST_VERSION or manifest.get("job_id") != job_id:
+        raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
+    return manifest
 
 
 def collect_stored_results(storage: Storage, job: Job, signer: Signer) -> list[Task]:

@@ -67,7 +67,7 @@ def task_phases(job: Job) -> list[TaskPhases]:
         timing = job.task_timing(task.task_id)
         if timing is None or timing.get("dispatched") is None:
             continue  # still running, or cancelled before it was sent
-        ok = all(not f.cancelled() and f.exception() is None for f in task.futures)
+        ok = task.outcome is not None and not (task.outcome.failed or task.outcome.cancelled)
         phases: dict[str, tuple[float, float]] = {}
         if "started" not in timing:  # no result record: the attempt was lost, timed out...
             phases["queue"] = (0.0, max(0.0, timing["dispatched"] - origin))
@@ -188,10 +188,10 @@ def job_logs(job: Job, task_id: int | None = None) -> str:
         return job.tasks[task_id].logs or ""
     parts = []
     for task in job.tasks:
-        errors = [f.exception() for f in task.futures if f.done() and not f.cancelled() and f.exception() is not None]
-        if not task.logs and not errors:
+        error = task.outcome.error if task.outcome is not None else None
+        if not task.logs and not error:
             continue
-        parts.append(task_header(task.task_id, task.attempt, task.timings, errors[0] if errors else None))
+        parts.append(task_header(task.task_id, task.attempt, task.timings, error))
         if task.logs:
             parts.append(task.logs.rstrip("\n"))
     return "\n".join(parts) + ("\n" if parts else "")

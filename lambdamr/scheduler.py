@@ -99,10 +99,15 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="lambdamr-scheduler", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue every task of ``job``."""
-        job.storage_before = self.storage.stats.snapshot()
-        self._inbox.put(("job", job))
+    def submit(self, job: Job, tasks: list[Task] | None = None) -> None:
+        """Queue ``tasks`` of ``job`` (default: all of them); a streaming map sends more later."""
+        if not job.storage_before:
+            job.storage_before = self.storage.stats.snapshot()
+        self._inbox.put(("job", (job, list(job.tasks) if tasks is None else tasks)))
+
+    def seal(self, job: Job) -> None:
+        """No more tasks of ``job`` will come: it finishes once the queued ones settle."""
+        self._inbox.put(("seal", job))
 
     def stop(self) -> None:
         """Stop the thread; tasks not yet settled fail with ``BackendError``."""
@@ -153,9 +158,14 @@ class Scheduler:
         kind, payload = message
         try:
             if kind == "job":
-                self._jobs[payload.job_id] = payload
-                self._seen_keys[payload.job_id] = set()
-                self._pending.extend(payload.tasks)
+                job, tasks = payload
+                if job.job_id not in self._jobs:
+                    self._jobs[job.job_id] = job
+                    self._seen_keys[job.job_id] = set()
+                self._pending.extend(tasks)
+            elif kind == "seal":
+                payload.seal()
+                self._maybe_finish_job(payload)
             elif kind == "outcome":
                 self._handle_outcome(payload)
             elif kind == "lost":

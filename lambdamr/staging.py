@@ -74,7 +74,8 @@ class Stager:
         """Pickle each task's calls; set them inline on the task or pack them into one object."""
         packed: list[bytes] = []
         offset = 0
-        key = f"{job_prefix}/args"
+        # A streaming map stages its tasks in batches: one packed object per batch.
+        key = f"{job_prefix}/args" if not tasks or tasks[0].task_id == 0 else f"{job_prefix}/args.{tasks[0].task_id:06d}"
         for task, task_calls in zip(tasks, calls):
             what = (
                 f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"

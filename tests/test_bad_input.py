@@ -184,27 +184,32 @@ def infinite():
         (lambda ex: ex.map_reduce(identity, [1], identity, keep_intermediate="false"), ConfigurationError, "True or False"),
         (lambda ex: ex.with_options(retries="3"), ConfigurationError, r"retries='3'"),
         (lambda ex: ex.with_options(speculate="false"), ConfigurationError, r"speculate='false'"),
-        (lambda ex: ex.map(identity, infinite()), ConfigurationError, r"more than 1,000 items: is it endless"),
+        (lambda ex: ex.map_reduce(identity, infinite(), identity), ConfigurationError, r"more than 1,000 items: is it endless"),
+        (lambda ex: ex.map(identity, [1], buffersize=0), ConfigurationError, r"buffersize=0.*whole number >= 1"),
+        (lambda ex: ex.map(identity, [1], buffersize="8"), ConfigurationError, r"buffersize='8'"),
+        (lambda ex: ex.map(identity, [1], buffersize=2.5), ConfigurationError, r"buffersize=2.5"),
+        (lambda ex: ex.map(identity, [1], buffersize=True), ConfigurationError, r"buffersize=True"),
         (lambda ex: ex.map(pow, range(3), infinite()), ConfigurationError, r"different lengths \(3, more than 3\)"),
     ],
     ids=[
         "string map timeout", "nan map timeout", "negative map timeout", "numpy zero chunksize", "async submit",
         "async map", "async __call__", "async map_fn", "async reduce_fn", "a million reducers",
-        "string keep_intermediate", "string retries", "string speculate", "endless iterable",
-        "endless second iterable",
+        "string keep_intermediate", "string retries", "string speculate", "endless map_reduce input",
+        "zero buffersize", "string buffersize", "fractional buffersize", "boolean buffersize", "endless second iterable",
     ],
 )
 def test_bad_call_of_the_wrong_type_is_refused_before_launch(ex, monkeypatch, call, error, fragment):
     import lambdamr.map_iterator
 
-    monkeypatch.setattr(lambdamr.map_iterator, "MAX_MAP_CALLS", 1000)
+    monkeypatch.setattr(lambdamr.map_iterator, "MAX_MATERIALISED_ITEMS", 1000)
     with pytest.raises(error, match=fragment):
         call(ex)
     assert ex.jobs == []
     assert not ex._started
 
 
-def test_map_over_an_endless_c_iterator_stops_on_ctrl_c(ex):
+def test_map_reduce_over_an_endless_c_iterator_stops_on_ctrl_c(ex):
+    # map streams its input; map_reduce reads it whole before the shuffle starts.
     # list(itertools.count()) never returns to the interpreter; the iteration must, so that
     # Ctrl-C (here SIGALRM's handler raising KeyboardInterrupt, as SIGINT's does) stops it.
     def interrupt(signum, frame):
@@ -214,7 +219,7 @@ def test_map_over_an_endless_c_iterator_stops_on_ctrl_c(ex):
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     try:
         with pytest.raises(KeyboardInterrupt):
-            ex.map(identity, itertools.count())
+            ex.map_reduce(identity, itertools.count(), identity)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -101,7 +101,7 @@ def test_chaos_ledger_fails_a_run_that_settles_twice_wrong_or_never(tmp_path):
         job = ex.last_job
         assert ledger.settlement(job, [0, 1, 4, 9]).ok
         with pytest.raises(concurrent.futures.InvalidStateError):
-            job.futures[1].set_result(1)  # a duplicate that got through: refused, but counted
+            ledger.futures_of(job)[1].set_result(1)  # a duplicate that got through: refused, but counted
         settlement = ledger.settlement(job, [0, 1, 5, 9])
     assert results == [0, 1, 4, 9]
     assert (settlement.settled_once, settlement.settled_twice, settlement.wrong, settlement.missing) == (2, 1, 1, 0)

@@ -272,5 +272,5 @@ def test_storage_turning_read_only_keeps_collected_results(tmp_path, monkeypatch
         ex.submit(repr, 1)  # staging its function: refused before launch, with what happened
     ex.shutdown()  # cleanup cannot delete: a warning, not an exception
     assert results == [0, 1, 4, 9, 16]
-    assert [f.result() for f in ex.jobs[0].futures] == results
+    assert ex.jobs[0].summary().succeeded == 5  # the job's record survives; its consumed values were let go
     assert any("could not delete temp objects" in r.getMessage() and "read-only" in r.getMessage() for r in caplog.records)

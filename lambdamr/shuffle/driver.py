@@ -67,7 +67,9 @@ def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Sto
         )
     if not isinstance(inputs, Iterable):
         raise ConfigurationError(f"map_reduce inputs must be iterable, got {type(inputs).__name__}")
-    return list(inputs), []
+    from ..map_iterator import read_all  # the shuffle needs every input before it starts
+
+    return read_all(inputs, "map_reduce inputs"), []
 
 
 def group_items(items: list[Any], mappers: int | None) -> list[list[Any]]:

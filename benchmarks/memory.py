@@ -1,0 +1,129 @@
+"""The driver's memory while a long map streams: flat in the number of tasks.
+
+    PYTHONPATH=. python benchmarks/memory.py                      # 10,000 and 50,000 x 1 MB, 1,000,000-item generator
+    PYTHONPATH=. python benchmarks/memory.py --results 2000 --generator 100000 --out /tmp/memory.json
+
+Two cases, each in a fresh driver process (so that its peak RSS is its own):
+
+* ``results``: N tasks each returning 1 MB (1,000,000 bytes, small enough to come back in
+  the local worker's response), consumed one at a time and dropped. Before results were
+  released, the driver kept every one of them (50,000 tasks = 50 GB).
+* ``generator``: ``map`` over a 1,000,000-item generator of small calls (``chunksize``
+  1,000), summed as they come. Before ``map`` streamed, it read the whole input first.
+
+For each: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
+(``ru_maxrss``), the wall time and the calls per second. The local backend runs the tasks
+(``--workers`` processes); each case's temp folder is deleted afterwards. Nothing is written
+but ``--out`` (JSON), when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from typing import Any
+
+RESULT_BYTES = 1_000_000
+
+
+def one_megabyte(i: int) -> bytes:
+    return bytes(RESULT_BYTES)
+
+
+def increment(i: int) -> int:
+    return i + 1
+
+
+def run_case(case: str, count: int, workers: int, chunksize: int) -> dict[str, Any]:
+    """Run one case in this process and measure it (the child side)."""
+    from lambdamr import LambdaExecutor
+
+    folder = tempfile.mkdtemp(prefix="lambdamr-memory-")
+    try:
+        with LambdaExecutor(storage=folder, workers=workers, progress=False) as ex:
+            list(ex.map(increment, range(workers * 4)))  # start the workers before measuring
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            tracemalloc.start()
+            started = time.perf_counter()
+            if case == "results":
+                received = 0
+                for value in ex.map(one_megabyte, range(count)):
+                    received += len(value)  # consumed, then dropped when the loop moves on
+                assert received == count * RESULT_BYTES
+            else:
+                total = sum(ex.map(increment, (i for i in range(count)), chunksize=chunksize))
+                assert total == count * (count + 1) // 2
+            wall = time.perf_counter() - started
+            _, traced_peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            summary = ex.last_job.summary()
+        return {
+            "case": case,
+            "calls": count,
+            "tasks": summary.tasks,
+            "chunksize": chunksize if case == "generator" else 1,
+            "workers": workers,
+            "wall_s": round(wall, 1),
+            "calls_per_s": round(count / wall),
+            "traced_peak_mb": round(traced_peak / 1e6, 1),
+            "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_before_mb": round(rss_before, 1),
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_in_child(case: str, count: int, workers: int, chunksize: int) -> dict[str, Any]:
+    """Run one case in a fresh interpreter and return its figures."""
+    command = [sys.executable, __file__, "--child", case, str(count), "--workers", str(workers), "--chunksize", str(chunksize)]
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=int, nargs="*", default=[10_000, 50_000], metavar="N",
+                        help="task counts of the 1 MB case (default: 10000 50000)")
+    parser.add_argument("--generator", type=int, default=1_000_000, metavar="N", help="items of the generator case")
+    parser.add_argument("--chunksize", type=int, default=1000, help="calls per task in the generator case")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", help="also write the figures here (JSON)")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        case, count = args.child
+        print(json.dumps(run_case(case, int(count), args.workers, args.chunksize)))
+        return 0
+
+    load_before = os.getloadavg()
+    rows = [run_in_child("results", n, args.workers, 1) for n in args.results]
+    if args.generator:
+        rows.append(run_in_child("generator", args.generator, args.workers, args.chunksize))
+    load_after = os.getloadavg()
+    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'wall s':>7} {'calls/s':>8} {'traced peak MB':>15} {'RSS peak MB':>12}")
+    for row in rows:
+        print(
+            f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['wall_s']:>7} {row['calls_per_s']:>8,} "
+            f"{row['traced_peak_mb']:>15} {row['rss_peak_mb']:>12}"
+        )
+    print(f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} cores")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"rows": rows, "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count()}, fh, indent=2)
+    return 0
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""A long-lived executor's memory stays bounded: consumed results are let go, the job history
+is bounded, and ``map`` streams its input through a bounded window (``buffersize``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import itertools
+import time
+import weakref
+
+import pytest
+
+from lambdamr import LambdaExecutor
+from lambdamr.errors import ConfigurationError, SerializationError
+from lambdamr.executor import JOB_HISTORY
+
+
+class Blob:
+    """A result the test can hold a weak reference to."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+
+def make_blob(size):
+    return Blob(size)
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.fixture
+def ex(tmp_path):
+    with LambdaExecutor(storage=str(tmp_path / "store"), workers=2, progress=False) as executor:
+        yield executor
+
+
+def test_a_consumed_and_dropped_map_result_leaves_memory(ex):
+    results = ex.map(make_blob, [1000] * 40, buffersize=4)
+    refs = []
+    for blob in results:
+        refs.append(weakref.ref(blob))
+        del blob
+    gc.collect()
+    assert len(refs) == 40 and [r for r in refs if r() is not None] == []
+    job = ex.last_job
+    assert job.summary().succeeded == 40 and len(job.tasks) == 40  # the record stays, the values go
+    assert job.futures == []  # the job kept no future its iterator consumed
+
+
+def test_a_dropped_submit_future_takes_its_result_along(ex):
+    future = ex.submit(make_blob, 1000)
+    ref = weakref.ref(future.result(timeout=60))
+    job = future.job
+    del future
+    gc.collect()
+    assert ref() is None
+    assert job.done() and job.summary().succeeded == 1  # the job's record outlives the value
+
+
+def test_a_future_still_held_keeps_its_result(ex):
+    future = ex.submit(make_blob, 10)
+    assert future.result(timeout=60).data == bytes(10)
+    gc.collect()
+    assert future.result().data == bytes(10)
+    assert future.job.futures == []  # the caller's alone: the job lists only futures nobody claimed
+
+
+def test_the_job_history_is_bounded(ex):
+    futures = [ex.submit(square, i) for i in range(JOB_HISTORY + 25)]
+    assert [f.result(timeout=60) for f in futures] == [i * i for i in range(JOB_HISTORY + 25)]
+    assert len(ex.jobs) == JOB_HISTORY
+    assert ex.jobs[0].job_id.endswith(f"-{26:04d}") and ex.last_job is ex.jobs[-1] is futures[-1].job
+    assert ex.summary().succeeded == 1
+
+
+def test_map_over_an_endless_iterator_streams_and_can_be_abandoned(ex):
+    results = ex.map(square, itertools.count(), buffersize=8)
+    assert [next(results) for _ in range(30)] == [i * i for i in range(30)]
+    job = results.job
+    assert 30 <= len(job.tasks) <= 30 + 8  # read only as far as the window reaches
+    del results  # abandoned: the input is no longer read, the job ends with the tasks it has
+    assert job.wait(60)
+    assert len(job.tasks) <= 38 and job.summary().succeeded == len(job.tasks)
+
+
+def test_shutdown_cancels_what_an_abandoned_endless_map_left_queued(tmp_path):
+    ex = LambdaExecutor(storage=str(tmp_path / "store"), workers=1, progress=False)
+    results = ex.map(nap, itertools.repeat(0.05), buffersize=64)  # far more than one worker holds
+    assert next(results) == 0.05
+    job = results.job
+    results = None  # abandoned
+    ex.shutdown(wait=True, cancel_futures=True)
+    summary = job.summary()
+    assert job.done() and summary.cancelled > 0
+    assert summary.succeeded + summary.cancelled + summary.failed == summary.calls == len(job.tasks)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.map(square, itertools.count())
+
+
+def test_a_map_launched_whole_can_be_consumed_after_shutdown(tmp_path):
+    ex = LambdaExecutor(storage=str(tmp_path / "store"), workers=2, progress=False)
+    exact = ex.map(square, range(16), buffersize=16)  # the window holds it all, the end is unseen
+    more = ex.map(square, range(40), buffersize=8)
+    ex.shutdown()
+    assert list(exact) == [i * i for i in range(16)]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        list(more)  # what was launched is returned, then the rest cannot be scheduled
+
+
+def test_map_timeout_counts_from_the_call_over_an_endless_input(ex):
+    results = ex.map(nap, itertools.repeat(0.05), timeout=1.0, buffersize=4)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        for _ in results:  # endless without the deadline (pytest-timeout would fail the test)
+            pass
+    assert results.job.wait(60)  # the error closed the iterator: the job ended
+
+
+def test_streaming_map_with_chunksize_keeps_order_and_task_count(ex):
+    results = ex.map(add, range(100), iter(range(100, 200)), chunksize=7, buffersize=3)
+    assert list(results) == [2 * i + 100 for i in range(100)]
+    assert len(ex.last_job.tasks) == 15 and ex.last_job.summary().calls == 100
+
+
+def test_input_errors_past_the_first_window_are_raised_by_the_iteration(ex):
+    import threading
+
+    def rows():
+        yield from range(20)
+        yield threading.Lock()  # cannot be pickled
+
+    results = ex.map(square, rows(), buffersize=4)
+    assert [next(results) for _ in range(20)] == [i * i for i in range(20)]
+    with pytest.raises(SerializationError):
+        next(results)
+    assert results.job.wait(60) and len(results.job.tasks) == 20
+
+    uneven = ex.map(add, range(30), (i for i in range(25)), buffersize=2)
+    assert [next(uneven) for _ in range(25)] == [2 * i for i in range(25)]
+    with pytest.raises(ConfigurationError, match=r"different lengths \(more than 25, 25\)"):
+        next(uneven)
+
+
+def test_different_sized_inputs_are_refused_before_launch(ex):
+    with pytest.raises(ConfigurationError, match=r"different lengths \(3, 4\)"):
+        ex.map(add, [1, 2, 3], [1, 2, 3, 4])
+    assert ex.jobs == []
+    with pytest.raises(ConfigurationError, match=r"different lengths \(2, more than 2\)"):
+        ex.map(add, [1, 2], itertools.count())
+    assert ex.jobs == []
+
+
+def test_a_durable_streaming_map_can_be_attached_from_its_manifest_parts(tmp_path):
+    options = {"storage": str(tmp_path / "store"), "workers": 2, "progress": False, "durable": True}
+    with LambdaExecutor(keep_temp=True, **options) as first:
+        assert list(first.map(square, (i for i in range(50)), buffersize=4)) == [i * i for i in range(50)]
+        job_id = first.last_job.job_id
+        parts = [i.key for i in first.storage.list(first.last_job.prefix + "/tasks")]
+    assert len(parts) > 1  # one manifest part per batch the window launched
+    with LambdaExecutor(**options) as second:
+        job = second.attach(job_id)
+        assert [f.result(timeout=60) for f in job.futures] == [i * i for i in range(50)]
+        assert all(t.attempt < 1000 for t in job.tasks)  # collected from storage, none re-run
