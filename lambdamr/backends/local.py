@@ -75,6 +75,7 @@ class LocalBackend(Backend):
 
     name = "local"
     reports_outcomes = True
+    claims_handover = True  # a call is running once it is written to a worker
 
     def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
         self.workers = validate_workers(workers) or os.cpu_count() or 1
@@ -222,6 +223,8 @@ class LocalBackend(Backend):
                 if len(worker.queue) >= self.prefetch:
                     return
                 invocation = self._pending.popleft()
+                if not self.claim(invocation):
+                    continue  # cancelled while it waited here
                 if not self._send(worker, invocation):
                     self._pending.appendleft(invocation)
                     return
