@@ -111,7 +111,7 @@ def _initialize(store: Storage, task: TaskEvent) -> None:
                 f"the executor's initializer {name}() raised {type(exc).__name__}: {exc}; tasks run only "
                 "after it succeeds (it is tried again before the next task on this worker)",
                 job_id=task.job_id, task_id=task.task_id, attempt=task.attempt,
-                remote_traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                remote_traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)),
             ) from None
         _initialized.add(key)
 
