@@ -86,7 +86,12 @@ class LambdaFuture(concurrent.futures.Future):
         return (task.logs or "") if task.done else None
 
     def __repr__(self) -> str:
-        return f"<LambdaFuture job={self.job.job_id} task={self.task_id} state={self._state}>"
+        with self._condition:  # worded like the stdlib's: state=finished raised ValueError
+            state = "cancelled" if self._state.startswith("CANCELLED") else self._state.lower()
+            if self._state == "FINISHED":
+                outcome = self._exception if self._exception is not None else self._result
+                state += f" {'raised' if self._exception is not None else 'returned'} {type(outcome).__name__}"
+        return f"<LambdaFuture job={self.job.job_id} task={self.task_id} state={state}>"
 
 
 FuturesTimeoutError = TimeoutError
