@@ -19,6 +19,7 @@ any ``atexit`` function and while threads still run — every executor stops tak
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours: see the end
 import logging
 import sys
 import threading
@@ -161,6 +162,8 @@ def _at_exit() -> None:
             log.warning("lambdamr: releasing the executor of session %s at exit failed: %s", resources.session_prefix, exc)
 
 
+# threading runs these hooks in reverse order of registration: ours, registered after the
+# thread pools' (imported above), runs first, while the pools that run and fetch tasks still work.
 _register = getattr(threading, "_register_atexit", None)  # what concurrent.futures.thread uses
 if _register is not None:
     _register(_at_exit)

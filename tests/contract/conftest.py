@@ -38,12 +38,14 @@ class Kind:
         return self.name
 
 
+# The stdlib's control runs first: the inline backend unpickles the tasks module's classes by
+# value in this very process, and cloudpickle then updates the live classes in place.
 KINDS = [
+    Kind("process-pool"),
     Kind("inline-folder", "inline", "folder"),
     Kind("inline-s3", "inline", "s3"),
     Kind("local-folder", "local", "folder"),
     Kind("local-s3", "local", "s3"),
-    Kind("process-pool"),
 ]
 
 

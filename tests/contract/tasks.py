@@ -132,9 +132,12 @@ def _raise_on_load():
     raise RuntimeError("cannot unpickle this")
 
 
+BREAKING_RESULTS = {cls.__name__: cls for cls in (ExitOnUnpickle, ErrorOnUnpickle, ExitOnPickle, ErrorOnPickle)}
+
+
 def return_it(obj_class_name):
-    """Return an instance of the named class of this module (built where the task runs)."""
-    return globals()[obj_class_name]()
+    """Return an instance of the named class (built where the task runs)."""
+    return BREAKING_RESULTS[obj_class_name]()
 
 
 def ignore(obj):
@@ -152,3 +155,11 @@ def read_env(name):
 
 def failing_initializer():
     raise RuntimeError("initializer failed on purpose")
+
+
+def touch_sleep_write(started, seconds, out):
+    """Say it started, then finish a little later: a call running when the driver moves on."""
+    Path(started).write_text("started")
+    time.sleep(seconds)
+    Path(out).write_text("done")
+    return "done"
