@@ -86,8 +86,8 @@ def test_done_callback_already_done(make_future):
     ]:
         future = make_future()
         settle(future)
-        seen = []
-        future.add_done_callback(lambda f: seen.append(check(f)))
+        seen: list[bool] = []
+        future.add_done_callback(lambda f, seen=seen, check=check: seen.append(check(f)))
         assert seen == [True]
 
 
