@@ -301,13 +301,18 @@ class LambdaExecutor(concurrent.futures.Executor):
         else:
             self._resources.close_in_background()
 
+    def terminate_workers(self) -> None:
+        """Shut down without waiting for anything (Python 3.14's ``ProcessPoolExecutor``
+        has the same): calls not started are cancelled, running ones fail with
+        ``BackendError``, the workers are stopped and the temp objects deleted."""
+        with self._lock:
+            self._shutdown = True
+        self._resources.close(abandon=True)
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and not issubclass(exc_type, Exception):
-            # Ctrl-C (or any non-Exception interruption) must not wait for running tasks: cancel
-            # what has not started, abandon the rest, stop the workers, delete temp objects.
-            with self._lock:
-                self._shutdown = True
-            self._resources.close(abandon=True)
+            # Ctrl-C (or any non-Exception interruption) must not wait for running tasks.
+            self.terminate_workers()
         else:
             self.shutdown(wait=True)
 

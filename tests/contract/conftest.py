@@ -97,8 +97,11 @@ def new_executor(kind: Kind, storage_of_kind: dict) -> Iterator[Callable[..., co
         return ex
 
     yield factory
-    for ex in made:
-        ex.shutdown(wait=True, cancel_futures=True)
+    for ex in made:  # a test's leftover calls must not outlive it
+        if hasattr(ex, "terminate_workers"):
+            ex.terminate_workers()
+        else:
+            ex.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture

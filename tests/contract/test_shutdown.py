@@ -231,3 +231,25 @@ def test_ctrl_c_at_exit_does_not_wait_for_running_calls(kind, storage_of_kind, f
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
     assert Path(str(started) + ".out").exists() == (kind.backend == "inline")
     assert_session_deleted(kind, storage_of_kind, done.stdout)
+
+
+def test_terminate_workers_does_not_wait(new_executor, kind, flag_dir):
+    # Python 3.14's ProcessPoolExecutor.terminate_workers(); Ctrl-C in a with block does the same.
+    ex = new_executor()
+    if not hasattr(ex, "terminate_workers"):
+        pytest.skip("ProcessPoolExecutor.terminate_workers() is new in Python 3.14")
+    if kind.backend == "inline":
+        pytest.skip("the inline backend's running calls are threads of the driver: nothing can stop them")
+    from lambdamr import BackendError
+
+    started = flag_dir / "started"
+    running = ex.submit(tasks.touch_then_wait, str(started), str(flag_dir / "never"))
+    tasks.wait_for_file(str(started))
+    queued = [ex.submit(tasks.mul, i, 2) for i in range(8)]
+    processes = worker_processes(ex)
+    ex.terminate_workers()
+    with pytest.raises(BackendError, match="shut down before this task finished"):
+        running.result(timeout=0)
+    assert sum(f.cancelled() for f in queued) >= 4
+    assert all(f.done() for f in queued)
+    wait_until_gone(processes, timeout=10)
