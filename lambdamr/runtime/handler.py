@@ -111,7 +111,7 @@ def _initialize(store: Storage, task: TaskEvent) -> None:
                 f"the executor's initializer {name}() raised {type(exc).__name__}: {exc}; tasks run only "
                 "after it succeeds (it is tried again before the next task on this worker)",
                 job_id=task.job_id, task_id=task.task_id, attempt=task.attempt,
-                remote_traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)),
+                remote_traceback="".join(traceback.format_exception(type(exc), exc, _user_traceback(exc))),
             ) from None
         _initialized.add(key)
 
@@ -142,7 +142,7 @@ def _peak_rss_mb() -> float:
 def _user_traceback(exc: BaseException):
     """The exception's traceback without the runtime's own calling frame."""
     tb = exc.__traceback__
-    own = (_run_calls.__code__, _run_call.__code__)
+    own = (_run_calls.__code__, _run_call.__code__, _initialize.__code__)
     while tb is not None and tb.tb_frame.f_code in own and tb.tb_next is not None:
         tb = tb.tb_next
     return tb
