@@ -29,7 +29,7 @@ import queue
 import random
 import threading
 import time
-from concurrent.futures import InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .backends.base import Backend, Invocation, InvocationOutcome
@@ -43,13 +43,13 @@ from .errors import (
     StorageUnavailable,
     WorkerLostError,
 )
-from .futures import LambdaFuture
 from .job import Job, Task
 from .protocol import INITIALIZER_OPTION, TaskEvent
 from .results import open_record, own_copy
 from .signing import Signer
 from .speculation import stragglers
 from .storage import Storage
+from .unfinished import UnfinishedJobs, settle_future
 
 log = logging.getLogger("lambdamr")
 
@@ -97,11 +97,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
         self._list_failures: dict[str, int] = {}  # consecutive failed polls, by job
-        # Jobs submitted and not finished, for other threads (shutdown, the thread's death).
-        self._unfinished: dict[str, Job] = {}
-        self._unfinished_changed = threading.Condition()
+        self._unfinished = UnfinishedJobs()  # for other threads: shutdown, the thread's death
         self._claim_lock = threading.Lock()
-        self._dead: BackendError | None = None  # why the thread died, once it has
         #: the stored ``(initializer, initargs)`` every event names (``TaskEvent.options``)
         self.initializer_key: str | None = None
 
@@ -123,10 +120,7 @@ class Scheduler:
             BackendError: the scheduler thread died (the executor cannot run anything more).
         """
         job.storage_before = self.storage.stats.snapshot()
-        with self._unfinished_changed:
-            self.check_alive()
-            self._unfinished[job.job_id] = job
-            self._inbox.put(("job", job))
+        self._unfinished.add(job, lambda added: self._inbox.put(("job", added)))
 
     def on_own_thread(self) -> bool:
         """Whether the caller runs on the scheduler thread (a future's done-callback)."""
@@ -134,30 +128,16 @@ class Scheduler:
 
     def check_alive(self) -> None:
         """Raise the ``BackendError`` the scheduler thread died with, if it did."""
-        if self._dead is not None:
-            raise self._dead
+        self._unfinished.check_alive()
 
     def cancel_pending(self) -> None:
         """Cancel every call no worker or container has yet (``shutdown(cancel_futures=True)``)."""
-        with self._unfinished_changed:
-            jobs = list(self._unfinished.values())
-        for job in jobs:
-            for task in job.tasks:
-                if not task.done:
-                    for future in task.futures:
-                        future.cancel()
+        self._unfinished.cancel_pending()
         self._inbox.put(("wake", None))  # drop what was cancelled without waiting for a result
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted job has finished; return whether they have."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._unfinished_changed:
-            while self._unfinished:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._unfinished_changed.wait(remaining)
-        return True
+        return self._unfinished.wait_empty(timeout)
 
     def stop(self) -> None:
         """Stop the thread; tasks not yet settled fail with ``BackendError``."""
@@ -473,7 +453,7 @@ class Scheduler:
         for kind, count in record.header.get("requests", {}).items():
             task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
-            _settle_future(future, call.value, call.exception if not call.ok else None)
+            settle_future(future, call.value, call.exception if not call.ok else None)
         self._settle(task)
 
     @staticmethod
@@ -502,7 +482,7 @@ class Scheduler:
     def _fail(self, task: Task, error: BaseException) -> None:
         for index, future in enumerate(task.futures):
             # Each future its own exception object: one shared would collect every raise's frames.
-            _settle_future(future, None, error if index == 0 else own_copy(error))
+            settle_future(future, None, error if index == 0 else own_copy(error))
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
@@ -521,12 +501,7 @@ class Scheduler:
         try:
             job.notify_done()  # its numbers are final: job manifest, user callbacks
         finally:
-            self._forget(job)
-
-    def _forget(self, job: Job) -> None:
-        with self._unfinished_changed:
-            self._unfinished.pop(job.job_id, None)
-            self._unfinished_changed.notify_all()
+            self._unfinished.remove(job)
 
     # ---- fire-and-forget backends -------------------------------------------------------
     def _poll_if_due(self) -> None:
@@ -607,7 +582,7 @@ class Scheduler:
                 continue
             for future in task.futures:
                 if not future.cancel():
-                    _settle_future(future, None, own_copy(error))
+                    settle_future(future, None, own_copy(error))
             self._settle(task)
         self._pending.clear()
 
@@ -618,31 +593,5 @@ class Scheduler:
             "this executor cannot run tasks any more: shut it down and create a new one"
         )
         error.__cause__ = exc
-        with self._unfinished_changed:
-            self._dead = error  # submit() raises from now on; what it queued before is failed here
-            jobs = list(self._unfinished.values())
         log.critical("lambdamr: %s", error, exc_info=exc)
-        for job in jobs:
-            for task in job.tasks:
-                if task.done:
-                    continue
-                for future in task.futures:
-                    _settle_future(future, None, own_copy(error))
-                job.mark_task_done(task)
-            self._forget(job)
-
-
-def _settle_future(future: LambdaFuture, value: Any, error: BaseException | None) -> None:
-    """Set a call's result or exception, unless the call was cancelled or settled meanwhile;
-    a done-callback that raises (even ``SystemExit``) is the caller's bug, logged, not ours."""
-    if future.done():
-        return
-    try:
-        if error is None:
-            future.set_result(value)
-        else:
-            future.set_exception(error)
-    except InvalidStateError:
-        pass  # cancelled by the user between the check and now
-    except BaseException:  # noqa: BLE001
-        log.exception("lambdamr: a done-callback of %r raised", future)
+        self._unfinished.fail_all(error)  # submit() raises from now on

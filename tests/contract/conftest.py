@@ -11,6 +11,7 @@ down. ``kind.remote`` says whether the executor under test is a ``LambdaExecutor
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,7 +73,10 @@ def storage_of_kind(kind: Kind, tmp_path_factory: pytest.TempPathFactory, reques
 def build(kind: Kind, storage: dict, workers: int = WORKERS, **options: Any) -> concurrent.futures.Executor:
     """An executor of ``kind`` with ``workers`` workers (initializer/initargs pass through)."""
     if not kind.remote:
-        return concurrent.futures.ProcessPoolExecutor(max_workers=workers, **options)
+        # forkserver (Python 3.14's default): forking this many-threaded test process could
+        # copy a lock another thread holds into a worker that then never exits.
+        context = multiprocessing.get_context("forkserver")
+        return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
     from lambdamr import LambdaExecutor
 
     return LambdaExecutor(kind.backend, workers=workers, progress=False, retries=2, **storage, **options)

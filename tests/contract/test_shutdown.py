@@ -156,7 +156,7 @@ if spec["backend"]:
     print("session", ex.session_prefix, flush=True)
 else:
     from concurrent.futures import ProcessPoolExecutor
-    ex = ProcessPoolExecutor(1)
+    ex = ProcessPoolExecutor(1)  # the script has no other threads: fork is safe
 """
 
 
