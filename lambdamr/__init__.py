@@ -26,6 +26,8 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "lambdamr.futures",
     "ALL_COMPLETED": "lambdamr.futures",
     "CancelledError": "lambdamr.futures",
+    "TimeoutError": "lambdamr.futures",
+    "InvalidStateError": "lambdamr.futures",
     "Job": "lambdamr.job",
     "JobSummary": "lambdamr.job",
     "Shared": "lambdamr.shared",
@@ -36,7 +38,7 @@ _ERRORS = [
     "IntegrityError",
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
-    "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
+    "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
     "LambdaRuntimeError", "RuntimeImportError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
@@ -47,7 +49,17 @@ if TYPE_CHECKING:
     from .config import ExecutorConfig
     from .errors import *  # noqa: F403
     from .executor import LambdaExecutor
-    from .futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, CancelledError, LambdaFuture, as_completed, wait
+    from .futures import (
+        ALL_COMPLETED,
+        FIRST_COMPLETED,
+        FIRST_EXCEPTION,
+        CancelledError,
+        InvalidStateError,
+        LambdaFuture,
+        TimeoutError,
+        as_completed,
+        wait,
+    )
     from .job import Job, JobSummary
     from .map_iterator import MapIterator
     from .shared import Shared

@@ -23,6 +23,7 @@ The hierarchy::
         ├── TaskOutOfMemoryError       the task went past its memory limit
         ├── LambdaRuntimeError         the runtime failed outside the user's code (retryable)
         │   └── RuntimeImportError     the runtime cannot import its handler or a package: redeploy
+        ├── InitializerError           the executor's initializer raised where the task was to run
         └── RemoteError                the user's exception could not be sent back as itself
 
 A user's own exception raised inside a task is re-raised in the driver as itself (same type),
@@ -190,6 +191,21 @@ class RuntimeImportError(LambdaRuntimeError):
     cannot help, redeploying (with the missing package in the layer) does."""
 
     retryable = False
+
+
+class InitializerError(TaskError):
+    """The executor's ``initializer`` raised in the worker or container the task went to, so
+    the task did not run (the stdlib's ``BrokenProcessPool``). Not retried: it would most
+    likely raise again. ``remote_traceback`` holds the initializer's traceback."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, remote_traceback: str = "", **where) -> None:
+        super().__init__(message, **where)
+        self.remote_traceback = remote_traceback
+
+    def _sections(self) -> list[tuple[str, str | None]]:
+        return [("initializer traceback", self.remote_traceback), *super()._sections()]
 
 
 class RemoteError(TaskError):

@@ -23,7 +23,6 @@ The executor knows neither AWS nor the local machine: it talks to a ``Backend`` 
 
 from __future__ import annotations
 
-import atexit
 import collections
 import concurrent.futures
 import itertools
@@ -41,10 +40,11 @@ from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
 from .callables import check_plain_function
 from .config import ExecutorConfig, JobOptions, is_whole_number
-from .errors import ConfigurationError, LambdaMRError, StorageUnavailable
+from .errors import ConfigurationError, StorageUnavailable
 from .futures import LambdaFuture
 from .job import Job, JobSummary, Task
 from .lease import SessionLease
+from .lifecycle import ExecutorResources, interpreter_exiting
 from .manifest import ManifestWriter
 from .map_iterator import (
     MapIterator,
@@ -78,15 +78,35 @@ class LambdaExecutor(concurrent.futures.Executor):
         backend: ``"local"`` (default: worker processes on this machine), ``"aws"`` (Lambda,
             after ``lambdamr deploy``), ``"inline"`` (threads; for debugging), or a ``Backend``.
         storage: where bytes live: ``"s3://bucket/prefix"``, a folder, or a ``Storage``.
+        initializer / initargs: ``initializer(*initargs)`` runs once in every worker process
+            or warm Lambda container before its first task (as in ``ProcessPoolExecutor``;
+            the inline backend runs it once in this process). When it raises, the tasks sent
+            there fail with ``InitializerError`` naming it.
         **options: any ``ExecutorConfig`` field (memory_mb, timeout_s, workers, retries,
             keep_temp, progress, verbose, prefix, region, endpoint_url...). Unset options come
             from ``LAMBDAMR_*`` environment variables, then defaults.
 
     Raises:
         ConfigurationError: an option is unknown or out of range.
+        TypeError: ``initializer`` is not callable.
+
+    Shut it down (or use ``with``) to release its workers and temp objects: submitted calls
+    finish first unless ``cancel_futures``; an executor garbage collected or still open at
+    interpreter exit is released the same way once its calls have finished.
     """
 
-    def __init__(self, backend: str | Backend | None = None, *, storage: str | Storage | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        backend: str | Backend | None = None,
+        *,
+        storage: str | Storage | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        **options: Any,
+    ) -> None:
+        if initializer is not None:
+            check_plain_function(initializer, "initializer")
+        self._initializer = (initializer, tuple(initargs)) if initializer is not None else None
         backend_name = backend.name if isinstance(backend, Backend) else backend
         storage_url = storage if isinstance(storage, str) else None
         self.config = ExecutorConfig.resolve(backend=backend_name, storage=storage_url, **options)
@@ -106,7 +126,6 @@ class LambdaExecutor(concurrent.futures.Executor):
         self.key_prefix = prefix
         self.session_prefix = f"{prefix}/{self.session_id}"
         self.durable = self.config.durable if self.config.durable is not None else not self.backend.reports_outcomes
-        self._adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
         temp = self.storage.url(f"{prefix}/") + "*"  # every session's objects, not just this one's
         self.backend.check_access(reads=[temp], writes=[temp])
         self.signer = Signer(self.backend.signing_key())
@@ -120,13 +139,18 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._scheduler = Scheduler(self.backend, self.storage, self.config, self.signer)
         self._job_numbers = itertools.count(1)
         self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
-        self._started = False
         self._shutdown = False
         self._history: collections.deque[Job] = collections.deque(maxlen=JOB_HISTORY)
-        self._unfinished: set[Job] = set()  # jobs shutdown must wait for, whether in the history or not
         self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
-        _live_executors.add(self)
+        self._resources = ExecutorResources(
+            scheduler=self._scheduler, backend=self.backend, storage=self.storage, manifests=self._manifests,
+            lease=self._lease, session_prefix=self.session_prefix, keep_temp=self.config.keep_temp,
+        )
+        # Garbage collected: released once its calls finish, like ProcessPoolExecutor. Exit is
+        # lifecycle's hook, which waits for the calls first.
+        self._finalizer = weakref.finalize(self, self._resources.close_in_background)
+        self._finalizer.atexit = False
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
         if isinstance(storage, Storage):
@@ -321,40 +345,43 @@ class LambdaExecutor(concurrent.futures.Executor):
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the executor and delete its temp objects (unless ``keep_temp``).
+        """Take no more work; release the workers and delete the temp objects (unless
+        ``keep_temp``) once every submitted call has finished.
 
-        With ``cancel_futures`` pending calls are cancelled; with ``wait`` the call returns
-        when running ones have finished. Without ``wait`` running calls are abandoned and
-        their futures fail with ``BackendError``.
+        Args:
+            wait: return only once that is done; without it, the calls finish and the
+                executor is released on a background thread (and before interpreter exit).
+            cancel_futures: first cancel every call no worker or container has yet.
         """
         with self._lock:
-            if self._shutdown:
-                return
             self._shutdown = True
-            unfinished = list(self._unfinished)
-        for job in unfinished:
-            if not job.sealed:  # a streaming map reads no more input: it ends with the tasks it has
-                self._scheduler.seal(job)
-        if cancel_futures or not wait:
-            for job in unfinished:
-                for future in job.futures:
-                    future.cancel()
+        if cancel_futures:
+            self._resources.cancel_pending()
         if wait:
-            for job in unfinished:
-                job.wait()
+            self._resources.close()
+        else:
+            self._resources.close_in_background()
+
+    def terminate_workers(self) -> None:
+        """Shut down without waiting for anything (Python 3.14's ``ProcessPoolExecutor``
+        has the same): calls not started are cancelled, running ones fail with
+        ``BackendError``, the workers are stopped and the temp objects deleted."""
+        with self._lock:
+            self._shutdown = True
         if self._started:
-            self._scheduler.stop()
-            self.backend.shutdown(wait=wait)
-        self._manifests.close(flush=self.config.keep_temp)  # before cleanup deletes them
-        self._lease.release(delete_adopted=not self.config.keep_temp)
-        if not self.config.keep_temp:
-            self.cleanup()
+            self._scheduler.seal_all()
+        self._resources.close(abandon=True)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        # Ctrl-C (or any non-Exception interruption) must not wait for running tasks: cancel
-        # what has not started, abandon the rest, stop the workers, delete temp objects.
-        interrupted = exc_type is not None and not issubclass(exc_type, Exception)
-        self.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Ctrl-C (or any non-Exception interruption) must not wait for running tasks.
+            self.terminate_workers()
+        else:
+            self.shutdown(wait=True)
+
+    @property
+    def _started(self) -> bool:
+        return self._resources.started
 
     def attach(self, job_id: str) -> Job:
         """Collect a durable job started by another, perhaps dead, driver on the same storage.
@@ -376,11 +403,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._manifests.job_attached(job)
         with self._lock:
             self._check_open()
-            self._adopted_prefixes.append(job_prefix)
+            self._resources.adopted_prefixes.append(job_prefix)
             self._remember(job)
-            if remaining and not self._started:
-                self._scheduler.start()
-                self._started = True
+            if remaining:
+                self._start()
         if remaining:
             self._scheduler.submit(job)
         else:
@@ -389,13 +415,7 @@ class LambdaExecutor(concurrent.futures.Executor):
 
     def cleanup(self) -> int:
         """Delete every object this executor wrote; return how many were deleted."""
-        try:
-            for prefix in self._adopted_prefixes:
-                self.storage.delete_prefix(prefix + "/")
-            return self.storage.delete_prefix(self.session_prefix + "/")
-        except LambdaMRError as exc:
-            log.warning("lambdamr: could not delete temp objects under %s: %s", self.storage.url(self.session_prefix), exc)
-            return 0
+        return self._resources.cleanup()
 
     # ---- options and reporting ----------------------------------------------------------
     def with_options(
@@ -436,8 +456,18 @@ class LambdaExecutor(concurrent.futures.Executor):
 
     # ---- internals ------------------------------------------------------------------------
     def _check_open(self) -> None:
+        if interpreter_exiting():
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
+        self._scheduler.check_alive()
+
+    def _start(self) -> None:
+        """Start the scheduler and backend before the first job (called holding ``_lock``);
+        stage the initializer, which every event of the executor names."""
+        if self._initializer is not None and self._scheduler.initializer_key is None:
+            self._scheduler.initializer_key = self._stager.stage_function(self._initializer)
+        self._resources.start()
 
     def _run_job(
         self,
@@ -511,9 +541,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         history); ``sealed`` when no task will follow (a streaming map's input ended)."""
         with self._lock:
             self._check_open()
-            if not self._started:
-                self._scheduler.start()
-                self._started = True
+            self._start()
             if fn is not None:
                 self._remember(job)
             if tasks:
@@ -525,8 +553,6 @@ class LambdaExecutor(concurrent.futures.Executor):
 
     def _remember(self, job: Job) -> None:
         self._history.append(job)  # the oldest falls out: a bounded history
-        self._unfinished.add(job)
-        job.add_done_callback(self._unfinished.discard)  # the set's method: a job must not keep the executor alive
 
     def _seal(self, job: Job) -> None:
         """A streaming map stops reading its input (its iterator was closed or dropped)."""
@@ -536,16 +562,3 @@ class LambdaExecutor(concurrent.futures.Executor):
     def __repr__(self) -> str:
         return f"<LambdaExecutor backend={self.backend.name} storage={self.storage.url(self.session_prefix)}>"
 
-
-_live_executors: weakref.WeakSet[LambdaExecutor] = weakref.WeakSet()
-
-
-@atexit.register
-def _shutdown_at_exit() -> None:
-    """An executor never shut down (no ``with``, an interrupted script) still stops its
-    workers and deletes its temp objects when the interpreter exits."""
-    for executor in list(_live_executors):
-        try:
-            executor.shutdown(wait=False, cancel_futures=True)
-        except Exception as exc:  # nothing can be raised to anyone at exit
-            log.warning("lambdamr: shutting down %r at exit failed: %s", executor, exc)

@@ -37,6 +37,8 @@ from .errors import ProtocolError
 from .signing import Context
 
 PROTOCOL_VERSION = 2
+#: ``TaskEvent.options`` key: the stored ``(initializer, initargs)`` the runtime runs once per process
+INITIALIZER_OPTION = "initializer"
 RESULT_MAGIC = b"LMR1"
 _HEADER_LEN = struct.Struct("<I")
 

@@ -14,6 +14,7 @@ task, attempt, job or session is refused with ``IntegrityError``.
 
 from __future__ import annotations
 
+import copy
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,7 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
     if outcome.exception_pickled and len(frame):
         try:
             exc, tb_dict = pickle.loads(frame)
-        except Exception:
+        except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__: fall back to the text
             pass
         else:
             if tb_dict:
@@ -101,8 +102,13 @@ def decode_record(data: bytes | memoryview, expected_calls: int) -> TaskRecord:
 def _rebuild(header: dict[str, Any], frames: list[memoryview], expected_calls: int) -> TaskRecord:
     task_error = header.get("task_error")
     if task_error:
-        exc = rebuild_exception(CallOutcome(**task_error), frames[0] if frames else b"", header)
-        return TaskRecord(header, [CallResult(ok=False, exception=exc)] * expected_calls)
+        # Every call fails the same way, but each future gets its own exception object: one
+        # shared object would collect every caller's traceback frames and notes.
+        outcome = CallOutcome(**task_error)
+        return TaskRecord(header, [
+            CallResult(ok=False, exception=rebuild_exception(outcome, frames[0] if frames else b"", header))
+            for _ in range(expected_calls)
+        ])
     outcomes = call_outcomes(header)
     if len(outcomes) != expected_calls:
         raise SerializationError(
@@ -115,6 +121,12 @@ def _rebuild(header: dict[str, Any], frames: list[memoryview], expected_calls: i
                 calls.append(CallResult(ok=True, value=serialize.loads(frame, what="task's return value")))
             except SerializationError as exc:
                 calls.append(CallResult(ok=False, exception=exc))
+            except BaseException as exc:  # noqa: BLE001 - a __reduce__ calling sys.exit must not stop the driver
+                error = SerializationError(
+                    f"cannot unpickle the task's return value: unpickling it raised {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                calls.append(CallResult(ok=False, exception=error))
         else:
             calls.append(CallResult(ok=False, exception=rebuild_exception(outcome, frame, header)))
     return TaskRecord(header, calls)
@@ -139,3 +151,23 @@ def open_record(
             f"refusing the {what}: its header names job {found[0]!r} task {found[1]!r} attempt {found[2]!r}"
         )
     return _rebuild(header, frames, expected_calls)
+
+
+def own_copy(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for another future (same type, arguments, attributes, cause, notes,
+    traceback), so that raising one never changes what the other shows; ``exc`` itself when
+    it cannot be copied."""
+    try:
+        duplicate = copy.copy(exc)
+    except BaseException:  # noqa: BLE001 - an exception whose __reduce__ fails is shared instead
+        return exc
+    if type(duplicate) is not type(exc):
+        return exc
+    duplicate.__cause__ = exc.__cause__
+    duplicate.__context__ = exc.__context__
+    duplicate.__suppress_context__ = exc.__suppress_context__
+    duplicate.__traceback__ = exc.__traceback__
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None:
+        duplicate.__notes__ = list(notes)
+    return duplicate

@@ -9,7 +9,15 @@ is overdue. Results are write-once per attempt; the first to arrive wins and any
 counts as a duplicate.
 
 Everything that touches a task's state runs on the scheduler thread, so tasks need no locks;
-other threads talk to it through one queue.
+other threads talk to it through one queue. The one exception is ``claim``: a backend that
+queues invocations itself asks it, from its own thread, as it hands one to a worker; the
+calls' futures turn RUNNING then (until then they can be cancelled), or — when every call
+was cancelled meanwhile — the invocation is dropped and the thread told.
+
+The thread survives whatever a task, a result, a callback or a backend throws at it: an
+error handling one message or one task fails that task, never the thread. Should the thread
+die all the same, every unfinished future fails with a ``BackendError`` saying so, and later
+submissions raise it instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -36,11 +44,12 @@ from .errors import (
     WorkerLostError,
 )
 from .job import Job, Task
-from .protocol import TaskEvent
-from .results import open_record
+from .protocol import INITIALIZER_OPTION, TaskEvent
+from .results import open_record, own_copy
 from .signing import Signer
 from .speculation import stragglers
 from .storage import Storage
+from .unfinished import UnfinishedJobs, settle_future
 
 log = logging.getLogger("lambdamr")
 
@@ -88,6 +97,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._last_poll = 0.0
         self._list_failures: dict[str, int] = {}  # consecutive failed polls, by job
+        self._unfinished = UnfinishedJobs()  # for other threads: shutdown, the thread's death
+        self._claim_lock = threading.Lock()
+        #: the stored ``(initializer, initargs)`` every event names (``TaskEvent.options``)
+        self.initializer_key: str | None = None
 
     # ---- called from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -95,19 +108,48 @@ class Scheduler:
         if self._thread is not None:
             return
         self.backend.prepare(self.storage)
+        self.backend.set_claim(self._claim)
         self.backend.start(self._on_outcome)
         self._thread = threading.Thread(target=self._run, name="lambdamr-scheduler", daemon=True)
         self._thread.start()
 
     def submit(self, job: Job, tasks: list[Task] | None = None) -> None:
-        """Queue ``tasks`` of ``job`` (default: all of them); a streaming map sends more later."""
+        """Queue ``tasks`` of ``job`` (default: all of them); a streaming map sends more later.
+
+        Raises:
+            BackendError: the scheduler thread died (the executor cannot run anything more).
+        """
         if not job.storage_before:
             job.storage_before = self.storage.stats.snapshot()
-        self._inbox.put(("job", (job, list(job.tasks) if tasks is None else tasks)))
+        batch = list(job.tasks) if tasks is None else tasks
+        self._unfinished.add(job, lambda added: self._inbox.put(("job", (added, batch))))
 
     def seal(self, job: Job) -> None:
         """No more tasks of ``job`` will come: it finishes once the queued ones settle."""
         self._inbox.put(("seal", job))
+
+    def seal_all(self) -> None:
+        """Seal every unfinished job: shutdown ends streaming maps with the tasks they have."""
+        for job in self._unfinished.jobs():
+            if not job.sealed:
+                self.seal(job)
+
+    def on_own_thread(self) -> bool:
+        """Whether the caller runs on the scheduler thread (a future's done-callback)."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def check_alive(self) -> None:
+        """Raise the ``BackendError`` the scheduler thread died with, if it did."""
+        self._unfinished.check_alive()
+
+    def cancel_pending(self) -> None:
+        """Cancel every call no worker or container has yet (``shutdown(cancel_futures=True)``)."""
+        self._unfinished.cancel_pending()
+        self._inbox.put(("wake", None))  # drop what was cancelled without waiting for a result
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every submitted job has finished; return whether they have."""
+        return self._unfinished.wait_empty(timeout)
 
     def stop(self) -> None:
         """Stop the thread; tasks not yet settled fail with ``BackendError``."""
@@ -121,8 +163,37 @@ class Scheduler:
     def _on_outcome(self, outcome: InvocationOutcome) -> None:
         self._inbox.put(("outcome", outcome))
 
+    def _claim(self, invocation: Invocation) -> bool:
+        """Called by a backend, on its own thread, as it hands ``invocation`` to a worker."""
+        event = invocation.event
+        task = self._in_flight.get((event.job_id, event.task_id))
+        if task is None or task.done:
+            return False  # settled meanwhile (failed, abandoned): nothing to run
+        if self._start_calls(task):
+            return True
+        self._inbox.put(("cancelled", (task, event.attempt)))
+        return False
+
+    def _start_calls(self, task: Task) -> bool:
+        """Mark the task's calls running; False when every one of them was cancelled first.
+        Calls of a retry or a backup are running already."""
+        started = False
+        with self._claim_lock:
+            for future in task.futures:
+                if future.running():
+                    started = True
+                elif not future.done():
+                    started = future.set_running_or_notify_cancel() or started
+        return started
+
     # ---- the scheduler thread -----------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - a dead scheduler must not leave futures waiting forever
+            self._die(exc)
+
+    def _loop(self) -> None:
         while True:
             try:
                 message = self._inbox.get(timeout=self._wait_time())
@@ -181,8 +252,31 @@ class Scheduler:
                             self._fail_or_retry(task, error)
                 else:
                     self._complete(task, attempt, data)
-        except Exception:  # a bug here must not kill the thread and hang every future
+            elif kind == "cancelled":  # every call was cancelled before a worker took it
+                task, attempt = payload
+                self._drop_attempt(task, attempt)
+                if not task.done and not task.live:
+                    self._settle(task)
+        except BaseException:  # noqa: BLE001 - a bug or a SystemExit here must not kill the thread
             log.exception("lambdamr scheduler: error while handling %s", kind)
+            if kind in ("outcome", "lost", "record", "cancelled"):
+                self._fail_after_error(payload)
+
+    def _fail_after_error(self, payload: Any) -> None:
+        """Fail the task a message that could not be handled was about (it would wait forever)."""
+        task: Task | None
+        if isinstance(payload, InvocationOutcome):
+            task = self._in_flight.get((payload.invocation.event.job_id, payload.invocation.event.task_id))
+        else:
+            task = payload[0]
+        if task is None or task.done:
+            return
+        try:
+            self._fail(task, BackendError(
+                "the lambdamr scheduler failed while settling this task (see the log for the error)",
+            ))
+        except BaseException:  # noqa: BLE001
+            log.exception("lambdamr scheduler: could not fail task %s", getattr(task, "task_id", "?"))
 
     def _dispatch(self) -> None:
         batch: list[Invocation] = []
@@ -192,12 +286,21 @@ class Scheduler:
             if task.done:
                 continue
             if task.attempt == 0:
-                live = [f.set_running_or_notify_cancel() for f in task.futures]
-                if not any(live):  # every call was cancelled while pending
+                # A backend that claims at handover marks the calls running itself; for the
+                # others (AWS) a call is running once it is invoked.
+                if self.backend.claims_handover:
+                    live = not all(f.cancelled() for f in task.futures)
+                else:
+                    live = self._start_calls(task)
+                if not live:  # every call was cancelled while pending
                     task.job.mark_task_done(task)
                     self._maybe_finish_job(task.job)
                     continue
-            batch.append(self._launch(task))
+            try:
+                batch.append(self._launch(task))
+            except BaseException as exc:  # noqa: BLE001 - one task's bad event must not stop the others
+                log.exception("lambdamr scheduler: could not launch task %s of job %s", task.task_id, task.job.job_id)
+                self._fail(task, BackendError(f"lambdamr could not launch the task: {type(exc).__name__}: {exc}"))
         self._invoke(batch)
 
     def _launch(self, task: Task) -> Invocation:
@@ -217,7 +320,12 @@ class Scheduler:
             return
         try:
             self.backend.invoke(batch)
-        except LambdaMRError as exc:
+        except BaseException as exc:  # noqa: BLE001 - whatever the backend raised, its tasks fail
+            if not isinstance(exc, LambdaMRError):
+                log.exception("lambdamr scheduler: the %s backend failed to invoke", self.backend.name)
+                error = BackendError(f"the {self.backend.name} backend failed to invoke: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                exc = error
             for invocation in batch:
                 task = self._in_flight.get((invocation.event.job_id, invocation.event.task_id))
                 if task is not None and not task.done:
@@ -263,6 +371,7 @@ class Scheduler:
             # Only fire-and-forget deliveries can start late unseen; a backend that reports
             # every outcome has the driver watching (and may queue an attempt behind others).
             deadline=None if self.backend.reports_outcomes else event_deadline(job, task.dispatched_at or time.time()),
+            options={INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {},
         )
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
@@ -361,12 +470,7 @@ class Scheduler:
         for kind, count in record.header.get("requests", {}).items():
             task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
-            if future.done():
-                continue
-            if call.ok:
-                future.set_result(call.value)
-            else:
-                future.set_exception(call.exception)
+            settle_future(future, call.value, call.exception if not call.ok else None)
         self._settle(task)
 
     @staticmethod
@@ -393,9 +497,9 @@ class Scheduler:
         self._fail(task, error)
 
     def _fail(self, task: Task, error: BaseException) -> None:
-        for future in task.futures:
-            if not future.done():
-                future.set_exception(error)
+        for index, future in enumerate(task.futures):
+            # Each future its own exception object: one shared would collect every raise's frames.
+            settle_future(future, None, error if index == 0 else own_copy(error))
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
@@ -411,7 +515,10 @@ class Scheduler:
         job.storage_after = self.storage.stats.snapshot()
         del self._jobs[job.job_id]
         self._seen_keys.pop(job.job_id, None)
-        job.notify_done()  # its numbers are final: job manifest, user callbacks
+        try:
+            job.notify_done()  # its numbers are final: job manifest, user callbacks
+        finally:
+            self._unfinished.remove(job)
 
     # ---- fire-and-forget backends -------------------------------------------------------
     def _poll_if_due(self) -> None:
@@ -447,11 +554,11 @@ class Scheduler:
                     task_id, attempt = (int(part) for part in name.split("."))
                 except ValueError:
                     continue
-                task = self._in_flight.get((job.job_id, task_id))
-                if task is None:
+                settling = self._in_flight.get((job.job_id, task_id))
+                if settling is None:
                     job.duplicates += 1
                     continue
-                self._fetch(task, attempt, info.key)
+                self._fetch(settling, attempt, info.key)
 
     def _expire_lost(self) -> None:
         now = time.time()
@@ -491,8 +598,17 @@ class Scheduler:
             if task.done:
                 continue
             for future in task.futures:
-                if not future.done():
-                    if not future.cancel():
-                        future.set_exception(error)
+                if not future.cancel():
+                    settle_future(future, None, own_copy(error))
             self._settle(task)
         self._pending.clear()
+
+    def _die(self, exc: BaseException) -> None:
+        """The thread is ending on an error nothing caught: fail everything that waits on it."""
+        error = BackendError(
+            f"the lambdamr scheduler thread stopped on an unexpected error ({type(exc).__name__}: {exc}); "
+            "this executor cannot run tasks any more: shut it down and create a new one"
+        )
+        error.__cause__ = exc
+        log.critical("lambdamr: %s", error, exc_info=exc)
+        self._unfinished.fail_all(error)  # submit() raises from now on

@@ -63,6 +63,9 @@ class InvocationOutcome:
 
 
 OutcomeCallback = Callable[[InvocationOutcome], None]
+#: ``claim(invocation) -> bool``: asked by a backend that queues invocations itself, as it
+#: hands one to a worker; False means every call of it was cancelled meanwhile: drop it.
+ClaimCallback = Callable[[Invocation], bool]
 
 
 class Backend(ABC):
@@ -79,6 +82,20 @@ class Backend(ABC):
     max_payload_bytes: int = 6 * 1024 * 1024
     #: largest handler response in bytes that may come back inline
     max_response_bytes: int = 6 * 1024 * 1024
+    #: whether the backend calls ``claim`` as it hands each invocation to a worker, so that
+    #: calls it holds queued stay cancellable (``Future.running()`` is False) until a worker
+    #: has them; otherwise the scheduler claims an invocation as it invokes the backend
+    claims_handover: bool = False
+    _claim: ClaimCallback | None = None
+
+    def set_claim(self, claim: ClaimCallback) -> None:
+        """Give the backend the scheduler's ``claim`` (before ``start``)."""
+        self._claim = claim
+
+    def claim(self, invocation: Invocation) -> bool:
+        """Whether ``invocation`` may start now: its calls are marked running unless they were
+        all cancelled (then the backend drops it: the scheduler already knows)."""
+        return self._claim is None or self._claim(invocation)
 
     @classmethod
     @abstractmethod

@@ -38,6 +38,7 @@ class InlineBackend(Backend):
 
     name = "inline"
     reports_outcomes = True
+    claims_handover = True  # a call is running once a thread starts it
 
     def __init__(self, workers: int = 4) -> None:
         self.workers = workers
@@ -68,6 +69,8 @@ class InlineBackend(Backend):
 
         from ..runtime.handler import handler
 
+        if not self.claim(invocation):
+            return  # cancelled while it waited for a thread
         event = invocation.event
         started = time.time()
         context = _Context(event.memory_mb, started + event.timeout_s)
@@ -75,7 +78,7 @@ class InlineBackend(Backend):
         try:
             response: dict[str, Any] = handler(json.loads(invocation.payload), context)
             outcome = InvocationOutcome(invocation, response=response, started_at=started, ended_at=time.time())
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - the outcome must be reported whatever escaped
             error = WorkerLostError(
                 f"the runtime handler failed: {type(exc).__name__}: {exc}",
                 job_id=event.job_id, task_id=event.task_id, attempt=event.attempt,

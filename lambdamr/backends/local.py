@@ -11,8 +11,10 @@ worker is replaced. A worker reports when its imports are done; one that dies be
 costing an attempt — only attempts that ran are charged.
 
 One dispatcher thread owns the workers: it hands each idle worker up to ``prefetch``
-invocations (so a worker never waits for the driver between tasks), waits on all worker
-sockets at once, and reports each invocation's end through the ``on_outcome`` callback.
+invocations (so a worker never waits for the driver between tasks), claiming each as it
+writes it (``Backend.claim``: its calls turn running, or it is dropped when they were all
+cancelled), waits on all worker sockets at once, and reports each invocation's end through
+the ``on_outcome`` callback.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class LocalBackend(Backend):
 
     name = "local"
     reports_outcomes = True
+    claims_handover = True  # a call is running once it is written to a worker
 
     def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
         self.workers = validate_workers(workers) or os.cpu_count() or 1
@@ -105,8 +108,8 @@ class LocalBackend(Backend):
     @property
     def capacity(self) -> int:
         # A small buffer beyond what the workers hold lets the scheduler top up in batches
-        # instead of waking once per finished task. Handed-over tasks count as running (no
-        # longer cancellable), so it stays small.
+        # instead of waking once per finished task. What waits here is still pending (and
+        # cancellable): a call is claimed, and running, only as it is written to a worker.
         return self.workers * (self.prefetch + _DRIVER_BUFFER_PER_WORKER)
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -222,6 +225,8 @@ class LocalBackend(Backend):
                 if len(worker.queue) >= self.prefetch:
                     return
                 invocation = self._pending.popleft()
+                if not self.claim(invocation):
+                    continue  # cancelled while it waited here
                 if not self._send(worker, invocation):
                     self._pending.appendleft(invocation)
                     return

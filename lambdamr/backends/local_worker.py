@@ -116,7 +116,7 @@ def serve(conn: Connection) -> None:
         reply: dict[str, Any] = {"rid": request_id}
         try:
             reply["response"] = handler(event, context)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - like Lambda, the process answers and stays warm
             reply["error"] = {
                 "errorType": type(exc).__name__,
                 "errorMessage": str(exc),

@@ -31,6 +31,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import cloudpickle
@@ -38,8 +39,8 @@ import tblib
 
 from .. import serialize
 from .._version import __version__
-from ..errors import IntegrityError, SerializationError
-from ..protocol import PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
+from ..errors import InitializerError, IntegrityError, SerializationError
+from ..protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
 from ..signing import Signer, check_content_key, process_key
 from ..storage import Storage, open_storage
 from .capture import capture_task_output
@@ -48,6 +49,8 @@ _FUNCTION_CACHE_SIZE = 32
 _state_lock = threading.Lock()
 _cold = True
 _functions: OrderedDict[str, Any] = OrderedDict()
+_initialized: set[str] = set()  # initializers that ran in this process, by key
+_initializer_lock = threading.Lock()
 _stores: dict[str, Storage] = {}
 
 
@@ -83,6 +86,36 @@ def _load_function(store: Storage, task: TaskEvent) -> Any:
     return fn
 
 
+def _initialize(store: Storage, task: TaskEvent) -> None:
+    """Run the executor's ``initializer(*initargs)`` once in this process (a warm container
+    or worker runs each distinct initializer once), before the task's first call.
+
+    Raises:
+        InitializerError: it raised; it runs again before the next task here.
+    """
+    key = task.options.get(INITIALIZER_OPTION)
+    if not key:
+        return
+    with _state_lock:
+        if key in _initialized:
+            return
+    initializer, initargs = _load_function(store, replace(task, function_key=key))
+    name = getattr(initializer, "__qualname__", None) or repr(initializer)
+    with _initializer_lock:  # one thread of an in-process backend initializes, the others wait
+        if key in _initialized:
+            return
+        try:
+            initializer(*initargs)
+        except BaseException as exc:  # noqa: BLE001 - whatever it raised, the tasks here cannot run
+            raise InitializerError(
+                f"the executor's initializer {name}() raised {type(exc).__name__}: {exc}; tasks run only "
+                "after it succeeds (it is tried again before the next task on this worker)",
+                job_id=task.job_id, task_id=task.task_id, attempt=task.attempt,
+                remote_traceback="".join(traceback.format_exception(type(exc), exc, _user_traceback(exc))),
+            ) from None
+        _initialized.add(key)
+
+
 def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
     if task.args_inline is not None:
         data = task.inline_args_bytes()
@@ -109,7 +142,7 @@ def _peak_rss_mb() -> float:
 def _user_traceback(exc: BaseException):
     """The exception's traceback without the runtime's own calling frame."""
     tb = exc.__traceback__
-    own = (_run_calls.__code__, _run_call.__code__)
+    own = (_run_calls.__code__, _run_call.__code__, _initialize.__code__)
     while tb is not None and tb.tb_frame.f_code in own and tb.tb_next is not None:
         tb = tb.tb_next
     return tb
@@ -148,7 +181,7 @@ def _run_calls(fn: Any, calls: list[tuple[tuple, dict]]) -> tuple[list[CallOutco
     for args, kwargs in calls:
         try:
             value = _run_call(fn, args, kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... go back as themselves
             outcome, frame = encode_exception(exc)
         else:
             try:
@@ -156,6 +189,13 @@ def _run_calls(fn: Any, calls: list[tuple[tuple, dict]]) -> tuple[list[CallOutco
                 outcome = CallOutcome(ok=True)
             except SerializationError as exc:
                 outcome, frame = encode_exception(exc)
+            except BaseException as exc:  # noqa: BLE001 - a __reduce__ that calls sys.exit
+                error = SerializationError(
+                    f"cannot pickle the task's return value: pickling it raised {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                outcome, frame = encode_exception(error)
+        value = None  # the pickled frame is all that is kept
         outcomes.append(outcome)
         frames.append(frame)
     return outcomes, frames
@@ -198,14 +238,27 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     with capture_task_output() as captured:  # prints and logging records -> header["logs"]
         try:
             fn = _load_function(store, task)
+            _initialize(store, task)
             calls = _load_calls(store, task)
             loaded = time.time()
             outcomes, frames = _run_calls(fn, calls)
-        except (SerializationError, IntegrityError) as exc:
-            # A function or arguments that cannot be loaded here fail every call of the task the
-            # same way; retrying would not help, so it is reported as the task's error.
+        except (SerializationError, IntegrityError, InitializerError) as exc:
+            # A function or arguments that cannot be loaded here (or an initializer that fails)
+            # fail every call of the task the same way; retrying would not help, so it is
+            # reported as the task's error.
             loaded = time.time()
             task_error, frame = encode_exception(exc)
+            outcomes, frames = [], [frame]
+        except Exception:
+            raise  # the runtime's own failure (storage unreachable...): the invoker reports it
+        except BaseException as exc:  # noqa: BLE001 - unpickling the function or arguments raised SystemExit...
+            loaded = time.time()
+            error = SerializationError(
+                f"cannot unpickle the function or arguments of task {task.task_id}: unpickling raised "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            task_error, frame = encode_exception(error)
             outcomes, frames = [], [frame]
     finished = time.time()
 

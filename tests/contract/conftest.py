@@ -1,0 +1,114 @@
+"""One behaviour suite, many executors: CPython's ``test_concurrent_futures`` behaviours, as
+this project ports them, run against ``LambdaExecutor`` on the inline and local backends over a
+local folder and S3 (moto's server on 127.0.0.1), and — as the control that the tests state
+the stdlib's contract, not ours — against ``ProcessPoolExecutor``.
+
+``executor`` is shared by the tests of a module (an executor per kind: starting worker
+processes for every test would cost minutes); ``new_executor`` builds one a test may shut
+down. ``kind.remote`` says whether the executor under test is a ``LambdaExecutor``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One executor under test."""
+
+    name: str
+    backend: str | None = None  # None: ProcessPoolExecutor
+    storage: str | None = None  # "folder" or "s3"
+
+    @property
+    def remote(self) -> bool:
+        return self.backend is not None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# The stdlib's control runs first: the inline backend unpickles the tasks module's classes by
+# value in this very process, and cloudpickle then updates the live classes in place.
+KINDS = [
+    Kind("process-pool"),
+    Kind("inline-folder", "inline", "folder"),
+    Kind("inline-s3", "inline", "s3"),
+    Kind("local-folder", "local", "folder"),
+    Kind("local-s3", "local", "s3"),
+]
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=str)
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def storage_of_kind(kind: Kind, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
+    """Executor keyword arguments selecting the kind's storage (one folder or bucket per module)."""
+    if kind.storage == "folder":
+        return {"storage": str(tmp_path_factory.mktemp("store"))}
+    if kind.storage == "s3":
+        import boto3
+
+        endpoint = request.getfixturevalue("moto_endpoint")
+        bucket = f"lambdamr-contract-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        return {"storage": f"s3://{bucket}/runs", "endpoint_url": endpoint, "region": "us-east-1"}
+    return {}
+
+
+def build(kind: Kind, storage: dict, workers: int = WORKERS, **options: Any) -> concurrent.futures.Executor:
+    """An executor of ``kind`` with ``workers`` workers (initializer/initargs pass through)."""
+    if not kind.remote:
+        # forkserver (Python 3.14's default): forking this many-threaded test process could
+        # copy a lock another thread holds into a worker that then never exits.
+        context = multiprocessing.get_context("forkserver")
+        return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
+    from lambdamr import LambdaExecutor
+
+    return LambdaExecutor(kind.backend, workers=workers, progress=False, retries=2, **storage, **options)
+
+
+@pytest.fixture(scope="module")
+def executor(kind: Kind, storage_of_kind: dict) -> Iterator[concurrent.futures.Executor]:
+    """The module's executor of this kind, shut down after its last test."""
+    ex = build(kind, storage_of_kind)
+    yield ex
+    ex.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def new_executor(kind: Kind, storage_of_kind: dict) -> Iterator[Callable[..., concurrent.futures.Executor]]:
+    """Build executors of this kind that a test may shut down itself; all are shut down after."""
+    made: list[concurrent.futures.Executor] = []
+
+    def factory(workers: int = WORKERS, **options: Any) -> concurrent.futures.Executor:
+        ex = build(kind, storage_of_kind, workers, **options)
+        made.append(ex)
+        return ex
+
+    yield factory
+    for ex in made:  # a test's leftover calls must not outlive it
+        if hasattr(ex, "terminate_workers"):
+            ex.terminate_workers()
+        else:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def flag_dir(tmp_path: Path) -> Path:
+    """A folder tasks write marker files into: what they did, seen from the driver."""
+    return tmp_path
