@@ -66,8 +66,11 @@ class MapIterator(Iterator[T]):
         verbose: bool,
     ) -> None:
         self.job = job
-        self._feed = feed
-        self._seal = seal
+        # feed and seal hold the executor: dropped once the input ended, so that an executor
+        # the user dropped is garbage collected (and its workers released) while its last
+        # map's results are still being consumed.
+        self._feed = None if exhausted else feed
+        self._seal = None if exhausted else seal
         self._buffersize = buffersize
         self._exhausted = exhausted or feed is None
         self._window: collections.deque[LambdaFuture] = collections.deque()
@@ -126,10 +129,11 @@ class MapIterator(Iterator[T]):
             pass
 
     def _stop_reading(self) -> None:
+        seal, self._seal, self._feed = self._seal, None, None
         if not self._exhausted:
             self._exhausted = True
-            if self._seal is not None:
-                self._seal()
+            if seal is not None:
+                seal()
 
     def _top_up(self) -> None:
         room = self._buffersize - self._open_tasks
@@ -143,8 +147,9 @@ class MapIterator(Iterator[T]):
             self._input_error = exc
             self._stop_reading()
             return
-        if len(tasks) < room:
+        if len(tasks) < room:  # the input ended; feed sealed the job
             self._exhausted = True
+            self._feed = self._seal = None
         self._add(tasks)
 
     def _add(self, tasks: list[Task]) -> None:
