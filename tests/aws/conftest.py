@@ -1,12 +1,24 @@
-"""AWS fixtures: a fake pip, a deployment on moto's server, and the Lambda stand-in.
+"""AWS fixtures: moto with IAM enforced, a real deployment, and the Lambda stand-in.
 
-The Lambda stand-in (``lambdamr.backends.aws_standin``) answers Invoke like the service and
-runs the real handler in worker processes; every other Lambda API call it forwards to moto's
-server, where ``lambdamr.deploy.deploy`` created the function. S3 is moto's server too.
+* ``aws_account`` (session): a moto server in its own process with IAM enforcement on and an
+  administrator whose keys the driver and deploy use (``lambdamr.testing.moto_iam``).
+* ``deployment``: ``lambdamr.deploy.deploy`` run against it, its Lambda calls through a
+  stand-in so that the uploaded function package and layer are what environments run. The
+  layer is built by the project's builder with real pip (numpy, cloudpickle, tblib wheels for
+  the deployed runtime from PyPI), cached under ``~/.cache/lambdamr-tests`` so reruns are fast.
+* ``standin``: start Lambda stand-ins (``lambdamr.testing.lambda_service``): each invocation
+  runs in a ``python -I -S`` process under ``awslambdaric`` with the role's own credentials.
+
+``fake_pip`` stays for the unit tests of the layer builder and deploy's bookkeeping, which run
+against the unauthenticated moto of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -14,9 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from lambdamr.backends.aws_standin import Faults, LambdaStandin
+from lambdamr.testing.lambda_service import CodeStore, Faults, LambdaService
+from lambdamr.testing.moto_iam import MotoIamServer
 
 REGION = "us-east-1"
+#: Lambda's 1 and 2 minute re-delivery delays (and event ages) shrink by this in tests
+TIME_SCALE = 0.01
+LAYER_CACHE = Path(os.environ.get("LAMBDAMR_TEST_CACHE", "~/.cache/lambdamr-tests")).expanduser() / "layers"
 
 
 def fake_pip(command: Sequence[str]) -> None:
@@ -33,17 +49,110 @@ def fake_pip(command: Sequence[str]) -> None:
         (info / "METADATA").write_text(f"Name: {package}\nVersion: 1.0\n")
 
 
+def cached_pip(command: Sequence[str]) -> None:
+    """Real pip, run once per layer spec (packages, Python version, platform tags) and kept."""
+    from lambdamr.deploy.layer import run_pip
+
+    at = command.index("--target")
+    target = Path(command[at + 1])
+    spec = [*command[1:at], *command[at + 2 :]]  # not the interpreter's path, not the target
+    cached = LAYER_CACHE / hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+    if not cached.exists():
+        partial = cached.with_name(cached.name + f".{uuid.uuid4().hex[:6]}.partial")
+        run_pip([*command[:at], "--target", str(partial), *command[at + 2 :]])
+        try:
+            partial.rename(cached)
+        except OSError:  # another session cached it first
+            shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(cached, target, dirs_exist_ok=True)
+
+
 def no_sleep(seconds: float) -> None:
     pass
 
 
 @dataclass
+class AwsAccount:
+    """The IAM-enforcing moto server and what every stand-in of the session shares."""
+
+    server: MotoIamServer
+    code: CodeStore
+    work_dir: Path
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.url
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return self.server.admin.access_key, self.server.admin.secret_key
+
+
+@pytest.fixture(scope="session")
+def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsAccount]:
+    server = MotoIamServer(REGION)
+    work_dir = tmp_path_factory.mktemp("lambda-standin")
+
+    def read_s3(bucket: str, key: str) -> bytes:  # layers over 50 MB are published from S3
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=server.url,
+            region_name=REGION,
+            aws_access_key_id=server.admin.access_key,
+            aws_secret_access_key=server.admin.secret_key,
+        )
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    account = AwsAccount(server, CodeStore(work_dir / "code", read_s3), work_dir)
+    yield account
+    server.stop()
+
+
+@pytest.fixture
+def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The driver (and boto3 in the tests) act as the account's administrator."""
+    key, secret = aws_account.admin
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    return key, secret
+
+
+@pytest.fixture
+def standin(aws_account: AwsAccount, admin_credentials: tuple[str, str]) -> Iterator[Callable[..., LambdaService]]:
+    """Start Lambda stand-ins forwarding the control plane to moto; all stopped after."""
+    started: list[LambdaService] = []
+
+    def start(faults: Faults | None = None, **kwargs) -> LambdaService:
+        options = {"time_scale": TIME_SCALE, "max_environments": 2, **kwargs}
+        service = LambdaService(
+            control_url=aws_account.endpoint,
+            admin=admin_credentials,
+            region=REGION,
+            faults=faults,
+            code_store=aws_account.code,
+            work_dir=aws_account.work_dir,
+            **options,
+        )
+        started.append(service.start())
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@dataclass
 class Deployment:
-    """A lambdamr deployment on the moto server."""
+    """A lambdamr deployment on the IAM-enforcing moto server."""
 
     function_name: str
     bucket: str
     endpoint: str
+    lambda_endpoint: str  # the stand-in it was deployed through
 
     def deploy_kwargs(self) -> dict:
         return {
@@ -51,34 +160,19 @@ class Deployment:
             "bucket": self.bucket,
             "function_name": self.function_name,
             "endpoint_url": self.endpoint,
-            "pip": fake_pip,
+            "lambda_endpoint_url": self.lambda_endpoint,
+            "pip": cached_pip,
             "sleep": no_sleep,
-            # moto enforces bucket policies, and its server speaks plain HTTP
-            "require_tls": False,
+            "require_tls": False,  # moto's server speaks plain HTTP
         }
 
 
 @pytest.fixture
-def deployment(moto_endpoint: str) -> Deployment:
-    """A fresh deployment (its own function and bucket) on the shared moto server."""
+def deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
+    """A fresh deployment (its own function, role and bucket), deployed through a stand-in."""
     from lambdamr.deploy import deploy
 
     suffix = uuid.uuid4().hex[:8]
-    dep = Deployment(f"lmr-{suffix}", f"lambdamr-e2e-{suffix}", moto_endpoint)
+    dep = Deployment(f"lmr-{suffix}", f"lambdamr-e2e-{suffix}", aws_account.endpoint, standin().url)
     deploy(memory_mb=256, timeout_s=20, **dep.deploy_kwargs())
     return dep
-
-
-@pytest.fixture
-def standin(moto_endpoint: str) -> Iterator[Callable[..., LambdaStandin]]:
-    """Start Lambda stand-ins forwarding the control plane to moto; all stopped after."""
-    started: list[LambdaStandin] = []
-
-    def start(faults: Faults | None = None, **kwargs) -> LambdaStandin:
-        service = LambdaStandin(control_url=moto_endpoint, logs_endpoint_url=moto_endpoint, faults=faults, **kwargs).start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()

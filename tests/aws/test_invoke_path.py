@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from lambdamr import serialize
 from lambdamr.backends.aws_function import RuntimeMismatchError
 from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
-from lambdamr.backends.aws_standin import Faults
+from lambdamr.testing.lambda_service import Faults
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
 from lambdamr.protocol import TaskEvent, call_outcomes, decode_result, encode_inline_args
