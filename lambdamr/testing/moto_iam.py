@@ -5,13 +5,16 @@ moto checks signatures and IAM policies only when ``INITIAL_NO_AUTH_ACTION_COUNT
 every later one is authenticated and authorized against the caller's policies. Exactly
 three unchecked requests bootstrap an administrator — CreateUser, PutUserPolicy (``*`` on
 ``*``), CreateAccessKey — whose keys the driver and deploy then use; the execution role's
-sessions (STS AssumeRole) get only what the role's policy grants.
+sessions (STS AssumeRole) get only what the role's policy grants. The Lambda service itself
+is played by an IAM user named ``lambda.amazonaws.com`` that may call ``sts:AssumeRole``; a
+trust policy's ``{"Service": "lambda.amazonaws.com"}`` principal matches it and nobody else,
+so the stand-in can assume an execution role exactly when Lambda could.
 
 Run as ``python -m lambdamr.testing.moto_iam HOST PORT``, it starts moto's server after one
-fix: moto recomputes the signature of a request with an empty body over the request's parsed
-parameters instead of the empty body (for the Lambda API, over its headers), so every signed
-GET and DELETE of Lambda's REST API fails with SignatureDoesNotMatch. The fix signs what was
-sent, as AWS does.
+fix: moto recomputes the signature of a GET or DELETE, whose body is empty, over the request's
+parsed parameters instead (for the Lambda API, over its headers), so every signed GET and
+DELETE of Lambda's REST API fails with SignatureDoesNotMatch. The fix signs the empty body
+that was sent, as AWS does. (Form-encoded POSTs keep moto's way: their parsed form is the body.)
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 
 BOOTSTRAP_REQUESTS = 3
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+ASSUME_ANY_ROLE = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class MotoIamServer:
         )
         self._wait_up()
         self.admin = self._bootstrap_admin()
+        self.lambda_service = self._user_keys(LAMBDA_SERVICE, ASSUME_ANY_ROLE, self.admin)
 
     def _wait_up(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -72,19 +78,23 @@ class MotoIamServer:
                 time.sleep(0.1)
 
     def _bootstrap_admin(self) -> AdminKeys:
+        """The first (unchecked) requests: an administrator and its keys."""
+        return self._user_keys("lambdamr-test-admin", ADMIN_POLICY, AdminKeys("bootstrap", "bootstrap"))
+
+    def _user_keys(self, name: str, policy: dict, caller: AdminKeys) -> AdminKeys:
         import boto3
 
         iam = boto3.client(
             "iam",
             endpoint_url=self.url,
             region_name=self.region,
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
+            aws_access_key_id=caller.access_key,
+            aws_secret_access_key=caller.secret_key,
             aws_session_token=None,
         )
-        iam.create_user(UserName="lambdamr-test-admin")
-        iam.put_user_policy(UserName="lambdamr-test-admin", PolicyName="admin", PolicyDocument=json.dumps(ADMIN_POLICY))
-        key = iam.create_access_key(UserName="lambdamr-test-admin")["AccessKey"]
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="policy", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
         return AdminKeys(key["AccessKeyId"], key["SecretAccessKey"])
 
     def stop(self) -> None:
@@ -104,17 +114,38 @@ def _sign_what_was_sent() -> None:
     def create_aws_request(self: access_control.IAMRequestBase) -> AWSRequest:
         signed_headers = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")
         headers = self._create_headers_for_aws_request(signed_headers, self._headers)
-        request = AWSRequest(method=self._method, url=self._path, data=self._body or b"", headers=headers)
+        bodiless = self._method in ("GET", "HEAD", "DELETE")
+        data = self._body or (b"" if bodiless else self._data)
+        request = AWSRequest(method=self._method, url=self._path, data=data, headers=headers)
         request.context["timestamp"] = headers["X-Amz-Date"]
         return request
 
     access_control.IAMRequestBase._create_aws_request = create_aws_request  # type: ignore[method-assign]
 
 
+def _service_principals_are_users() -> None:
+    """Match a trust policy's ``Service`` principal against the IAM user of that name."""
+    from moto.iam import access_control
+
+    check_aws_principal = access_control.IAMPolicyStatement._check_principal
+
+    def check_principal(self: access_control.IAMPolicyStatement, principal: str) -> bool:
+        expected = self._statement.get("Principal") or {}
+        if isinstance(expected, dict) and "Service" in expected:
+            services = expected["Service"] if isinstance(expected["Service"], list) else [expected["Service"]]
+            if any(principal.endswith(f":user/{service}") for service in services):
+                return True
+            return "AWS" in expected and check_aws_principal(self, principal)
+        return check_aws_principal(self, principal)
+
+    access_control.IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     from moto.server import main as moto_main
 
     _sign_what_was_sent()
+    _service_principals_are_users()
     host, port = argv
     moto_main(["-H", host, "-p", port])
 

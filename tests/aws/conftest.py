@@ -87,6 +87,10 @@ class AwsAccount:
     def admin(self) -> tuple[str, str]:
         return self.server.admin.access_key, self.server.admin.secret_key
 
+    @property
+    def lambda_service(self) -> tuple[str, str]:
+        return self.server.lambda_service.access_key, self.server.lambda_service.secret_key
+
 
 @pytest.fixture(scope="session")
 def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsAccount]:
@@ -131,6 +135,7 @@ def standin(aws_account: AwsAccount, admin_credentials: tuple[str, str]) -> Iter
         service = LambdaService(
             control_url=aws_account.endpoint,
             admin=admin_credentials,
+            lambda_service=aws_account.lambda_service,
             region=REGION,
             faults=faults,
             code_store=aws_account.code,

@@ -124,8 +124,11 @@ def _handler_class(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the environment was killed while its runtime waited
 
         def _status(self, status: int, error_type: str | None = None, message: str = "") -> None:
             doc = {"status": "OK"} if error_type is None else {"errorMessage": message, "errorType": error_type}

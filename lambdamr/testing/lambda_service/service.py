@@ -66,15 +66,17 @@ class Delivery:
 
 
 class LambdaService:
-    """The stand-in service. Give it the control plane (``control_url``, a moto server) and
-    the credentials of the caller (``credentials``: access key -> secret, ``admin``: the pair
-    it uses itself for the control plane, STS and logs)."""
+    """The stand-in service. Give it the control plane (``control_url``, a moto server), the
+    keys whose signatures it accepts (``credentials``: access key -> secret, plus ``admin``,
+    the pair it uses itself for the control plane and logs) and the keys of the Lambda service
+    principal that assumes execution roles (``lambda_service``; ``admin`` when not given)."""
 
     def __init__(
         self,
         *,
         control_url: str | None = None,
         admin: tuple[str, str] | None = None,
+        lambda_service: tuple[str, str] | None = None,
         credentials: dict[str, str] | None = None,
         region: str = "us-east-1",
         run: bool = True,
@@ -92,6 +94,7 @@ class LambdaService:
         self.faults = faults or Faults()
         self.account_concurrency = account_concurrency
         self.admin = admin
+        self.lambda_service = lambda_service or admin
         self.verifier = SignatureVerifier(credentials)
         if admin:
             self.verifier.add(*admin)
@@ -107,7 +110,7 @@ class LambdaService:
         self.failures: list[str] = []  # the stand-in's own failures to start an environment
         self._lock = threading.Lock()
         self._role_credentials: dict[str, Credentials] = {}
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, bool], Any] = {}
         self.directory = FunctionDirectory(self._client("lambda")) if control_url else None
         self.pool = EnvironmentPool(
             account_concurrency,
@@ -149,13 +152,13 @@ class LambdaService:
         self.stop()
 
     # ---- AWS clients of the stand-in itself -----------------------------------------------
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, as_lambda: bool = False) -> Any:
         with self._lock:
-            if service not in self._clients:
+            if (service, as_lambda) not in self._clients:
                 import boto3
 
-                key, secret = self.admin or (None, None)
-                self._clients[service] = boto3.client(
+                key, secret = (self.lambda_service if as_lambda else self.admin) or (None, None)
+                self._clients[(service, as_lambda)] = boto3.client(
                     service,
                     region_name=self.region,
                     endpoint_url=self.control_url,
@@ -163,7 +166,7 @@ class LambdaService:
                     aws_secret_access_key=secret,
                     aws_session_token=None,
                 )
-            return self._clients[service]
+            return self._clients[(service, as_lambda)]
 
     def _read_s3(self, bucket: str, key: str) -> bytes:
         return bytes(self._client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -174,7 +177,7 @@ class LambdaService:
             known = self._role_credentials.get(role_arn)
         if known is not None:
             return known
-        answer = self._client("sts").assume_role(RoleArn=role_arn, RoleSessionName="lambda-standin", DurationSeconds=3600)
+        answer = self._client("sts", as_lambda=True).assume_role(RoleArn=role_arn, RoleSessionName="lambda-standin", DurationSeconds=3600)
         c = answer["Credentials"]
         credentials = Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
         self.verifier.add(credentials.access_key, credentials.secret_key, credentials.session_token)
