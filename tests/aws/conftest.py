@@ -172,12 +172,42 @@ class Deployment:
         }
 
 
-@pytest.fixture
-def deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
-    """A fresh deployment (its own function, role and bucket), deployed through a stand-in."""
+def _deploy(account: AwsAccount, through: LambdaService) -> Deployment:
+    """Deploy a new function, role and bucket as the administrator, through a stand-in."""
+    import boto3
+
     from lambdamr.deploy import deploy
 
     suffix = uuid.uuid4().hex[:8]
-    dep = Deployment(f"lmr-{suffix}", f"lambdamr-e2e-{suffix}", aws_account.endpoint, standin().url)
-    deploy(memory_mb=256, timeout_s=20, **dep.deploy_kwargs())
+    dep = Deployment(f"lmr-{suffix}", f"lambdamr-e2e-{suffix}", account.endpoint, through.url)
+    key, secret = account.admin
+    session = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION)
+    deploy(memory_mb=256, timeout_s=20, session=session, **dep.deploy_kwargs())
     return dep
+
+
+@pytest.fixture(scope="session")
+def shared_deployment(aws_account: AwsAccount) -> Iterator[Deployment]:
+    """One deployment for the tests that only use it (a deploy with a real layer takes seconds)."""
+    service = LambdaService(
+        control_url=aws_account.endpoint,
+        admin=aws_account.admin,
+        lambda_service=aws_account.lambda_service,
+        region=REGION,
+        code_store=aws_account.code,
+        work_dir=aws_account.work_dir,
+    ).start()
+    yield _deploy(aws_account, service)
+    service.stop()
+
+
+@pytest.fixture
+def deployment(shared_deployment: Deployment, admin_credentials: tuple[str, str]) -> Deployment:
+    """The session's deployment; tests keep apart by their own job ids and prefixes."""
+    return shared_deployment
+
+
+@pytest.fixture
+def fresh_deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
+    """A deployment of its own, for a test that changes the function."""
+    return _deploy(aws_account, standin())

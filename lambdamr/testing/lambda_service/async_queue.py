@@ -48,6 +48,7 @@ class EventQueue:
         self._order = itertools.count()
         self._ready = threading.Condition()
         self._stopped = False
+        self._running = 0  # events being delivered right now
         self.expired: list[QueuedEvent] = []  # dropped for their age, never run again
         self.retried = 0
         self._threads = [threading.Thread(target=self._work, daemon=True, name=f"lambda-async-{i}") for i in range(workers)]
@@ -68,10 +69,22 @@ class EventQueue:
         with self._ready:
             return len(self._heap)
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every accepted event has run out its deliveries (or expired)."""
+        deadline = time.monotonic() + timeout_s
+        with self._ready:
+            while self._heap or self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ready.wait(left)
+            return True
+
     def _next(self) -> QueuedEvent | None:
         with self._ready:
             while not self._stopped:
                 if self._heap and self._heap[0][0] <= time.monotonic():
+                    self._running += 1
                     return heapq.heappop(self._heap)[2]
                 timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                 self._ready.wait(timeout)
@@ -79,13 +92,21 @@ class EventQueue:
 
     def _work(self) -> None:
         while (event := self._next()) is not None:
-            retries, max_age_s = self._settings(event.function)
-            if time.monotonic() - event.received_at > max_age_s * self.time_scale:
-                self.expired.append(event)
-                continue
-            event.deliveries += 1
-            failed = self._deliver(event)
-            if failed and event.deliveries <= retries:
-                self.retried += 1
-                delay = RETRY_DELAYS_S[min(event.deliveries, len(RETRY_DELAYS_S)) - 1] * self.time_scale
-                self.put(event, delay)
+            try:
+                self._run(event)
+            finally:
+                with self._ready:
+                    self._running -= 1
+                    self._ready.notify_all()
+
+    def _run(self, event: QueuedEvent) -> None:
+        retries, max_age_s = self._settings(event.function)
+        if time.monotonic() - event.received_at > max_age_s * self.time_scale:
+            self.expired.append(event)
+            return
+        event.deliveries += 1
+        failed = self._deliver(event)
+        if failed and event.deliveries <= retries:
+            self.retried += 1
+            delay = RETRY_DELAYS_S[min(event.deliveries, len(RETRY_DELAYS_S)) - 1] * self.time_scale
+            self.put(event, delay)

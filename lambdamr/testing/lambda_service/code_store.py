@@ -79,7 +79,7 @@ class CodeStore:
                 f"the Lambda stand-in never saw the code {sha256}: deploy through it "
                 "(deploy(lambda_endpoint_url=standin.url)) so that it can run what was uploaded"
             )
-        return self._unpacked([package], "task")
+        return self._unpacked([package], "package", "var/task")
 
     def opt_root(self, layer_arns: Sequence[str]) -> Path:
         """The function's layers unpacked in order into one folder (Lambda's ``/opt``)."""
@@ -89,17 +89,18 @@ class CodeStore:
                 if arn not in self._layers:
                     raise ConfigurationError(f"the Lambda stand-in never saw layer {arn} being published: deploy through it")
                 zips.append(self._layers[arn])
-        return self._unpacked(zips, "opt")
+        return self._unpacked(zips, "layers", "opt")
 
-    def _unpacked(self, zips: list[bytes], kind: str) -> Path:
+    def _unpacked(self, zips: list[bytes], kind: str, where: str) -> Path:
+        """``<folder>/<kind>-<digest>/<where>``: where Lambda would unpack them (/var/task, /opt)."""
         digest = hashlib.sha256(b"".join(hashlib.sha256(z).digest() for z in zips)).hexdigest()[:20]
-        target = self.folder / f"{kind}-{digest}"
+        root = self.folder / f"{kind}-{digest}"
         with self._lock:
-            if not target.exists():
-                partial = target.with_name(target.name + ".partial")
-                partial.mkdir(parents=True, exist_ok=True)
+            if not root.exists():
+                partial = root.with_name(root.name + ".partial")
                 for zip_bytes in zips:
                     with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-                        archive.extractall(partial)
-                partial.rename(target)
-        return target
+                        archive.extractall(partial / where)
+                (partial / where).mkdir(parents=True, exist_ok=True)
+                partial.rename(root)
+        return root / where
