@@ -4,16 +4,14 @@ and a lost invocation found by its deadline and re-invoked."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from examples.mandelbrot import FULL_SET, render, render_job
 from examples.random_forest import TreeParams, fit_forest, split, synthetic_dataset
 from lambdamr import LambdaExecutor
-from lambdamr.testing.lambda_service import Faults
 from lambdamr.errors import TaskTimeoutError
+from lambdamr.testing.lambda_service import Faults
 
 from .conftest import REGION
 

@@ -22,12 +22,12 @@ from botocore.exceptions import ClientError
 from lambdamr import serialize
 from lambdamr.backends.aws_function import RuntimeMismatchError
 from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
-from lambdamr.testing.lambda_service import Faults
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
 from lambdamr.protocol import TaskEvent, call_outcomes, decode_result, encode_inline_args
 from lambdamr.signing import Signer
 from lambdamr.storage.s3 import S3Storage
+from lambdamr.testing.lambda_service import Faults
 
 from .conftest import REGION
 

@@ -31,8 +31,9 @@ def what_the_environment_sees():
     import os
     import sys
 
-    import lambdamr
     import numpy
+
+    import lambdamr
 
     missing = []
     for name in ("pytest", "moto", "lambdamr.executor", "lambdamr.deploy"):
@@ -68,16 +69,24 @@ def test_requests_signed_with_a_wrong_or_unknown_key_are_refused(deployment, sta
     key, _ = deployment_keys = (boto3.session.Session().get_credentials().access_key, None)
     assert deployment_keys
     bad_secret = boto3.client(
-        "lambda", region_name=REGION, endpoint_url=service.url, aws_access_key_id=key,
-        aws_secret_access_key="not-the-secret", config=NO_RETRY,
+        "lambda",
+        region_name=REGION,
+        endpoint_url=service.url,
+        aws_access_key_id=key,
+        aws_secret_access_key="not-the-secret",
+        config=NO_RETRY,
     )
     with pytest.raises(ClientError) as info:
         bad_secret.invoke(FunctionName=deployment.function_name, InvocationType="Event", Payload=b"{}")
     assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     unknown = boto3.client(
-        "lambda", region_name=REGION, endpoint_url=service.url, aws_access_key_id="AKIAUNKNOWN000000000",
-        aws_secret_access_key="x", config=NO_RETRY,
+        "lambda",
+        region_name=REGION,
+        endpoint_url=service.url,
+        aws_access_key_id="AKIAUNKNOWN000000000",
+        aws_secret_access_key="x",
+        config=NO_RETRY,
     )
     with pytest.raises(ClientError, match="UnrecognizedClientException"):
         unknown.list_functions()
@@ -119,7 +128,9 @@ def test_a_failed_event_is_redelivered_as_often_as_its_qualifier_says(deployment
     default, none = _alias(lam, deployment.function_name), _alias(lam, deployment.function_name)
     lam.put_function_event_invoke_config(FunctionName=deployment.function_name, Qualifier=none, MaximumRetryAttempts=0)
     for task, qualifier in ((901, default), (902, none)):
-        answer = lam.invoke(FunctionName=deployment.function_name, Qualifier=qualifier, InvocationType="Event", Payload=_failing_event(task))
+        answer = lam.invoke(
+            FunctionName=deployment.function_name, Qualifier=qualifier, InvocationType="Event", Payload=_failing_event(task)
+        )
         assert answer["StatusCode"] == 202
     assert service.queue.wait_idle(60)
     runs = [(d.task_attempt[0], d.qualifier, d.status) for d in service.deliveries]

@@ -177,7 +177,9 @@ class LambdaService:
             known = self._role_credentials.get(role_arn)
         if known is not None:
             return known
-        answer = self._client("sts", as_lambda=True).assume_role(RoleArn=role_arn, RoleSessionName="lambda-standin", DurationSeconds=3600)
+        answer = self._client("sts", as_lambda=True).assume_role(
+            RoleArn=role_arn, RoleSessionName="lambda-standin", DurationSeconds=3600
+        )
         c = answer["Credentials"]
         credentials = Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
         self.verifier.add(credentials.access_key, credentials.secret_key, credentials.session_token)
@@ -222,7 +224,9 @@ class LambdaService:
         if not self.run or function is None:
             if kind == "Event":
                 return Reply(202, b"", {"x-amzn-RequestId": request_id})
-            return Reply(200, b'{"ok": true, "result_key": null}', {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"})
+            return Reply(
+                200, b'{"ok": true, "result_key": null}', {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
+            )
         if kind == "Event":
             if pair not in self.faults.drop:
                 copies = 2 if pair in self.faults.duplicate else 1
