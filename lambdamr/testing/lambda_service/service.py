@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
 import tempfile
 import threading
 import time
@@ -119,6 +120,9 @@ class LambdaService:
                 self.code, build_runtime_folder(self.work_dir / "runtime"), self._credentials_for, region, control_url
             ),
         )
+        self._log_queue: queue.Queue[tuple[str, str, list[str]]] = queue.Queue()
+        if self.ship_logs:
+            threading.Thread(target=self._ship_logs, daemon=True, name="lambda-logs").start()
         self.queue = EventQueue(self._deliver_event, self._event_settings, max_environments, time_scale)
         self._server: Any = None
 
@@ -277,7 +281,7 @@ class LambdaService:
             self.deliveries.append(Delivery(pair, function.qualifier, request_id, kind, result.status))
             self.logs[request_id] = "\n".join(lines)
         if self.ship_logs:
-            self._ship(function.name, environment.log_stream, lines)
+            self._log_queue.put((function.name, environment.log_stream, lines))
         return result
 
     def _log_lines(self, function: FunctionVersion, result: InvocationResult) -> list[str]:
@@ -300,18 +304,38 @@ class LambdaService:
         )
         return lines
 
-    def _ship(self, function_name: str, stream: str, lines: list[str]) -> None:
-        """Write the lines to CloudWatch Logs, where Lambda puts a function's output."""
-        logs = self._client("logs")
-        group = f"/aws/lambda/{function_name}"
-        try:
-            logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        except logs.exceptions.ResourceNotFoundException:
-            logs.create_log_group(logGroupName=group)
-            logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        now = int(time.time() * 1000)
-        logs.put_log_events(
-            logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines]
-        )
+    def wait_logs(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every log line so far is in CloudWatch Logs (delivery is asynchronous, as in Lambda)."""
+        deadline = time.monotonic() + timeout_s
+        with self._log_queue.all_tasks_done:
+            while self._log_queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._log_queue.all_tasks_done.wait(left)
+        return True
+
+    def _ship_logs(self) -> None:
+        """Write log lines to CloudWatch Logs, where Lambda puts a function's output."""
+        streams: set[tuple[str, str]] = set()
+        while True:
+            function_name, stream, lines = self._log_queue.get()
+            try:
+                logs = self._client("logs")
+                group = f"/aws/lambda/{function_name}"
+                if (group, stream) not in streams:
+                    try:
+                        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                    except logs.exceptions.ResourceNotFoundException:
+                        logs.create_log_group(logGroupName=group)
+                        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                    streams.add((group, stream))
+                now = int(time.time() * 1000)
+                logs.put_log_events(
+                    logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now, "message": line} for line in lines]
+                )
+            except Exception as exc:  # lost log lines are the stand-in's failure, not the function's
+                with self._lock:
+                    self.failures.append(f"log delivery: {type(exc).__name__}: {exc}")
+            finally:
+                self._log_queue.task_done()
