@@ -62,6 +62,8 @@ def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    # every other service the driver reaches (e.g. Secrets Manager) is on moto too
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws_account.endpoint)
     return key, secret
 
 
@@ -87,12 +89,17 @@ class Deployment:
     function_name: str
     bucket: str
     endpoint: str
-    lambda_endpoint: str  # the stand-in it was deployed through
+    account: AwsAccount
+    through: LambdaService  # the stand-in it was deployed through (control plane, code uploads)
+
+    def deploy_kwargs(self) -> dict:
+        """What a test passes to ``deploy`` to change this deployment (as the administrator)."""
+        return self.account.deploy_kwargs(self.through, self.function_name, self.bucket)
 
 
 def _deploy(account: AwsAccount, through: LambdaService) -> Deployment:
     function, bucket = account.deploy(through, memory_mb=256, timeout_s=20)
-    return Deployment(function, bucket, account.endpoint, through.url)
+    return Deployment(function, bucket, account.endpoint, account, through)
 
 
 @pytest.fixture(scope="session")
