@@ -112,7 +112,7 @@ class ExecutionEnvironment:
         self.setup = setup
         self._wake_read, self._wake_write = os.pipe()  # the Runtime API's answer wakes the watcher
         os.set_blocking(self._wake_read, False)
-        self.api = RuntimeApi(on_answer=lambda: os.write(self._wake_write, b"!"))
+        self.api = RuntimeApi(on_answer=self._wake)
         self._output = bytearray()  # what the process printed and nobody has claimed yet
         self._lines: list[str] = []
         self._peak_rss = 0
@@ -133,6 +133,9 @@ class ExecutionEnvironment:
         self._fd = self.process.stdout.fileno()
         os.set_blocking(self._fd, False)
         self._started = started
+
+    def _wake(self) -> None:
+        os.write(self._wake_write, b"!")
 
     @property
     def alive(self) -> bool:

@@ -44,7 +44,7 @@ def relay(service: LambdaService, method: str, path: str, headers: dict[str, str
     if not service.control_url:
         return error_reply(404, "ResourceNotFoundException", f"the stand-in does not implement {method} {path}")
     target = urlparse(service.control_url)
-    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+    connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=120)
     try:
         connection.request(method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in _HOP_HEADERS})
         answer = connection.getresponse()

@@ -69,7 +69,7 @@ class RuntimeApi:
     def address(self) -> str:
         """``host:port``: what ``AWS_LAMBDA_RUNTIME_API`` holds."""
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def hand(self, invocation: RuntimeInvocation) -> None:
         """Give the runtime its next invocation (the environment runs one at a time)."""
@@ -136,7 +136,7 @@ def _handler_class(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
