@@ -58,7 +58,7 @@ def run_aws(n: int) -> None:
         for with_faults in (False, True):
             faults = _faults(n) if with_faults else Faults()
             # Lambda's own retries scaled down 100x, so a re-delivery comes in 0.6 s, not 1 min
-            standin = account.standin(faults=faults, max_environments=workers, time_scale=0.01)
+            standin = account.standin(faults=faults, max_environments=workers, retry_delay_scale=0.01)
             store = S3Storage(bucket, endpoint_url=account.endpoint, region=REGION)
             if with_faults:
                 store = FlakyStorage(store, failure_rate=0.02, seed=3)

@@ -25,8 +25,8 @@ from lambdamr.testing.aws_account import AwsAccount
 from lambdamr.testing.lambda_service import Faults, LambdaService
 
 REGION = "us-east-1"
-#: Lambda's 1 and 2 minute re-delivery delays (and event ages) shrink by this in tests
-TIME_SCALE = 0.01
+#: Lambda's 1 and 2 minute re-delivery delays shrink by this in tests
+RETRY_DELAY_SCALE = 0.01
 
 
 def fake_pip(command: Sequence[str]) -> None:
@@ -73,7 +73,7 @@ def standin(aws_account: AwsAccount, admin_credentials: tuple[str, str]) -> Iter
     started: list[LambdaService] = []
 
     def start(faults: Faults | None = None, **kwargs) -> LambdaService:
-        service = aws_account.standin(faults=faults, **{"time_scale": TIME_SCALE, "max_environments": 2, **kwargs})
+        service = aws_account.standin(faults=faults, **{"retry_delay_scale": RETRY_DELAY_SCALE, "max_environments": 2, **kwargs})
         started.append(service)
         return service
 
@@ -97,16 +97,17 @@ class Deployment:
         return self.account.deploy_kwargs(self.through, self.function_name, self.bucket)
 
 
-def _deploy(account: AwsAccount, through: LambdaService) -> Deployment:
-    function, bucket = account.deploy(through, memory_mb=256, timeout_s=20)
+def _deploy(account: AwsAccount, through: LambdaService, packages: Sequence[str] = ()) -> Deployment:
+    function, bucket = account.deploy(through, memory_mb=256, timeout_s=20, packages=packages)
     return Deployment(function, bucket, account.endpoint, account, through)
 
 
 @pytest.fixture(scope="session")
 def shared_deployment(aws_account: AwsAccount) -> Iterator[Deployment]:
-    """One deployment for the tests that only use it (a deploy with a real layer takes seconds)."""
+    """One deployment for the tests that only use it (a deploy with a real layer takes seconds);
+    its layer has scikit-learn, which the random forest example's tasks import."""
     service = aws_account.standin()
-    yield _deploy(aws_account, service)
+    yield _deploy(aws_account, service, packages=["scikit-learn"])
     service.stop()
 
 

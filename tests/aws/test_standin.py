@@ -139,7 +139,7 @@ def test_a_failed_event_is_redelivered_as_often_as_its_qualifier_says(deployment
 
 
 def test_an_event_past_its_maximum_age_is_dropped_not_retried(deployment, standin):
-    service = standin()  # retry delays and event ages scaled by TIME_SCALE: 60 s -> 0.6 s
+    service = standin(event_age_scale=0.01)  # 60 s of age -> 0.6 s, as short as the first retry's delay
     lam = boto3.client("lambda", region_name=REGION, endpoint_url=service.url, config=NO_RETRY)
     alias = _alias(lam, deployment.function_name)
     lam.put_function_event_invoke_config(
@@ -193,3 +193,49 @@ def test_synchronous_invokes_beyond_the_account_concurrency_are_throttled():
     pool._busy["f"] = 1  # one invocation running: the account's whole concurrency
     with pytest.raises(Throttled, match="ConcurrentInvocationLimitExceeded"):
         pool.acquire(function, wait=False)
+
+
+def allocate(megabytes):
+    return len(b"x" * (megabytes * 2**20))  # touched, so resident
+
+
+def test_a_task_past_its_memory_size_is_killed_as_out_of_memory(aws_executor):  # noqa: F811
+    from lambdamr.errors import TaskOutOfMemoryError
+
+    executor, service = aws_executor(invocation_type="RequestResponse", retries=0)
+    with pytest.raises(TaskOutOfMemoryError):
+        executor.submit(allocate, 400).result(timeout=60)  # the function has 256 MB
+    assert any("Error Type: Runtime.OutOfMemory" in text for text in service.logs.values())
+    assert executor.submit(allocate, 10).result(timeout=60) == 10 * 2**20  # a new environment, cold
+
+
+def test_a_handler_that_cannot_be_imported_fails_the_invocation_like_lambda(tmp_path):
+    from lambdamr.testing.lambda_service.environment import Credentials, ExecutionEnvironment, FunctionSetup
+    from lambdamr.testing.lambda_service.runtime_folder import build_runtime_folder
+
+    (tmp_path / "task").mkdir()
+    (tmp_path / "opt").mkdir()
+    setup = FunctionSetup(
+        function_name="f",
+        version="1",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:f:1",
+        handler="missing_module.handler",
+        runtime="python3.12",
+        memory_mb=256,
+        timeout_s=5,
+        region=REGION,
+        variables={},
+        task_root=tmp_path / "task",
+        opt_root=tmp_path / "opt",
+        runtime_root=build_runtime_folder(tmp_path / "runtime"),
+        credentials=Credentials("AKIAEXAMPLE", "secret"),
+    )
+    environment = ExecutionEnvironment(setup)
+    try:
+        result = environment.invoke(b"{}")
+    finally:
+        environment.close()
+    assert result.function_error and result.error_type == "Runtime.ImportModuleError"
+    error = json.loads(result.payload)
+    assert error["errorType"] == "Runtime.ImportModuleError" and "missing_module" in error["errorMessage"]
+    assert not environment.alive  # Lambda stops an environment whose INIT failed

@@ -4,7 +4,9 @@ An accepted Event waits in the queue for an environment. When the function fails
 a timeout, a crash), Lambda retries it with the retries of the qualifier it was invoked
 through (default 2), one minute before the first retry and two before the second, and drops
 an event older than the qualifier's maximum event age (default 6 hours) instead of running it.
-``time_scale`` shrinks all of those durations alike, so that tests see them in seconds.
+``retry_delay_scale`` shrinks the retry delays and ``event_age_scale`` the maximum event age,
+so that tests see them in seconds (kept apart: a short age scaled down too would expire events
+that merely wait for an environment).
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ Settings = Callable[[FunctionVersion], tuple[int, int]]
 class EventQueue:
     """Worker threads running queued events, with Lambda's retry schedule."""
 
-    def __init__(self, deliver: Deliver, settings: Settings, workers: int, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, deliver: Deliver, settings: Settings, workers: int, retry_delay_scale: float = 1.0, event_age_scale: float = 1.0
+    ) -> None:
         self._deliver = deliver
         self._settings = settings
-        self.time_scale = time_scale
+        self.retry_delay_scale = retry_delay_scale
+        self.event_age_scale = event_age_scale
         self._heap: list[tuple[float, int, QueuedEvent]] = []
         self._order = itertools.count()
         self._ready = threading.Condition()
@@ -101,12 +106,12 @@ class EventQueue:
 
     def _run(self, event: QueuedEvent) -> None:
         retries, max_age_s = self._settings(event.function)
-        if time.monotonic() - event.received_at > max_age_s * self.time_scale:
+        if time.monotonic() - event.received_at > max_age_s * self.event_age_scale:
             self.expired.append(event)
             return
         event.deliveries += 1
         failed = self._deliver(event)
         if failed and event.deliveries <= retries:
             self.retried += 1
-            delay = RETRY_DELAYS_S[min(event.deliveries, len(RETRY_DELAYS_S)) - 1] * self.time_scale
+            delay = RETRY_DELAYS_S[min(event.deliveries, len(RETRY_DELAYS_S)) - 1] * self.retry_delay_scale
             self.put(event, delay)

@@ -84,7 +84,8 @@ class LambdaService:
         faults: Faults | None = None,
         account_concurrency: int = 1000,
         max_environments: int = 2,
-        time_scale: float = 1.0,
+        retry_delay_scale: float = 1.0,
+        event_age_scale: float = 1.0,
         code_store: CodeStore | None = None,
         work_dir: Path | None = None,
         ship_logs: bool = True,
@@ -123,7 +124,7 @@ class LambdaService:
         self._log_queue: queue.Queue[tuple[str, str, list[str]]] = queue.Queue()
         if self.ship_logs:
             threading.Thread(target=self._ship_logs, daemon=True, name="lambda-logs").start()
-        self.queue = EventQueue(self._deliver_event, self._event_settings, max_environments, time_scale)
+        self.queue = EventQueue(self._deliver_event, self._event_settings, max_environments, retry_delay_scale, event_age_scale)
         self._server: Any = None
 
     # ---- lifecycle ----------------------------------------------------------------------
