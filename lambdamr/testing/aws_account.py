@@ -48,6 +48,16 @@ def _no_sleep(seconds: float) -> None:
     pass
 
 
+def _deploy_as(admin: tuple[str, str], kwargs: dict[str, Any]) -> None:
+    import boto3
+
+    from ..deploy import deploy
+
+    key, secret = admin
+    session = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=kwargs["region"])
+    deploy(session=session, **kwargs)
+
+
 @dataclass
 class AwsAccount:
     """The IAM-enforcing moto server and what every stand-in of the account shares."""
@@ -112,14 +122,24 @@ class AwsAccount:
             "require_tls": False,  # moto's server speaks plain HTTP
         }
 
-    def deploy(self, through: LambdaService, *, memory_mb: int = 256, timeout_s: int = 20, **options: Any) -> tuple[str, str]:
-        """Deploy a new function, role and bucket as the administrator; (function, bucket)."""
-        from ..deploy import deploy
-
+    def deploy(
+        self, through: LambdaService, *, memory_mb: int = 256, timeout_s: int = 20, in_subprocess: bool = False, **options: Any
+    ) -> tuple[str, str]:
+        """Deploy a new function, role and bucket as the administrator; (function, bucket).
+        ``in_subprocess`` keeps the layer build out of this process's memory (benchmarks)."""
         suffix = uuid.uuid4().hex[:8]
         function, bucket = f"lmr-{suffix}", f"lambdamr-e2e-{suffix}"
-        kwargs = {**self.deploy_kwargs(through, function, bucket), **options}
-        deploy(memory_mb=memory_mb, timeout_s=timeout_s, session=self.session(), **kwargs)
+        kwargs = {**self.deploy_kwargs(through, function, bucket), "memory_mb": memory_mb, "timeout_s": timeout_s, **options}
+        if not in_subprocess:
+            _deploy_as(self.admin, kwargs)
+            return function, bucket
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(target=_deploy_as, args=(self.admin, kwargs))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"deploying {function} in a subprocess failed (exit code {child.exitcode})")
         return function, bucket
 
     def stop(self) -> None:
