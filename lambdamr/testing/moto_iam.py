@@ -141,11 +141,23 @@ def _service_principals_are_users() -> None:
     access_control.IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign]
 
 
+def _secrets_checked_against_their_arns() -> None:
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    def determine_resource(self: SecretsManagerResponse) -> str:
+        secret_id = self._get_param("SecretId")
+        secret = self.backend.secrets.get(secret_id) if secret_id else None
+        return str(secret.arn) if secret is not None else "*"
+
+    SecretsManagerResponse._determine_resource = determine_resource  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> None:
     from moto.server import main as moto_main
 
     _sign_what_was_sent()
     _service_principals_are_users()
+    _secrets_checked_against_their_arns()
     host, port = argv
     moto_main(["-H", host, "-p", port])
 
