@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lambdamr import LambdaExecutor  # noqa: E402
+from lambdamr.cli.help import HelpFormatter
 
 
 def empty(x):
@@ -55,13 +56,13 @@ def timed(fn) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000, help="empty tasks (default 2000)")
     parser.add_argument("--tiles", type=int, default=16, help="CPU-bound tasks (default 16)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: CPU count)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
     parser.add_argument("--storage", default=None, help="storage URL (default: a temporary folder)")
-    parser.add_argument("--endpoint", default=None, help="S3 endpoint URL for --storage s3://...")
+    parser.add_argument("--endpoint", default=None, help="S3 endpoint URL for --storage s3://... (default: AWS's)")
     args = parser.parse_args()
 
     storage = args.storage or tempfile.mkdtemp(prefix="lambdamr-bench-")

@@ -40,6 +40,7 @@ import numpy as np
 
 from examples import mandelbrot, random_forest
 from examples.random_forest import TreeParams
+from lambdamr.cli.help import HelpFormatter
 from lambdamr.cost import (
     break_even_tasks,
     estimate_job_cost,
@@ -322,18 +323,18 @@ def plot(name: str, runs: Sequence[Run], sizes: Sequence[int], model: dict[str, 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line options; ``--quick`` shrinks every default."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.seed_figure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.seed_figure", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: 20k rows, 8 trees, 800x600, 16 tiles")
     parser.add_argument("--max-trees", type=int, help="largest forest (default 64, quick 8)")
     parser.add_argument("--rows", type=int, help="synthetic rows (default 100,000, quick 20,000)")
-    parser.add_argument("--features", type=int, default=40)
+    parser.add_argument("--features", type=int, default=40, help="features of the synthetic data")
     parser.add_argument("--max-tiles", type=int, help="most tiles (default 64, quick 16)")
     parser.add_argument(
         "--image",
         type=int,
         nargs=3,
         metavar=("W", "H", "ITER"),
-        help="default 2400 1800 500, quick 800 600 256",
+        help="Mandelbrot image width, height and iterations (default 2400 1800 500, quick 800 600 256)",
     )
     parser.add_argument("--repeats", type=int, help="runs per point, the fastest is plotted (default 3, quick 1)")
     parser.add_argument("--memory", type=int, default=2048, help="Lambda memory (MB) for the executor and the cost model")
@@ -350,8 +351,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=LAMBDA_OVERHEAD_S,
         help="modelled Lambda fixed seconds per job",
     )
-    parser.add_argument("--skip", choices=("random_forest", "mandelbrot"), action="append", default=[])
-    parser.add_argument("--out", type=Path, default=FIGURES)
+    parser.add_argument(
+        "--skip", choices=("random_forest", "mandelbrot"), action="append", default=[], help="a workload not to run, repeatable"
+    )
+    parser.add_argument("--out", type=Path, default=FIGURES, help="folder for the figure and its data")
     args = parser.parse_args(argv)
     quick = args.quick
     args.max_trees = args.max_trees or (8 if quick else 64)

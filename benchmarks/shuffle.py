@@ -49,6 +49,7 @@ import numpy as np
 import lambdamr
 from examples import sort, wordcount
 from lambdamr import LambdaExecutor
+from lambdamr.cli.help import HelpFormatter
 from lambdamr.inputs import Chunk
 from lambdamr.storage import open_storage
 
@@ -311,13 +312,13 @@ def median_row(runs: list[Row]) -> Row:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.shuffle", description=__doc__.split("\n")[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shuffle", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the local backend")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--no-s3", action="store_true", help="skip the moto S3 server runs")
     parser.add_argument("--s3-only", action="store_true", help="skip the local folder runs")
     parser.add_argument("--repeat", type=int, default=1, help="run each measurement N times, report medians")
-    parser.add_argument("--workloads", default="shuffle,sort,sort-pairs,wordcount", help="comma-separated")
+    parser.add_argument("--workloads", default="shuffle,sort,sort-pairs,wordcount", help="the workloads to run, comma-separated")
     return parser.parse_args(argv)
 
 

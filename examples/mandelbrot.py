@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from lambdamr.cli.help import HelpFormatter
+
 Window = tuple[float, float, float, float]  # xmin, xmax, ymin, ymax in the complex plane
 FULL_SET: Window = (-2.5, 1.0, -1.3125, 1.3125)  # 4:3, like the default image
 ESCAPE_RADIUS_SQUARED = 4.0
@@ -181,7 +183,7 @@ def save_png(path: str, counts: np.ndarray, max_iter: int, colormap: str = "twil
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line options."""
-    parser = argparse.ArgumentParser(prog="python -m examples.mandelbrot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.mandelbrot", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--width", type=int, default=2400, help="image width in pixels")
     parser.add_argument("--height", type=int, default=1800, help="image height in pixels")
     parser.add_argument("--iterations", type=int, default=500, help="maximum iterations per pixel")
@@ -194,7 +196,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
         help="the rectangle of the complex plane to draw",
     )
-    parser.add_argument("--backend", choices=("local", "aws"), default="local")
+    parser.add_argument("--backend", choices=("local", "aws"), default="local", help="where the tasks run")
     parser.add_argument("--memory", type=int, default=1024, help="task memory in MB (Lambda's size)")
     parser.add_argument("--colormap", default="twilight_shifted", help="a matplotlib colour map name")
     parser.add_argument("--out", default="mandelbrot.png", help="the PNG file to write")

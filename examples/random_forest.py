@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from lambdamr.cli.help import HelpFormatter
+
 # Below this many rows a tree trains in tens of milliseconds, no more than an invocation's own
 # overhead, so the automatic plan packs several trees into one task.
 ROWS_PER_TASK_AUTO = 20_000
@@ -323,16 +325,16 @@ def split(dataset: Dataset, test_fraction: float = 0.2, seed: int = 0) -> tuple[
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line options."""
-    parser = argparse.ArgumentParser(prog="python -m examples.random_forest", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.random_forest", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--trees", type=int, default=8, help="number of trees")
-    parser.add_argument("--backend", choices=("local", "aws"), default="local")
+    parser.add_argument("--backend", choices=("local", "aws"), default="local", help="where the tasks run")
     parser.add_argument("--memory", type=int, default=2048, help="task memory in MB (Lambda's size)")
-    parser.add_argument("--data", help="the Lending Club loan CSV; without it, synthetic data")
+    parser.add_argument("--data", help="the Lending Club loan CSV (default: synthetic data)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of synthetic data")
     parser.add_argument("--features", type=int, default=40, help="features of synthetic data")
     parser.add_argument("--trees-per-task", type=int, default=0, help="trees trained by each task; 0 = automatic")
-    parser.add_argument("--max-depth", type=int, default=None, help="depth limit of each tree")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-depth", type=int, default=None, help="depth limit of each tree (default: none)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the data and the trees")
     parser.add_argument("--no-reference", action="store_true", help="skip scikit-learn's forest")
     return parser.parse_args(argv)
 

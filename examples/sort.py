@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import lambdamr
+from lambdamr.cli.help import HelpFormatter
 from lambdamr.inputs import Chunk
 from lambdamr.shuffle import RangePartitioner
 from lambdamr.storage import open_storage, storage_from_url
@@ -178,13 +179,13 @@ def verify(parts: Iterable[bytes], expected: tuple[int, int]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.sort", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.sort", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--size-mb", type=float, default=100, help="size of the generated input")
-    parser.add_argument("--reducers", type=int, default=8)
+    parser.add_argument("--reducers", type=int, default=8, help="reduce tasks (output parts)")
     parser.add_argument("--chunk-mb", type=float, default=16, help="mapper input size")
     parser.add_argument("--pairs", action="store_true", help="one (key, value) pair per record")
-    parser.add_argument("--backend", choices=("local", "aws"), default="local")
-    parser.add_argument("--storage", default=None, help="executor storage (s3://bucket/prefix or a folder)")
+    parser.add_argument("--backend", choices=("local", "aws"), default="local", help="where the tasks run")
+    parser.add_argument("--storage", default=None, help="s3://bucket/prefix or a folder (default: the backend's)")
     parser.add_argument("--memory", type=int, default=1024, help="task memory in MB (Lambda's size)")
     return parser.parse_args(argv)
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import lambdamr
+from lambdamr.cli.help import HelpFormatter
 from lambdamr.inputs import Chunk
 
 WORDS_PER_LINE = 12
@@ -113,14 +114,14 @@ def local_count(location: str, *, endpoint_url: str | None = None) -> collection
 
 # ---- command line ---------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.wordcount", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.wordcount", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("location", nargs="?", help="s3://bucket/prefix/ or a folder (default: generate a corpus)")
     parser.add_argument("--size-mb", type=float, default=300, help="size of the generated corpus")
-    parser.add_argument("--corpus-dir", default=None, help="where to keep the generated corpus")
-    parser.add_argument("--reducers", type=int, default=8)
+    parser.add_argument("--corpus-dir", default=None, help="where to keep the generated corpus (default: a cache folder)")
+    parser.add_argument("--reducers", type=int, default=8, help="reduce tasks (output parts)")
     parser.add_argument("--chunk-mb", type=float, default=16, help="mapper input size")
-    parser.add_argument("--backend", choices=("local", "aws"), default="local")
-    parser.add_argument("--storage", default=None, help="executor storage (s3://bucket/prefix or a folder)")
+    parser.add_argument("--backend", choices=("local", "aws"), default="local", help="where the tasks run")
+    parser.add_argument("--storage", default=None, help="s3://bucket/prefix or a folder (default: the backend's)")
     parser.add_argument("--memory", type=int, default=1024, help="task memory in MB (Lambda's size)")
     parser.add_argument("--no-check", action="store_true", help="skip the single-process Counter comparison")
     return parser.parse_args(argv)

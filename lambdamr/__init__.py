@@ -34,8 +34,9 @@ _EXPORTS = {
 _ERRORS = [
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
     "IntegrityError",
-    "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageUnavailable", "BackendError",
-    "ThrottledError", "TaskError", "WorkerLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
+    "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
+    "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
+    "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError",
     "LambdaRuntimeError", "RuntimeImportError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})

@@ -3,15 +3,24 @@
 Every field can be set by a keyword argument of ``LambdaExecutor`` or by an environment
 variable (``LAMBDAMR_`` + the field name in capitals, e.g. ``LAMBDAMR_BACKEND=aws``). With
 nothing set, jobs run on the local backend with storage in a private local folder.
+
+Every value is checked by one function per field (``_CHECKS``) before anything starts: a
+keyword must have the right type (``True``/``False`` for switches, never the string
+``"false"``; a whole number for counts; a finite number for durations), an environment
+variable is parsed strictly, and a refusal names the keyword or the variable it came from.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .aws_region import region_from_environment
 from .errors import ConfigurationError
 
 #: AWS Lambda's limits, which every backend enforces so failures show up before they cost.
@@ -19,6 +28,17 @@ MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 900
+#: the most local worker processes one executor starts: each is a Python interpreter
+#: (30-60 MB before the user's imports), so past this the machine thrashes instead of working
+LOCAL_WORKERS_PER_CPU = 16
+LOCAL_WORKERS_FLOOR = 64
+#: the longest storage polling period that still notices results in reasonable time
+MAX_POLL_INTERVAL_S = 60.0
+
+
+def max_local_workers() -> int:
+    """The cap on ``workers``: 16 per CPU, at least 64."""
+    return max(LOCAL_WORKERS_FLOOR, LOCAL_WORKERS_PER_CPU * (os.cpu_count() or 1))
 
 
 def default_storage_url() -> str:
@@ -55,29 +75,11 @@ class ExecutorConfig:
     lambda_endpoint_url: str | None = None  # aws backend: Lambda API endpoint (stand-ins, tests)
 
     def __post_init__(self) -> None:
-        validate_memory(self.memory_mb)
-        validate_timeout(self.timeout_s)
-        if self.workers is not None and self.workers < 1:
-            raise ConfigurationError(f"workers={self.workers}: give at least 1 worker, or None for the CPU count")
-        validate_retry_on(self.retry_on)
-        if self.retries < 0:
-            raise ConfigurationError(f"retries={self.retries}: use 0 to disable retries, or a positive count")
-        if not self.prefix or self.prefix.startswith("/") or ".." in self.prefix.split("/"):
-            raise ConfigurationError(f"prefix={self.prefix!r}: use a relative key prefix such as 'lambdamr'")
-        if self.poll_interval_s <= 0:
-            raise ConfigurationError("poll_interval_s must be positive")
-        if self.invocation_type not in ("Event", "RequestResponse"):  # aws backend
-            raise ConfigurationError(
-                f"invocation_type={self.invocation_type!r}: use 'Event' (asynchronous, results "
-                "through storage) or 'RequestResponse' (synchronous, small results inline)"
-            )
-        if isinstance(self.max_concurrency, str):  # aws backend: from LAMBDAMR_MAX_CONCURRENCY
-            try:
-                object.__setattr__(self, "max_concurrency", int(self.max_concurrency))
-            except ValueError:
-                raise ConfigurationError(f"LAMBDAMR_MAX_CONCURRENCY={self.max_concurrency!r}: give a whole number") from None
-        if self.max_concurrency is not None and self.max_concurrency < 1:  # aws backend
-            raise ConfigurationError(f"max_concurrency={self.max_concurrency}: give at least 1, or None for the account limit")
+        for name, check in _CHECKS.items():
+            value = getattr(self, name)
+            checked = check(value, f"{name}={value!r}")
+            if checked is not value:
+                object.__setattr__(self, name, checked)
 
     @classmethod
     def resolve(cls, **overrides: Any) -> ExecutorConfig:
@@ -89,14 +91,16 @@ class ExecutorConfig:
                 f"unknown executor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values: dict[str, Any] = {}
-        for name, f in known.items():
+        for name in known:
             if name == "retry_on":  # exception classes have no environment form
                 continue
-            raw = os.environ.get(f"LAMBDAMR_{name.upper()}")
+            var = f"LAMBDAMR_{name.upper()}"
+            raw = os.environ.get(var)
             if raw is not None and raw != "":
-                values[name] = _parse_env(name, raw, f.default)
+                # Checked here, so that a refusal names the variable the value came from.
+                values[name] = _CHECKS[name](_parse_env(name, raw), f"{var}={raw!r}")
         if "region" not in values:
-            values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            values["region"] = region_from_environment()  # the profile's, if None, comes from boto3
         values.update({k: v for k, v in overrides.items() if v is not None or k in ("progress",)})
         return cls(**values)
 
@@ -110,7 +114,95 @@ class ExecutorConfig:
         return self.storage or default_storage_url()
 
 
-def validate_retry_on(retry_on: Any) -> tuple[type[BaseException], ...]:
+# ---- one check per field: (value, label for messages) -> the value to keep -----------------
+def is_whole_number(value: Any) -> bool:
+    """An int, or any integral number type (numpy integers...), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _whole(value: Any, label: str, minimum: int, what: str) -> int:
+    if not is_whole_number(value):
+        raise ConfigurationError(f"{label}: give {what} (a whole number >= {minimum}, not a {type(value).__name__})")
+    if value < minimum:
+        raise ConfigurationError(f"{label}: give {what} (a whole number >= {minimum})")
+    return value if type(value) is int else int(value)
+
+
+def _finite(value: Any, label: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{label}: give {what} as a number (not a {type(value).__name__})")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{label}: give {what} as a finite number")
+    return float(value)
+
+
+def check_switch(value: Any, label: str, *, optional: bool = False) -> bool | None:
+    """``True`` or ``False`` (or ``None`` when ``optional``): a string like "false" is refused,
+    because it would count as true."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool_":  # numpy's bool
+        return bool(value)
+    hint = "True, False or None" if optional else "True or False"
+    raise ConfigurationError(f"{label}: give {hint} (a {type(value).__name__} is not a switch)")
+
+
+def _text(value: Any, label: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{label}: give a string")
+    return value
+
+
+def validate_memory(memory_mb: Any, label: str | None = None) -> int:
+    """Check a memory size against Lambda's range; return it as int."""
+    label = label or f"memory_mb={memory_mb!r}"
+    if not is_whole_number(memory_mb):
+        raise ConfigurationError(f"{label}: give a whole number of MB")
+    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise ConfigurationError(f"{label}: AWS Lambda allows {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MB")
+    return int(memory_mb)
+
+
+def validate_timeout(timeout_s: Any, label: str | None = None) -> float:
+    """Check a task timeout against Lambda's range; return it as float."""
+    label = label or f"timeout_s={timeout_s!r}"
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real):
+        raise ConfigurationError(f"{label}: give a number of seconds")
+    seconds = float(timeout_s)
+    if not MIN_TIMEOUT_S <= seconds <= MAX_TIMEOUT_S:  # NaN fails both comparisons
+        raise ConfigurationError(f"{label}: AWS Lambda allows {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} seconds")
+    return seconds
+
+
+def validate_retries(retries: Any, label: str | None = None) -> int:
+    """A retry count: 0 or more."""
+    label = label or f"retries={retries!r}"
+    if not is_whole_number(retries) or retries < 0:
+        raise ConfigurationError(f"{label}: use 0 to disable retries, or a positive whole number")
+    return int(retries)
+
+
+def validate_workers(workers: Any, label: str | None = None) -> int | None:
+    """A local worker count, 1 to ``max_local_workers()``, or None for the CPU count."""
+    if workers is None:
+        return None
+    label = label or f"workers={workers!r}"
+    if not is_whole_number(workers) or workers < 1:
+        raise ConfigurationError(f"{label}: give at least 1 worker (a whole number), or None for the CPU count")
+    cap = max_local_workers()
+    if workers > cap:
+        raise ConfigurationError(
+            f"{label}: at most {cap} local workers on this machine ({LOCAL_WORKERS_PER_CPU} per CPU): each is "
+            "a Python process; for more parallelism use the aws backend"
+        )
+    return int(workers)
+
+
+def validate_retry_on(retry_on: Any, label: str | None = None) -> tuple[type[BaseException], ...]:
     """Check that ``retry_on`` is a tuple of exception classes; return it."""
     if isinstance(retry_on, type):
         retry_on = (retry_on,)
@@ -123,45 +215,89 @@ def validate_retry_on(retry_on: Any) -> tuple[type[BaseException], ...]:
     return retry_on
 
 
-def validate_memory(memory_mb: Any) -> int:
-    """Check a memory size against Lambda's range; return it as int."""
-    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
-        raise ConfigurationError(f"memory_mb={memory_mb!r}: give a whole number of MB")
-    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+def normalize_prefix(prefix: Any, label: str | None = None) -> str:
+    """A relative key prefix without leading, trailing or doubled slashes ("a/" -> "a")."""
+    label = label or f"prefix={prefix!r}"
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"{label}: give a relative key prefix such as 'lambdamr'")
+    stripped = prefix.rstrip("/")
+    parts = stripped.split("/")
+    if not stripped or prefix.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigurationError(f"{label}: use a relative key prefix such as 'lambdamr' or 'team/lambdamr'")
+    return stripped
+
+
+def _poll_interval(value: Any, label: str) -> float:
+    seconds = _finite(value, label, "the polling period in seconds")
+    if not 0 < seconds <= MAX_POLL_INTERVAL_S:
+        raise ConfigurationError(f"{label}: give a polling period above 0 and at most {MAX_POLL_INTERVAL_S:g} seconds")
+    return seconds
+
+
+def _invocation_type(value: Any, label: str) -> str:
+    if value not in ("Event", "RequestResponse"):
         raise ConfigurationError(
-            f"memory_mb={memory_mb}: AWS Lambda allows {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MB"
+            f"{label}: use 'Event' (asynchronous, results through storage) or 'RequestResponse' "
+            "(synchronous, small results inline)"
         )
-    return memory_mb
+    return value
 
 
-def validate_timeout(timeout_s: Any) -> float:
-    """Check a task timeout against Lambda's range; return it as float."""
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-        raise ConfigurationError(f"timeout_s={timeout_s!r}: give a number of seconds")
-    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
-        raise ConfigurationError(
-            f"timeout_s={timeout_s}: AWS Lambda allows {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} seconds"
-        )
-    return float(timeout_s)
+def _max_concurrency(value: Any, label: str) -> int | None:
+    if value is None:
+        return None
+    return _whole(value, label, 1, "the most tasks in flight, or None for the account limit")
 
 
-def _parse_env(name: str, raw: str, default: Any) -> Any:
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "backend": lambda v, label: _text(v, label),
+    "storage": lambda v, label: _text(v, label),
+    "prefix": normalize_prefix,
+    "region": lambda v, label: _text(v, label, optional=True),
+    "endpoint_url": lambda v, label: _text(v, label, optional=True),
+    "function_name": lambda v, label: _text(v, label),
+    "memory_mb": validate_memory,
+    "timeout_s": validate_timeout,
+    "workers": validate_workers,
+    "retries": validate_retries,
+    "retry_on": validate_retry_on,
+    "speculate": check_switch,
+    "durable": lambda v, label: check_switch(v, label, optional=True),
+    "keep_temp": check_switch,
+    "progress": lambda v, label: check_switch(v, label, optional=True),
+    "verbose": check_switch,
+    "inline_args_max": lambda v, label: _whole(v, label, 0, "a size in bytes"),
+    "reply_inline_max": lambda v, label: _whole(v, label, 0, "a size in bytes"),
+    "poll_interval_s": _poll_interval,
+    "invocation_type": _invocation_type,
+    "max_concurrency": _max_concurrency,
+    "lambda_endpoint_url": lambda v, label: _text(v, label, optional=True),
+}
+
+_SWITCHES = ("speculate", "durable", "keep_temp", "progress", "verbose")
+_WHOLE = ("memory_mb", "workers", "retries", "inline_args_max", "reply_inline_max", "max_concurrency")
+_REAL = ("timeout_s", "poll_interval_s")
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    """The value of ``LAMBDAMR_{NAME}``, parsed strictly by the field's kind."""
     var = f"LAMBDAMR_{name.upper()}"
-    if isinstance(default, bool) or name in ("progress", "durable"):
-        lowered = raw.strip().lower()
+    text = raw.strip()
+    if name in _SWITCHES:
+        lowered = text.lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigurationError(f"{var}={raw!r}: use 1/0, true/false, yes/no or on/off")
-    if isinstance(default, int) or name in ("workers", "max_concurrency"):
+    if name in _WHOLE:
         try:
-            return int(raw)
+            return int(text)
         except ValueError:
             raise ConfigurationError(f"{var}={raw!r}: give a whole number") from None
-    if isinstance(default, float):
+    if name in _REAL:
         try:
-            return float(raw)
+            return float(text)
         except ValueError:
             raise ConfigurationError(f"{var}={raw!r}: give a number") from None
     return raw
@@ -179,13 +315,15 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         if self.memory_mb is not None:
-            validate_memory(self.memory_mb)
+            object.__setattr__(self, "memory_mb", validate_memory(self.memory_mb))
         if self.timeout_s is not None:
-            validate_timeout(self.timeout_s)
-        if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
-            raise ConfigurationError(f"retries={self.retries!r}: use 0 to disable retries, or a positive count")
+            object.__setattr__(self, "timeout_s", validate_timeout(self.timeout_s))
+        if self.retries is not None:
+            object.__setattr__(self, "retries", validate_retries(self.retries))
         if self.retry_on is not None:
             object.__setattr__(self, "retry_on", validate_retry_on(self.retry_on))
+        if self.speculate is not None:
+            object.__setattr__(self, "speculate", check_switch(self.speculate, f"speculate={self.speculate!r}"))
 
     def merged(self, **overrides: Any) -> JobOptions:
         """These options with the given non-None values replacing them."""

@@ -4,6 +4,9 @@ Pure arithmetic over one price table: no AWS call is made. The model follows Lam
 rules for on-demand functions:
 
 * duration is billed per invocation, rounded UP to the next whole millisecond;
+* a cold start also bills its INIT phase: since 1 August 2025 on-demand functions packaged as
+  a .zip archive on a managed runtime (what ``lambdamr deploy`` makes) pay for INIT like for
+  the invocation itself, so billed duration = Init Duration + Duration, rounded up to 1 ms;
 * compute = GB-seconds x the region's price for the architecture, where
   GB-seconds = memory_mb / 1024 x billed seconds;
 * every invocation is a request (a retried task is one more invocation);
@@ -79,19 +82,34 @@ def region_prices(region: str | None = None) -> RegionPrices:
         ) from None
 
 
-def billed_ms(seconds: float) -> int:
-    """Milliseconds Lambda bills for one invocation of ``seconds``: rounded up to 1 ms."""
-    if seconds < 0 or math.isnan(seconds):
-        raise ValueError(f"a task duration cannot be {seconds!r} seconds")
+def billed_ms(seconds: float, init_seconds: float = 0.0) -> int:
+    """Milliseconds Lambda bills for one invocation of ``seconds``, after an INIT phase of
+    ``init_seconds`` on a cold start: their sum, rounded up to 1 ms."""
+    for value in (seconds, init_seconds):
+        if value < 0 or math.isnan(value):
+            raise ValueError(f"a task duration cannot be {value!r} seconds")
     # Round to the nanosecond first so that 0.003 s (3.0000000000000004 ms in binary) bills 3 ms.
-    return math.ceil(round(seconds * 1000.0, 6))
+    return math.ceil(round((seconds + init_seconds) * 1000.0, 6))
 
 
-def gb_seconds(task_seconds: Sequence[float], memory_mb: int) -> float:
-    """Billed GB-seconds of invocations lasting ``task_seconds`` at ``memory_mb``."""
+def gb_seconds(task_seconds: Sequence[float], memory_mb: int, init_seconds: Sequence[float] | None = None) -> float:
+    """Billed GB-seconds of invocations lasting ``task_seconds`` at ``memory_mb``, each after
+    the INIT phase of the same position in ``init_seconds`` (0 for a warm start)."""
     validate_memory(memory_mb)
-    total_ms = sum(billed_ms(s) for s in task_seconds)
+    inits = _inits(task_seconds, init_seconds)
+    total_ms = sum(billed_ms(s, i) for s, i in zip(task_seconds, inits))
     return memory_mb / 1024.0 * total_ms / 1000.0
+
+
+def _inits(task_seconds: Sequence[float], init_seconds: Sequence[float] | None) -> Sequence[float]:
+    if init_seconds is None:
+        return [0.0] * len(task_seconds)
+    if len(init_seconds) != len(task_seconds):
+        raise ConfigurationError(
+            f"init_seconds has {len(init_seconds)} entries for {len(task_seconds)} invocations; give "
+            "one per invocation (0 for a warm start)"
+        )
+    return init_seconds
 
 
 @dataclass(frozen=True)
@@ -101,9 +119,10 @@ class CostEstimate:
     compute_usd: float
     requests_usd: float
     storage_usd: float
-    gb_seconds: float = 0.0
+    gb_seconds: float = 0.0  # INIT phases included
     region: str = DEFAULT_REGION
     architecture: str = "x86_64"
+    init_gb_seconds: float = 0.0  # the part of gb_seconds billed for cold starts' INIT phase
 
     @property
     def total_usd(self) -> float:
@@ -134,11 +153,14 @@ def estimate_job_cost(
     storage_requests: Mapping[str, int] | None = None,
     region: str | None = None,
     architecture: str = "x86_64",
+    init_seconds: Sequence[float] | None = None,
 ) -> CostEstimate:
     """Estimate what a job costs on Lambda.
 
     Args:
         task_seconds: billed duration of every invocation (one entry per attempt).
+        init_seconds: the INIT phase before each of them (the REPORT line's Init Duration;
+            0 for a warm start); None: all warm.
         memory_mb: the function's memory size, 128 to 10,240 MB.
         invocations: requests to charge; defaults to ``len(task_seconds)``.
         storage_requests: S3 request counts by kind: ``puts``, ``gets``, ``lists``, ``deletes``.
@@ -150,11 +172,12 @@ def estimate_job_cost(
 
     Raises:
         ConfigurationError: unknown region or architecture, memory out of Lambda's range,
-            or an unknown kind of storage request.
+            an unknown kind of storage request, or not one INIT entry per invocation.
     """
     prices = region_prices(region)
     per_gb_second = prices.gb_second(architecture)
-    billed_gb_s = gb_seconds(task_seconds, memory_mb)
+    billed_gb_s = gb_seconds(task_seconds, memory_mb, init_seconds)
+    init_gb_s = billed_gb_s - gb_seconds(task_seconds, memory_mb) if init_seconds is not None else 0.0
     requests = len(task_seconds) if invocations is None else invocations
     if requests < 0:
         raise ConfigurationError(f"invocations={requests}: a request count cannot be negative")
@@ -165,6 +188,7 @@ def estimate_job_cost(
         gb_seconds=billed_gb_s,
         region=region or DEFAULT_REGION,
         architecture=architecture,
+        init_gb_seconds=max(0.0, init_gb_s),
     )
 
 

@@ -10,12 +10,15 @@ The hierarchy::
     ├── IntegrityError                 a stored object's signature does not verify: refused
     ├── StorageError                   a storage operation failed
     │   ├── ObjectNotFound             the key does not exist
-    │   ├── StoragePermissionError     credentials do not allow the operation
+    │   ├── StoragePermissionError     credentials (or folder permissions) do not allow the operation
+    │   ├── StorageReadOnlyError       the store (a file system) has turned read-only
+    │   ├── StorageFullError           the store has no space left (disk full, quota reached)
     │   └── StorageUnavailable         transient: the store is throttling or failing (retryable)
     ├── BackendError                   the backend could not launch or track an invocation
     │   └── ThrottledError             the backend refused for capacity reasons (retryable)
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
+        ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
         ├── TaskTimeoutError           the task ran past its timeout
         ├── TaskOutOfMemoryError       the task went past its memory limit
         ├── LambdaRuntimeError         the runtime failed outside the user's code (retryable)
@@ -66,6 +69,14 @@ class ObjectNotFound(StorageError, KeyError):
 
 class StoragePermissionError(StorageError, PermissionError):
     """The credentials in use do not allow this storage operation."""
+
+
+class StorageReadOnlyError(StorageError):
+    """The store refuses writes because it is read-only (a file system remounted read-only)."""
+
+
+class StorageFullError(StorageError):
+    """The store has no room left for the object (disk full, quota exceeded)."""
 
 
 class StorageUnavailable(StorageError):
@@ -147,6 +158,11 @@ def _rebuild_task_error(cls, message, state):
 
 class WorkerLostError(TaskError):
     """The worker process or Lambda container running the task died before answering."""
+
+
+class ResultLostError(TaskError):
+    """The result object an attempt wrote was gone when the driver came to read it (deleted
+    by someone else, expired by a lifecycle rule): the task runs again."""
 
 
 class TaskTimeoutError(TaskError, TimeoutError):

@@ -34,14 +34,17 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from .access import referenced_reads
 from .backends import Backend, backend_class
 from .bound_executor import BoundExecutor
-from .config import ExecutorConfig, JobOptions
+from .callables import check_plain_function
+from .config import ExecutorConfig, JobOptions, is_whole_number
 from .errors import ConfigurationError, LambdaMRError
 from .futures import LambdaFuture
 from .job import Job, JobSummary
+from .lease import SessionLease
 from .manifest import ManifestWriter
-from .map_iterator import MapIterator, zip_strict
+from .map_iterator import MapIterator, check_map_timeout, zip_strict
 from .progress import JobProgress, progress_enabled
 from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from .scheduler import Scheduler
@@ -90,6 +93,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         self.session_prefix = f"{prefix}/{self.session_id}"
         self.durable = self.config.durable if self.config.durable is not None else not self.backend.reports_outcomes
         self._adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
+        temp = self.storage.url(f"{prefix}/") + "*"  # every session's objects, not just this one's
+        self.backend.check_access(reads=[temp], writes=[temp])
         self.signer = Signer(self.backend.signing_key())
         self._stager = Stager(
             self.storage,
@@ -104,7 +109,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._started = False
         self._shutdown = False
         self.jobs: list[Job] = []
-        self._manifests = ManifestWriter(self.storage, keep_logs=self.config.keep_temp)  # {job}/job.json
+        self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
+        self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
         _live_executors.add(self)
 
     def _open_storage(self, storage: str | Storage | None) -> tuple[Storage, str]:
@@ -147,8 +153,10 @@ class LambdaExecutor(concurrent.futures.Executor):
     ) -> MapIterator[T]:
         if not iterables:
             raise ConfigurationError("map() needs at least one iterable of arguments")
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        if not is_whole_number(chunksize) or chunksize < 1:
             raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
+        check_map_timeout(timeout)
+        check_plain_function(fn)
         items = zip_strict(iterables)
         if not items:
             return MapIterator(None, timeout, False)
@@ -161,6 +169,7 @@ class LambdaExecutor(concurrent.futures.Executor):
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""
         self._check_open()
+        self._lease.hold()
         return self._stager.share(obj)
 
     def map_reduce(
@@ -271,6 +280,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             self._scheduler.stop()
             self.backend.shutdown(wait=wait)
         self._manifests.close(flush=self.config.keep_temp)  # before cleanup deletes them
+        self._lease.release(delete_adopted=not self.config.keep_temp)
         if not self.config.keep_temp:
             self.cleanup()
 
@@ -289,10 +299,13 @@ class LambdaExecutor(concurrent.futures.Executor):
 
         Raises:
             ConfigurationError: not a job id, or the job was not durable or is gone.
+            IntegrityError: its task manifest is unsigned, modified or another job's (stored
+                results that do not verify are not an error: their tasks run again).
         """
         self._check_open()
         job_prefix = job_prefix_of(self.key_prefix, job_id)
-        job = load_job(self.storage, job_prefix, job_id, backend=self.backend.name, region=self.config.region)
+        job = load_job(self.storage, job_prefix, job_id, self.signer, backend=self.backend.name, region=self.config.region)
+        self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._manifests.job_attached(job)
         with self._lock:
@@ -368,9 +381,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         ``overrides`` are ``JobOptions`` fields (memory_mb, timeout_s, retries, ...).
         """
         self._check_open()
-        if not callable(fn):
-            raise TypeError(f"the function to run must be callable, got {type(fn).__name__} {fn!r}")
+        check_plain_function(fn)
         settings = (options or JobOptions()).merged(**overrides).resolve(self.config)
+        self.backend.check_access(reads=referenced_reads(calls))
+        self._lease.hold()
         function_key = self._stager.stage_function(fn)
         number = next(self._job_numbers)
         job = Job(
@@ -380,7 +394,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             memory_mb=settings.memory_mb,
             timeout_s=settings.timeout_s,
             backend=self.backend.name,
-            region=self.config.region,
+            region=getattr(self.backend, "region", None) or self.config.region,
+            architecture=getattr(self.backend, "architecture", "x86_64"),  # priced by the cost model
             max_retries=settings.retries,
             retry_on=settings.retry_on,
             speculate=settings.speculate,
@@ -388,7 +403,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         self._stager.stage_calls(job.prefix, tasks, calls)
         if self.durable:
-            write_task_manifest(self.storage, job)
+            write_task_manifest(self.storage, job, self.signer)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
         with self._lock:

@@ -96,6 +96,9 @@ class DuplicatingBackend(Backend):
     def prepare(self, storage: Storage) -> None:
         self.inner.prepare(storage)
 
+    def check_access(self, *, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
+        self.inner.check_access(reads=reads, writes=writes)
+
     def start(self, on_outcome: OutcomeCallback) -> None:
         self.inner.start(on_outcome)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cost import billed_ms
 from .errors import ConfigurationError
 from .futures import LambdaFuture
 from .protocol import ArgsRange
@@ -113,10 +113,24 @@ def _duration(seconds: float) -> str:
 
 def task_billed_ms(timings: dict[str, Any]) -> int:
     """Billed milliseconds of a task: the backend's figure when it has one (Lambda's REPORT
-    line), else started..finished rounded up to 1 ms as Lambda bills."""
+    line), else started..finished plus a cold start's INIT phase, rounded up to 1 ms as
+    Lambda bills (INIT is billed for on-demand zip functions since 1 August 2025)."""
     if timings.get("billed_ms") is not None:
         return int(timings["billed_ms"])
-    return math.ceil(round(max(0.0, timings["finished"] - timings["started"]) * 1000.0, 6))
+    return billed_ms(task_run_s(timings), task_init_s(timings))
+
+
+def task_run_s(timings: dict[str, Any]) -> float:
+    """How long the runtime ran the task (its started..finished)."""
+    return max(0.0, timings["finished"] - timings["started"])
+
+
+def task_init_s(timings: dict[str, Any]) -> float:
+    """The INIT phase billed with a task: the runtime's ``init_ms`` on a cold start, else 0."""
+    init_ms = timings.get("init_ms")
+    if not timings.get("cold") or not isinstance(init_ms, (int, float)) or not init_ms > 0:
+        return 0.0
+    return float(init_ms) / 1000.0
 
 
 def peak_concurrency(timings: list[dict[str, Any]]) -> int:
@@ -142,6 +156,7 @@ class Job:
         timeout_s: float,
         backend: str,
         region: str | None = None,
+        architecture: str = "x86_64",
         max_retries: int = 2,
         retry_on: tuple[type[BaseException], ...] = (),
         speculate: bool = False,
@@ -153,6 +168,7 @@ class Job:
         self.timeout_s = timeout_s
         self.backend = backend
         self.region = region
+        self.architecture = architecture  # of the Lambda function, for the cost estimate
         self.max_retries = max_retries  # failed attempts a task may re-run after
         self.retry_on = retry_on  # user exception types that count as retryable
         self.speculate = speculate  # launch backups of stragglers
@@ -278,16 +294,20 @@ class Job:
             max_task_s=max(durations, default=0.0),
             memory_mb=self.memory_mb,
             storage_requests=requests,
-            cost=self._estimate_cost([task_billed_ms(tm) / 1000.0 for tm in timed], requests),
+            cost=self._estimate_cost(timed, requests),
             backups=self.backups,
             backups_won=self.backups_won,
             peak_concurrency=peak_concurrency(timed),
             peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
         )
 
-    def _estimate_cost(self, durations: list[float], requests: dict[str, int]) -> Any:
+    def _estimate_cost(self, timed: list[dict[str, Any]], requests: dict[str, int]) -> Any:
         from .cost import estimate_job_cost
 
+        # A backend's billed figure (a REPORT line) already holds the INIT phase.
+        reported = [tm.get("billed_ms") is not None for tm in timed]
+        durations = [task_billed_ms(tm) / 1000.0 if known else task_run_s(tm) for tm, known in zip(timed, reported)]
+        inits = [0.0 if known else task_init_s(tm) for tm, known in zip(timed, reported)]
         try:
             return estimate_job_cost(
                 durations,
@@ -295,6 +315,8 @@ class Job:
                 invocations=sum(t.attempt for t in self.tasks),
                 storage_requests=requests,
                 region=self.region,
+                architecture=self.architecture,
+                init_seconds=inits,
             )
         except ConfigurationError as exc:  # a region without prices must not break a summary
             logging.getLogger("lambdamr").info("lambdamr: no cost estimate for job %s: %s", self.job_id, exc)

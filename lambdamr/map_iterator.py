@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -11,6 +13,10 @@ from .errors import ConfigurationError
 from .job import Job
 
 T = TypeVar("T")
+
+#: the most calls one map() takes: beyond it the iterable is most likely endless (and its
+#: arguments would not fit in the driver's memory anyway); split bigger inputs into several maps
+MAX_MAP_CALLS = 10_000_000
 
 
 class MapIterator(Iterator[T]):
@@ -60,14 +66,42 @@ class MapIterator(Iterator[T]):
             self._verbose = False
 
 
+def check_map_timeout(timeout: Any) -> None:
+    """``map(timeout=...)``: None, or a finite number of seconds >= 0 (checked before launch)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not math.isfinite(timeout) or timeout < 0:
+        raise ConfigurationError(
+            f"map(timeout={timeout!r}): give the seconds the whole iteration may take (a number >= 0), or None"
+        )
+
+
+def _column(iterable: Iterable[Any], position: int, limit: int | None = None) -> list[Any]:
+    # A Python-level loop, not list(iterable): list() over a C iterator such as
+    # itertools.count() never returns to the interpreter, so Ctrl-C could not stop it.
+    column: list[Any] = []
+    append = column.append
+    for item in iterable:
+        append(item)
+        if limit is not None and len(column) >= limit:
+            break  # already longer than the first iterable: refused below, whatever its length
+        if len(column) > MAX_MAP_CALLS:
+            raise ConfigurationError(
+                f"map() iterable {position} yielded more than {MAX_MAP_CALLS:,} items: is it endless (itertools.count, "
+                "a generator that never stops)? Pass a finite iterable, or split the input over several maps"
+            )
+    return column
+
+
 def zip_strict(iterables: tuple[Iterable[Any], ...]) -> list[tuple]:
     """Zip iterables, refusing ones of different lengths (a silent truncation loses work)."""
-    columns = [list(it) for it in iterables]
+    first = _column(iterables[0], 0)
+    columns = [first] + [_column(it, position, len(first) + 1) for position, it in enumerate(iterables[1:], 1)]
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise ConfigurationError(
             "map() got iterables of different lengths ("
-            + ", ".join(str(len(c)) for c in columns)
+            + ", ".join(str(len(c)) if len(c) <= len(first) else f"more than {len(first)}" for c in columns)
             + "); pass iterables of equal length, or zip/truncate them yourself"
         )
     return list(zip(*columns))

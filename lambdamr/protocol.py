@@ -14,21 +14,53 @@ call, error type and text, timings); the frames hold the pickled values or excep
 call, so one value that cannot be unpickled does not hide the others.
 
 The format carries ``PROTOCOL_VERSION``; a runtime refuses an event of another version.
+Version 2 added the event's ``deadline`` and signatures bound to their context: the
+``*_context`` functions below say, for each kind of signed object, where it belongs — the
+writer signs that context and the reader (runtime or driver) demands it back
+(``lambdamr.signing``).
+
+An event carries ``deadline``, the epoch second after which it must not start: Lambda can
+deliver an asynchronous event hours late, after the driver re-ran the task or gave up. The
+runtime answers such an event ``{"expired": true}`` without loading or running anything.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ProtocolError
+from .signing import Context
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 RESULT_MAGIC = b"LMR1"
 _HEADER_LEN = struct.Struct("<I")
+
+
+def session_of(job_id: str) -> str:
+    """The executor session a job belongs to (job ids are ``{session}-{number}``)."""
+    return job_id.rpartition("-")[0] or job_id
+
+
+def function_context(session: str, key: str) -> Context:
+    """A pickled function: one per session, under its content-addressed key."""
+    return Context("function", session=session, key=key)
+
+
+def arguments_context(job_id: str, task_id: int, key: str | None) -> Context:
+    """One task's pickled calls: inline in the event (``key`` None) or a byte range of the
+    job's argument object ``key``; the same for every attempt."""
+    return Context("arguments", session=session_of(job_id), job=job_id, task=task_id, key=key)
+
+
+def result_context(job_id: str, task_id: int, attempt: int, key: str) -> Context:
+    """The result record of one attempt, under its write-once key (also when it comes back
+    inline in the response)."""
+    return Context("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,7 @@ class TaskEvent:
     store_result: bool = True  # write the result record to storage
     reply_inline_max: int = 0  # also return the record in the response when this small
     options: dict[str, Any] = field(default_factory=dict)  # extensions (logs, signing...)
+    deadline: float | None = None  # epoch seconds after which the runtime must not start it
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able event, as a backend sends it."""
@@ -79,6 +112,8 @@ class TaskEvent:
             data["args_inline"] = self.args_inline
         if self.args_range is not None:
             data["args_range"] = asdict(self.args_range)
+        if self.deadline is not None:
+            data["deadline"] = self.deadline
         return data
 
     def to_json(self) -> bytes:
@@ -113,14 +148,46 @@ class TaskEvent:
                 store_result=bool(data.get("store_result", True)),
                 reply_inline_max=int(data.get("reply_inline_max", 0)),
                 options=dict(data.get("options") or {}),
+                deadline=_deadline(data.get("deadline")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed lambdamr task event: {exc!r}") from exc
+
+    @property
+    def session(self) -> str:
+        """The executor session of the event's job."""
+        return session_of(self.job_id)
+
+    def function_context(self) -> Context:
+        """What the function object the event names must have been signed for."""
+        return function_context(self.session, self.function_key)
+
+    def arguments_context(self) -> Context:
+        """What the event's arguments (inline, or its range) must have been signed for."""
+        key = self.args_range.key if self.args_range is not None else None
+        return arguments_context(self.job_id, self.task_id, key)
+
+    def result_context(self) -> Context:
+        """What the runtime signs the attempt's result record for."""
+        return result_context(self.job_id, self.task_id, self.attempt, self.result_key)
+
+    def expired(self, now: float) -> bool:
+        """Whether the event arrived after its deadline (then it must not run)."""
+        return self.deadline is not None and now > self.deadline
 
     def inline_args_bytes(self) -> bytes:
         """Decode the inline arguments (the caller checked ``args_inline`` is set)."""
         assert self.args_inline is not None
         return base64.b64decode(self.args_inline)
+
+
+def _deadline(value: Any) -> float | None:
+    if value is None:
+        return None
+    deadline = float(value)
+    if not math.isfinite(deadline):
+        raise ValueError(f"deadline {value!r} is not a finite number of epoch seconds")
+    return deadline
 
 
 def encode_inline_args(data: bytes) -> str:

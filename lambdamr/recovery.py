@@ -3,8 +3,11 @@
 A *durable* job (the default on fire-and-forget backends such as Lambda's async invokes, or
 ``durable=True``) writes every result record to storage and, at submission, one more object:
 ``{job.prefix}/tasks`` — what is needed to re-run any of its tasks (function key, memory,
-timeout, each task's call count and arguments, inline or as a byte range). The arguments in
-it are the signed blobs the runtime verifies, so a forged manifest cannot run foreign code.
+timeout, each task's call count and arguments, inline or as a byte range). The manifest is
+signed for its job and key (``lambdamr.signing``) and ``attach`` verifies it before reading a
+field: an edited function key, another job's manifest copied over this one, or an unsigned
+one is refused. The stored result records are verified for the very task and attempt they
+settle; one that is not is ignored and its task runs again.
 
 ``attach`` reads the manifest, settles the futures of every task whose result is already in
 storage, and runs only the others again, with attempt numbers above any seen before, so
@@ -14,18 +17,26 @@ write-once result keys never collide.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from .errors import ConfigurationError, LambdaMRError, ObjectNotFound
+from .errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
 from .job import Job, Task
-from .protocol import ArgsRange
-from .results import decode_record
-from .signing import Signer
+from .protocol import ArgsRange, session_of
+from .results import open_record
+from .signing import Context, Signer
 from .storage import Storage
 
+log = logging.getLogger("lambdamr")
+
 TASKS_NAME = "tasks"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 RERUN_ATTEMPT_BASE = 1000
+
+
+def task_manifest_context(job_id: str, key: str) -> Context:
+    """What a job's task manifest is signed for."""
+    return Context("task-manifest", session=session_of(job_id), job=job_id, key=key)
 
 
 def job_prefix_of(base_prefix: str, job_id: str) -> str:
@@ -39,7 +50,7 @@ def job_prefix_of(base_prefix: str, job_id: str) -> str:
     return f"{base_prefix}/{session}/{number}"
 
 
-def write_task_manifest(storage: Storage, job: Job) -> None:
+def write_task_manifest(storage: Storage, job: Job, signer: Signer) -> None:
     """Store what re-running any task of ``job`` needs (one put per job)."""
     tasks = []
     for task in job.tasks:
@@ -59,18 +70,33 @@ def write_task_manifest(storage: Storage, job: Job) -> None:
         "submitted_at": job.submitted_at,
         "tasks": tasks,
     }
-    storage.put(f"{job.prefix}/{TASKS_NAME}", json.dumps(manifest, separators=(",", ":")).encode())
+    key = f"{job.prefix}/{TASKS_NAME}"
+    data = json.dumps(manifest, separators=(",", ":")).encode()
+    storage.put(key, signer.sign(data, task_manifest_context(job.job_id, key)))
 
 
-def load_job(storage: Storage, job_prefix: str, job_id: str, *, backend: str, region: str | None) -> Job:
-    """Rebuild a job (its tasks and fresh futures) from its task manifest."""
+def load_job(
+    storage: Storage, job_prefix: str, job_id: str, signer: Signer, *, backend: str, region: str | None
+) -> Job:
+    """Rebuild a job (its tasks and fresh futures) from its task manifest.
+
+    Raises:
+        ConfigurationError: the job has no manifest (not durable, or deleted).
+        IntegrityError: the manifest is unsigned, modified, or another job's.
+    """
+    key = f"{job_prefix}/{TASKS_NAME}"
     try:
-        manifest = json.loads(storage.get(f"{job_prefix}/{TASKS_NAME}"))
+        blob = storage.get(key)
     except ObjectNotFound:
         raise ConfigurationError(
             f"job {job_id} has no task manifest at {storage.url(job_prefix)}: it was not durable "
             "(run it with durable=True), or its temp objects were already deleted"
         ) from None
+    payload = signer.verify(blob, task_manifest_context(job_id, key), what=f"task manifest of job {job_id}")
+    try:
+        manifest = json.loads(bytes(payload))
+    except ValueError as exc:
+        raise IntegrityError(f"the task manifest of job {job_id} is signed but not JSON: {exc}") from None
     if manifest.get("version") != MANIFEST_VERSION or manifest.get("job_id") != job_id:
         raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
     job = Job(
@@ -113,10 +139,15 @@ def collect_stored_results(storage: Storage, job: Job, signer: Signer) -> list[T
     remaining = []
     for task in job.tasks:
         for key in sorted(stored.get(task.task_id, [])):
+            attempt = int(key.rsplit(".", 1)[-1])
             try:
-                payload = signer.verify(storage.get(key), what=f"result of task {task.task_id} of job {job.job_id}")
-                record = decode_record(payload, task.calls)
-            except LambdaMRError:
+                record = open_record(
+                    signer, storage.get(key), job_id=job.job_id, task_id=task.task_id, attempt=attempt,
+                    key=key, expected_calls=task.calls,
+                )
+            except LambdaMRError as exc:
+                if isinstance(exc, IntegrityError):
+                    log.warning("lambdamr: %s", exc)
                 continue  # a record we cannot trust or read is as good as none: run again
             task.timings, task.runtime = record.timings, record.runtime
             for future, call in zip(task.futures, record.calls):

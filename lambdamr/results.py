@@ -5,6 +5,11 @@ traceback re-attached through tblib, so the traceback a user sees ends in the li
 function that raised. An exception that cannot cross (it does not pickle, or its class does
 not exist in the driver) arrives as a ``RemoteError`` carrying its type name, text and
 formatted remote traceback.
+
+``open_record`` is the one way the driver reads a record: it checks the signature and that
+the record was signed for exactly the task and attempt being settled (and their key), then
+that its header agrees, before anything is unpickled. A record moved or copied from another
+task, attempt, job or session is refused with ``IntegrityError``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 import tblib
 
 from . import serialize
-from .errors import RemoteError, SerializationError
-from .protocol import CallOutcome, call_outcomes, decode_result
+from .errors import IntegrityError, RemoteError, SerializationError
+from .protocol import CallOutcome, call_outcomes, decode_result, result_context
 from .runtime.capture import log_tail
+from .signing import Signer
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,10 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
 def decode_record(data: bytes | memoryview, expected_calls: int) -> TaskRecord:
     """Decode a result record into per-call values or exceptions."""
     header, frames = decode_result(data)
+    return _rebuild(header, frames, expected_calls)
+
+
+def _rebuild(header: dict[str, Any], frames: list[memoryview], expected_calls: int) -> TaskRecord:
     task_error = header.get("task_error")
     if task_error:
         exc = rebuild_exception(CallOutcome(**task_error), frames[0] if frames else b"", header)
@@ -108,3 +118,24 @@ def decode_record(data: bytes | memoryview, expected_calls: int) -> TaskRecord:
         else:
             calls.append(CallResult(ok=False, exception=rebuild_exception(outcome, frame, header)))
     return TaskRecord(header, calls)
+
+
+def open_record(
+    signer: Signer, data: bytes | memoryview, *, job_id: str, task_id: int, attempt: int, key: str, expected_calls: int
+) -> TaskRecord:
+    """Verify a result record for the attempt it must settle, then decode it.
+
+    Raises:
+        IntegrityError: unsigned, modified, or signed for another task, attempt or key.
+        ProtocolError / SerializationError: a record that cannot be read.
+    """
+    what = f"result of task {task_id} (attempt {attempt}) of job {job_id}"
+    payload = signer.verify(data, result_context(job_id, task_id, attempt, key), what=what)
+    header, frames = decode_result(payload)
+    found = (header.get("job_id"), header.get("task_id"), header.get("attempt"))
+    if found != (job_id, task_id, attempt):
+        # The signed context matched, so only a writer holding the key can get here.
+        raise IntegrityError(
+            f"refusing the {what}: its header names job {found[0]!r} task {found[1]!r} attempt {found[2]!r}"
+        )
+    return _rebuild(header, frames, expected_calls)

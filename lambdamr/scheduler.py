@@ -26,10 +26,18 @@ from typing import Any
 
 from .backends.base import Backend, Invocation, InvocationOutcome
 from .config import ExecutorConfig
-from .errors import BackendError, LambdaMRError, StorageUnavailable, WorkerLostError
+from .errors import (
+    BackendError,
+    IntegrityError,
+    LambdaMRError,
+    ObjectNotFound,
+    ResultLostError,
+    StorageUnavailable,
+    WorkerLostError,
+)
 from .job import Job, Task
 from .protocol import TaskEvent
-from .results import decode_record
+from .results import open_record
 from .signing import Signer
 from .speculation import stragglers
 from .storage import Storage
@@ -45,6 +53,18 @@ LIST_FAILURES_TO_WARN = 3
 #: how often running jobs that speculate are checked for stragglers
 SPECULATION_CHECK_S = 0.25
 _FETCH_THREADS = 16
+
+
+def lost_limit(job: Job) -> float:
+    """Seconds after its invocation past which an attempt that left no result is presumed lost."""
+    return job.timeout_s + max(LOST_GRACE_S, 0.1 * job.timeout_s)
+
+
+def event_deadline(job: Job, dispatched_at: float) -> float:
+    """The latest moment an asynchronous attempt may still start (``TaskEvent.deadline``):
+    by then the driver has presumed it lost and re-run it. One more timeout leaves room for
+    a delivery queued behind another and for clocks some seconds apart."""
+    return dispatched_at + job.timeout_s + lost_limit(job)
 
 
 class Scheduler:
@@ -230,6 +250,9 @@ class Scheduler:
             args_range=task.args_range,
             store_result=self._store_result,
             reply_inline_max=self._reply_inline_max,
+            # Only fire-and-forget deliveries can start late unseen; a backend that reports
+            # every outcome has the driver watching (and may queue an attempt behind others).
+            deadline=None if self.backend.reports_outcomes else event_deadline(job, task.dispatched_at or time.time()),
         )
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
@@ -246,6 +269,15 @@ class Scheduler:
                 self._fail_or_retry(task, outcome.error)
             return
         response = outcome.response or {}
+        if response.get("expired"):
+            self._drop_attempt(task, event.attempt)
+            if not task.live:
+                self._fail_or_retry(task, WorkerLostError(
+                    f"the runtime refused the invocation: it started {response.get('late_s', 0):.0f} s after its "
+                    "deadline (delivered late by the backend; or the driver's clock is far off: check it)",
+                    job_id=event.job_id, task_id=event.task_id, attempt=event.attempt,
+                ))
+            return
         if response.get("record"):
             self._complete(task, event.attempt, base64.b64decode(response["record"]))
         elif response.get("result_key"):
@@ -269,6 +301,15 @@ class Scheduler:
                         self._inbox.put(("record", (task, attempt, None, exc)))
                         return
                     time.sleep(delay * (0.5 + random.random()))
+                except ObjectNotFound as exc:  # deleted between the runtime's write and this read
+                    lost = ResultLostError(
+                        f"the stored result {self.storage.url(key)} was gone when the driver read it "
+                        "(deleted or expired meanwhile): running the task again",
+                        job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
+                    )
+                    lost.__cause__ = exc
+                    self._inbox.put(("record", (task, attempt, None, lost)))
+                    return
                 except Exception as exc:
                     self._inbox.put(("record", (task, attempt, None, exc)))
                     return
@@ -283,12 +324,18 @@ class Scheduler:
             task.job.duplicates += 1
             return
         try:
-            payload = self.signer.verify(data, what=f"result of task {task.task_id} of job {task.job.job_id}")
-            record = decode_record(payload, task.calls)
+            record = open_record(
+                self.signer, data, job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
+                key=task.result_key(attempt), expected_calls=task.calls,
+            )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt)
+            if isinstance(exc, IntegrityError):
+                # A record that fails its signature or context is refused, never settled: the
+                # task runs again under a new write-once key (and fails once retries run out).
+                log.warning("lambdamr: %s", exc)
             if not task.live:
-                self._fail_or_retry(task, exc)
+                self._fail_or_retry(task, exc, force=isinstance(exc, IntegrityError))
             return
         retry_error = self._user_error_to_retry(task, record)
         if retry_error is not None:
@@ -401,7 +448,7 @@ class Scheduler:
         for task in list(self._in_flight.values()):
             if not task.live:
                 continue  # already expired; the backend is being asked why
-            limit = task.job.timeout_s + max(LOST_GRACE_S, 0.1 * task.job.timeout_s)
+            limit = lost_limit(task.job)
             if task.dispatched_at is not None and now - task.dispatched_at > limit:
                 self._live -= len(task.live)
                 task.live.clear()

@@ -3,6 +3,10 @@
 ``ex.share(data)`` pickles ``data`` into storage one time and returns a ``Shared`` handle:
 a few hundred bytes that travel in each task's arguments. Inside a task, ``handle.value``
 fetches and unpickles the object once per warm process and serves it from memory after.
+
+The object is stored under a content-addressed key (``{session}/shared/{sha256}``) and signed
+for that key and session; ``.value`` checks both, and the hash, before unpickling — a shared
+object copied over another, or from another session, is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 from . import serialize
-from .signing import Signer, process_key
+from .signing import Context, Signer, check_content_key, process_key
 from .storage import Storage, open_storage
 
 T = TypeVar("T")
@@ -24,15 +28,21 @@ _values: OrderedDict[str, Any] = OrderedDict()
 _stores: dict[str, Storage] = {}
 
 
+def shared_context(session: str, key: str) -> Context:
+    """What a shared object is signed for: its session and its content-addressed key."""
+    return Context("shared", session=session, key=key)
+
+
 class Shared(Generic[T]):
     """A handle to an object kept in storage; ``.value`` loads it (cached per process)."""
 
-    __slots__ = ("storage_spec", "key", "size")
+    __slots__ = ("storage_spec", "key", "size", "session")
 
-    def __init__(self, storage_spec: dict[str, Any], key: str, size: int) -> None:
+    def __init__(self, storage_spec: dict[str, Any], key: str, size: int, *, session: str) -> None:
         self.storage_spec = storage_spec
         self.key = key
         self.size = size
+        self.session = session
 
     @property
     def value(self) -> T:
@@ -45,7 +55,9 @@ class Shared(Generic[T]):
             store = _stores.get(spec_key)
             if store is None:
                 store = _stores[spec_key] = open_storage(self.storage_spec)
-        payload = Signer(process_key()).verify(store.get(self.key), what=f"shared object {self.key}")
+        what = f"shared object {self.key}"
+        payload = Signer(process_key()).verify(store.get(self.key), shared_context(self.session, self.key), what=what)
+        check_content_key(payload, self.key, what=what)
         value = serialize.loads(payload, what=f"shared object {self.key}")
         with _lock:
             _values[self.key] = value
@@ -54,10 +66,10 @@ class Shared(Generic[T]):
         return value
 
     def __getstate__(self) -> tuple:
-        return (self.storage_spec, self.key, self.size)
+        return (self.storage_spec, self.key, self.size, self.session)
 
     def __setstate__(self, state: tuple) -> None:
-        self.storage_spec, self.key, self.size = state
+        self.storage_spec, self.key, self.size, self.session = state
 
     def __repr__(self) -> str:
         return f"Shared({self.key!r}, {self.size} bytes)"

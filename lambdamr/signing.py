@@ -1,43 +1,84 @@
-"""HMAC signatures on every pickled object: unpickling is code execution.
+"""HMAC signatures on every pickled or trusted object, bound to where the object belongs.
 
-The driver signs what it stages (function, arguments, shared objects) and the runtime signs
-the result records it writes; each side refuses to unpickle anything whose signature does
-not verify with the deployment's key. Someone who can write to the bucket but does not hold
-the key cannot make the runtime — or the driver — run their code.
+Unpickling is code execution, and a stored record steers what the driver reports, so every
+object one side writes for the other is signed, and every reader checks two things before it
+unpickles (or believes) anything:
 
-A signed blob is ``b"LMS1" + HMAC-SHA256(key, payload) + payload``. The key comes from
-``LAMBDAMR_SIGNING_KEY`` (hex) when set — the AWS deployment sets it in the function's
-environment — and is otherwise the user's local key, made once in
-``~/.config/lambdamr/signing-key`` (mode 0600) and handed to the local workers, so that a
-later driver can verify a dead driver's results (``attach``). It is never logged or printed.
+* the signature verifies with the deployment's key (or the user's local key), and
+* the object's *context* — signed with it — is exactly the one the reader expected: its kind
+  (function, arguments, shared object, result record, task manifest, job record, task logs),
+  the key id, and the session, job, task, attempt and storage key it was written for.
+
+So someone who can write to the folder or bucket but does not hold the key can neither make
+the runtime or the driver run their code, nor move a validly signed object to another place:
+task 0's result copied over task 3's, two tasks' argument blocks swapped, an earlier
+session's function copied over this one's — each is refused with an ``IntegrityError`` that
+names what did not match.
+
+A signed blob (format ``LMS2``)::
+
+    b"LMS2" | HMAC-SHA256(key, rest) | rest
+    rest = uint32 context length | context (UTF-8 JSON) | payload
+
+The key comes from ``LAMBDAMR_SIGNING_KEY`` (hex) when set, and is otherwise the user's local
+key, made once in ``~/.config/lambdamr/signing-key`` (mode 0600) and handed to the local
+workers, so that a later driver can verify a dead driver's results (``attach``). It is never
+logged or printed; its *key id* (a fingerprint that reveals nothing of it) is, so that a
+message can say which key signed what.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
+import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import IntegrityError
 
-MAGIC = b"LMS1"
+MAGIC = b"LMS2"
+#: signature formats of earlier lambdamr versions, refused with a message saying so
+OLD_MAGICS = {b"LMS1": "lambdamr 0.1 (signatures without context)"}
 _MAC_SIZE = hashlib.sha256().digest_size
-OVERHEAD = len(MAGIC) + _MAC_SIZE
+_CONTEXT_LEN = struct.Struct("<I")
+_CONTEXT_START = len(MAGIC) + _MAC_SIZE + _CONTEXT_LEN.size
+#: a context is a few hundred bytes; anything larger is not one of ours
+_MAX_CONTEXT = 64 * 1024
 KEY_ENV = "LAMBDAMR_SIGNING_KEY"
+
+#: what a signed object can be, by the name its context gives it
+KINDS = {
+    "function": "function",
+    "arguments": "task arguments",
+    "shared": "shared object",
+    "result": "result record",
+    "task-manifest": "task manifest",
+    "job-record": "job record",
+    "task-logs": "task logs",
+}
+
+#: one encoder, reused: ``json.dumps`` with options builds a new one per call (signing runs per task)
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 _lock = threading.Lock()
 _process_key: bytes | None = None
 
 
 def process_key() -> bytes:
-    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else the user's local key."""
+    """This process's key: ``LAMBDAMR_SIGNING_KEY`` if set, else the secret the environment
+    names (a Lambda container's: ``runtime.key_source``), else the user's local key."""
     global _process_key
     with _lock:
         if _process_key is None:
-            raw = os.environ.get(KEY_ENV)
+            from .runtime.key_source import key_from_environment
+
+            raw = os.environ.get(KEY_ENV) or key_from_environment()
             _process_key = parse_key(raw) if raw else _local_key()
         return _process_key
 
@@ -86,40 +127,147 @@ def new_key_hex() -> str:
     return secrets.token_hex(32)
 
 
+def key_id_of(key: bytes) -> str:
+    """A fingerprint of ``key`` safe to show and store: 8 bytes of HMAC(key, "lambdamr key id"), hex."""
+    return hmac.new(key, b"lambdamr key id", hashlib.sha256).hexdigest()[:16]
+
+
+def content_hash(payload: bytes | memoryview) -> str:
+    """The SHA-256 (hex) that names a content-addressed object (functions, shared objects)."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a signed object belongs. Every field is compared, ``None`` included: a field
+    that does not apply to a kind (the job of a function, the attempt of arguments) is
+    ``None`` on both sides."""
+
+    kind: str
+    session: str | None = None
+    job: str | None = None
+    task: int | None = None
+    attempt: int | None = None
+    key: str | None = None  # the storage key it is stored under (None: travels inline)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown signed object kind {self.kind!r}")
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "session": self.session,
+            "job": self.job,
+            "task": self.task,
+            "attempt": self.attempt,
+            "key": self.key,
+        }
+
+
+def read_context(blob: bytes | memoryview) -> dict[str, Any] | None:
+    """The context a blob claims, unverified (None if it has none) — for messages and listings."""
+    view = memoryview(blob)
+    if bytes(view[: len(MAGIC)]) != MAGIC or len(view) < _CONTEXT_START:
+        return None
+    (length,) = _CONTEXT_LEN.unpack_from(view, len(MAGIC) + _MAC_SIZE)
+    if length > _MAX_CONTEXT or _CONTEXT_START + length > len(view):
+        return None
+    try:
+        claimed = json.loads(bytes(view[_CONTEXT_START : _CONTEXT_START + length]))
+    except ValueError:
+        return None
+    return claimed if isinstance(claimed, dict) else None
+
+
+def _describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    wrong = [
+        f"its {name} is {found.get(name)!r}, expected {expected[name]!r}"
+        for name in expected
+        if found.get(name) != expected[name]
+    ]
+    return "; ".join(wrong)
+
+
 class Signer:
     """Signs and verifies blobs with one key. Its repr never shows the key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "key_id")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise IntegrityError("a signing key needs at least 16 bytes")
         self._key = key
+        self.key_id = key_id_of(key)
 
-    def _mac(self, payload: bytes | memoryview) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()
+    def _mac(self, rest: bytes | memoryview) -> bytes:
+        return hmac.digest(self._key, rest, "sha256")
 
-    def sign(self, payload: bytes) -> bytes:
-        """``payload`` with its signature in front."""
-        return b"".join((MAGIC, self._mac(payload), payload))
+    def sign(self, payload: bytes | memoryview, context: Context) -> bytes:
+        """``payload`` with its context and the signature of both in front."""
+        head = _encode_json({**context.fields(), "key_id": self.key_id}).encode()
+        length = _CONTEXT_LEN.pack(len(head))
+        mac = hmac.new(self._key, length, hashlib.sha256)
+        mac.update(head)
+        mac.update(payload)
+        return b"".join((MAGIC, mac.digest(), length, head, payload))
 
-    def verify(self, blob: bytes | memoryview, *, what: str) -> memoryview:
-        """The payload of a signed blob; ``IntegrityError`` if it was not signed with this key."""
+    def verify(self, blob: bytes | memoryview, expected: Context, *, what: str) -> memoryview:
+        """The payload of a signed blob, once its signature and its context check out.
+
+        Raises:
+            IntegrityError: unsigned, signed with another key, modified, or signed for another
+                place than ``expected`` (moved or copied in storage); the message names what.
+        """
         view = memoryview(blob)
-        if bytes(view[: len(MAGIC)]) != MAGIC:
+        magic = bytes(view[: len(MAGIC)])
+        if magic != MAGIC:
+            if magic in OLD_MAGICS:
+                raise IntegrityError(
+                    f"refusing to load the {what}: it was signed by {OLD_MAGICS[magic]}, whose signatures "
+                    "are not bound to where the object belongs. Run the job again with this lambdamr version "
+                    "(and redeploy the runtime with `lambdamr deploy`)"
+                )
             raise IntegrityError(
                 f"refusing to load the {what}: it carries no lambdamr signature (written by another "
                 "tool or an older lambdamr?)"
             )
-        mac = bytes(view[len(MAGIC) : OVERHEAD])
-        payload = view[OVERHEAD:]
-        if not hmac.compare_digest(mac, self._mac(payload)):
+        claimed = read_context(view)
+        if claimed is None:
+            raise IntegrityError(f"refusing to load the {what}: its signed context is missing or corrupt")
+        if claimed.get("key_id") != self.key_id:
             raise IntegrityError(
-                f"refusing to load the {what}: its signature does not match this deployment's key. "
-                "It was modified in storage, or written by a driver with another key (check "
-                f"{KEY_ENV}, or redeploy with `lambdamr deploy`)"
+                f"refusing to load the {what}: it claims key id {str(claimed.get('key_id'))[:32]!r}, but this "
+                f"driver or runtime holds key id {self.key_id!r}. It was written by a driver with another "
+                f"key (check {KEY_ENV}, or redeploy with `lambdamr deploy`), or forged"
             )
-        return payload
+        mac = bytes(view[len(MAGIC) : len(MAGIC) + _MAC_SIZE])
+        if not hmac.compare_digest(mac, self._mac(view[len(MAGIC) + _MAC_SIZE :])):
+            raise IntegrityError(
+                f"refusing to load the {what}: its signature does not match this deployment's key "
+                f"(key id {self.key_id}). It was modified in storage, or written by a driver with another key "
+                f"(check {KEY_ENV}, or redeploy with `lambdamr deploy`)"
+            )
+        wanted = expected.fields()
+        if any(claimed.get(name) != value for name, value in wanted.items()):
+            found = KINDS.get(str(claimed.get("kind")), "object")
+            raise IntegrityError(
+                f"refusing to load the {what}: it is validly signed, but for another place — "
+                f"{_describe_mismatch(claimed, wanted)}. A {found} was moved or copied in storage "
+                "(tampering, or a bug); it is not used"
+            )
+        (length,) = _CONTEXT_LEN.unpack_from(view, len(MAGIC) + _MAC_SIZE)
+        return view[_CONTEXT_START + length :]
 
     def __repr__(self) -> str:
-        return "Signer(<key hidden>)"
+        return f"Signer(<key hidden>, key id {self.key_id})"
+
+
+def check_content_key(payload: bytes | memoryview, key: str, *, what: str) -> None:
+    """Refuse a content-addressed object whose payload does not hash to the name in its key."""
+    name = key.rsplit("/", 1)[-1]
+    if content_hash(payload) != name:
+        raise IntegrityError(
+            f"refusing to load the {what}: its content does not hash to the name of its key {key!r} "
+            "(content-addressed objects are named by the SHA-256 of their bytes); it was replaced in storage"
+        )

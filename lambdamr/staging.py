@@ -1,26 +1,30 @@
 """Staging a job's bytes in storage: the function once, arguments inline or packed.
 
-* The pickled function is stored under a content-addressed key, once per executor session:
-  a second job of the same function uploads nothing, and a warm runtime that already holds
-  that key skips the download.
+* The pickled function is stored under a content-addressed key
+  (``{session}/fn/{sha256 of the pickle}``), once per executor session: a second job of the
+  same function uploads nothing, and a warm runtime that already holds that key skips the
+  download. The runtime recomputes the hash before unpickling.
 * A task's pickled calls travel inside the invocation event when small; the large ones of a
   job are packed into ONE object and each task reads its byte range — never one object per
   argument.
+
+Every blob is signed with its context (``lambdamr.signing.Context``): a function or shared
+object with its session and storage key, a task's arguments with its job, task and (packed)
+the key of the argument object — so no signed blob is accepted anywhere else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import serialize
 from .errors import PayloadTooLargeError
 from .job import Task
-from .protocol import ArgsRange, encode_inline_args
-from .shared import Shared
-from .signing import Signer
+from .protocol import ArgsRange, arguments_context, encode_inline_args, function_context
+from .shared import Shared, shared_context
+from .signing import Context, Signer, content_hash
 from .storage import Storage
 
 #: Room kept in an event for everything but the inline arguments.
@@ -38,31 +42,33 @@ class Stager:
         self.storage = storage
         self.signer = signer
         self.session_prefix = session_prefix
+        self.session_id = session_prefix.rsplit("/", 1)[-1]
         self.inline_args_max = min(inline_args_max, max(0, (max_payload_bytes - EVENT_OVERHEAD) * 3 // 4))
         self._uploaded: set[str] = set()
         self._lock = threading.Lock()
 
-    def _put_once(self, kind: str, data: bytes) -> str:
-        key = f"{self.session_prefix}/{kind}/{hashlib.sha256(data).hexdigest()[:40]}"
+    def _put_once(self, folder: str, context: Callable[[str, str], Context], payload: bytes) -> tuple[str, int]:
+        """Sign ``payload`` for its content-addressed key and store it once; (key, size)."""
+        key = f"{self.session_prefix}/{folder}/{content_hash(payload)}"
+        data = self.signer.sign(payload, context(self.session_id, key))
         with self._lock:
             if key in self._uploaded:
-                return key
+                return key, len(data)
         self.storage.put(key, data)
         with self._lock:
             self._uploaded.add(key)
-        return key
+        return key, len(data)
 
     def stage_function(self, fn: Any) -> str:
         """Store the pickled function (once per session); return its key."""
         name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-        data = serialize.dumps(fn, what=f"function {name}")
-        return self._put_once("fn", self.signer.sign(data))
+        key, _ = self._put_once("fn", function_context, serialize.dumps(fn, what=f"function {name}"))
+        return key
 
     def share(self, obj: Any) -> Shared[Any]:
         """Store ``obj`` once and return a handle tasks can read it through."""
-        data = self.signer.sign(serialize.dumps(obj, what="shared object"))
-        key = self._put_once("shared", data)
-        return Shared(self.storage.spec(), key, len(data))
+        key, size = self._put_once("shared", shared_context, serialize.dumps(obj, what="shared object"))
+        return Shared(self.storage.spec(), key, size, session=self.session_id)
 
     def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[tuple[tuple, dict]]]) -> None:
         """Pickle each task's calls; set them inline on the task or pack them into one object."""
@@ -73,10 +79,13 @@ class Stager:
             what = (
                 f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"
             )
-            data = self.signer.sign(serialize.dumps(list(task_calls), what=what))
+            payload = serialize.dumps(list(task_calls), what=what)
+            inline = arguments_context(task.job.job_id, task.task_id, None)
+            data = self.signer.sign(payload, inline)
             if len(data) <= self.inline_args_max:
                 task.args_inline = encode_inline_args(data)
             else:
+                data = self.signer.sign(payload, arguments_context(task.job.job_id, task.task_id, key))
                 task.args_range = ArgsRange(key, offset, len(data))
                 packed.append(data)
                 offset += len(data)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+pytest_plugins = ["loopback_guard"]  # every connection stays on 127.0.0.1 (tests/loopback_guard.py)
+
 # Set before anything builds a boto3 client; worker processes inherit them. Never real keys.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -33,6 +35,14 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_on_moto(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests on the moto server reach Secrets Manager (the deployment's signing key) there
+    too, through botocore's own per-service endpoint variable; no client goes to AWS."""
+    if "moto_endpoint" in request.fixturenames:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", request.getfixturevalue("moto_endpoint"))
 
 
 @pytest.fixture

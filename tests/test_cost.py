@@ -17,6 +17,7 @@ from lambdamr.cost import (
     local_wall_seconds,
 )
 from lambdamr.errors import ConfigurationError
+from lambdamr.job import Job, task_billed_ms
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,70 @@ def test_first_crossing_of_measured_series():
     assert first_crossing(sizes, [9] * 6, [8] * 6) is None
     with pytest.raises(ValueError):
         first_crossing(sizes, [1], [2])
+
+
+# ---- the INIT phase of cold starts (billed for on-demand zip functions since 1 August 2025) ----
+
+
+def test_a_cold_start_bills_init_plus_duration_rounded_up_once():
+    assert billed_ms(0.1234, 0.25) == 374  # 250 + 123.4 ms -> 374, not 250 + 124
+    assert billed_ms(0.1234) == 124
+
+
+def test_init_phases_are_charged_at_the_same_rate_and_reported_apart():
+    # Two invocations of 1 s at 1 GB, the first after an INIT of 0.5 s: 2.5 GB-s in all.
+    cost = estimate_job_cost([1.0, 1.0], 1024, init_seconds=[0.5, 0.0])
+    assert cost.gb_seconds == pytest.approx(2.5) and cost.init_gb_seconds == pytest.approx(0.5)
+    assert cost.compute_usd == pytest.approx(2.5 * 0.0000166667)
+    assert cost.requests_usd == pytest.approx(0.0000004)  # INIT is not another request
+
+
+def test_init_entries_must_match_the_invocations():
+    with pytest.raises(ConfigurationError, match="one per invocation"):
+        estimate_job_cost([1.0, 1.0], 1024, init_seconds=[0.5])
+
+
+@pytest.mark.parametrize(
+    ("timings", "ms"),
+    [
+        ({"started": 10.0, "finished": 10.1, "cold": True, "init_ms": 250}, 350),
+        ({"started": 10.0, "finished": 10.1, "cold": False, "init_ms": None}, 100),
+        ({"started": 10.0, "finished": 10.1, "cold": True}, 100),  # a runtime that cannot tell
+        ({"started": 10.0, "finished": 10.1, "cold": True, "init_ms": 250, "billed_ms": 420}, 420),  # REPORT wins
+    ],
+)
+def test_a_tasks_billed_time_holds_its_cold_starts_init(timings, ms):
+    assert task_billed_ms(timings) == ms
+
+
+def _finished_job(architecture: str, *timings: dict) -> Job:
+    job = Job("j", "p/j", "f", memory_mb=2048, timeout_s=60, backend="aws", region="us-east-1", architecture=architecture)
+    for tm in timings:
+        task = job.new_task(0)
+        task.attempt, task.timings = 1, tm
+        job.mark_task_done(task)
+    return job
+
+
+def test_an_arm64_job_is_priced_as_arm64_with_its_init_phases():
+    cold = {"started": 0.0, "finished": 2.0, "cold": True, "init_ms": 500}
+    warm = {"started": 3.0, "finished": 5.0, "cold": False}
+    cost = _finished_job("arm64", cold, warm).summary().cost
+    # (2.5 s + 2 s) at 2 GB = 9 GB-s, 1 of them INIT, at the arm64 price.
+    assert cost.architecture == "arm64" and cost.gb_seconds == pytest.approx(9.0)
+    assert cost.init_gb_seconds == pytest.approx(1.0)
+    assert cost.compute_usd == pytest.approx(9.0 * PRICES["us-east-1"].gb_second_arm64)
+    assert _finished_job("x86_64", cold, warm).summary().cost.compute_usd == pytest.approx(9.0 * 0.0000166667)
+
+
+def test_the_runtime_reports_its_init_on_a_cold_start_only(tmp_path):
+    from lambdamr import LambdaExecutor
+
+    with LambdaExecutor(storage=str(tmp_path / "store"), workers=1, progress=False) as executor:
+        assert list(executor.map(abs, [-1, -2, -3])) == [1, 2, 3]
+        job = executor.last_job
+    timings = [task.timings for task in job.tasks]
+    cold = [tm for tm in timings if tm["cold"]]
+    assert len(cold) == 1 and cold[0]["init_ms"] > 0  # one worker: one cold start, which took time
+    assert all(tm["init_ms"] is None for tm in timings if not tm["cold"])
+    assert job.summary().cost.init_gb_seconds == pytest.approx(1024 / 1024 * cold[0]["init_ms"] / 1000, abs=0.002)

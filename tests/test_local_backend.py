@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
+from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
 
-from lambdamr import TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+from lambdamr import BackendError, LambdaExecutor, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+from lambdamr.backends.local import LocalBackend
 
 
 def sleep_for(seconds):
@@ -108,3 +115,75 @@ def test_shutdown_leaves_no_worker_process(make_executor, wait):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# ---- workers that die before they are ready ------------------------------------------------
+class WorkersKilledWhileStarting(LocalBackend):
+    """The first ``kills`` workers are frozen as soon as they are spawned (so they cannot get
+    ready) and killed once a task has been handed to them: killed while starting."""
+
+    def __init__(self, kills: int, **options) -> None:
+        super().__init__(**options)
+        self.kills = kills
+        self.frozen: set[int] = set()
+
+    def _spawn(self):
+        worker = super()._spawn()
+        if self.kills > 0:
+            self.kills -= 1
+            worker.process.send_signal(signal.SIGSTOP)
+            self.frozen.add(worker.process.pid)
+        return worker
+
+    def _send(self, worker, invocation):
+        sent = super()._send(worker, invocation)
+        if sent and worker.process.pid in self.frozen:
+            self.frozen.discard(worker.process.pid)
+            worker.process.send_signal(signal.SIGKILL)
+        return sent
+
+
+def test_workers_killed_while_starting_cost_no_attempt(tmp_path):
+    backend = WorkersKilledWhileStarting(kills=4, workers=1)
+    with LambdaExecutor(backend=backend, storage=str(tmp_path), retries=0, progress=False) as ex:
+        assert ex.submit(sleep_for, 0).result(timeout=60) == 0  # no retry left: any charge would fail it
+        assert backend.workers_lost_starting == 4
+        assert ex.last_job.summary().retries == 0
+
+
+def test_workers_that_exit_while_starting_fail_the_task_with_the_cause(tmp_path, monkeypatch):
+    with LambdaExecutor(storage=str(tmp_path), workers=1, progress=False) as ex:
+        monkeypatch.setattr(sys, "executable", shutil.which("false"))  # every worker exits with code 1
+        future = ex.submit(sleep_for, 0)
+        with pytest.raises(BackendError, match=r"keep dying while they start: 3 exited by themselves \(last exit code 1\)"):
+            future.result(timeout=60)
+
+
+def test_worker_whose_driver_is_gone_exits_quietly():
+    # The worker answers, but the driver's end of the socket is already closed (the driver
+    # was killed): no BrokenPipeError traceback, just a clean exit.
+    driver_end, worker_end = socket.socketpair()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambdamr.backends.local_worker", str(worker_end.fileno())],
+        pass_fds=(worker_end.fileno(),), stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))},
+    )
+    worker_end.close()
+    conn = Connection(driver_end.detach())
+    meta = {"rid": "r1", "memory_mb": 128, "enforce_memory": False, "deadline": time.time() + 60}
+    conn.send_bytes(json.dumps(meta).encode() + b"\n" + b"{}")  # an event the handler refuses: a quick reply
+    conn.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+
+
+def test_workers_killed_from_outside_as_fast_as_they_start_fail_the_task_in_the_end(tmp_path, monkeypatch):
+    import lambdamr.backends.local as local_module
+
+    monkeypatch.setattr(local_module, "STARTUP_STALL_S", 0.0)  # instead of a minute without a ready worker
+    backend = WorkersKilledWhileStarting(kills=100, workers=1)
+    with LambdaExecutor(backend=backend, storage=str(tmp_path), progress=False) as ex:
+        stalled = r"keep dying while they start: none got ready in \d+ s; workers killed before they were ready: 1"
+        with pytest.raises(BackendError, match=stalled):
+            ex.submit(sleep_for, 0).result(timeout=60)

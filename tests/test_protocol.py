@@ -72,3 +72,34 @@ def test_truncated_or_foreign_record_is_refused():
 def test_inline_size_matches_base64():
     for n in range(0, 20):
         assert inline_size(n) == len(encode_inline_args(b"x" * n))
+
+
+def test_event_deadline_round_trips_and_says_when_it_expired():
+    event = make_event(deadline=1_000.5)
+    again = TaskEvent.from_dict(json.loads(event.to_json()))
+    assert again.deadline == 1_000.5
+    assert not again.expired(1_000.0) and again.expired(1_001.0)
+    assert not make_event().expired(10**12)  # no deadline: never expires
+    assert "deadline" not in make_event().to_dict()
+
+
+@pytest.mark.parametrize("bad", ["soon", float("nan"), float("inf")])
+def test_event_with_a_deadline_that_is_not_a_time_is_refused(bad):
+    data = make_event().to_dict()
+    data["deadline"] = bad
+    with pytest.raises(ProtocolError, match="deadline|malformed"):
+        TaskEvent.from_dict(data)
+
+
+def test_event_contexts_name_job_task_attempt_and_keys():
+    event = make_event(job_id="20261201-101010-abcdef-0002", args_inline=None, args_range=ArgsRange("p/a", 0, 9))
+    assert event.session == "20261201-101010-abcdef"
+    assert event.function_context().fields() == {
+        "kind": "function", "session": event.session, "job": None, "task": None, "attempt": None, "key": "p/fn/abc"
+    }
+    assert event.arguments_context().key == "p/a" and event.arguments_context().task == 3
+    assert make_event().arguments_context().key is None  # inline: bound to job and task only
+    result = event.result_context()
+    assert (result.kind, result.job, result.task, result.attempt, result.key) == (
+        "result", event.job_id, 3, 1, "p/j/results/000003.1"
+    )

@@ -99,13 +99,14 @@ def test_tampered_function_object_is_refused(executor):
 
 
 def test_object_signed_with_another_key_is_refused(executor):
-    from lambdamr.signing import Signer
+    from lambdamr.signing import Context, Signer
 
+    context = Context("shared", session="s", key="s/shared/x")
     foreign = Signer(b"k" * 32)
-    with pytest.raises(IntegrityError, match="does not match"):
-        executor.signer.verify(foreign.sign(b"payload"), what="test object")
+    with pytest.raises(IntegrityError, match="another key"):
+        executor.signer.verify(foreign.sign(b"payload", context), context, what="test object")
     with pytest.raises(IntegrityError, match="no lambdamr signature"):
-        executor.signer.verify(b"plain pickle bytes", what="test object")
+        executor.signer.verify(b"plain pickle bytes", context, what="test object")
     assert "hidden" in repr(executor.signer)
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
 
 import pytest
 
-from lambdamr import ConfigurationError, ObjectNotFound
+import lambdamr.storage.local as local_storage
+from lambdamr import (
+    ConfigurationError,
+    LambdaExecutor,
+    ObjectNotFound,
+    StorageFullError,
+    StoragePermissionError,
+    StorageReadOnlyError,
+)
 from lambdamr.storage import open_storage, storage_from_url
 from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.s3 import DELETE_BATCH_LIMIT, S3Storage
@@ -156,3 +165,112 @@ def test_list_start_after_skips_keys_up_to_it(store):
     keys = [info.key for info in store.list("r/", start_after="r/000002")]
     assert keys == ["r/000002.1", "r/000003.1", "r/000004.1"]
     assert [info.key for info in store.list("r/", start_after="r/000002.1")] == ["r/000003.1", "r/000004.1"]
+
+
+def test_every_folder_the_local_store_makes_is_private(tmp_path):
+    store = LocalStorage(tmp_path / "new" / "root")
+    store.put("a/b/c/file", b"data")
+    for folder in (tmp_path / "new", tmp_path / "new" / "root", *(tmp_path / "new" / "root" / p for p in ("a", "a/b", "a/b/c"))):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
+
+
+class FolderRemovedBeforeWrite(LocalStorage):
+    """Another driver's cleanup removes the (empty) folder right after this writer made it."""
+
+    def __init__(self, root, removals):
+        super().__init__(root)
+        self.removals = removals
+
+    def _new_temp_file(self, folder, key):
+        original = local_storage.make_private_folders
+
+        def make_then_lose(path, stop=None):
+            original(path, stop)
+            if self.removals:
+                self.removals -= 1
+                os.rmdir(path)
+                os.rmdir(path.parent)  # the shared lambdamr/ folder too, as a pruning cleanup does
+
+        local_storage.make_private_folders = make_then_lose
+        try:
+            return super()._new_temp_file(folder, key)
+        finally:
+            local_storage.make_private_folders = original
+
+
+def test_write_survives_its_folder_vanishing_under_a_concurrent_cleanup(tmp_path):
+    store = FolderRemovedBeforeWrite(tmp_path / "store", removals=2)
+    store.put("lambdamr/session/fn/abc", b"data")
+    assert store.get("lambdamr/session/fn/abc") == b"data" and store.removals == 0
+
+
+def test_writers_and_cleanups_of_several_drivers_on_one_folder(tmp_path):
+    store = LocalStorage(tmp_path / "store")
+    errors: list[BaseException] = []
+
+    def driver(name):
+        try:
+            for i in range(300):
+                store.put(f"lambdamr/{name}-{i}/fn/x", b"x")
+                store.delete_prefix(f"lambdamr/{name}-{i}/")  # prunes lambdamr/ when it empties
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=driver, args=(f"d{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def refusing(monkeypatch, root, code):
+    """File-system calls on paths under ``root`` fail with ``code`` (as a read-only remount,
+    a full disk or a permission change would make them)."""
+
+    def wrap(function):
+        def call(*args, **kwargs):
+            target = str(kwargs.get("dir") or (args[0] if args else ""))
+            if target.startswith(str(root)) or "dir_fd" in kwargs:  # dir_fd: rmtree's relative calls
+                raise OSError(code, os.strerror(code), target)
+            return function(*args, **kwargs)
+
+        return call
+
+    for name in ("replace", "link", "unlink", "rmdir", "mkdir"):
+        monkeypatch.setattr(os, name, wrap(getattr(os, name)))
+    monkeypatch.setattr(local_storage.tempfile, "mkstemp", wrap(local_storage.tempfile.mkstemp))
+
+
+@pytest.mark.parametrize(
+    "code, error, fragment",
+    [
+        (errno.EROFS, StorageReadOnlyError, "read-only"),
+        (errno.ENOSPC, StorageFullError, "no space left"),
+        (errno.EACCES, StoragePermissionError, "permission denied"),
+    ],
+    ids=["read-only", "disk full", "permission"],
+)
+def test_file_system_failures_say_what_happened(tmp_path, monkeypatch, code, error, fragment):
+    store = LocalStorage(tmp_path / "store")
+    store.put("job/old", b"x")
+    refusing(monkeypatch, store.root, code)
+    with pytest.raises(error, match=rf"could not write .*job/new: .*{fragment}"):
+        store.put("job/new", b"x")
+    with pytest.raises(error, match=fragment):
+        store.delete(["job/old"])
+    with pytest.raises(error, match=fragment):
+        store.delete_prefix("job/")
+    assert store.get("job/old") == b"x"  # reading still works
+
+
+def test_storage_turning_read_only_keeps_collected_results(tmp_path, monkeypatch, caplog):
+    ex = LambdaExecutor(storage=str(tmp_path / "store"), workers=1, progress=False)
+    results = list(ex.map(pow, range(5), [2] * 5))
+    refusing(monkeypatch, ex.storage.root, errno.EROFS)
+    with pytest.raises(StorageReadOnlyError, match="read-only"):
+        ex.submit(repr, 1)  # staging its function: refused before launch, with what happened
+    ex.shutdown()  # cleanup cannot delete: a warning, not an exception
+    assert results == [0, 1, 4, 9, 16]
+    assert [f.result() for f in ex.jobs[0].futures] == results
+    assert any("could not delete temp objects" in r.getMessage() and "read-only" in r.getMessage() for r in caplog.records)

@@ -7,7 +7,13 @@ near 500 invokes/s. ``FastInvokeClient.invoke`` sends the same HTTP request — 
 ``http.client`` connection per thread, and answers with the same dict shape and the same
 ``botocore`` exceptions as boto3's, so the invoker treats both alike. Credentials, region and
 endpoint come from a real boto3 client (credentials are re-read every call, so refreshing
-credentials keep working). Tests check the signature byte for byte against botocore's signer.
+credentials keep working), and so does TLS verification: the client's resolved ``verify``
+(``verify=False``, a CA bundle path, ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle``, or
+botocore's default, certifi) builds the one ``ssl.SSLContext``. Tests check the signature byte
+for byte against botocore's signer, and TLS against a server with a self-signed certificate.
+
+Each call may pass ``read_timeout_s`` (not a boto3 argument): a synchronous invoke then gives
+up at its task's deadline, not at the client's 960 s.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import http.client
 import io
 import json
 import os
-import socket
 import ssl
 import threading
 import time
@@ -27,6 +32,8 @@ from urllib.parse import quote, urlparse
 
 _SERVICE = "lambda"
 _ALGORITHM = "AWS4-HMAC-SHA256"
+#: seconds to open a connection (TCP and TLS); botocore's client uses the same figure here
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -107,14 +114,43 @@ def _error_code(status: int, headers: http.client.HTTPMessage, body: bytes) -> t
     return code or str(status), message
 
 
+def resolved_verify(boto_client: Any) -> bool | str:
+    """What the boto3 client verifies TLS with: ``False``, ``True`` (botocore's default CA
+    bundle) or the path of a CA bundle — its ``verify=`` argument, else ``AWS_CA_BUNDLE`` or the
+    profile's ``ca_bundle``, else ``REQUESTS_CA_BUNDLE``, as botocore resolved it."""
+    session = getattr(getattr(boto_client, "_endpoint", None), "http_session", None)
+    verify = getattr(session, "_verify", None)
+    if verify is None:  # not a botocore-built client: resolve it the way botocore does
+        verify = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE") or True
+    return verify
+
+
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The ``SSLContext`` botocore's ``verify`` value asks for."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    from botocore.httpsession import get_cert_path
+
+    path = get_cert_path(verify)
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
+
+
 class FastInvokeClient:
     """``invoke(**kwargs)`` with boto3's arguments, answer and exceptions, minus its overhead.
 
     Args:
-        boto_client: a boto3 Lambda client: its region, endpoint and credentials are used,
-            and every other method call is forwarded to it.
-        timeout_s: socket timeout of each request (connect and read).
+        boto_client: a boto3 Lambda client: its region, endpoint, TLS settings and
+            credentials are used, and every other method call is forwarded to it.
+        timeout_s: default socket read timeout of each request.
     """
+
+    #: ``invoke`` takes ``read_timeout_s`` (the invoker passes a sync task's deadline)
+    accepts_read_timeout = True
 
     def __init__(self, boto_client: Any, timeout_s: float = 30.0) -> None:
         self.boto_client = boto_client
@@ -128,30 +164,33 @@ class FastInvokeClient:
         self._timeout = timeout_s
         self._signer = SigV4Signer(boto_client.meta.region_name or "us-east-1")
         self._local = threading.local()
-        self._ssl_context: ssl.SSLContext | None = None
-        if self._https:
-            from botocore.httpsession import get_cert_path
-
-            self._ssl_context = ssl.create_default_context(cafile=get_cert_path(True))
+        self._ssl_context = tls_context(resolved_verify(boto_client)) if self._https else None
 
     @staticmethod
     def usable(boto_client: Any) -> bool:
-        """Whether the fast path applies (no proxy is configured for the endpoint)."""
+        """Whether the fast path applies: no proxy and no client certificate (mutual TLS) is
+        configured for the endpoint."""
         if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
             return False
-        return bool(getattr(boto_client.meta, "endpoint_url", None)) and not boto_client.meta.config.proxies
+        config = boto_client.meta.config
+        if getattr(config, "client_cert", None):
+            return False
+        return bool(getattr(boto_client.meta, "endpoint_url", None)) and not config.proxies
 
     def __getattr__(self, name: str) -> Any:  # everything but invoke: the boto3 client
         return getattr(self.boto_client, name)
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, read_timeout_s: float) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self._https:
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._ssl_context)
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=self._ssl_context)
             else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
             self._local.conn = conn
+        if conn.sock is None:
+            conn.connect()  # TCP and TLS, under the connect timeout; errors: see _connect_error
+        conn.sock.settimeout(read_timeout_s)
         return conn
 
     def _drop_connection(self) -> None:
@@ -168,15 +207,11 @@ class FastInvokeClient:
         InvocationType: str = "RequestResponse",
         LogType: str | None = None,
         Qualifier: str | None = None,
+        read_timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """Invoke the function like ``boto3.client("lambda").invoke``."""
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionClosedError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            ReadTimeoutError,
-        )
+        """Invoke the function like ``boto3.client("lambda").invoke``; ``read_timeout_s``
+        (default: the client's) bounds the wait for the answer."""
+        from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError, ReadTimeoutError
 
         credentials = self.boto_client._request_signer._credentials
         if credentials is None:
@@ -190,8 +225,12 @@ class FastInvokeClient:
         body = bytes(Payload)
         headers = self._signer.sign("POST", self._host_header, path, query, headers, body, frozen)
         url = path + (f"?Qualifier={quote(Qualifier, safe='-_.~')}" if Qualifier else "")
-        conn = self._connection()
         url_text = f"{'https' if self._https else 'http'}://{self._host_header}{url}"
+        try:
+            conn = self._connection(self._timeout if read_timeout_s is None else read_timeout_s)
+        except OSError as exc:  # nothing was sent: always safe to retry, unless TLS is misconfigured
+            self._drop_connection()
+            raise _connect_error(exc, url_text) from exc
         try:
             conn.request("POST", url, body=body, headers=headers)
             answer = conn.getresponse()
@@ -199,9 +238,6 @@ class FastInvokeClient:
         except TimeoutError as exc:
             self._drop_connection()
             raise ReadTimeoutError(endpoint_url=url_text, error=exc) from exc
-        except (ConnectionRefusedError, socket.gaierror) as exc:
-            self._drop_connection()
-            raise EndpointConnectionError(endpoint_url=url_text, error=exc) from exc
         except (OSError, http.client.HTTPException) as exc:  # reset, closed keep-alive...
             self._drop_connection()
             raise ConnectionClosedError(endpoint_url=url_text, error=exc) from exc
@@ -226,3 +262,14 @@ class FastInvokeClient:
             if value is not None:
                 response[key] = value
         return response
+
+
+def _connect_error(exc: OSError, url: str) -> Exception:
+    """The botocore exception for a connection that could not be opened."""
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, SSLError
+
+    if isinstance(exc, ssl.SSLError):  # certificate not trusted, hostname mismatch, bad handshake
+        return SSLError(endpoint_url=url, error=exc)
+    if isinstance(exc, TimeoutError):
+        return ConnectTimeoutError(endpoint_url=url, error=exc)
+    return EndpointConnectionError(endpoint_url=url, error=exc)

@@ -11,10 +11,15 @@ version behind an alias named ``m{memory}-t{timeout}`` (``m1024-t300``), created
 first time any driver needs it — and re-published when the code changes. Jobs with different
 settings then run side by side with their own warm containers, and no job ever waits for a
 configuration update or races another driver's (see docs/aws.md).
+
+Each version an alias points to — and ``$LATEST`` — gets its own event-invoke config with
+Lambda's retries off and a short event age (the service keeps one config per qualifier, with
+2 retries and 6 hours by default), and a version no alias points to any more is deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -23,14 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._version import __version__
+from ..aws_region import HOW_TO_SET_REGION
 from ..errors import BackendError, ConfigurationError
 from ..protocol import PROTOCOL_VERSION
+from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
+from .aws_errors import certificate_error, is_certificate_error
+from .aws_grants import ENV_GRANTS
+from .aws_versions import ensure_no_async_retries, prune_versions, retry_conflicts
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"
 ENV_STORAGE = "LAMBDAMR_STORAGE"  # s3://bucket/prefix the function's role may use
 ENV_SIGNING_KEY = "LAMBDAMR_SIGNING_KEY"  # the key payloads are signed with (lambdamr.signing)
 ALIAS_PREFIX = "m"
+log = logging.getLogger("lambdamr")
 
 
 class RuntimeMismatchError(ConfigurationError):
@@ -54,7 +65,11 @@ class DeployedRuntime:
     architecture: str
     state: str
     last_update: str
-    signing_key: str = field(default="", repr=False)  # hex; never printed
+    signing_key: str = field(default="", repr=False)  # hex, deployments from before the secret store; never printed
+    signing_key_secret: str = ""  # ARN of the Secrets Manager secret holding the key
+    signing_key_version: str = ""  # the secret's version this configuration uses
+    grants: str = ""  # JSON: the S3 prefixes the role may read and write (aws_grants)
+    state_reason: str = ""  # why State or LastUpdateStatus is "Failed", as Lambda says it
 
     @classmethod
     def from_configuration(cls, cfg: dict[str, Any]) -> DeployedRuntime:
@@ -76,6 +91,10 @@ class DeployedRuntime:
             state=str(cfg.get("State") or "Active"),
             last_update=str(cfg.get("LastUpdateStatus") or "Successful"),
             signing_key=str(env.get(ENV_SIGNING_KEY, "")),
+            signing_key_secret=str(env.get(ENV_SECRET, "")),
+            signing_key_version=str(env.get(ENV_KEY_VERSION, "")),
+            grants=str(env.get(ENV_GRANTS, "")),
+            state_reason=failure_reason(cfg) or "",
         )
 
 
@@ -89,7 +108,9 @@ def control_plane_error(exc: Exception, function_name: str, region: str | None, 
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
         )
     if isinstance(exc, NoRegionError):
-        return ConfigurationError(f"{what}: no AWS region set; pass region=... or set AWS_REGION")
+        return ConfigurationError(f"{what}: no AWS region is set; {HOW_TO_SET_REGION}")
+    if is_certificate_error(exc):
+        return certificate_error(exc, "the Lambda endpoint")
     if isinstance(exc, EndpointConnectionError):
         return ConfigurationError(
             f"{what}: cannot reach the Lambda endpoint ({exc}); check that region {region!r} "
@@ -172,18 +193,39 @@ def lambda_timeout(timeout_s: float) -> int:
     return max(1, math.ceil(timeout_s))
 
 
+def failure_reason(cfg: dict[str, Any]) -> str | None:
+    """Why a function configuration is unusable — its creation (``State``) or its last update
+    (``LastUpdateStatus``) failed — in Lambda's words; ``None`` when neither failed."""
+    for status, code, reason in (
+        ("State", "StateReasonCode", "StateReason"),
+        ("LastUpdateStatus", "LastUpdateStatusReasonCode", "LastUpdateStatusReason"),
+    ):
+        if cfg.get(status) == "Failed":
+            said = ": ".join(str(cfg[k]) for k in (code, reason) if cfg.get(k))
+            return f"{status} is Failed ({said or 'Lambda gave no reason'})"
+    return None
+
+
 def wait_updated(
     client: Any, function_name: str, *, timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, Any]:
-    """Wait until the function's last configuration or code update has finished."""
+    """Wait until the function's last configuration or code update has finished.
+
+    Raises:
+        BackendError: the function's creation or update failed (with Lambda's reason, at
+            once), or it is still updating after ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         cfg = client.get_function_configuration(FunctionName=function_name)
+        failed = failure_reason(cfg)
+        if failed:
+            raise BackendError(
+                f"the Lambda function {function_name!r} cannot run: {failed}; fix the cause, then run `lambdamr deploy` again"
+            )
         status = cfg.get("LastUpdateStatus") or "Successful"
         if status == "Successful" and (cfg.get("State") or "Active") == "Active":
             return cfg
-        if status == "Failed":
-            raise BackendError(f"updating {function_name!r} failed: {cfg.get('LastUpdateStatusReason', 'no reason given')}")
         if time.monotonic() > deadline:
             raise BackendError(f"{function_name!r} is still updating after {timeout_s:g} s; try again later")
         sleep(1.0)
@@ -197,9 +239,12 @@ def ensure_alias(
     latest: DeployedRuntime,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    changes: list[str] | None = None,
 ) -> str:
     """Return the alias for (memory, timeout), publishing a version for it when it is missing
-    or was published from older code or layers than ``latest`` ($LATEST)."""
+    or was published from older code or layers than ``latest`` ($LATEST). The alias gets
+    Lambda's retries off (``ensure_no_async_retries``); versions no alias points to any more
+    are deleted. What changed is appended to ``changes``."""
     from botocore.exceptions import ClientError
 
     name = alias_name(memory_mb, timeout_s)
@@ -210,8 +255,10 @@ def ensure_alias(
             client.get_function_configuration(FunctionName=function_name, Qualifier=name)
         )
         exists = True
-        same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "storage_url")
+        same = ("code_sha256", "layers", "lambdamr_version", "signing_key", "signing_key_version", "storage_url")
         if all(getattr(current, name) == getattr(latest, name) for name in same):
+            if ensure_no_async_retries(client, function_name, name, timeout, sleep=sleep) and changes is not None:
+                changes.append(f"turned off Lambda's automatic retries of {function_name}:{name}")
             return name
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
@@ -245,17 +292,18 @@ def ensure_alias(
             client.update_alias(FunctionName=function_name, Name=name, FunctionVersion=version)
     # Put $LATEST back as deployed, so `lambdamr status` and the next deploy see no drift.
     _update_configuration(client, function_name, MemorySize=latest.memory_mb, Timeout=latest.timeout_s, sleep=sleep)
+    ensure_no_async_retries(client, function_name, name, timeout, sleep=sleep)
+    try:
+        pruned = prune_versions(client, function_name)
+    except ClientError as exc:  # housekeeping: a driver allowed to publish but not to delete still runs
+        log.warning("lambdamr: could not delete unused versions of %s: %s", function_name, exc)
+        pruned = []
+    if changes is not None:
+        changes.append(f"published version {name} ({memory_mb} MB, {timeout} s), with Lambda's retries off")
+        if pruned:
+            changes.append(f"deleted {len(pruned)} version(s) of {function_name} no alias uses: {', '.join(pruned)}")
     return name
 
 
 def _update_configuration(client: Any, function_name: str, *, sleep: Callable[[float], None], **settings: Any) -> None:
-    from botocore.exceptions import ClientError
-
-    for attempt in range(30):
-        try:
-            client.update_function_configuration(FunctionName=function_name, **settings)
-            return
-        except ClientError as exc:  # an update is already in progress
-            if exc.response.get("Error", {}).get("Code") != "ResourceConflictException" or attempt == 29:
-                raise
-            sleep(1.0)
+    retry_conflicts(lambda: client.update_function_configuration(FunctionName=function_name, **settings), sleep=sleep)

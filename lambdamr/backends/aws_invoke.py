@@ -7,18 +7,25 @@ large as the thread pool). Each thread takes an invocation from a queue and send
                                   │  ▲                     └──> 200 + response (RequestResponse)
                                   └──┘ throttled / 5xx: full-jitter backoff, same thread
 
-Throttling (``TooManyRequestsException`` and friends), service errors and connection errors
-are retried with exponential backoff and full jitter until ``throttle_deadline_s`` has passed
-since the first attempt; then the invocation fails with ``ThrottledError``, so a task is never
-dropped silently and the driver never hangs. Errors that retrying cannot fix (payload too
-large, function missing, access denied) are reported at once. botocore's own retries are
+Throttling (``TooManyRequestsException`` and friends), service errors (any 5xx, a bare 502
+from a load balancer included, but those naming a broken function configuration) and
+connection errors are retried with exponential backoff and full jitter until
+``throttle_deadline_s`` has passed since the first attempt; then the invocation fails with
+``ThrottledError``, so a task is never dropped silently and the driver never hangs. Errors
+that retrying cannot fix (payload too large, function missing, access denied, a TLS
+certificate the driver does not trust) are reported at once. botocore's own retries are
 off: one loop, with one budget, owns every retry.
+
+A synchronous invoke waits at most its task's deadline — ``timeout_s`` plus the same grace
+an Event task gets before it counts as lost (``sync_deadline_s``) — and is then abandoned as
+a ``WorkerLostError``, which the scheduler retries like a lost Event task.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import queue
 import random
 import threading
@@ -30,29 +37,52 @@ from typing import Any
 
 from ..counters import Counters
 from ..errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
-from .aws_errors import function_error, invoke_client_error
+from .aws_errors import (
+    THROTTLING_CODES,
+    certificate_error,
+    function_error,
+    invoke_client_error,
+    is_certificate_error,
+    is_retryable,
+)
 from .base import Invocation, InvocationOutcome, OutcomeCallback
 
-#: error codes of the Invoke API that mean "not now": retried with backoff
-RETRYABLE_CODES = frozenset(
-    {
-        "TooManyRequestsException",
-        "ThrottlingException",
-        "Throttling",
-        "EC2ThrottledException",
-        "ServiceException",
-        "ServiceUnavailableException",
-        "ResourceNotReadyException",
-        "ResourceConflictException",  # the function is being updated
-        "SnapStartNotReadyException",
-        "SnapStartTimeoutException",
-        "EFSMountTimeoutException",
-        "ENILimitReachedException",
-        "InternalFailure",
-        "RequestTimeout",
-    }
-)
+#: a sync invoke is abandoned this long after its task's timeout (the scheduler's
+#: LOST_GRACE_S for Event tasks: one deadline for both kinds of invocation)
+SYNC_GRACE_S = 10.0
 _REQUEST_IDS_KEPT = 200_000
+
+
+def sync_deadline_s(timeout_s: float) -> float:
+    """How long a synchronous invoke of a task with ``timeout_s`` may wait for its answer."""
+    return timeout_s + max(SYNC_GRACE_S, 0.1 * timeout_s)
+
+
+class BotoClientPerTimeout:
+    """boto3 Lambda clients, one per read timeout, behind one ``invoke``: what sync invokes
+    use when the lean client does not apply (a proxy), since botocore fixes a client's read
+    timeout when it is built.
+
+    Args:
+        make_client: builds a boto3 Lambda client with the given read timeout in seconds.
+    """
+
+    accepts_read_timeout = True
+
+    def __init__(self, make_client: Callable[[int], Any]) -> None:
+        self._make_client = make_client
+        self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def invoke(self, *, read_timeout_s: float, **kwargs: Any) -> Any:
+        """``boto3`` ``invoke`` on the client whose read timeout is ``read_timeout_s``
+        (rounded up to a whole second)."""
+        seconds = max(1, math.ceil(read_timeout_s))
+        with self._lock:
+            client = self._clients.get(seconds)
+            if client is None:
+                client = self._clients[seconds] = self._make_client(seconds)
+        return client.invoke(**kwargs)
 
 
 @dataclass
@@ -79,6 +109,8 @@ class LambdaInvoker:
         qualifier_for: the alias or version to invoke for an invocation (None: $LATEST).
         payload_for: the bytes to send for an invocation (default: its payload).
         throttle_deadline_s: how long one invocation may keep being throttled.
+        sync_deadline_for: how long a sync invocation may wait for its answer (default:
+            ``sync_deadline_s`` of its task's timeout).
     """
 
     def __init__(
@@ -93,6 +125,7 @@ class LambdaInvoker:
         qualifier_for: Callable[[Invocation], str | None] | None = None,
         payload_for: Callable[[Invocation], bytes] | None = None,
         throttle_deadline_s: float = 300.0,
+        sync_deadline_for: Callable[[Invocation], float] | None = None,
         backoff_base_s: float = 0.05,
         backoff_cap_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -111,6 +144,7 @@ class LambdaInvoker:
         self.qualifier_for = qualifier_for or (lambda invocation: None)
         self.payload_for = payload_for or (lambda invocation: invocation.payload)
         self.throttle_deadline_s = throttle_deadline_s
+        self.sync_deadline_for = sync_deadline_for or (lambda invocation: sync_deadline_s(invocation.event.timeout_s))
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self._sleep = sleep
@@ -211,6 +245,8 @@ class LambdaInvoker:
             kwargs["Qualifier"] = qualifier
         if self.sync:
             kwargs["LogType"] = "Tail"
+            if getattr(self.client, "accepts_read_timeout", False):
+                kwargs["read_timeout_s"] = self.sync_deadline_for(invocation)
         started = time.time()
         response = self._call_with_backoff(invocation, kwargs)
         if response is not None:
@@ -224,6 +260,7 @@ class LambdaInvoker:
             EndpointConnectionError,
             NoCredentialsError,
             ReadTimeoutError,
+            SSLError,
         )
 
         first = self._clock()
@@ -235,11 +272,12 @@ class LambdaInvoker:
                 return self.client.invoke(**kwargs)
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code not in RETRYABLE_CODES:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if not is_retryable(code, status):
                     self._fail(invocation, invoke_client_error(exc, self.function_name, invocation))
                     return None
                 self.stats.add(throttled=1)
-                reason = code
+                reason = f"HTTP {code} with no error type" if code.isdigit() else code
             except NoCredentialsError:
                 self._fail(
                     invocation,
@@ -251,27 +289,48 @@ class LambdaInvoker:
                 return None
             except ReadTimeoutError as exc:
                 if self.sync:  # the function may still be running: it is lost to us
-                    self._fail(
-                        invocation, WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation))
-                    )
+                    self._fail(invocation, self._abandoned(invocation, kwargs, exc))
                     return None
                 reason = "read timeout"
-            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError) as exc:
+            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, SSLError) as exc:
+                if is_certificate_error(exc):  # retrying cannot fix a CA bundle or an endpoint
+                    self._fail(invocation, certificate_error(exc, _endpoint(self.client)))
+                    return None
                 reason = type(exc).__name__
             delay = self._rng() * min(self.backoff_cap_s, self.backoff_base_s * (2**retry))
             if self._clock() + delay - first > self.throttle_deadline_s:
-                self._fail(
-                    invocation,
-                    ThrottledError(
-                        f"task {invocation.event.task_id} could not be launched: the Lambda service "
-                        f"kept refusing it ({reason}) for {self.throttle_deadline_s:g} s over "
-                        f"{retry + 1} attempts; lower max_concurrency, or ask AWS for a higher "
-                        "concurrency quota (Service Quotas > AWS Lambda > Concurrent executions)"
-                    ),
-                )
+                self._fail(invocation, self._gave_up(invocation, reason, retry + 1))
                 return None
             retry += 1
             self._sleep(delay)
+
+    def _gave_up(self, invocation: Invocation, reason: str, attempts: int) -> ThrottledError:
+        if reason in THROTTLING_CODES:
+            advice = (
+                "lower max_concurrency, or ask AWS for a higher concurrency quota (Service Quotas > "
+                "AWS Lambda > Concurrent executions)"
+            )
+        else:
+            advice = (
+                "the Lambda service or the network to it kept failing: check the endpoint and the "
+                "network, and the AWS Health Dashboard for the region, then run the job again"
+            )
+        return ThrottledError(
+            f"task {invocation.event.task_id} could not be launched: the Lambda service "
+            f"kept refusing it ({reason}) for {self.throttle_deadline_s:g} s over "
+            f"{attempts} attempts; {advice}"
+        )
+
+    def _abandoned(self, invocation: Invocation, kwargs: dict[str, Any], exc: Exception) -> WorkerLostError:
+        waited = kwargs.get("read_timeout_s")
+        if waited is None:
+            return WorkerLostError(f"no answer from the Lambda service in time: {exc}", **_where(invocation))
+        return WorkerLostError(
+            f"no answer within {waited:g} s of invoking task {invocation.event.task_id} (its "
+            f"timeout of {invocation.event.timeout_s:g} s plus a grace period): the invocation was "
+            "abandoned as lost",
+            **_where(invocation),
+        )
 
     def _handle_response(self, invocation: Invocation, response: dict[str, Any], started: float) -> None:
         request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
@@ -316,6 +375,11 @@ class LambdaInvoker:
     ) -> None:
         self.stats.add(failed=1)
         self.on_outcome(InvocationOutcome(invocation, error=error, started_at=started, ended_at=ended or time.time()))
+
+
+def _endpoint(client: Any) -> str:
+    meta = getattr(client, "meta", None)
+    return str(getattr(meta, "endpoint_url", None) or "the Lambda endpoint")
 
 
 def _log_tail(log_result: str | None, lines: int = 20) -> str | None:

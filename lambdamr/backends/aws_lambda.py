@@ -21,11 +21,13 @@ task asks for runs on its own published version (``aws_function.ensure_alias``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ..aws_region import require_region, resolve_region
 from ..errors import ConfigurationError, TaskError, WorkerLostError
 from .aws_errors import classify_logs
 from .aws_fastinvoke import FastInvokeClient
@@ -38,7 +40,7 @@ from .aws_function import (
     ensure_alias,
     wait_updated,
 )
-from .aws_invoke import LambdaInvoker
+from .aws_invoke import BotoClientPerTimeout, LambdaInvoker
 from .base import Backend, Invocation, OutcomeCallback
 
 if TYPE_CHECKING:
@@ -53,6 +55,9 @@ SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 SYNC_REPLY_MAX = (SYNC_PAYLOAD_LIMIT - 4096) * 3 // 4
 #: Lambda's default concurrency quota, used when the account's cannot be read
 DEFAULT_CONCURRENCY = 1000
+#: a lambdamr-specific name for the CloudWatch Logs endpoint (botocore's own is
+#: AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, which works too)
+LOGS_ENDPOINT_ENV = "AWS_ENDPOINT_URL_LOGS"
 #: invoker threads in Event mode: enough requests in flight to hide ~30-60 ms of latency
 EVENT_INVOKE_THREADS = 64
 #: sync mode blocks one thread per running task; more than this is better served by Event
@@ -89,7 +94,7 @@ class AwsLambdaBackend(Backend):
         if invocation_type not in ("Event", "RequestResponse"):
             raise ConfigurationError(f"invocation_type={invocation_type!r}: use 'Event' or 'RequestResponse'")
         self.function_name = function_name
-        self.region = region
+        self.region = resolve_region(region)  # AWS_REGION, AWS_DEFAULT_REGION, the profile's
         self.endpoint_url = endpoint_url
         self.invocation_type = invocation_type
         self.reports_outcomes = invocation_type == "RequestResponse"
@@ -144,37 +149,65 @@ class AwsLambdaBackend(Backend):
             self._client = self._boto_client(pool=10)
         return self._client
 
-    def _boto_client(self, pool: int) -> Any:
+    def _boto_client(self, pool: int, read_timeout: int | None = None) -> Any:
         import boto3
         from botocore.config import Config
 
+        region = require_region(self.region, what=f"using the Lambda function {self.function_name!r}")
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 1},  # our backoff loop retries
             max_pool_connections=pool,
             connect_timeout=10,
-            read_timeout=960 if self.reports_outcomes else 30,  # sync waits for the task (≤ 900 s)
+            read_timeout=read_timeout or (960 if self.reports_outcomes else 30),  # sync waits for the task (≤ 900 s)
             tcp_keepalive=True,
         )
-        return boto3.session.Session().client("lambda", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
+        # endpoint_url=None lets botocore apply AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL / the profile's
+        return boto3.session.Session().client("lambda", region_name=region, endpoint_url=self.endpoint_url, config=config)
 
     def _invoke_client(self, threads: int) -> Any:
         """What the invoker threads call ``invoke`` on: the lean HTTP client when it applies
-        (no proxy), else a boto3 client with a connection per thread."""
+        (no proxy), else boto3 clients with a connection per thread (in sync mode one per
+        read timeout, so that each invoke gives up at its task's deadline)."""
         if self.fast_invoke and FastInvokeClient.usable(self.client):
             return FastInvokeClient(self.client, timeout_s=960 if self.reports_outcomes else 30)
         if self._client is not None and self._client.meta.config.max_pool_connections >= threads:
             return self._client  # a client given by the caller
+        if self.reports_outcomes:
+            return BotoClientPerTimeout(lambda seconds: self._boto_client(pool=threads, read_timeout=seconds))
         return self._boto_client(pool=threads)
 
     @property
     def logs_client(self) -> Any:
+        """The CloudWatch Logs client that explains lost invocations, at ``logs_endpoint_url``,
+        else ``AWS_ENDPOINT_URL_LOGS``, else where botocore's own settings point it
+        (``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``, ``AWS_ENDPOINT_URL``, the profile's endpoint_url)."""
         if self._logs_client is None:
             import boto3
+            from botocore.config import Config
 
-            self._logs_client = boto3.session.Session().client(
-                "logs", region_name=self.region, endpoint_url=self.logs_endpoint_url
-            )
+            region = require_region(self.region, what="reading the function's CloudWatch logs")
+            endpoint = self.logs_endpoint_url or os.environ.get(LOGS_ENDPOINT_ENV) or None
+            # Read past a task's deadline, off the scheduler thread: a short budget, not botocore's 5 attempts.
+            config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=30)
+            client = boto3.session.Session().client("logs", region_name=region, endpoint_url=endpoint, config=config)
+            if self.endpoint_url and _is_aws_host(client.meta.endpoint_url) and not _is_aws_host(self.endpoint_url):
+                # Lambda was redirected (a stand-in, a proxy) but the logs were not: never read
+                # them from the public service behind the user's back.
+                raise ConfigurationError(
+                    f"the Lambda endpoint is {self.endpoint_url} but no CloudWatch Logs endpoint is "
+                    f"set, so the logs were not read from {client.meta.endpoint_url}; set "
+                    f"{LOGS_ENDPOINT_ENV} (or AWS_ENDPOINT_URL) to where the function's logs are"
+                )
+            self._logs_client = client
         return self._logs_client
+
+    @property
+    def architecture(self) -> str:
+        """The deployed function's instruction set (``x86_64`` or ``arm64``), which the cost
+        model prices (arm64 GB-seconds cost 20 % less)."""
+        if self._latest is None:
+            self._latest = describe_function(self.client, self.function_name, region=self.region)
+        return self._latest.architecture
 
     def _threads(self) -> int:
         if self.reports_outcomes:
@@ -206,21 +239,41 @@ class AwsLambdaBackend(Backend):
             return DEFAULT_CONCURRENCY  # reading it is not allowed, or not implemented
 
     def signing_key(self) -> bytes:
-        """The deployment's key (``LAMBDAMR_SIGNING_KEY`` in the function's environment; the
-        driver's own environment variable wins when set)."""
+        """The deployment's key, read from the Secrets Manager secret the function's
+        environment names (the driver's own ``LAMBDAMR_SIGNING_KEY`` wins when set)."""
         import os
 
+        from ..runtime.key_source import fetch_key_hex
         from ..signing import KEY_ENV, parse_key
 
         if os.environ.get(KEY_ENV):
             return parse_key(os.environ[KEY_ENV])
+        latest = self._deployed()
+        if latest.signing_key_secret:
+            return parse_key(fetch_key_hex(latest.signing_key_secret, latest.signing_key_version or None, region=self.region))
+        if not latest.signing_key:  # a deployment from before the secret store still has it here
+            raise ConfigurationError(
+                f"the function {self.function_name!r} names no signing key secret; redeploy it with `lambdamr deploy`"
+            )
+        return parse_key(latest.signing_key)
+
+    def _deployed(self) -> DeployedRuntime:
         if self._latest is None:
             self._latest = describe_function(self.client, self.function_name, region=self.region)
-        if not self._latest.signing_key:
+        return self._latest
+
+    def check_access(self, *, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
+        """Refuse locations the function's role may not read or write (``aws_grants``)."""
+        from .aws_grants import ENV_GRANTS, Grants, check_grants
+
+        latest = self._deployed()
+        if not latest.grants:
             raise ConfigurationError(
-                f"the function {self.function_name!r} has no signing key in its environment; redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} records no S3 grants ({ENV_GRANTS}); redeploy it with `lambdamr deploy`"
             )
-        return parse_key(self._latest.signing_key)
+        check_grants(
+            Grants.parse(latest.grants), reads=reads, writes=writes, function_name=self.function_name, region=self.region
+        )
 
     def prepare(self, storage: Storage) -> None:
         """Check the deployed runtime against this driver and ``storage``; publish the
@@ -232,17 +285,10 @@ class AwsLambdaBackend(Backend):
             )
         latest = describe_function(self.client, self.function_name, region=self.region)
         check_compatible(latest)
-        deployed_bucket = urlparse(latest.storage_url).netloc
-        bucket = storage.spec().get("bucket")
-        if deployed_bucket and bucket != deployed_bucket:
+        if latest.state_reason:  # its creation or last update failed
             raise ConfigurationError(
-                f"the function {self.function_name!r} may only use bucket {deployed_bucket!r} (its "
-                f"role allows nothing else), but the storage is bucket {bucket!r}: use "
-                f"storage='s3://{deployed_bucket}' or redeploy with `lambdamr deploy --bucket {bucket}`"
-            )
-        if latest.state == "Failed":
-            raise ConfigurationError(
-                f"the function {self.function_name!r} is in state Failed; redeploy it with `lambdamr deploy`"
+                f"the function {self.function_name!r} cannot run: {latest.state_reason}; fix the cause, "
+                "then redeploy it with `lambdamr deploy`"
             )
         if latest.state == "Pending" or latest.last_update == "InProgress":
             wait_updated(self.client, self.function_name)
@@ -319,7 +365,7 @@ class AwsLambdaBackend(Backend):
         (timeout, out of memory, import failure), or a plain ``WorkerLostError``."""
         invoker = self._invoker or self._last_invoker
         request_id = invoker.request_id(invocation) if invoker else None
-        where = {
+        where: dict[str, Any] = {
             "job_id": invocation.event.job_id,
             "task_id": invocation.event.task_id,
             "attempt": invocation.event.attempt,
@@ -358,6 +404,11 @@ class AwsLambdaBackend(Backend):
         if stats is not None:
             info["invokes"] = stats.snapshot()
         return info
+
+
+def _is_aws_host(url: str | None) -> bool:
+    host = (urlparse(url or "").hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 __all__ = ["ASYNC_PAYLOAD_LIMIT", "SYNC_PAYLOAD_LIMIT", "AwsLambdaBackend"]

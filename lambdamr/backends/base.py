@@ -18,7 +18,7 @@ internally but never needs to hold a whole job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,12 @@ class Backend(ABC):
     def prepare(self, storage: Storage) -> None:
         """Check, before the first invocation, that the backend can run tasks against
         ``storage`` (versions match, storage reachable); raise a clear error if not."""
+
+    def check_access(self, *, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
+        """Raise ``ConfigurationError`` before anything runs if the runtime may not read
+        ``reads`` or write ``writes`` (storage URLs; a trailing ``*`` stands for every key
+        under it). Local runtimes can reach whatever the driver can: nothing to check, and
+        the iterables are never consumed."""
 
     @property
     @abstractmethod

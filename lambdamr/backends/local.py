@@ -6,7 +6,9 @@ was shipped the way it will be shipped to Lambda. Workers are reused across task
 ("warm"), and enforce Lambda's limits: a task past its timeout has its worker killed
 (``TaskTimeoutError``); a task past its memory ends its worker (``TaskOutOfMemoryError``); a
 worker that dies for any other reason fails its task with ``WorkerLostError``. A dead
-worker is replaced.
+worker is replaced. A worker reports when its imports are done; one that dies before
+(killed while starting) had started none of its tasks, so they go to another worker without
+costing an attempt — only attempts that ran are charged.
 
 One dispatcher thread owns the workers: it hands each idle worker up to ``prefetch``
 invocations (so a worker never waits for the driver between tasks), waits on all worker
@@ -32,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import validate_workers
 from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
 from ..signing import KEY_ENV
 from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
@@ -43,6 +46,12 @@ if TYPE_CHECKING:
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _DRIVER_BUFFER_PER_WORKER = 6
+#: workers in a row that exit by themselves before they are ready (a broken interpreter or
+#: environment, not a kill from outside) before the tasks waiting for them fail
+MAX_STARTUP_EXITS = 3
+#: seconds without any worker getting ready, while workers die trying, before the tasks
+#: waiting for them fail (workers killed from outside as fast as they start)
+STARTUP_STALL_S = 60.0
 
 
 @dataclass
@@ -58,6 +67,7 @@ class _Worker:
     conn: Connection
     queue: collections.deque[_Running] = field(default_factory=collections.deque)
     pending_reply: dict[str, Any] | None = None
+    ready: bool = False  # its imports are done: what it was sent can start
 
 
 class LocalBackend(Backend):
@@ -67,7 +77,7 @@ class LocalBackend(Backend):
     reports_outcomes = True
 
     def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = validate_workers(workers) or os.cpu_count() or 1
         self.prefetch = max(1, prefetch)
         self.enforce_memory = enforce_memory
         self._on_outcome: OutcomeCallback | None = None
@@ -83,6 +93,10 @@ class LocalBackend(Backend):
         self._request_numbers = itertools.count(1)
         self.workers_started = 0
         self.workers_lost = 0
+        self.workers_lost_starting = 0  # died before they were ready: no task charged
+        self._startup_exits = 0  # in a row, since a worker was last ready
+        self._startup_deaths = 0
+        self._last_ready_at = time.monotonic()  # or since the backend started
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> LocalBackend:
@@ -100,6 +114,7 @@ class LocalBackend(Backend):
         if self._thread is not None:
             return
         self._on_outcome = on_outcome
+        self._last_ready_at = time.monotonic()
         self._pool = [self._spawn() for _ in range(self.workers)]
         self._thread = threading.Thread(target=self._run, name="lambdamr-local-backend", daemon=True)
         self._thread.start()
@@ -201,8 +216,9 @@ class LocalBackend(Backend):
     def _assign(self) -> None:
         with self._lock:
             while self._pending and self._pool:
-                # Always the least busy worker, so work spreads before any worker queues.
-                worker = min(self._pool, key=lambda w: len(w.queue))
+                # Always the least busy worker, so work spreads before any worker queues;
+                # between equals a ready one, rather than one still starting.
+                worker = min(self._pool, key=lambda w: (len(w.queue), not w.ready))
                 if len(worker.queue) >= self.prefetch:
                     return
                 invocation = self._pending.popleft()
@@ -214,7 +230,7 @@ class LocalBackend(Backend):
         event = invocation.event
         request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
         now = time.time()
-        running = _Running(invocation, request_id, started_at=None if worker.queue else now)
+        running = _Running(invocation, request_id, started_at=None if worker.queue or not worker.ready else now)
         meta = {
             "rid": request_id,
             "memory_mb": event.memory_mb,
@@ -235,10 +251,17 @@ class LocalBackend(Backend):
         except (EOFError, OSError):
             self._replace(worker, reason=None)
             return
+        now = time.time()
+        if reply.get("ready"):
+            worker.ready = True
+            self._startup_exits = self._startup_deaths = 0
+            self._last_ready_at = time.monotonic()
+            if worker.queue:
+                worker.queue[0].started_at = now
+            return
         if not worker.queue:
             return
         running = worker.queue.popleft()
-        now = time.time()
         if worker.queue:
             worker.queue[0].started_at = now
         error = reply.get("error")
@@ -270,12 +293,19 @@ class LocalBackend(Backend):
     def _replace(
         self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None
     ) -> None:
-        """Fail the worker's current task, requeue the ones it had not started, start a new one."""
+        """Fail the worker's current task, requeue the ones it had not started, start a new one.
+
+        A worker that dies before it is ready had started nothing: every task it held is
+        requeued without being charged an attempt.
+        """
         self._stop_worker(worker, kill=True)
         code = worker.process.returncode
         self.workers_lost += 1
+        if not worker.ready:
+            self.workers_lost_starting += 1
+            self._count_startup_death(code)  # may fail what it held, if workers keep dying
         queue = list(worker.queue)
-        if failed is None and queue:
+        if failed is None and queue and queue[0].started_at is not None:
             failed = queue.pop(0)
         elif failed is not None and queue and queue[0] is failed:
             queue.pop(0)
@@ -302,6 +332,33 @@ class LocalBackend(Backend):
                 self._pool[index] = self._spawn()
             else:
                 self._pool.pop(index)
+
+    def _count_startup_death(self, code: int | None) -> None:
+        """Fail what waits for workers when they keep dying before they are ready."""
+        self._startup_deaths += 1
+        if code is not None and code >= 0:
+            self._startup_exits += 1
+        stalled = time.monotonic() - self._last_ready_at
+        if self._startup_exits < MAX_STARTUP_EXITS and stalled < STARTUP_STALL_S:
+            return  # killed from outside: a later worker will get ready, keep trying
+        how = (
+            f"{self._startup_exits} exited by themselves (last exit code {code}); their error output "
+            f"went to this process's stderr, and `{sys.executable} -c 'import lambdamr.runtime.handler'` "
+            "shows an import failure"
+            if self._startup_exits >= MAX_STARTUP_EXITS
+            else f"none got ready in {stalled:.0f} s; workers killed before they were ready: "
+            f"{self._startup_deaths} (the last by signal {-(code or 0)})"
+        )
+        self._startup_exits = self._startup_deaths = 0
+        self._last_ready_at = time.monotonic()  # the next tasks get as long again
+        error = BackendError(f"local worker processes keep dying while they start: {how}")
+        with self._lock:
+            waiting, self._pending = list(self._pending), collections.deque()
+        for other in self._pool:
+            waiting += [r.invocation for r in other.queue if r.started_at is None]
+            other.queue = collections.deque(r for r in other.queue if r.started_at is not None)
+        for invocation in waiting:
+            self._report(InvocationOutcome(invocation, error=error, started_at=None, ended_at=time.time()))
 
     def _next_deadline_in(self) -> float | None:
         deadlines = []
@@ -332,6 +389,11 @@ class LocalBackend(Backend):
         assert self._on_outcome is not None
         self._on_outcome(outcome)
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the current workers (for fault injection and monitoring)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._pool]
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
@@ -339,4 +401,5 @@ class LocalBackend(Backend):
             "workers": self.workers,
             "workers_started": self.workers_started,
             "workers_lost": self.workers_lost,
+            "workers_lost_starting": self.workers_lost_starting,
         }

@@ -1,10 +1,12 @@
 """A local worker: one fresh Python process that runs the runtime handler, like a warm
 Lambda container. Started by ``LocalBackend`` as ``python -m lambdamr.backends.local_worker FD``.
 
-It talks to the driver over one socket (``FD``) with ``multiprocessing.connection`` framing:
-the driver sends a small JSON header (request id, memory limit, deadline), a newline and the
-event payload exactly as Lambda would receive it, in one frame; the worker answers with one JSON frame
-holding the handler's response or, like Lambda's ``FunctionError``, the handler's error.
+It talks to the driver over one socket (``FD``) with ``multiprocessing.connection`` framing.
+Once its imports are done the worker sends ``{"ready": true}``: until then nothing it was
+sent has started, so a worker killed while starting costs its tasks no attempt. The driver
+sends a small JSON header (request id, memory limit, deadline), a newline and the event
+payload exactly as Lambda would receive it, in one frame; the worker answers with one JSON
+frame holding the handler's response or, like Lambda's ``FunctionError``, the handler's error.
 
 Memory is watched like Lambda does: a thread samples the resident set size and, when it
 passes the task's limit, reports ``Runtime.OutOfMemory`` and ends the process.
@@ -23,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 OUT_OF_MEMORY = "Runtime.OutOfMemory"
+READY = {"ready": True}
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MEMORY_SAMPLE_S = 0.02
 
@@ -96,6 +99,8 @@ def serve(conn: Connection) -> None:
     send_lock = threading.Lock()
     watch = _MemoryWatch(conn, send_lock)
     watch.start()
+    with send_lock:
+        conn.send_bytes(json.dumps(READY).encode())
     while True:
         try:
             frame = conn.recv_bytes()
@@ -124,13 +129,22 @@ def serve(conn: Connection) -> None:
 
 
 def main() -> None:
-    """Entry point: serve on the socket whose descriptor is the first argument."""
+    """Entry point: serve on the socket whose descriptor is the first argument.
+
+    When the driver is gone (killed, even by SIGKILL) the socket breaks: the worker exits
+    at once and quietly, since nobody is left to read a result or a traceback.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     conn = Connection(int(sys.argv[1]))
     try:
         serve(conn)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
     finally:
-        conn.close()
+        try:
+            conn.close()
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import LambdaMRError
+from .help import CommandParser
 
 #: modules that add subcommands, in the order they appear in ``lambdamr --help``
-COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.observe")
+COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.cleanup", "lambdamr.cli.observe")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="lambdamr", description="Run Python functions on AWS Lambda, map/reduce style.")
+    parser = CommandParser(prog="lambdamr", description="Run Python functions on AWS Lambda, map/reduce style.")
     parser.add_argument("--version", action="version", version=f"lambdamr {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     subparsers.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -32,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (errors print one clear line, no traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["lambdamr", *argv])  # to repeat it, e.g. with --yes
     try:
         return int(args.func(args) or 0)
     except LambdaMRError as exc:

@@ -4,12 +4,18 @@ Both read the job manifests (``lambdamr.manifest``) in the configured storage: t
 executor with the same settings would use (``--storage``, else ``LAMBDAMR_STORAGE``, else the
 backend's default). Jobs stay there while their executor runs, and afterwards only when it
 was created with ``keep_temp=True``.
+
+Storage is untrusted here as everywhere: only manifests, logs and result records that verify
+with the deployment's key, for the job and task they are shown as, are printed (the rest are
+skipped with a warning), and nothing read from storage reaches the terminal unescaped — a
+task that printed ``ESC [ 2 J`` shows ``\x1b[2J``, not a cleared screen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -17,6 +23,15 @@ from typing import Any
 from ..manifest import find_job, list_jobs, read_task_logs
 from ..report import task_header
 from ..runtime.capture import log_tail
+from ..signing import Signer
+
+#: C0 controls but tab and newline, DEL, and C1 controls: what a terminal may act on
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but newline and tab escaped (ESC -> ``\\x1b``)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -47,23 +62,36 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_logs)
 
 
+def _config(args: argparse.Namespace) -> Any:
+    from ..config import ExecutorConfig
+
+    return ExecutorConfig.resolve(
+        backend=args.backend, storage=args.storage, prefix=args.prefix, region=args.region, endpoint_url=args.endpoint_url
+    )
+
+
 def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str]:
     """The store and key prefix an executor with these settings would use."""
     from ..backends import backend_class
-    from ..config import ExecutorConfig
     from ..storage import storage_from_url
 
-    config = ExecutorConfig.resolve(
-        backend=args.backend, storage=args.storage, prefix=args.prefix, region=args.region, endpoint_url=args.endpoint_url
-    )
+    config = _config(args)
     url = config.storage or backend_class(config.backend).default_storage_url(config) or config.storage_url
     storage, base = storage_from_url(url, region=config.region, endpoint_url=config.endpoint_url)
     return storage, "/".join(p for p in (base, config.prefix) if p)
 
 
+def configured_signer(args: argparse.Namespace, storage: Any) -> Signer:
+    """The signing key an executor with these settings would verify its records with."""
+    from ..backends import backend_class
+
+    config = _config(args)
+    return Signer(backend_class(config.backend).from_config(config, storage).signing_key())
+
+
 def _jobs(args: argparse.Namespace) -> int:
     storage, prefix = open_configured_storage(args)
-    jobs = list_jobs(storage, prefix)
+    jobs = list_jobs(storage, prefix, configured_signer(args, storage))
     if args.limit > 0:
         jobs = jobs[: args.limit]
     if args.json:
@@ -72,7 +100,7 @@ def _jobs(args: argparse.Namespace) -> int:
     if not jobs:
         print(f"no jobs under {storage.url(prefix)} (a job's objects are deleted at shutdown unless keep_temp=True)")
         return 0
-    print(format_jobs(jobs))
+    print(printable(format_jobs(jobs)))
     return 0
 
 
@@ -104,19 +132,20 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
 
 def _logs(args: argparse.Namespace) -> int:
     storage, prefix = open_configured_storage(args)
-    manifest = find_job(storage, prefix, args.job_id)
+    signer = configured_signer(args, storage)
+    manifest = find_job(storage, prefix, args.job_id, signer)
     printed = 0
-    for entry in read_task_logs(storage, manifest, args.task):
+    for entry in read_task_logs(storage, manifest, args.task, signer):
         text = entry.get("logs") or ""
         if args.tail > 0:
             text = log_tail(text, lines=args.tail, chars=sys.maxsize)
         timings: dict[str, Any] = {k: entry[k] for k in ("started", "finished", "cold") if k in entry}
-        print(task_header(entry["task_id"], entry.get("attempt", 0), timings, entry.get("error")))
+        print(printable(task_header(entry["task_id"], entry.get("attempt", 0), timings, entry.get("error"))))
         if text:
-            print(text.rstrip("\n"))
+            print(printable(text.rstrip("\n")))
         printed += 1
     if not printed:
         which = f"task {args.task} of job {args.job_id}" if args.task is not None else f"job {args.job_id}"
-        state = manifest.get("state", "?")
+        state = printable(str(manifest.get("state", "?")))
         print(f"no output from {which} ({state}): its tasks printed nothing, or their results are not stored yet")
     return 0

@@ -4,10 +4,13 @@ expires the temp prefix after a day (executors delete their objects themselves).
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
-from .options import DEPLOY_PREFIX, MANAGED_TAG, DeployOptions
+from ..lease import keys_to_clean
+from .contents import bucket_contents, list_objects, plural
+from .options import MANAGED_TAG, DeployOptions, partition_of
 
 TEMP_EXPIRY_DAYS = 1
 _BLOCK_ALL = {
@@ -19,8 +22,9 @@ _BLOCK_ALL = {
 _ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    """Deny every request to the bucket that does not use TLS."""
+def tls_only_policy(bucket: str, partition: str = "aws") -> dict[str, Any]:
+    """Deny every request to the bucket that does not use TLS (``partition`` of the region's
+    ARNs: ``aws``, ``aws-cn``, ``aws-us-gov``)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -29,7 +33,7 @@ def tls_only_policy(bucket: str) -> dict[str, Any]:
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ],
@@ -64,11 +68,21 @@ def bucket_tags(s3: Any, bucket: str) -> dict[str, str] | None:
         raise
 
 
-def ensure_bucket(s3: Any, bucket: str, options: DeployOptions, region: str, changes: list[str]) -> bool:
-    """Create or configure the bucket; returns whether lambdamr manages it.
+@dataclass(frozen=True)
+class BucketStep:
+    """One write deploy makes to the bucket: what it does (as deploy reports it), the call,
+    and the document it sets, if any (shown in full by ``deploy --plan``)."""
 
-    A bucket that exists without lambdamr's tag is used as it is: its settings are the
-    owner's, and teardown never deletes it.
+    change: str
+    apply: Callable[[], Any]
+    document: Any = None
+
+
+def bucket_exists(s3: Any, bucket: str) -> bool:
+    """Whether ``bucket`` exists (and is ours to use); read only.
+
+    Raises:
+        ConfigurationError: it exists in another account, or denies this principal.
     """
     from botocore.exceptions import ClientError
 
@@ -76,7 +90,7 @@ def ensure_bucket(s3: Any, bucket: str, options: DeployOptions, region: str, cha
 
     try:
         s3.head_bucket(Bucket=bucket)
-        exists = True
+        return True
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code in ("403", "AccessDenied", "Forbidden"):
@@ -86,18 +100,39 @@ def ensure_bucket(s3: Any, bucket: str, options: DeployOptions, region: str, cha
             ) from exc
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise
-        exists = False
+        return False
+
+
+def bucket_steps(s3: Any, bucket: str, options: DeployOptions, region: str) -> list[BucketStep] | None:
+    """What deploy would do to the bucket, from read calls only; None for a bucket that
+    exists without lambdamr's tag (used as it is: its settings are the owner's)."""
+    steps: list[BucketStep] = []
+    exists = bucket_exists(s3, bucket)
     if not exists:
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        s3.create_bucket(**kwargs)
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in options.tags().items()]})
-        changes.append(f"created bucket {bucket}")
+        tagging = {"TagSet": [{"Key": k, "Value": v} for k, v in options.tags().items()]}
+        steps.append(BucketStep(f"created bucket {bucket}", lambda: s3.create_bucket(**kwargs), kwargs))
+        steps.append(
+            BucketStep(f"tagged bucket {bucket} {MANAGED_TAG}", lambda: s3.put_bucket_tagging(Bucket=bucket, Tagging=tagging))
+        )
     elif (bucket_tags(s3, bucket) or {}).get(MANAGED_TAG) != "true":
-        return False
-    _ensure_settings(s3, bucket, options, changes)
-    return True
+        return None
+    return steps + _settings_steps(s3, bucket, options, partition_of(region), exists=exists)
+
+
+def ensure_bucket(s3: Any, bucket: str, options: DeployOptions, region: str, changes: list[str]) -> bool:
+    """Create or configure the bucket; returns whether lambdamr manages it.
+
+    A bucket that exists without lambdamr's tag is used as it is: its settings are the
+    owner's, and teardown never deletes it.
+    """
+    steps = bucket_steps(s3, bucket, options, region)
+    for step in steps or ():
+        step.apply()
+        changes.append(step.change)
+    return steps is not None
 
 
 def _get(call: Any, key: str, missing: tuple[str, ...], **kwargs: Any) -> Any:
@@ -111,36 +146,54 @@ def _get(call: Any, key: str, missing: tuple[str, ...], **kwargs: Any) -> Any:
         raise
 
 
-def _ensure_settings(s3: Any, bucket: str, options: DeployOptions, changes: list[str]) -> None:
-    block = _get(
-        s3.get_public_access_block, "PublicAccessBlockConfiguration", ("NoSuchPublicAccessBlockConfiguration",), Bucket=bucket
-    )
-    if block != _BLOCK_ALL:
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=_BLOCK_ALL)
-        changes.append(f"blocked public access to {bucket}")
-    rules = _get(
-        s3.get_bucket_encryption,
-        "ServerSideEncryptionConfiguration",
-        ("ServerSideEncryptionConfigurationNotFoundError",),
-        Bucket=bucket,
-    )
+def _settings_steps(s3: Any, bucket: str, options: DeployOptions, partition: str, *, exists: bool) -> list[BucketStep]:
+    """The settings to write; a bucket still to be created has none yet (nothing is read)."""
+    def read(call: Any, key: str, *missing: str) -> Any:
+        return _get(call, key, missing, Bucket=bucket) if exists else None
+
+    steps = []
+    if read(s3.get_public_access_block, "PublicAccessBlockConfiguration", "NoSuchPublicAccessBlockConfiguration") != _BLOCK_ALL:
+        steps.append(
+            BucketStep(
+                f"blocked public access to {bucket}",
+                lambda: s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=_BLOCK_ALL),
+                _BLOCK_ALL,
+            )
+        )
+    rules = read(s3.get_bucket_encryption, "ServerSideEncryptionConfiguration", "ServerSideEncryptionConfigurationNotFoundError")
     algorithms = [r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in (rules or {}).get("Rules", [])]
     if not algorithms or not any(algorithms):
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_ENCRYPTION)
-        changes.append(f"turned on default encryption of {bucket}")
-    policy = _get(s3.get_bucket_policy, "Policy", ("NoSuchBucketPolicy",), Bucket=bucket)
+        steps.append(
+            BucketStep(
+                f"turned on default encryption of {bucket}",
+                lambda: s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_ENCRYPTION),
+                _ENCRYPTION,
+            )
+        )
+    policy = read(s3.get_bucket_policy, "Policy", "NoSuchBucketPolicy")
+    wanted_policy = tls_only_policy(bucket, partition)
     if not options.require_tls:
-        if policy is not None and json.loads(policy) == tls_only_policy(bucket):
-            s3.delete_bucket_policy(Bucket=bucket)
-            changes.append(f"removed the TLS-only policy of {bucket}")
-    elif policy is None or json.loads(policy) != tls_only_policy(bucket):
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
-        changes.append(f"set the TLS-only policy of {bucket}")
-    current = _get(s3.get_bucket_lifecycle_configuration, "Rules", ("NoSuchLifecycleConfiguration",), Bucket=bucket)
+        if policy is not None and json.loads(policy) == wanted_policy:
+            steps.append(BucketStep(f"removed the TLS-only policy of {bucket}", lambda: s3.delete_bucket_policy(Bucket=bucket)))
+    elif policy is None or json.loads(policy) != wanted_policy:
+        steps.append(
+            BucketStep(
+                f"set the TLS-only policy of {bucket}",
+                lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(wanted_policy)),
+                wanted_policy,
+            )
+        )
+    current = read(s3.get_bucket_lifecycle_configuration, "Rules", "NoSuchLifecycleConfiguration")
     wanted = lifecycle_rules(options.prefix)
     if not _same_rules(current or [], wanted):
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": wanted})
-        changes.append(f"set the lifecycle rule expiring {options.prefix}/ after {TEMP_EXPIRY_DAYS} day")
+        steps.append(
+            BucketStep(
+                f"set the lifecycle rule expiring {options.prefix}/ after {TEMP_EXPIRY_DAYS} day",
+                lambda: s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": wanted}),
+                {"Rules": wanted},
+            )
+        )
+    return steps
 
 
 def _same_rules(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> bool:
@@ -151,39 +204,81 @@ def _same_rules(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> 
     return sorted(map(key, current)) == sorted(map(key, wanted))
 
 
-def delete_keys(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> int:
-    """Delete the objects under ``prefix`` (last modified more than ``older_than_s`` ago)."""
-    cutoff = time.time() - older_than_s
-    deleted = 0
-    batch: list[dict[str, str]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if older_than_s and item["LastModified"].timestamp() > cutoff:
-                continue
-            batch.append({"Key": item["Key"]})
-            if len(batch) == 1000:  # DeleteObjects takes at most 1,000 keys
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-                deleted += len(batch)
-                batch = []
-    if batch:
+def delete_keys(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix``, live sessions included: for ``teardown``, which
+    removes everything lambdamr made once the user has confirmed the list."""
+    return _delete_batches(s3, bucket, [item["Key"] for item in list_objects(s3, bucket, prefix)])
+
+
+def cleanable_objects(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> list[tuple[str, int]]:
+    """``(key, size)`` of the objects under ``prefix`` that no live driver owns (see
+    ``lambdamr.lease``), last modified ``older_than_s`` ago or more; read only."""
+    listing = [
+        (item["Key"], int(item.get("Size", 0)), item["LastModified"].timestamp()) for item in list_objects(s3, bucket, prefix)
+    ]
+    doomed = set(keys_to_clean(((key, modified) for key, _, modified in listing), prefix, older_than_s=older_than_s))
+    return [(key, size) for key, size, _ in listing if key in doomed]
+
+
+def clean_keys(
+    s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0, *, only: Collection[str] | None = None
+) -> int:
+    """Delete the objects under ``prefix`` that no live driver owns: sessions whose lease is
+    fresh keep everything, even while ``lambdamr clean`` runs. With ``only`` (the keys the
+    user confirmed), a key is deleted only if it is in both: a session that came back to life
+    since the listing is spared."""
+    keys = [key for key, _ in cleanable_objects(s3, bucket, prefix, older_than_s) if only is None or key in only]
+    return _delete_batches(s3, bucket, keys)
+
+
+def _delete_batches(s3: Any, bucket: str, keys: list[str]) -> int:
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
         s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        deleted += len(batch)
-    return deleted
+    return len(keys)
 
 
-def delete_bucket(s3: Any, bucket: str, prefix: str, removed: list[str], kept: list[str]) -> None:
-    """Delete lambdamr's keys, then the bucket if lambdamr made it and nothing else is in it."""
+def delete_bucket(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    removed: list[str],
+    kept: list[str],
+    *,
+    delete_user_objects: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """Delete lambdamr's objects (temp and deploy prefixes), then the bucket if deploy made
+    it and it holds nothing else. Objects lambdamr did not write (``map_reduce`` output, a
+    user's inputs) are kept, with the bucket, unless ``delete_user_objects`` — and never in a
+    bucket deploy did not create. ``dry_run`` only lists (read calls only)."""
     tags = bucket_tags(s3, bucket)
     if tags is None:
         return
-    count = delete_keys(s3, bucket, f"{prefix}/") + delete_keys(s3, bucket, f"{DEPLOY_PREFIX}/")
-    if count:
-        removed.append(f"{count} objects under s3://{bucket}/{prefix}/")
+    contents = bucket_contents(s3, bucket, prefix)
+    location = f"s3://{bucket}"
+    for usage in contents.ours:
+        removed.append(usage.describe(location))
+        if not dry_run:
+            delete_keys(s3, bucket, usage.prefix)
     if tags.get(MANAGED_TAG) != "true":
         kept.append(f"bucket {bucket} (not created by lambdamr deploy)")
         return
-    if s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0):
-        kept.append(f"bucket {bucket} (it holds objects lambdamr did not write)")
+    users = contents.users
+    if users and not delete_user_objects:
+        kept.extend(f"{usage.describe(location)} (not written by lambdamr)" for usage in users)
+        count = plural(sum(u.count for u in users), "object")
+        kept.append(
+            f"bucket {bucket} (it holds {count} lambdamr did not write; "
+            "`lambdamr teardown --delete-user-objects` deletes those too, and then the bucket)"
+        )
         return
-    s3.delete_bucket(Bucket=bucket)
+    removed.extend(f"{usage.describe(location)} (not written by lambdamr; --delete-user-objects)" for usage in users)
+    if users and not dry_run:
+        delete_keys(s3, bucket, "")  # every object left: what was listed (and confirmed) above
+    if not dry_run and s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0):
+        kept.append(f"bucket {bucket} (objects were written to it during the teardown)")
+        return
     removed.append(f"bucket {bucket}")
+    if not dry_run:
+        s3.delete_bucket(Bucket=bucket)

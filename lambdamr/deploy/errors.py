@@ -19,6 +19,10 @@ class LayerTooLargeError(ConfigurationError):
     """The runtime layer is over an AWS Lambda size limit."""
 
 
+class LayerPlatformError(ConfigurationError):
+    """The layer holds compiled code that the target runtime's OS cannot load (too new a glibc)."""
+
+
 def not_ours(kind: str, name: str) -> ResourceNotOursError:
     return ResourceNotOursError(
         f"{kind} {name!r} exists but was not created by lambdamr deploy (it lacks the "

@@ -4,19 +4,26 @@ deploy with the same options changes nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..backends.aws_function import ENV_PROTOCOL, ENV_SIGNING_KEY, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from ..backends.aws_grants import ENV_GRANTS, Grants
+from ..backends.aws_versions import ensure_no_async_retries, max_event_age
+from ..errors import ConfigurationError
 from ..protocol import PROTOCOL_VERSION
-from ..signing import new_key_hex
+from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 from .errors import not_ours
 from .iam import retry_until_role_usable
-from .layer import LayerBuild, code_sha256
+from .layer import LayerBuild
 from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+from .package import code_sha256
+from .secret import SecretRef
 
 LAYER_DESCRIPTION = "lambdamr runtime layer"
+_ALIAS_RE = re.compile(rf"^{ALIAS_PREFIX}\d+-t(\d+)$")
 
 
 def find_layer(lam: Any, layer_name: str, spec_hash: str) -> str | None:
@@ -62,14 +69,44 @@ def publish_layer(lam: Any, s3: Any, bucket: str, options: DeployOptions, build:
     return str(answer["LayerVersionArn"])
 
 
-def environment(bucket: str, signing_key: str) -> dict[str, str]:
+#: Lambda's limit on the function's environment variables, all together
+ENVIRONMENT_LIMIT = 4096
+
+
+def environment(bucket: str, key: SecretRef, grants: Grants) -> dict[str, str]:
     """What the function's environment holds: versions for the driver's check, the bucket,
-    and the key that signs every pickled payload (kept across redeploys)."""
-    return {
+    where the signing key is (the secret's ARN and key version: never the key itself) and
+    the S3 grants of the role, which the driver checks its jobs against."""
+    variables = {
         ENV_VERSION: __version__,
         ENV_PROTOCOL: str(PROTOCOL_VERSION),
         ENV_STORAGE: f"s3://{bucket}",
-        ENV_SIGNING_KEY: signing_key,
+        ENV_SECRET: key.arn,
+        ENV_KEY_VERSION: key.version_id,
+        ENV_GRANTS: grants.to_json(),
+    }
+    if sum(len(k) + len(v) for k, v in variables.items()) > ENVIRONMENT_LIMIT:
+        raise ConfigurationError(
+            f"the grants do not fit in the function's environment (Lambda allows {ENVIRONMENT_LIMIT} bytes "
+            f"in all): grant common parent prefixes instead of {len(grants.read)} read and "
+            f"{len(grants.write)} write prefixes, and drop old ones with --revoke"
+        )
+    return variables
+
+
+def function_settings(
+    options: DeployOptions, *, role_arn: str, layer_arn: str, bucket: str, key: SecretRef, grants: Grants
+) -> dict[str, Any]:
+    """The function's configuration as deploy sets it (compared field by field on redeploy)."""
+    return {
+        "Runtime": options.runtime,
+        "Role": role_arn,
+        "Handler": HANDLER,
+        "MemorySize": options.memory_mb,
+        "Timeout": options.timeout_s,
+        "Layers": [layer_arn],
+        "Environment": {"Variables": environment(bucket, key, grants)},
+        "Description": f"lambdamr {__version__} runtime",
     }
 
 
@@ -81,6 +118,8 @@ def ensure_function(
     layer_arn: str,
     package: bytes,
     bucket: str,
+    key: SecretRef,
+    grants: Grants,
     changes: list[str],
     sleep: Callable[[float], None],
 ) -> str:
@@ -93,18 +132,7 @@ def ensure_function(
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         current = None
-    variables = ((current or {}).get("Configuration", {}).get("Environment") or {}).get("Variables") or {}
-    signing_key = variables.get(ENV_SIGNING_KEY) or new_key_hex()
-    settings: dict[str, Any] = {
-        "Runtime": options.runtime,
-        "Role": role_arn,
-        "Handler": HANDLER,
-        "MemorySize": options.memory_mb,
-        "Timeout": options.timeout_s,
-        "Layers": [layer_arn],
-        "Environment": {"Variables": environment(bucket, signing_key)},
-        "Description": f"lambdamr {__version__} runtime",
-    }
+    settings = function_settings(options, role_arn=role_arn, layer_arn=layer_arn, bucket=bucket, key=key, grants=grants)
     if current is None:
         answer = retry_until_role_usable(
             lambda: lam.create_function(
@@ -127,7 +155,7 @@ def ensure_function(
         lam.update_function_code(FunctionName=options.function_name, ZipFile=package, Architectures=[options.architecture])
         changes.append(f"updated the code of {options.function_name}")
         wait_updated(lam, options.function_name, sleep=sleep)
-    drift = _config_drift(config, settings)
+    drift = config_drift(config, settings)
     if drift:
         retry_until_role_usable(
             lambda: lam.update_function_configuration(FunctionName=options.function_name, **settings), sleep=sleep
@@ -137,7 +165,8 @@ def ensure_function(
     return str(config["FunctionArn"])
 
 
-def _config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+def config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The names of the settings whose value in ``config`` (GetFunctionConfiguration) differs."""
     drift = []
     for key, wanted in settings.items():
         have = config.get(key)
@@ -150,20 +179,46 @@ def _config_drift(config: dict[str, Any], settings: dict[str, Any]) -> list[str]
     return drift
 
 
-def ensure_async_config(lam: Any, function_name: str, changes: list[str]) -> None:
-    """Turn off Lambda's own retries of failed async invocations: the driver retries with a
-    new attempt number itself, and the service's retries would only add duplicates."""
-    from botocore.exceptions import ClientError
+def ensure_async_config(lam: Any, options: DeployOptions, changes: list[str], *, sleep: Callable[[float], None]) -> None:
+    """Turn off Lambda's own retries of failed async invocations, on ``$LATEST`` and on every
+    ``m{memory}-t{timeout}`` alias already there (each qualifier has its own config; the
+    aliases made later get theirs from ``ensure_alias``): the driver retries with a new
+    attempt number itself, and the service's retries would only add duplicates."""
+    qualifiers = {"$LATEST": float(options.timeout_s)}
+    for page in lam.get_paginator("list_aliases").paginate(FunctionName=options.function_name):
+        for alias in page.get("Aliases", []):
+            timeout = alias_timeout(str(alias["Name"]))
+            if timeout is not None:
+                qualifiers[str(alias["Name"])] = timeout
+    for qualifier, timeout in qualifiers.items():
+        if ensure_no_async_retries(lam, options.function_name, qualifier, timeout, sleep=sleep):
+            changes.append(
+                f"turned off Lambda's automatic retries of {options.function_name}:{qualifier} "
+                f"(the driver retries; events older than {max_event_age(timeout)} s are dropped)"
+            )
 
-    try:
-        current = lam.get_function_event_invoke_config(FunctionName=function_name)
-        if current.get("MaximumRetryAttempts") == 0:
-            return
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=21600)
-    changes.append(f"turned off Lambda's automatic retries of {function_name} (the driver retries)")
+
+def alias_timeout(name: str) -> float | None:
+    """The timeout in an alias name made by ``alias_name`` (``m1024-t300`` -> 300), else None."""
+    match = _ALIAS_RE.match(name)
+    return float(match.group(1)) if match else None
+
+
+def prune_layers(lam: Any, layer_name: str, keep_arn: str, changes: list[str]) -> None:
+    """Delete the layer versions deploy published before ``keep_arn`` (the one in use).
+
+    Function versions published with an older layer version keep working: Lambda keeps a
+    copy of a deleted layer version while a function version uses it."""
+    old = []
+    for page in lam.get_paginator("list_layer_versions").paginate(LayerName=layer_name):
+        for version in page.get("LayerVersions", []):
+            ours = (version.get("Description") or "").startswith(LAYER_DESCRIPTION)
+            if ours and version["LayerVersionArn"] != keep_arn:
+                old.append(int(version["Version"]))
+    for number in sorted(old):
+        lam.delete_layer_version(LayerName=layer_name, VersionNumber=number)
+    if old:
+        changes.append(f"deleted {len(old)} old version(s) of layer {layer_name}: {', '.join(map(str, sorted(old)))}")
 
 
 def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> None:
@@ -173,7 +228,7 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
     if group is None:
         logs.create_log_group(logGroupName=options.log_group, tags=options.tags())
         changes.append(f"created log group {options.log_group}")
-    elif not _log_group_is_ours(logs, options.log_group):
+    elif not log_group_is_ours(logs, options.log_group):
         return  # Lambda or the user made it: leave its settings alone
     if (group or {}).get("retentionInDays") != LOG_RETENTION_DAYS:
         logs.put_retention_policy(logGroupName=options.log_group, retentionInDays=LOG_RETENTION_DAYS)
@@ -181,20 +236,24 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
             changes.append(f"set the retention of {options.log_group} to {LOG_RETENTION_DAYS} days")
 
 
-def _log_group_is_ours(logs: Any, name: str) -> bool:
+def log_group_is_ours(logs: Any, name: str) -> bool:
     tags = logs.list_tags_log_group(logGroupName=name).get("tags", {})
     return tags.get(MANAGED_TAG) == "true"
 
 
-def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str]) -> None:
-    """Delete the function, its layer versions and its log group — each only if deploy made it."""
+def delete_function(
+    lam: Any, logs: Any, options: DeployOptions, removed: list[str], kept: list[str], *, dry_run: bool = False
+) -> None:
+    """Delete the function, its layer versions and its log group — each only if deploy made
+    it. ``dry_run`` only lists what would go (read calls only)."""
     from botocore.exceptions import ClientError
 
     try:
         current = lam.get_function(FunctionName=options.function_name)
         if (current.get("Tags") or {}).get(MANAGED_TAG) == "true":
-            lam.delete_function(FunctionName=options.function_name)
             removed.append(f"function {options.function_name}")
+            if not dry_run:
+                lam.delete_function(FunctionName=options.function_name)
         else:
             kept.append(f"function {options.function_name} (not created by lambdamr deploy)")
     except ClientError as exc:
@@ -204,15 +263,17 @@ def delete_function(lam: Any, logs: Any, options: DeployOptions, removed: list[s
         for page in lam.get_paginator("list_layer_versions").paginate(LayerName=options.layer_name):
             for version in page.get("LayerVersions", []):
                 if (version.get("Description") or "").startswith(LAYER_DESCRIPTION):
-                    lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
                     removed.append(f"layer {options.layer_name}:{version['Version']}")
+                    if not dry_run:
+                        lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
     groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
     if any(g["logGroupName"] == options.log_group for g in groups):
-        if _log_group_is_ours(logs, options.log_group):
-            logs.delete_log_group(logGroupName=options.log_group)
+        if log_group_is_ours(logs, options.log_group):
             removed.append(f"log group {options.log_group}")
+            if not dry_run:
+                logs.delete_log_group(logGroupName=options.log_group)
         else:
             kept.append(f"log group {options.log_group} (not created by lambdamr deploy)")

@@ -1,13 +1,29 @@
 """The function's execution role: trusted by Lambda only, allowed only what the runtime does.
 
-The inline policy grants, and nothing else:
+The inline policy ``lambdamr-runtime`` holds these statements and nothing else (``P`` is the
+region's partition — ``aws``, ``aws-cn`` or ``aws-us-gov`` — derived from the region):
 
-* ``s3:GetObject``, ``s3:PutObject``, ``s3:DeleteObject`` on ``arn:aws:s3:::BUCKET/PREFIX/*``;
-* ``s3:ListBucket`` on the bucket, conditioned on ``s3:prefix`` being under ``PREFIX/``;
-* ``logs:CreateLogStream`` and ``logs:PutLogEvents`` on the function's own log group.
+* ``ReadObjects`` — ``s3:GetObject`` on ``arn:P:s3:::B/PREFIX*`` for each read grant (the
+  temp prefix always among them). The runtime reads the pickled function, packed arguments
+  (ranged GET), ``share()`` objects, shuffle intermediates (ranged GETs by reducers) and
+  ``objects()`` inputs (ranged GETs), and nothing else.
+* ``WriteObjects`` — ``s3:PutObject`` and ``s3:AbortMultipartUpload`` on each write grant (the
+  temp prefix always among them). The runtime writes result records and shuffle
+  intermediates (write-once, ``If-None-Match``) and ``map_reduce`` output parts; a part over
+  64 MiB goes up as a multipart upload (covered by ``s3:PutObject``), which boto3 aborts when
+  it fails — hence ``s3:AbortMultipartUpload``, so that a failed upload leaves no parts.
+* ``SigningKey`` — ``secretsmanager:GetSecretValue`` on exactly the deployment's secret: a
+  container reads the signing key once (``lambdamr.runtime.key_source``). The secret uses the
+  AWS managed key ``aws/secretsmanager``, so no ``kms:Decrypt`` is needed.
+* ``OwnLogs`` — ``logs:CreateLogStream`` and ``logs:PutLogEvents`` on the function's own log
+  group, which Lambda uses (with the role) to ship what the handler prints. Deploy creates
+  the group itself (with a retention), so the role needs no ``logs:CreateLogGroup``.
 
-The log group itself is created by deploy (with a retention), so the role needs no
-``logs:CreateLogGroup``.
+Not granted, because the runtime never does it: ``s3:ListBucket`` (the driver lists results
+and inputs with its own credentials; the runtime is told every key), ``s3:DeleteObject``
+(the driver deletes temp objects at shutdown; the lifecycle rule expires what is left).
+Without ``s3:ListBucket`` S3 answers a GET of a missing key with 403 rather than 404, which
+the runtime reports as a storage permission error.
 """
 
 from __future__ import annotations
@@ -18,9 +34,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .options import DeployOptions
+from ..backends.aws_grants import Grants
+from .options import DeployOptions, partition_of
 
 POLICY_NAME = "lambdamr-runtime"
+#: IAM's limit on a role's inline policies, in characters without whitespace
+INLINE_POLICY_LIMIT = 10240
 
 TRUST_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
@@ -28,29 +47,43 @@ TRUST_POLICY: dict[str, Any] = {
 }
 
 
-def runtime_policy(bucket: str, prefix: str, region: str, account: str, log_group: str) -> dict[str, Any]:
+def s3_object_arn(location: str, partition: str) -> str:
+    """``s3://B/prefix`` as the IAM resource of every object under it."""
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    return f"arn:{partition}:s3:::{bucket}/{prefix}*"
+
+
+def runtime_policy(
+    grants: Grants, *, region: str, account: str, log_group: str, secret_arn: str
+) -> dict[str, Any]:
     """The least-privilege policy document of the runtime role."""
+    partition = partition_of(region)
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "TaskObjects",
+                "Sid": "ReadObjects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": f"arn:aws:s3:::{bucket}/{prefix}/*",
+                "Action": "s3:GetObject",
+                "Resource": [s3_object_arn(u, partition) for u in grants.read],
             },
             {
-                "Sid": "ListTaskObjects",
+                "Sid": "WriteObjects",
                 "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": f"arn:aws:s3:::{bucket}",
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": [s3_object_arn(u, partition) for u in grants.write],
+            },
+            {
+                "Sid": "SigningKey",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret_arn,
             },
             {
                 "Sid": "OwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"arn:aws:logs:{region}:{account}:log-group:{log_group}:*",
+                "Resource": f"arn:{partition}:logs:{region}:{account}:log-group:{log_group}:*",
             },
         ],
     }
@@ -61,21 +94,63 @@ def _document(value: Any) -> dict[str, Any]:
     return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
-def ensure_role(iam: Any, options: DeployOptions, bucket: str, region: str, account: str, changes: list[str]) -> str:
-    """Create or update the role and its inline policy; return the role ARN."""
+def checked_runtime_policy(
+    options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str
+) -> dict[str, Any]:
+    """``runtime_policy``, refused when it is over IAM's size limit for inline policies."""
+    from ..errors import ConfigurationError
+
+    policy = runtime_policy(grants, region=region, account=account, log_group=options.log_group, secret_arn=secret_arn)
+    if len(json.dumps(policy, separators=(",", ":"))) > INLINE_POLICY_LIMIT:
+        raise ConfigurationError(
+            f"the role's policy would exceed IAM's {INLINE_POLICY_LIMIT}-character limit with "
+            f"{len(grants.read)} read and {len(grants.write)} write grants: grant common parent prefixes "
+            "instead, and drop old ones with --revoke"
+        )
+    return policy
+
+
+def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
+    """The role deploy made (``Arn``, ``RoleId``...), None when there is none; read only.
+
+    Raises:
+        ResourceNotOursError: a role of that name exists without lambdamr's tag.
+    """
     from botocore.exceptions import ClientError
 
     from .errors import not_ours
 
-    policy = runtime_policy(bucket, options.prefix, region, account, options.log_group)
     try:
-        role = iam.get_role(RoleName=options.role_name)["Role"]
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=options.role_name).get("Tags", [])}
-        if tags.get("lambdamr:managed") != "true":
-            raise not_ours("IAM role", options.role_name)
+        role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "NoSuchEntity":
             raise
+        return None
+    tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name).get("Tags", [])}
+    if tags.get("lambdamr:managed") != "true":
+        raise not_ours("IAM role", role_name)
+    return dict(role)
+
+
+def current_policy(iam: Any, role_name: str) -> dict[str, Any] | None:
+    """The role's inline ``lambdamr-runtime`` policy as attached now, None when it has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _document(iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+        return None
+
+
+def ensure_role(
+    iam: Any, options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str, changes: list[str]
+) -> dict[str, Any]:
+    """Create or update the role and its inline policy; return the role (``Arn``, ``RoleId``)."""
+    policy = checked_runtime_policy(options, grants, secret_arn, region, account)
+    role = existing_role(iam, options.role_name)
+    if role is None:
         role = iam.create_role(
             RoleName=options.role_name,
             AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
@@ -83,20 +158,15 @@ def ensure_role(iam: Any, options: DeployOptions, bucket: str, region: str, acco
             Tags=[{"Key": k, "Value": v} for k, v in options.tags().items()],
         )["Role"]
         changes.append(f"created IAM role {options.role_name}")
-    try:
-        current = _document(iam.get_role_policy(RoleName=options.role_name, PolicyName=POLICY_NAME)["PolicyDocument"])
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
-            raise
-        current = None
+    current = current_policy(iam, options.role_name)
     if current != policy:
         iam.put_role_policy(RoleName=options.role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
         changes.append(f"{'updated' if current else 'attached'} the runtime policy of {options.role_name}")
-    return str(role["Arn"])
+    return dict(role)
 
 
-def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
-    """Delete the role (and its inline policies) if deploy made it."""
+def delete_role(iam: Any, role_name: str, removed: list[str], *, dry_run: bool = False) -> None:
+    """Delete the role (and its inline policies) if deploy made it (``dry_run``: only list it)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -107,10 +177,12 @@ def delete_role(iam: Any, role_name: str, removed: list[str]) -> None:
         raise
     if tags.get("lambdamr:managed") != "true":
         return
+    removed.append(f"IAM role {role_name}")
+    if dry_run:
+        return
     for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
         iam.delete_role_policy(RoleName=role_name, PolicyName=name)
     iam.delete_role(RoleName=role_name)
-    removed.append(f"IAM role {role_name}")
 
 
 def retry_until_role_usable(

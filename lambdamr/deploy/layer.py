@@ -1,17 +1,20 @@
-"""Building what runs on Lambda: the dependency layer (pip, for the Lambda platform) and the
-function package (only the lambdamr runtime code).
+"""Building the dependency layer: pip for the target runtime's platform, then checks.
 
 pip installs manylinux wheels for the chosen architecture and Python version into
-``python/`` (where Lambda puts layer code on ``sys.path``)::
+``python/`` (where Lambda puts layer code on ``sys.path``), accepting only wheels whose
+manylinux tag the runtime's OS can load (``runtimes.LambdaRuntime.platform_tags``)::
 
     pip install --only-binary=:all: --implementation cp --python-version 3.12
-        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
-        --no-compile --target python/ cloudpickle tblib numpy [extras]
+        --platform manylinux_2_34_x86_64 ... --platform manylinux_2_17_x86_64
+        --platform manylinux2014_x86_64 --no-compile --target python/ cloudpickle tblib numpy [extras]
 
-Without the 2_28 tag pip picks old wheels; without --no-compile it writes .pyc files for the
-host's Python that Lambda's ignores. ``tests`` folders are pruned (scipy and scikit-learn
-ship ~30 MB of them); bundled .so files are never stripped (that breaks scipy's OpenBLAS).
-Sizes are checked against Lambda's limits before anything is uploaded.
+python3.10 and 3.11 (Amazon Linux 2, glibc 2.26) get at most ``manylinux_2_26`` wheels,
+python3.12+ (Amazon Linux 2023, glibc 2.34) up to ``manylinux_2_34``. Without
+--no-compile pip writes .pyc files for the host's Python that Lambda's ignores. ``tests``
+folders are pruned (scipy and scikit-learn ship ~30 MB of them); bundled .so files are never
+stripped (that breaks scipy's OpenBLAS). After the install, every ELF file's glibc version
+needs are read (``elf.py``) and a file needing a newer glibc than the runtime's stops the
+build, as do sizes over Lambda's limits — before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._version import __version__
-from .errors import DeployError, LayerTooLargeError
+from .elf import ElfFormatError, is_elf, required_glibc
+from .errors import DeployError, LayerPlatformError, LayerTooLargeError
+from .runtimes import RUNTIMES, LambdaRuntime, runtime_for
 
 BASE_PACKAGES = ("cloudpickle", "tblib", "numpy")
 #: a layer (or function) zip uploaded inline in the API request
@@ -42,10 +47,9 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # zip entries get one date: same content, s
 PipRunner = Callable[[Sequence[str]], None]
 
 
-def platforms(architecture: str) -> list[str]:
-    """pip platform tags of Lambda's Amazon Linux 2023 for an architecture."""
-    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
-    return [f"manylinux_2_28_{machine}", f"manylinux2014_{machine}"]
+def platforms(python_version: str, architecture: str) -> list[str]:
+    """pip platform tags whose wheels load on the runtime of ``python_version``."""
+    return runtime_for(python_version).platform_tags(architecture)
 
 
 def pip_command(packages: Iterable[str], target: str | os.PathLike[str], python_version: str, architecture: str) -> list[str]:
@@ -63,7 +67,7 @@ def pip_command(packages: Iterable[str], target: str | os.PathLike[str], python_
         "--python-version",
         python_version,
     ]
-    for platform in platforms(architecture):
+    for platform in platforms(python_version, architecture):
         command += ["--platform", platform]
     return command + ["--no-compile", "--target", str(target), *packages]
 
@@ -79,7 +83,7 @@ def layer_packages(extra: Iterable[str] = ()) -> list[str]:
 
 def layer_spec_hash(packages: Sequence[str], python_version: str, architecture: str) -> str:
     """What identifies a layer build: a deploy with the same spec reuses the published layer."""
-    spec = "\n".join([__version__, python_version, architecture, *sorted(packages), *platforms(architecture)])
+    spec = "\n".join([__version__, python_version, architecture, *sorted(packages), *platforms(python_version, architecture)])
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -201,6 +205,7 @@ def build_layer(
     site.mkdir(parents=True)
     (pip or run_pip)(pip_command(packages, site, python_version, architecture))
     prune(site)
+    check_glibc(site, runtime_for(python_version))
     sizes = package_sizes(site)
     unzipped = sum(sizes.values())
     check_sizes(unzipped, sizes, function_unzipped)
@@ -213,79 +218,66 @@ def build_layer(
     )
 
 
-# ---- the function package -----------------------------------------------------------------
-#: where the closure starts; storage backends are loaded by name from a registry, so all go
-RUNTIME_ROOTS = ("runtime/handler.py", "storage/__init__.py")
-_PACKAGE_INIT = '"""lambdamr, as deployed on AWS Lambda: the runtime side only."""\n\nfrom ._version import __version__\n'
+# ---- what the runtime's OS can load ----------------------------------------------------------
+def distributions_by_file(site: Path) -> dict[str, str]:
+    """Installed file (relative to ``site``) -> "name version" of the distribution that
+    installed it, from each ``*.dist-info/RECORD``."""
+    owners: dict[str, str] = {}
+    for record in site.glob("*.dist-info/RECORD"):
+        name, _, version = record.parent.name.removesuffix(".dist-info").partition("-")
+        for line in record.read_text(errors="replace").splitlines():
+            path = line.rsplit(",", 2)[0].strip('"')
+            if path:
+                owners[Path(path).as_posix()] = f"{name} {version}".strip()
+    return owners
 
 
-def runtime_modules(source: Path | None = None) -> list[str]:
-    """The lambdamr modules the runtime handler can import (paths relative to the package):
-    the closure of its imports, found by reading the code, plus every storage backend and
-    every runtime module. The executor, backends, deploy and CLI are not among them."""
-    import ast
-
-    source = source or Path(__file__).resolve().parents[1]
-    todo = [
-        *RUNTIME_ROOTS,
-        *(f"runtime/{p.name}" for p in (source / "runtime").glob("*.py")),
-        *(f"storage/{p.name}" for p in (source / "storage").glob("*.py")),
-    ]
-    seen: set[str] = set()
-    while todo:
-        module = todo.pop()
-        if module in seen or not (source / module).exists():
+def too_new_for(site: Path, runtime: LambdaRuntime) -> list[tuple[str, tuple[int, ...]]]:
+    """Every ELF file under ``site`` needing a newer glibc than ``runtime``'s, with the version."""
+    found = []
+    for path in sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()):
+        if not is_elf(path):
             continue
-        seen.add(module)
-        package = Path(module).parent
-        for node in ast.walk(ast.parse((source / module).read_text(), module)):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = package
-                for _ in range(node.level - 1):
-                    base = base.parent
-                parts = [base.as_posix()] if base.as_posix() != "." else []
-                names = [node.module] if node.module else [alias.name for alias in node.names]
-                for name in names:
-                    stem = "/".join([*parts, *name.split(".")])
-                    todo += [f"{stem}.py", f"{stem}/__init__.py"]
-                    if node.module:  # "from .x import y": y may be a submodule of x
-                        todo += [f"{stem}/{alias.name}.py" for alias in node.names]
-                for index in range(1, len(parts) + 1):  # importing a.b runs a/__init__ first
-                    todo.append("/".join(parts[:index]) + "/__init__.py")
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                for name in names:
-                    if name.startswith("lambdamr."):
-                        stem = "/".join(name.split(".")[1:])
-                        todo += [f"{stem}.py", f"{stem}/__init__.py"]
-    seen.discard("__init__.py")
-    return sorted(seen)
+        relative = path.relative_to(site).as_posix()
+        try:
+            needed = required_glibc(path.read_bytes())
+        except ElfFormatError as exc:
+            raise DeployError(
+                f"python/{relative} in the layer is not a readable ELF object ({exc}); "
+                "reinstall the package that ships it, or drop it from --package"
+            ) from exc
+        if needed is not None and needed > runtime.glibc:
+            found.append((relative, needed))
+    return found
 
 
-def function_package() -> bytes:
-    """The function's zip: ``lambdamr/`` with the runtime modules only (the driver's
-    executor, backends and CLI stay home) and a minimal ``__init__``."""
-    source = Path(__file__).resolve().parents[1]
-    entries = {"lambdamr/__init__.py": _PACKAGE_INIT.encode()}
-    for module in runtime_modules(source):
-        entries[f"lambdamr/{module}"] = (source / module).read_bytes()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name])
-    return buffer.getvalue()
+def check_glibc(site: Path, runtime: LambdaRuntime) -> None:
+    """Refuse a layer holding compiled code the runtime's glibc cannot load, saying what to do."""
+    too_new = too_new_for(site, runtime)
+    if not too_new:
+        return
+    owners = distributions_by_file(site)
+    lines = []
+    for relative, needed in too_new[:5]:
+        owner = owners.get(relative)
+        lines.append(f"python/{relative}" + (f" (from {owner})" if owner else "") + f" needs GLIBC_{_dotted(needed)}")
+    more = f" and {len(too_new) - 5} more files" if len(too_new) > 5 else ""
+    newest = max(needed for _, needed in too_new)
+    pins = sorted({owners[r].replace(" ", "<", 1) for r, _ in too_new if r in owners and " " in owners[r]})
+    pin = f" (e.g. --package '{pins[0]}')" if pins else ""
+    newer = [r for r in RUNTIMES.values() if r.glibc >= newest]
+    advice = f"pin an older release of that package, one with a manylinux wheel for glibc {runtime.glibc_text}{pin}"
+    if newer:
+        first = newer[0]
+        advice += (
+            f", or deploy for {first.name} or later ({first.os_name}, glibc {first.glibc_text}: "
+            f"--python-version {first.python}, with the driver on that Python too)"
+        )
+    raise LayerPlatformError(
+        f"the layer cannot load on {runtime.name}: " + "; ".join(lines) + more + f", but {runtime.name} runs on "
+        f"{runtime.os_name} with glibc {runtime.glibc_text}. To fix it, {advice}"
+    )
 
 
-def unzipped_size(zip_bytes: bytes) -> int:
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-        return sum(info.file_size for info in archive.infolist())
-
-
-def code_sha256(zip_bytes: bytes) -> str:
-    """The ``CodeSha256`` Lambda reports for a package: base64 of its SHA-256."""
-    import base64
-
-    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))

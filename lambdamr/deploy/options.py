@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 
+from ..backends.aws_grants import normalize_location
 from ..config import validate_memory, validate_timeout
 from ..errors import ConfigurationError
+from . import runtimes
+from .runtimes import LAMBDA_PYTHONS as LAMBDA_PYTHONS  # re-exported: the CLI and older imports
+from .runtimes import MACHINES, LambdaRuntime
 
-#: Python versions AWS Lambda offers as managed runtimes
-LAMBDA_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
-ARCHITECTURES = ("x86_64", "arm64")
+ARCHITECTURES = tuple(MACHINES)
 #: every resource deploy creates carries this tag; teardown removes only what carries it
 MANAGED_TAG = "lambdamr:managed"
 DEPLOYMENT_TAG = "lambdamr:deployment"
@@ -34,25 +35,32 @@ class DeployOptions:
     memory_mb: int = 1024
     timeout_s: int = 300
     architecture: str = "x86_64"
-    python_version: str = field(default_factory=lambda: "{}.{}".format(*sys.version_info[:2]))
+    python_version: str = field(default_factory=lambda: runtimes.driver_python())
     packages: tuple[str, ...] = ()
     prefix: str = "lambdamr"  # the temp prefix the runtime may use (and that expires after a day)
     endpoint_url: str | None = None  # one endpoint for every service (moto server in tests)
     lambda_endpoint_url: str | None = None
     require_tls: bool = True  # the bucket policy denies plain HTTP (off only for local test servers)
+    #: S3 locations (s3://bucket/prefix) the runtime may also read / write; added to the
+    #: deployment's grants, which are kept across deploys; ``revoke`` removes grants
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    revoke: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_memory(self.memory_mb)
         validate_timeout(self.timeout_s)
         object.__setattr__(self, "timeout_s", int(self.timeout_s))
         object.__setattr__(self, "packages", tuple(self.packages))
+        for name, flag in (("reads", "--read"), ("writes", "--write"), ("revoke", "--revoke")):
+            urls = getattr(self, name)
+            if isinstance(urls, str):
+                raise ConfigurationError(f"{name}={urls!r}: give a list of s3://bucket/prefix locations")
+            object.__setattr__(self, name, tuple(normalize_location(u, what=flag) for u in urls))
         if self.architecture not in ARCHITECTURES:
             raise ConfigurationError(f"architecture={self.architecture!r}: AWS Lambda offers {' or '.join(ARCHITECTURES)}")
-        if self.python_version not in LAMBDA_PYTHONS:
-            raise ConfigurationError(
-                f"python_version={self.python_version!r}: AWS Lambda runs Python {', '.join(LAMBDA_PYTHONS)}; "
-                "pick the driver's own version, since pickled functions only load on the same one"
-            )
+        if self.python_version != runtimes.driver_python():  # the driver's own is checked by deploy
+            runtimes.runtime_for(self.python_version)
         if self.region is not None:
             check_region(self.region)
         if self.bucket is not None and not _BUCKET_RE.match(self.bucket):
@@ -66,7 +74,18 @@ class DeployOptions:
 
     @property
     def runtime(self) -> str:
-        return f"python{self.python_version}"
+        return self.lambda_runtime.name
+
+    @property
+    def lambda_runtime(self) -> LambdaRuntime:
+        """The managed runtime to deploy: its Python, OS and glibc.
+
+        Raises:
+            ConfigurationError: Lambda offers no runtime for this Python (status, teardown
+                and clean never ask, so they work from any driver).
+        """
+        here = self.python_version == runtimes.driver_python()
+        return runtimes.runtime_for(None if here else self.python_version)
 
     @property
     def role_name(self) -> str:
@@ -75,6 +94,11 @@ class DeployOptions:
     @property
     def layer_name(self) -> str:
         return f"{self.function_name}-deps"
+
+    @property
+    def secret_name(self) -> str:
+        """The Secrets Manager secret holding the signing key."""
+        return f"lambdamr/{self.function_name}/signing-key"
 
     @property
     def log_group(self) -> str:
@@ -101,3 +125,11 @@ def check_region(region: str) -> str:
             f"(e.g. {', '.join(sorted(known)[:4])}...); check the name, or upgrade boto3 if the region is new"
         )
     return region
+
+
+def partition_of(region: str) -> str:
+    """The AWS partition of a region, for ARNs: ``aws``, ``aws-cn`` (China), ``aws-us-gov``
+    (GovCloud)... from botocore's own endpoint data (no network used)."""
+    import boto3
+
+    return str(boto3.session.Session().get_partition_for_region(region))

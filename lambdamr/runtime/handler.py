@@ -2,9 +2,13 @@
 
 ``handler(event, context)`` has the signature Lambda calls. For one task it:
 
+0. refuses an event past its ``deadline`` (a late asynchronous delivery: the driver has
+   re-run the task or given up by then), answering ``{"expired": true}`` and running nothing;
 1. loads the pickled function from storage (cached by its content-addressed key, so a warm
-   process fetches it once per job — or once ever, if the same function runs again);
-2. reads the task's calls: inline in the event, or a byte range of the job's argument object;
+   process fetches it once per job — or once ever, if the same function runs again), after
+   checking its signature, its context (session and key) and its content hash;
+2. reads the task's calls: inline in the event, or a byte range of the job's argument object,
+   after checking they were signed for this job and task (and that argument object);
 3. runs each call, catching the user's exceptions with their tracebacks (tblib);
 4. writes one result record (``protocol.encode_result``) to storage, write-once per attempt,
    and returns a small JSON response (carrying the record itself when it is small enough and
@@ -36,7 +40,7 @@ from .. import serialize
 from .._version import __version__
 from ..errors import IntegrityError, SerializationError
 from ..protocol import PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
-from ..signing import Signer, process_key
+from ..signing import Signer, check_content_key, process_key
 from ..storage import Storage, open_storage
 from .capture import capture_task_output
 
@@ -61,13 +65,17 @@ def _signer() -> Signer:
     return Signer(process_key())
 
 
-def _load_function(store: Storage, key: str) -> Any:
+def _load_function(store: Storage, task: TaskEvent) -> Any:
+    key = task.function_key
     with _state_lock:
         fn = _functions.get(key)
         if fn is not None:
             _functions.move_to_end(key)
             return fn
-    fn = serialize.loads(_signer().verify(store.get(key), what=f"function {key}"), what="function")
+    what = f"function {key}"
+    payload = _signer().verify(store.get(key), task.function_context(), what=what)
+    check_content_key(payload, key, what=what)
+    fn = serialize.loads(payload, what="function")
     with _state_lock:
         _functions[key] = fn
         while len(_functions) > _FUNCTION_CACHE_SIZE:
@@ -89,7 +97,7 @@ def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
         what = f"arguments of task {task.task_id} in {rng.key}"
     else:
         raise SerializationError(f"task {task.task_id} carries no arguments")
-    return serialize.loads(_signer().verify(data, what=what), what="task arguments")
+    return serialize.loads(_signer().verify(data, task.arguments_context(), what=what), what="task arguments")
 
 
 def _peak_rss_mb() -> float:
@@ -153,6 +161,27 @@ def _run_calls(fn: Any, calls: list[tuple[tuple, dict]]) -> tuple[list[CallOutco
     return outcomes, frames
 
 
+def _expired_response(task: TaskEvent, now: float) -> dict[str, Any]:
+    """The answer to an event that arrived after its deadline: nothing loaded, nothing run,
+    nothing stored (the driver counts the attempt as lost)."""
+    assert task.deadline is not None
+    print(
+        f"lambdamr: refusing task {task.task_id} of job {task.job_id} attempt {task.attempt}: it arrived "
+        f"{now - task.deadline:.0f} s after its deadline",
+        file=sys.stderr,
+    )
+    return {
+        "lambdamr": PROTOCOL_VERSION,
+        "job_id": task.job_id,
+        "task_id": task.task_id,
+        "attempt": task.attempt,
+        "result_key": None,
+        "ok": False,
+        "expired": True,
+        "late_s": round(now - task.deadline, 3),
+    }
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Run one lambdamr task. This is the AWS Lambda entry point (and the local workers')."""
     global _cold
@@ -160,13 +189,15 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     with _state_lock:
         cold, _cold = _cold, False
     task = TaskEvent.from_dict(event)
+    if task.expired(started):
+        return _expired_response(task, started)
     store = store_for(task.storage)
     requests_before = store.stats.snapshot()
 
     task_error: CallOutcome | None = None
     with capture_task_output() as captured:  # prints and logging records -> header["logs"]
         try:
-            fn = _load_function(store, task.function_key)
+            fn = _load_function(store, task)
             calls = _load_calls(store, task)
             loaded = time.time()
             outcomes, frames = _run_calls(fn, calls)
@@ -197,6 +228,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "loaded": loaded,
             "finished": finished,
             "cold": cold,
+            "init_ms": _INIT_MS if cold else None,  # the INIT phase, billed with a cold start
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         },
         "requests": requests,
@@ -210,7 +242,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             "pid": os.getpid(),
         },
     }
-    record = _signer().sign(encode_result(header, frames))
+    record = _signer().sign(encode_result(header, frames), task.result_context())
     inline = inline and inline_size(len(record)) + 1024 <= task.reply_inline_max
     store_it = store_it or not inline
     stored = False
@@ -230,3 +262,20 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if inline:
         response["record"] = base64.b64encode(record).decode("ascii")
     return response
+
+
+def _process_age_ms() -> int | None:
+    """Milliseconds since this process started (Linux ``/proc``, 10 ms ticks), else None."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time since boot
+        return max(0, round((time.clock_gettime(time.CLOCK_BOOTTIME) - started_s) * 1000))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+# Lambda's INIT phase, billed on a cold start since August 2025: from the runtime process's
+# start to this module (imported while Lambda initialises the function) being ready. A
+# driver running tasks in-process (the inline backend) has no INIT phase of its own.
+_INIT_MS = None if "lambdamr.executor" in sys.modules else _process_age_ms()

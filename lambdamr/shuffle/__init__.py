@@ -19,10 +19,21 @@ See ``docs/map_reduce.md`` for the design: format, requests per job, failure han
 
 from __future__ import annotations
 
-from .driver import run_map_reduce, run_map_then_reduce
-from .partition import RangePartitioner, stable_hash, stable_partition
-from .plan import MapReduceOptions
-from .result import MapReduceResult, MapReduceStats
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported lazily: the remote side unpickles a MapTask (which imports this package first)
+# and must not load the driver half (driver, phases, and through them jobs and futures).
+_EXPORTS = {
+    "MapReduceOptions": "lambdamr.shuffle.plan",
+    "MapReduceResult": "lambdamr.shuffle.result",
+    "MapReduceStats": "lambdamr.shuffle.result",
+    "RangePartitioner": "lambdamr.shuffle.partition",
+    "run_map_reduce": "lambdamr.shuffle.driver",
+    "run_map_then_reduce": "lambdamr.shuffle.driver",
+    "stable_hash": "lambdamr.shuffle.partition",
+    "stable_partition": "lambdamr.shuffle.partition",
+}
 
 __all__ = [
     "MapReduceOptions",
@@ -34,3 +45,22 @@ __all__ = [
     "stable_hash",
     "stable_partition",
 ]
+
+if TYPE_CHECKING:
+    from .driver import run_map_reduce, run_map_then_reduce
+    from .partition import RangePartitioner, stable_hash, stable_partition
+    from .plan import MapReduceOptions
+    from .result import MapReduceResult, MapReduceStats
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lambdamr.shuffle' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..callables import check_plain_function
 from ..errors import ConfigurationError, LambdaMRError
 from ..inputs import ObjectSource
 from ..storage import Storage, storage_from_url
@@ -30,7 +31,7 @@ from .plan import (
     default_reducers,
     reduce_budget_bytes,
 )
-from .reducer import ReduceOutput, ReduceTask, SegmentRef
+from .reducer import NumberedReduce, ReduceOutput, ReduceTask, SegmentRef
 from .result import MapReduceResult, MapReduceStats
 from .whole import ReduceAllTask, StoreResultTask, WholePlan
 
@@ -45,8 +46,7 @@ _KINDS = ("puts", "gets", "lists", "deletes")
 
 
 def _check_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"map_reduce: {name} must be a function, got {type(fn).__name__} {fn!r}")
+    check_plain_function(fn, f"map_reduce: {name}")
 
 
 def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Storage]]:
@@ -58,6 +58,7 @@ def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Sto
                 f"inputs {inputs.location!r} are in a local folder, which the {ex.backend.name!r} backend "
                 "cannot read: upload them to S3 and pass lambdamr.objects('s3://bucket/prefix/')"
             )
+        ex.backend.check_access(reads=(store.url(key) for key, _ in listing))
         return inputs.split(store, listing), [store]
     if isinstance(inputs, (str, bytes)):
         raise ConfigurationError(
@@ -93,6 +94,7 @@ def resolve_output(ex: LambdaExecutor, options: MapReduceOptions) -> tuple[Outpu
             "give output='s3://bucket/prefix'"
         )
     target = OutputTarget(store.spec(), prefix.strip("/"), options.output_format)
+    ex.backend.check_access(writes=[store.url(target.key(0).rsplit("part-", 1)[0]) + "part-*"])
     existing = next(iter(store.list(target.key(0).rsplit("part-", 1)[0] + "part-")), None)
     if existing is not None:
         raise ConfigurationError(
@@ -192,8 +194,9 @@ def run_map_reduce(
     map_phase = Phase(
         ex, MapTask(map_plan), "map", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
+    reduce_task = NumberedReduce(ReduceTask(reduce_plan))
     reduce_phase = Phase(
-        ex, ReduceTask(reduce_plan), "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
+        ex, reduce_task, "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
     succeeded = False
     try:
@@ -203,7 +206,7 @@ def run_map_reduce(
             for r, (offset, length, pairs, is_sorted, digest) in enumerate(out.segments):
                 if length:
                     columns[r].append(SegmentRef(out.name, offset, length, pairs, is_sorted, digest))
-        reduce_outputs: list[ReduceOutput] = reduce_phase.run(columns)
+        reduce_outputs: list[ReduceOutput] = reduce_phase.run([(r, col) for r, col in enumerate(columns) if col])
         _collect(result, reduce_outputs)
         succeeded = True
     finally:
@@ -224,18 +227,25 @@ def run_map_reduce(
 
 
 def _collect(result: MapReduceResult, outputs: list[ReduceOutput]) -> None:
-    for out in outputs:
+    came_from: dict[Any, int] = {}
+    for number, out in enumerate(outputs):
         if out.output_key is not None:
             result.output_keys.append(out.output_key)
             result.output_digests.append(out.output_digest)
             continue
         for key, value in out.results or ():
             if key in result:
+                if came_from[key] == number:
+                    raise ConfigurationError(
+                        f"key {key!r} came out of one reducer twice: its keys compare equal but do not sort "
+                        "together (keys of mixed types, or objects whose == and < disagree); emit keys of one type"
+                    )
                 raise ConfigurationError(
                     f"key {key!r} reached two reducers: the partition function must send equal keys to the "
                     "same reducer in every process (do not use hash() of str or bytes: it is salted per process)"
                 )
             result[key] = value
+            came_from[key] = number
 
 
 def _fill_stats(

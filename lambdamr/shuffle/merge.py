@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, IntegrityError
 from .format import FRAME_BYTES, new_digest, read_file_frames, write_frames
+from .partition import not_a_groupable_key
 
 #: a decoded frame takes about this many times its pickled size in memory
 FRAME_EXPANSION = 8
@@ -37,6 +38,8 @@ def group_in_memory(segments: Iterable[Iterable[tuple[Any, Any]]]) -> dict[Any, 
         for key, value in pairs:
             values = groups.get(key)
             if values is None:
+                if key != key:  # NaN: every copy would be a group of its own
+                    raise not_a_groupable_key(key)
                 groups[key] = [value]
             else:
                 values.append(value)
@@ -154,6 +157,8 @@ class SpillMerger:
         self.passes += 1
         try:
             for key, group in itertools.groupby(self._merged(self.runs), key=itemgetter(0)):
+                if key != key:  # NaN sorts nowhere: the merge order, and so every group, would be wrong
+                    raise not_a_groupable_key(key)
                 yield key, [value for _, value in group]
         except TypeError as exc:
             raise ConfigurationError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import decimal
 import enum
 import hashlib
 import math
@@ -23,7 +24,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import SerializationError
+from ..errors import ConfigurationError, SerializationError
 
 _LEN = struct.Struct("<I")
 
@@ -42,11 +43,8 @@ def canonical_bytes(key: Any) -> bytes:
         return b"n"
     if isinstance(key, numbers.Integral):  # bool and numpy integers included: True == 1
         return b"i" + str(int(key)).encode()
-    if isinstance(key, numbers.Real):
-        value = float(key)
-        if math.isfinite(value) and value.is_integer():
-            return b"i" + str(int(value)).encode()  # 2.0 == 2
-        return b"f" + repr(value).encode()
+    if isinstance(key, (numbers.Real, decimal.Decimal)):  # Decimal is no numbers.Real, yet Decimal(1) == 1
+        return _number_bytes(key)
     if isinstance(key, tuple):  # namedtuples too: they equal plain tuples
         return _joined(b"t", [canonical_bytes(item) for item in key])
     if isinstance(key, frozenset):
@@ -68,6 +66,35 @@ def canonical_bytes(key: Any) -> bytes:
             f"a key cannot be pickled: {_short(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "
             "Keys cross the shuffle through storage; use plain data (str, bytes, numbers, tuples, dataclasses)"
         ) from exc
+
+
+def _number_bytes(key: Any) -> bytes:
+    """Equal numbers of any type (int, float, Fraction, Decimal, numpy) encode equally."""
+    if key != key:
+        raise not_a_groupable_key(key)
+    if isinstance(key, float) or not math.isfinite(key):
+        value = float(key)
+        if math.isfinite(value) and value.is_integer():
+            return b"i" + str(int(value)).encode()  # 2.0 == 2
+        return b"f" + repr(value).encode()
+    if key == int(key):  # Fraction(4, 2), Decimal("2.00")
+        return b"i" + str(int(key)).encode()
+    as_float = float(key)
+    if as_float == key:  # exactly a float: Decimal("0.5") == 0.5
+        return b"f" + repr(as_float).encode()
+    if isinstance(key, decimal.Decimal):  # equal Decimals differ only by trailing zeros
+        return b"D" + str(key.normalize()).encode()
+    if isinstance(key, numbers.Rational):  # Fraction(1, 3): no float equals it
+        return b"q" + f"{key.numerator}/{key.denominator}".encode()
+    return b"f" + repr(as_float).encode()
+
+
+def not_a_groupable_key(key: Any) -> Exception:
+    """The error for a key that is not equal to itself (NaN): its values could not be grouped."""
+    return ConfigurationError(
+        f"map_fn emitted the key {_short(key)}, which is not equal to itself (NaN), so its values cannot be "
+        "grouped: replace NaN keys with None or a string before emitting them"
+    )
 
 
 def _short(obj: Any, limit: int = 80) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import validate_memory, validate_timeout
+from ..config import is_whole_number, validate_memory, validate_timeout
 from ..errors import ConfigurationError
 
 OUTPUT_FORMATS = ("pickle", "text", "raw")
@@ -30,6 +30,9 @@ REDUCE_MEMORY_SHARE = 0.5
 RUNTIME_BASELINE_MB = 96
 #: rough in-memory cost of one decoded pair beyond its pickled bytes (tuple, list slot, objects)
 PAIR_OVERHEAD_BYTES = 120
+#: the most reducers one run takes: every mapper reports a byte range per reducer, and up to
+#: mappers x reducers ranged GETs follow (reducers that receive no pair are not invoked)
+MAX_REDUCERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,23 @@ class MapReduceOptions:
     def __post_init__(self) -> None:
         for name in ("reducers", "mappers"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (not is_whole_number(value) or value < 1):
                 raise ConfigurationError(f"map_reduce({name}={value!r}): give a whole number >= 1, or None")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+        if self.reducers is not None and self.reducers > MAX_REDUCERS:
+            raise ConfigurationError(
+                f"map_reduce(reducers={self.reducers}): at most {MAX_REDUCERS:,} reducers; every mapper writes one "
+                "partition per reducer, so use fewer (a reducer handles many keys)"
+            )
+        if not is_whole_number(self.retries) or self.retries < 0:
             raise ConfigurationError(f"map_reduce(retries={self.retries!r}): give 0 (no retry) or a positive count")
         for name in ("partition", "combine"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigurationError(f"map_reduce({name}=...): expected a function, got {type(value).__name__}")
+        if not isinstance(self.keep_intermediate, bool):
+            raise ConfigurationError(
+                f"map_reduce(keep_intermediate={self.keep_intermediate!r}): give True or False"
+            )
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigurationError(
                 f"map_reduce(output_format={self.output_format!r}): choose one of {', '.join(OUTPUT_FORMATS)}"
@@ -66,7 +78,10 @@ class MapReduceOptions:
         if self.output is not None and not (isinstance(self.output, str) and self.output):
             raise ConfigurationError("map_reduce(output=...): give s3://bucket/prefix or a folder path")
         if self.reduce_budget_mb is not None and not (
-            isinstance(self.reduce_budget_mb, (int, float)) and self.reduce_budget_mb > 0
+            isinstance(self.reduce_budget_mb, (int, float))
+            and not isinstance(self.reduce_budget_mb, bool)
+            and math.isfinite(self.reduce_budget_mb)
+            and self.reduce_budget_mb > 0
         ):
             raise ConfigurationError(f"map_reduce(reduce_budget_mb={self.reduce_budget_mb!r}): give a positive number")
         if self.memory_mb is not None:

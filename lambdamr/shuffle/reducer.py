@@ -200,3 +200,16 @@ class ReduceTask:
             merger.close()
             raise
         return merger
+
+
+class NumberedReduce:
+    """The reduce task of the reducers that received pairs, each run under its own number
+    (a reducer that received nothing is never invoked: no task, no output part)."""
+
+    def __init__(self, task: ReduceTask) -> None:
+        self.task = task
+        self.__name__ = task.__name__
+
+    def __call__(self, index: int, attempt: int, payload: tuple[int, list[SegmentRef]]) -> ReduceOutput:
+        reducer, segments = payload
+        return self.task(reducer, attempt, segments)

@@ -34,6 +34,15 @@ def open_storage(spec: dict[str, Any]) -> Storage:
     return getattr(module, class_name)(**spec)
 
 
+def reopen_storage(store: Storage) -> Storage:
+    """A store of its own for a background writer (its own connections, counted apart), rebuilt
+    from ``store``'s spec; ``store`` itself when it cannot be rebuilt from a spec."""
+    try:
+        return open_storage(store.spec())
+    except Exception:
+        return store
+
+
 def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str | None = None) -> tuple[Storage, str]:
     """Open the store a URL names and return it with the key prefix the URL carries.
 
@@ -50,6 +59,11 @@ def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str |
         if endpoint_url:
             spec["endpoint_url"] = endpoint_url
         return open_storage(spec), parsed.path.strip("/")
+    if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        raise ConfigurationError(
+            f"storage URL {url!r} names the host {parsed.netloc!r}, not a folder: write file:///absolute/path "
+            f"(three slashes), or the plain path {url[len('file://'):]!r} for a folder relative to this directory"
+        )
     if parsed.scheme in ("file", ""):
         path = parsed.path if parsed.scheme == "file" else url
         return open_storage({"kind": "local", "root": os.path.expanduser(path)}), ""
@@ -58,4 +72,4 @@ def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str |
     )
 
 
-__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "storage_from_url"]
+__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "reopen_storage", "storage_from_url"]

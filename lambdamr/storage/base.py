@@ -19,10 +19,12 @@ from ..counters import Counters
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A listed object: its key and size in bytes."""
+    """A listed object: its key, size in bytes and, when the store tells, when it was last
+    written (seconds since the epoch)."""
 
     key: str
     size: int
+    modified: float | None = None
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Storage in a local folder: the embedded default, private to the user (modes 0700/0600)."""
+"""Storage in a local folder: the embedded default, private to the user (modes 0700/0600).
+
+Several drivers may share one folder: each removes the folders it empties (S3 has none to
+leave behind), so a folder can vanish between another writer's ``mkdir`` and its write; a
+write then makes the folder again and retries. File-system failures become ``StorageError``s
+that say what happened (read-only, disk full, permission denied) instead of a bare ``OSError``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,60 @@ import errno
 import io
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ConfigurationError, ObjectNotFound, StorageError
+from ..errors import (
+    ConfigurationError,
+    ObjectNotFound,
+    StorageError,
+    StorageFullError,
+    StoragePermissionError,
+    StorageReadOnlyError,
+)
 from .base import ObjectInfo, Storage
+
+#: times a write makes its folder again after another driver's cleanup removed it meanwhile
+WRITE_ATTEMPTS = 5
+FOLDER_MODE = 0o700
+
+_ERRNO_ERRORS: dict[int, tuple[type[StorageError], str]] = {
+    errno.EROFS: (StorageReadOnlyError, "the file system is read-only: remount it read-write, or choose another folder"),
+    errno.ENOSPC: (StorageFullError, "no space left on the device: free some space, or choose another folder"),
+    errno.EDQUOT: (StorageFullError, "the disk quota is exceeded: free some space, or choose another folder"),
+    errno.EACCES: (StoragePermissionError, "permission denied: make the folder writable by this user, or choose another"),
+    errno.EPERM: (StoragePermissionError, "operation not permitted: make the folder writable by this user, or choose another"),
+}
+
+
+def storage_error(exc: OSError, doing: str) -> StorageError:
+    """The ``StorageError`` (subclass) that says what a file-system failure means."""
+    cls, hint = _ERRNO_ERRORS.get(exc.errno or 0, (StorageError, "see the error above"))
+    error = cls(f"could not {doing}: {hint} (storage=... or LAMBDAMR_STORAGE) [{exc.strerror or exc}]")
+    error.__cause__ = exc
+    return error
+
+
+def make_private_folders(folder: Path, stop: Path | None = None) -> None:
+    """Create ``folder`` and every missing parent (below ``stop``) with mode 0700.
+
+    ``Path.mkdir(parents=True, mode=...)`` gives the mode to the last folder only; its
+    parents get the umask's default (often 0755), readable by every user of the machine.
+    """
+    missing = []
+    while folder != stop and not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=FOLDER_MODE)
+        except FileExistsError:
+            pass
 
 
 class LocalStorage(Storage):
@@ -28,7 +81,7 @@ class LocalStorage(Storage):
         super().__init__()
         self.root = Path(root).expanduser().resolve()
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_folders(self.root)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot create the local storage folder {self.root}: {exc.strerror}; "
@@ -45,8 +98,7 @@ class LocalStorage(Storage):
 
     def put_parts(self, key: str, parts: Sequence[bytes | memoryview], *, if_absent: bool = False) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # created 0600
+        fd, tmp = self._new_temp_file(path.parent, key)
         size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -61,12 +113,29 @@ class LocalStorage(Storage):
                     os.unlink(tmp)
             else:
                 os.replace(tmp, path)
+        except OSError as exc:
+            _discard(tmp)
+            raise storage_error(exc, f"write {self.url(key)}") from exc
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _discard(tmp)
             raise
         self.stats.add(puts=1, bytes_written=size)
         return True
+
+    def _new_temp_file(self, folder: Path, key: str) -> tuple[int, str]:
+        """A new temp file (0600) in ``folder``, made again if another driver's cleanup
+        removes the folder between its creation and the file's (the folder is only removed
+        while empty, so once the file is in it, it stays)."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                make_private_folders(folder, stop=self.root)
+                return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            except FileNotFoundError as exc:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise storage_error(exc, f"write {self.url(key)} (its folder kept vanishing)") from exc
+            except OSError as exc:
+                raise storage_error(exc, f"write {self.url(key)}") from exc
+        raise AssertionError("unreachable")
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         path = self._path(key)
@@ -80,6 +149,8 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
         except IsADirectoryError:
             raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
+        except OSError as exc:
+            raise storage_error(exc, f"read {self.url(key)}") from exc
         self.stats.add(gets=1, bytes_read=len(data))
         return data
 
@@ -91,6 +162,8 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
         except IsADirectoryError:
             raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
+        except OSError as exc:
+            raise storage_error(exc, f"read {self.url(key)}") from exc
         try:
             size = os.fstat(fh.fileno()).st_size
             fh.seek(start)
@@ -118,10 +191,10 @@ class LocalStorage(Storage):
                 if name.startswith(".tmp-") or not key.startswith(prefix) or key <= start_after:
                     continue
                 try:
-                    size = os.stat(os.path.join(dirpath, name)).st_size
+                    info = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:  # deleted while listing
                     continue
-                found.append(ObjectInfo(key, size))
+                found.append(ObjectInfo(key, info.st_size, info.st_mtime))
         found.sort(key=lambda info: info.key)
         yield from found
 
@@ -134,6 +207,8 @@ class LocalStorage(Storage):
                 path.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                raise storage_error(exc, f"delete {self.url(key)}") from exc
             count += 1
             parents.add(path.parent)
         self.stats.add(deletes=count)
@@ -149,7 +224,7 @@ class LocalStorage(Storage):
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                     return
-                raise
+                raise storage_error(exc, f"remove the empty folder {folder}") from exc
             folder = folder.parent
 
     def delete_prefix(self, prefix: str) -> int:
@@ -157,7 +232,18 @@ class LocalStorage(Storage):
             folder = self._path(prefix.rstrip("/"))
             if folder.is_dir():
                 count = sum(len(files) for _, _, files in os.walk(folder))
-                shutil.rmtree(folder, ignore_errors=True)
+                failures: list[OSError] = []
+
+                def note(function: Any, path: str, exc: BaseException) -> None:
+                    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+                        failures.append(exc)
+
+                if sys.version_info >= (3, 12):
+                    shutil.rmtree(folder, onexc=note)
+                else:  # onerror is deprecated from 3.12 on
+                    shutil.rmtree(folder, onerror=lambda function, path, info: note(function, path, info[1]))
+                if failures:
+                    raise storage_error(failures[0], f"delete the objects under {self.url(prefix)}")
                 self.stats.add(deletes=count)
                 self._prune(folder.parent)
                 return count
@@ -169,6 +255,13 @@ class LocalStorage(Storage):
 
     def url(self, key: str = "") -> str:
         return str(self.root / key) if key else str(self.root)
+
+
+def _discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # gone already, or the store refuses even that: nothing more to do
+        pass
 
 
 class _RangeReader(io.RawIOBase):

@@ -54,8 +54,9 @@ def translate_error(exc: Exception, what: str) -> LambdaMRError:
             return ObjectNotFound(f"{what}: no such object")
         if code in _PERMISSION:
             return StoragePermissionError(
-                f"{what}: access denied ({code}); the credentials or role need s3:GetObject, "
-                "s3:PutObject, s3:ListBucket and s3:DeleteObject on this prefix"
+                f"{what}: access denied ({code}); the driver's credentials need s3:GetObject, "
+                "s3:PutObject, s3:ListBucket and s3:DeleteObject on this prefix, the Lambda runtime's "
+                "role a `lambdamr deploy --read/--write` grant (`lambdamr status` lists them)"
             )
         if code in _TRANSIENT:
             return StorageUnavailable(f"{what}: S3 is throttling or failing ({code}: {message}); retry later")
@@ -165,7 +166,7 @@ class S3Storage(Storage):
                 raise translate_error(exc, f"listing {self.url(prefix)}") from exc
             self.stats.add(lists=1)
             for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"], int(item["Size"]))
+                yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")

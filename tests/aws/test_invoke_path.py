@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import time
 import uuid
 
@@ -24,8 +25,16 @@ from lambdamr.backends.aws_function import RuntimeMismatchError
 from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
-from lambdamr.protocol import TaskEvent, call_outcomes, decode_result, encode_inline_args
-from lambdamr.signing import Signer
+from lambdamr.protocol import (
+    TaskEvent,
+    arguments_context,
+    call_outcomes,
+    decode_result,
+    encode_inline_args,
+    function_context,
+    session_of,
+)
+from lambdamr.signing import Signer, content_hash, read_context
 from lambdamr.storage.s3 import S3Storage
 from lambdamr.testing.lambda_service import Faults
 
@@ -52,11 +61,12 @@ def _events(
 ) -> list[Invocation]:
     job = storage.job
     signer = _signer(storage.deployment)
-    function_key = f"lambdamr/{job}/fn"
-    storage.put(function_key, signer.sign(serialize.dumps(fn)))
+    pickled = serialize.dumps(fn)
+    function_key = f"lambdamr/{job}/fn/{content_hash(pickled)}"
+    storage.put(function_key, signer.sign(pickled, function_context(session_of(job), function_key)))
     invocations = []
     for i in range(n):
-        args = encode_inline_args(signer.sign(serialize.dumps([((i,), {})])))
+        args = encode_inline_args(signer.sign(serialize.dumps([((i,), {})]), arguments_context(job, i, None)))
         event = TaskEvent(
             job_id=job,
             task_id=i,
@@ -88,8 +98,10 @@ def _wait_results(storage: S3Storage, job: str, count: int, timeout: float = 30.
 
 
 def _value(record: bytes, deployment=None):
-    if record[:4] == b"LMS1":  # signed by the runtime with the deployment's key
-        record = bytes(record[36:])
+    if record[:4] == b"LMS2":  # signed by the runtime with the deployment's key, for its context
+        context = read_context(record)
+        assert context is not None and context["kind"] == "result"
+        record = bytes(record[40 + int.from_bytes(record[36:40], "little") :])
     header, frames = decode_result(record)
     assert all(outcome.ok for outcome in call_outcomes(header))
     return serialize.loads(frames[0])
@@ -254,8 +266,9 @@ def test_a_runtime_of_another_version_is_refused_with_the_fix(fresh_deployment, 
 def test_storage_in_another_bucket_is_refused(deployment, standin, s3_bucket):
     service = standin()
     backend = _backend(deployment, service)
-    with pytest.raises(ConfigurationError, match=f"may only use bucket {deployment.bucket!r}"):
-        backend.prepare(S3Storage(s3_bucket, region=REGION, endpoint_url=deployment.endpoint))
+    temp = f"s3://{s3_bucket}/lambdamr/*"
+    with pytest.raises(ConfigurationError, match=f"may not read {re.escape(temp)} or write {re.escape(temp)}"):
+        backend.check_access(reads=[temp], writes=[temp])
 
 
 def test_concurrency_cap_comes_from_the_account(deployment, standin):

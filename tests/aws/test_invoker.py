@@ -1,12 +1,15 @@
 """The invoker on its own: backoff with full jitter, deadlines, error translation, and the
-lean Invoke client checked against botocore's signer and moto's server."""
+lean Invoke client checked against botocore's signer, moto's server, and a scripted endpoint
+on 127.0.0.1 (bare 5xx answers, TLS with a throwaway certificate, an invoke never answered)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import ssl
 import threading
+import time
 
 import boto3
 import pytest
@@ -16,8 +19,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from lambdamr.backends.aws_errors import LambdaRuntimeError, RuntimeImportError
-from lambdamr.backends.aws_fastinvoke import FastInvokeClient, SigV4Signer
-from lambdamr.backends.aws_invoke import LambdaInvoker
+from lambdamr.backends.aws_fastinvoke import FastInvokeClient, SigV4Signer, resolved_verify, tls_context
+from lambdamr.backends.aws_invoke import BotoClientPerTimeout, LambdaInvoker, sync_deadline_s
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import (
     ConfigurationError,
@@ -30,6 +33,7 @@ from lambdamr.errors import (
 from lambdamr.protocol import TaskEvent
 
 from .conftest import REGION
+from .scripted_lambda import ACCEPTED, HANG, Answer, scripted_lambda, self_signed_certificate
 
 
 def _invocation(task_id: int = 0, size: int = 10) -> Invocation:
@@ -261,3 +265,151 @@ def test_the_lean_client_speaks_the_real_invoke_api(moto_endpoint):
         fast.invoke(FunctionName="missing-fn", InvocationType="Event", Payload=b"{}")
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert fast.list_functions()["Functions"] is not None  # everything else goes to boto3
+
+
+# ---- which errors are retried --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("500", 500),  # bare 5xx from a load balancer: no error type at all
+        ("502", 502),
+        ("503", 503),
+        ("504", 504),
+        ("ServiceException", 500),
+        ("EC2UnexpectedException", 502),
+        ("EC2ThrottledException", 502),
+        ("ENILimitReachedException", 502),
+        ("ResourceNotReadyException", 502),
+        ("SnapStartNotReadyException", 409),
+    ],
+)
+def test_service_side_failures_are_retried_with_backoff(code, status):
+    client = FakeLambda(_error(code, status), _error(code, status), {"StatusCode": 202})
+    clock = VirtualTime()
+    outcomes = _run(client, [_invocation()], sleep=clock.sleep, clock=lambda: clock.now, rng=lambda: 0.5, backoff_base_s=0.1)
+    assert outcomes == [] and len(client.calls) == 3 and clock.sleeps == [0.05, 0.1]
+
+
+def test_a_5xx_that_names_a_broken_function_configuration_is_not_retried():
+    client = FakeLambda(_error("KMSAccessDeniedException", 502))
+    (outcome,) = _run(client, [_invocation()])
+    assert isinstance(outcome.error, ConfigurationError) and len(client.calls) == 1
+    assert "KMS" in str(outcome.error) and "lambdamr deploy" in str(outcome.error)
+
+
+def test_a_service_that_keeps_failing_is_not_blamed_on_concurrency():
+    client = FakeLambda(*[_error("502", 502)] * 100)
+    clock = VirtualTime()
+    (outcome,) = _run(client, [_invocation()], sleep=clock.sleep, clock=lambda: clock.now, throttle_deadline_s=5)
+    assert isinstance(outcome.error, ThrottledError) and "HTTP 502" in str(outcome.error)
+    assert "max_concurrency" not in str(outcome.error) and "AWS Health Dashboard" in str(outcome.error)
+
+
+def _lean_client(url: str, **boto_kwargs) -> FastInvokeClient:
+    return FastInvokeClient(boto3.client("lambda", region_name=REGION, endpoint_url=url, **boto_kwargs))
+
+
+def _boto_client(url: str, **boto_kwargs):
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=5)
+    return boto3.client("lambda", region_name=REGION, endpoint_url=url, config=config, **boto_kwargs)
+
+
+@pytest.mark.parametrize("make_client", [_lean_client, _boto_client], ids=["lean", "boto3"])
+def test_a_bare_502_over_http_is_retried_by_both_clients(make_client):
+    html = Answer(502, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"})
+    with scripted_lambda(html, Answer(503), ACCEPTED) as server:
+        client = make_client(server.url)
+        outcomes = _run(client, [_invocation()], sleep=lambda s: None)
+    assert outcomes == [] and len(server.requests) == 3
+
+
+# ---- TLS: the lean client trusts exactly what botocore trusts ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.parametrize("make_client", [_lean_client, _boto_client], ids=["lean", "boto3"])
+def test_an_untrusted_certificate_fails_at_once_saying_what_to_fix(certificate, make_client):
+    with scripted_lambda(certificate=certificate) as server:
+        client = make_client(server.url)
+        started = time.monotonic()
+        (outcome,) = _run(client, [_invocation()])  # the real clock and the default 300 s budget
+    assert time.monotonic() - started < 10 and server.requests == []  # the handshake failed: nothing was sent
+    assert isinstance(outcome.error, ConfigurationError)
+    assert "AWS_CA_BUNDLE" in str(outcome.error) and "not trusted" in str(outcome.error)
+    assert "max_concurrency" not in str(outcome.error)
+
+
+def test_the_lean_client_trusts_aws_ca_bundle(certificate, monkeypatch):
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    with scripted_lambda(certificate=certificate) as server:
+        fast = _lean_client(server.url)
+        answer = fast.invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+    assert answer["StatusCode"] == 202 and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("verify_kind", ["path", "false"])
+def test_the_lean_client_follows_the_boto3_clients_verify(certificate, verify_kind):
+    verify = str(certificate[0]) if verify_kind == "path" else False
+    with scripted_lambda(certificate=certificate) as server:
+        fast = _lean_client(server.url, verify=verify)
+        answer = fast.invoke(FunctionName="fn", InvocationType="Event", Payload=b"{}")
+    assert answer["StatusCode"] == 202 and len(server.requests) == 1
+
+
+def test_the_default_trust_store_is_botocores(monkeypatch):
+    from botocore.httpsession import get_cert_path
+
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    assert resolved_verify(boto3.client("lambda", region_name=REGION)) is True
+    context = tls_context(True)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == len(ssl.create_default_context(cafile=get_cert_path(True)).get_ca_certs()) > 0
+
+
+# ---- a synchronous invoke gives up at its task's deadline -----------------------------------
+
+
+def test_a_sync_invoke_waits_as_long_as_an_event_task_before_it_counts_as_lost():
+    from lambdamr.scheduler import LOST_GRACE_S
+
+    for timeout in (1, 5, 300, 900):
+        assert sync_deadline_s(timeout) == timeout + max(LOST_GRACE_S, 0.1 * timeout)
+
+
+@pytest.mark.parametrize("kind", ["lean", "boto3"])
+def test_a_sync_invoke_that_is_never_answered_is_abandoned_at_its_deadline(kind):
+    with scripted_lambda(HANG) as server:
+        if kind == "lean":
+            client = _lean_client(server.url)
+        else:
+            client = BotoClientPerTimeout(lambda seconds: _hanging_boto(server.url, seconds))
+        started = time.monotonic()
+        (outcome,) = _run(client, [_invocation()], invocation_type="RequestResponse", sync_deadline_for=lambda inv: 1.0)
+        waited = time.monotonic() - started
+    assert isinstance(outcome.error, WorkerLostError) and outcome.error.retryable
+    assert "abandoned as lost" in str(outcome.error) and "no answer within 1 s" in str(outcome.error)
+    assert 1.0 <= waited < 8 and len(server.requests) == 1  # once: a request that may be running is not re-sent here
+
+
+def _hanging_boto(url: str, read_timeout: int):
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=read_timeout)
+    return boto3.client("lambda", region_name=REGION, endpoint_url=url, config=config)
+
+
+def test_an_untrusted_certificate_on_the_control_plane_says_the_same(certificate):
+    from lambdamr.backends.aws_function import describe_function
+
+    with scripted_lambda(certificate=certificate) as server:
+        with pytest.raises(ConfigurationError, match="not trusted.*AWS_CA_BUNDLE"):
+            describe_function(_boto_client(server.url), "fn")

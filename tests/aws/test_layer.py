@@ -1,11 +1,11 @@
-"""Building the layer (pip for Lambda's platform, pruning, size limits) and the function
-package (runtime code only). pip itself is replaced by a fake that writes small packages."""
+"""Building the layer: pip for the runtime's platform, pruning, size limits. pip itself is
+replaced by a fake that writes small packages (tests/aws/test_glibc.py checks real ones; the
+function package has tests/aws/test_function_package.py)."""
 
 from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -18,7 +18,7 @@ from lambdamr.deploy.errors import DeployError
 from .conftest import fake_pip
 
 
-def test_the_pip_command_targets_lambdas_platform():
+def test_the_pip_command_targets_the_runtimes_platform():
     assert layer.pip_command(["cloudpickle", "numpy"], "/tmp/t/python", "3.12", "x86_64") == [
         sys.executable,
         "-m",
@@ -31,8 +31,7 @@ def test_the_pip_command_targets_lambdas_platform():
         "cp",
         "--python-version",
         "3.12",
-        "--platform",
-        "manylinux_2_28_x86_64",
+        *[arg for minor in range(34, 16, -1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")],
         "--platform",
         "manylinux2014_x86_64",
         "--no-compile",
@@ -41,8 +40,39 @@ def test_the_pip_command_targets_lambdas_platform():
         "cloudpickle",
         "numpy",
     ]
-    arm = layer.pip_command(["tblib"], "t", "3.11", "arm64")
-    assert arm[arm.index("--platform") + 1] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in arm
+
+
+@pytest.mark.parametrize(
+    ("python", "architecture", "newest", "too_new"),
+    [
+        ("3.10", "x86_64", "manylinux_2_26_x86_64", "manylinux_2_27_x86_64"),  # Amazon Linux 2, glibc 2.26
+        ("3.11", "arm64", "manylinux_2_26_aarch64", "manylinux_2_28_aarch64"),
+        ("3.12", "arm64", "manylinux_2_34_aarch64", "manylinux_2_35_aarch64"),  # Amazon Linux 2023, glibc 2.34
+        ("3.13", "x86_64", "manylinux_2_34_x86_64", "manylinux_2_35_x86_64"),
+        ("3.14", "x86_64", "manylinux_2_34_x86_64", "manylinux_2_35_x86_64"),
+    ],
+)
+def test_platform_tags_follow_the_runtimes_glibc(python, architecture, newest, too_new):
+    tags = layer.platforms(python, architecture)
+    machine = "aarch64" if architecture == "arm64" else "x86_64"
+    assert tags[0] == newest and too_new not in tags
+    assert tags[-2:] == [f"manylinux_2_17_{machine}", f"manylinux2014_{machine}"]
+
+
+def test_lambdas_runtimes_are_offered_and_the_default_is_the_drivers(monkeypatch):
+    from lambdamr.deploy import DeployOptions, runtimes
+    from lambdamr.errors import ConfigurationError
+
+    assert runtimes.LAMBDA_PYTHONS == ("3.10", "3.11", "3.12", "3.13", "3.14")
+    assert DeployOptions().python_version == "{}.{}".format(*sys.version_info[:2])
+    assert DeployOptions(python_version="3.14").runtime == "python3.14"
+    with pytest.raises(ConfigurationError, match=r"'3.9': AWS Lambda runs Python 3.10, 3.11, 3.12, 3.13, 3.14"):
+        DeployOptions(python_version="3.9")
+    monkeypatch.setattr(runtimes, "driver_python", lambda: "3.15")
+    options = DeployOptions()  # status, teardown and clean still work from this driver
+    with pytest.raises(ConfigurationError, match="this driver runs Python 3.15, which AWS Lambda does not offer"):
+        _ = options.lambda_runtime
+    assert DeployOptions(python_version="3.12").runtime == "python3.12"
 
 
 def test_base_packages_come_first_without_duplicates():
@@ -90,17 +120,10 @@ def test_a_failing_pip_says_why(tmp_path):
         layer.run_pip(failing)
 
 
-def test_the_function_package_holds_only_the_runtime():
-    names = zipfile.ZipFile(io.BytesIO(layer.function_package())).namelist()
-    assert "lambdamr/runtime/handler.py" in names and "lambdamr/storage/s3.py" in names
-    assert not any(part in name for name in names for part in ("executor", "scheduler", "backends", "deploy", "cli"))
-    assert layer.function_package() == layer.function_package()  # stable hash: idempotent deploys
+def test_the_cli_offers_exactly_lambdas_runtimes(capsys):
+    from lambdamr.cli import build_parser
 
-
-def test_the_function_package_imports_on_its_own(tmp_path):
-    zipfile.ZipFile(io.BytesIO(layer.function_package())).extractall(tmp_path)
-    code = "import lambdamr.runtime.handler as h, lambdamr; print(lambdamr.__file__); print(h.handler.__name__)"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == [str(tmp_path / "lambdamr" / "__init__.py"), "handler"]
-    assert layer.code_sha256(b"abc") == "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+    assert build_parser().parse_args(["deploy", "--python-version", "3.14"]).python_version == "3.14"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["deploy", "--python-version", "3.9"])
+    assert "invalid choice: '3.9' (choose from" in capsys.readouterr().err

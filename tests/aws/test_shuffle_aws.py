@@ -35,17 +35,27 @@ def test_word_count_on_the_aws_backend_with_duplicate_deliveries(aws_executor, i
 
 
 def test_storage_inputs_and_outputs_on_the_aws_backend(aws_executor, deployment):  # noqa: F811
+    from lambdamr.deploy import deploy
+
     executor, _ = aws_executor()
     text = "\n".join(LINES * 20).encode() + b"\n"
     executor.storage.put("corpus/a.txt", text)
-    out = f"s3://{deployment.bucket}/counts"
-    result = executor.map_reduce(
-        lambda chunk: collections.Counter(chunk.text().split()),
-        lambdamr.objects(f"s3://{deployment.bucket}/corpus/", chunks=3),
-        total,
-        reducers=2,
-        output=out,
-    )
+    corpus, out = f"s3://{deployment.bucket}/corpus/", f"s3://{deployment.bucket}/counts"
+
+    def count(ex):
+        return ex.map_reduce(
+            lambda chunk: collections.Counter(chunk.text().split()),
+            lambdamr.objects(corpus, chunks=3),
+            total,
+            reducers=2,
+            output=out,
+        )
+
+    with pytest.raises(lambdamr.ConfigurationError, match=f"--read {corpus}"):
+        count(executor)  # the role may not read them yet: refused before anything runs
+    deploy(memory_mb=256, timeout_s=20, reads=[corpus], writes=[out + "/"], **deployment.deploy_kwargs())
+    executor, _ = aws_executor()
+    result = count(executor)
     assert dict(result.read_output()) == collections.Counter(text.decode().split())
     with pytest.raises(lambdamr.ConfigurationError, match="local folder"):
         executor.map_reduce(words, lambdamr.objects("/tmp"), total)

@@ -1,0 +1,208 @@
+"""``lambdamr teardown | clean | rotate-key``: the commands that delete or replace something.
+
+Each one first lists what it will delete — counts and sizes per prefix, objects lambdamr did
+not write named apart — then asks (``confirm``): on a terminal the user answers, ``--yes``
+answers for a script, and without either nothing happens. Objects outside lambdamr's own
+prefixes (the temp prefix and ``lambdamr-deploy/``) are never deleted unless
+``teardown --delete-user-objects`` says so, and a bucket holding them is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .confirm import YES_FLAG_HELP, confirm
+from .deploy import common_aws_options, endpoints
+
+
+def register(subparsers: Any) -> None:
+    """Add the destructive subcommands."""
+    p = subparsers.add_parser(
+        "teardown",
+        help="remove what deploy made (and nothing else), after showing the list",
+        description="Remove the function, its layer versions and log group, the role, the signing key secret and "
+        "lambdamr's objects — only what deploy made. The bucket goes too, unless it holds objects lambdamr did not "
+        "write (map_reduce output under a --write grant, say): those and the bucket are kept unless "
+        "--delete-user-objects.",
+    )
+    common_aws_options(p)
+    p.add_argument("--bucket", help="the bucket deploy used (default: the function's, or lambdamr-ACCOUNT-REGION)")
+    p.add_argument("--prefix", default="lambdamr", help="the temp prefix deploy was given")
+    p.add_argument("--keep-bucket", action="store_true", help="keep the bucket and every object in it")
+    p.add_argument(
+        "--delete-user-objects",
+        action="store_true",
+        help="also delete the objects lambdamr did not write, and then the bucket (only in a bucket deploy created)",
+    )
+    p.add_argument(
+        "--delete-key-now",
+        action="store_true",
+        help="delete the signing key's secret without Secrets Manager's 7-day recovery window",
+    )
+    p.add_argument("--yes", action="store_true", help=YES_FLAG_HELP)
+    p.set_defaults(func=_teardown)
+
+    p = subparsers.add_parser(
+        "clean",
+        help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)",
+        description="Delete the objects under the temp prefix that no live driver owns, after listing them by "
+        "session. Nothing outside the temp prefix is touched.",
+    )
+    common_aws_options(p)
+    p.add_argument("--bucket", help="(default: the function's bucket, or lambdamr-ACCOUNT-REGION)")
+    p.add_argument(
+        "--storage", metavar="FOLDER", help="clean a local storage folder (no AWS needed) instead (default: the bucket)"
+    )
+    p.add_argument("--prefix", default="lambdamr", help="the executors' temp prefix")
+    p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="only objects older than this")
+    p.add_argument("--yes", action="store_true", help=YES_FLAG_HELP)
+    p.set_defaults(func=_clean)
+
+    p = subparsers.add_parser(
+        "rotate-key",
+        help="replace the deployment's signing key (running jobs fail)",
+        description="Store a new signing key in the deployment's secret (the old one stays as AWSPREVIOUS) and "
+        "point the function at it. Jobs running now fail, and durable jobs signed with the old key can no longer "
+        "be attached.",
+    )
+    common_aws_options(p)
+    p.add_argument("--yes", action="store_true", help=YES_FLAG_HELP)
+    p.set_defaults(func=_rotate_key)
+
+
+def _print_list(title: str, items: list[str]) -> None:
+    if items:
+        print(title)
+        for item in items:
+            print(f"  - {item}")
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    from ..deploy import teardown
+
+    kwargs: dict[str, Any] = {
+        "region": args.region,
+        "function_name": args.function_name,
+        "bucket": args.bucket,
+        "prefix": args.prefix,
+        "keep_bucket": args.keep_bucket,
+        "delete_key_now": args.delete_key_now,
+        "delete_user_objects": args.delete_user_objects,
+        **endpoints(args),
+    }
+    preview = teardown(dry_run=True, **kwargs)
+    _print_list("lambdamr teardown will delete:", preview["removed"])
+    _print_list("and keep:", preview["kept"])
+    if not preview["removed"]:
+        print("nothing to remove")
+        return 0
+    if not confirm(f"Delete these {len(preview['removed'])} items?", yes=args.yes, command=args.command_line):
+        print("nothing deleted")
+        return 1
+    result = teardown(**kwargs)
+    for item in result["removed"]:
+        print(f"removed {item}")
+    for item in result["kept"]:
+        print(f"kept {item}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from ..deploy import clean, clean_preview
+    from ..deploy.contents import group_by_session, human_size, plural
+
+    if args.storage:
+        return _clean_folder(args)
+    older_than_s = args.older_than * 3600
+    common = {
+        "region": args.region,
+        "function_name": args.function_name,
+        "bucket": args.bucket,
+        "prefix": args.prefix,
+        "older_than_s": older_than_s,
+        **endpoints(args),
+    }
+    bucket, objects = clean_preview(**common)
+    location = f"s3://{bucket}/{args.prefix}/"
+    if not objects:
+        print(f"nothing to delete under {location} (sessions of live drivers are kept)")
+        return 0
+    total = sum(size for _, size in objects)
+    _print_list(
+        f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(total)}) under {location}, "
+        "left by drivers that are gone (nothing outside it is touched):",
+        [usage.describe(f"s3://{bucket}") for usage in group_by_session(bucket, objects, args.prefix).usages],
+    )
+    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
+        print("nothing deleted")
+        return 1
+    count = clean(only={key for key, _ in objects}, **common)
+    print(f"deleted {count} temp objects")
+    return 0
+
+
+def _clean_folder(args: argparse.Namespace) -> int:
+    from ..deploy.contents import group_by_session, human_size, plural
+    from ..errors import ConfigurationError
+    from ..lease import keys_to_clean
+    from ..storage import storage_from_url
+
+    store, base = storage_from_url(args.storage)
+    if store.kind != "local":
+        raise ConfigurationError(f"--storage {args.storage!r}: give a local folder; for S3 use --bucket")
+    prefix = "/".join(p for p in (base, args.prefix.strip("/")) if p)
+    older_than_s = args.older_than * 3600
+
+    def cleanable() -> dict[str, int]:
+        listing = [info for info in store.list(prefix + "/") if info.modified is not None]
+        doomed = set(keys_to_clean([(i.key, float(i.modified or 0)) for i in listing], prefix, older_than_s=older_than_s))
+        return {i.key: i.size for i in listing if i.key in doomed}
+
+    objects = cleanable()
+    if not objects:
+        print(f"nothing to delete under {store.url(prefix)} (sessions of live drivers are kept)")
+        return 0
+    root = store.url("").rstrip("/")
+    _print_list(
+        f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(sum(objects.values()))}) "
+        f"under {store.url(prefix)}, left by drivers that are gone:",
+        [u.describe(root) for u in group_by_session(root, objects.items(), prefix).usages],
+    )
+    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
+        print("nothing deleted")
+        return 1
+    keys = [key for key in cleanable() if key in objects]  # a session that came back to life is spared
+    if keys:
+        store.delete(keys)
+    print(f"deleted {len(keys)} temp objects under {store.url(prefix)}")
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    from ..deploy import rotate_key, status
+    from ..errors import ConfigurationError
+
+    report = status(region=args.region, function_name=args.function_name, **endpoints(args))
+    if not report["deployed"]:
+        raise ConfigurationError(f"{args.function_name}: {report['problem']}")
+    secret = report.get("signing_key_secret")
+    if not secret:
+        raise ConfigurationError(
+            f"the function {args.function_name!r} keeps no signing key in Secrets Manager yet: run `lambdamr deploy` first"
+        )
+    _print_list(
+        f"lambdamr rotate-key will replace the signing key of {args.function_name} in {report['region']}:",
+        [
+            f"secret {secret}: a new current key; the old one stays as AWSPREVIOUS, no longer used",
+            f"function {args.function_name}: its configuration names the new key; versions "
+            f"{', '.join(report['versions']) or '-'} are re-published by the next job that uses them",
+            "jobs running now fail (IntegrityError), and durable jobs signed with the old key can no longer be attached",
+        ],
+    )
+    if not confirm("Rotate the signing key?", yes=args.yes, command=args.command_line):
+        print("signing key not rotated")
+        return 1
+    rotated = rotate_key(region=args.region, function_name=args.function_name, **endpoints(args))
+    print(f"rotated the signing key of {args.function_name}: secret {rotated.arn}, version {rotated.version_id}")
+    return 0
