@@ -21,7 +21,7 @@ from lambdamr.testing.lambda_service.functions import EnvironmentPool, FunctionV
 
 from .conftest import REGION
 from .test_executor_aws import aws_executor  # noqa: F401  (the fixture)
-from .test_invoke_path import _backend, _events, _signer, _storage
+from .test_invoke_path import _backend, _events, _storage
 
 NO_RETRY = Config(retries={"total_max_attempts": 1})
 
@@ -157,7 +157,7 @@ def test_the_runtime_works_with_the_roles_grants_only(deployment, standin):
     backend = _backend(deployment, service, invocation_type="RequestResponse")
     (inside,) = _events(storage, 1)
     outside_key = f"outside-the-grants/{storage.job}/fn"
-    storage.put(outside_key, _signer(deployment).sign(b"not even a pickle"))  # the driver (admin) may
+    storage.put(outside_key, b"never read: the role may not GetObject here")  # the driver (admin) may put it
     outside = Invocation.of(TaskEvent(**{**inside.event.__dict__, "function_key": outside_key}))
     outcomes = []
     backend.prepare(storage)
