@@ -64,6 +64,10 @@ def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
     # every other service the driver reaches (e.g. Secrets Manager) is on moto too
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws_account.endpoint)
+    # boto3's default session keeps the credentials it first found: make it read these
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return key, secret
 
 
