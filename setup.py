@@ -13,6 +13,9 @@ TEST = [
     "pytest>=7.4",
     "pytest-timeout>=2.2",  # a hung job fails its test instead of stalling CI for 90 minutes
     "moto[server]>=5.0",  # S3/IAM/Lambda mocks, and the S3 server on 127.0.0.1 for real HTTP
+    # AWS's runtime interface client: the Lambda stand-in (lambdamr.testing.lambda_service)
+    # runs the deployed handler under it, as Lambda's Python runtimes do
+    "awslambdaric>=3.0",
     *EXAMPLES,
 ]
 

@@ -9,8 +9,9 @@ of the driver's storage requests failing with 503 SlowDown (results are forced t
 storage with ``durable=True`` so that the failures hit the result path).
 
 ``aws``: the AWS backend's real boto3 invokes against the loopback Lambda stand-in
-(``lambdamr.backends.aws_standin``) with S3 on moto's server: throttled invokes, lost
-invocations, duplicate deliveries and killed containers injected by the stand-in.
+(``lambdamr.testing.lambda_service``: the deployed handler under awslambdaric) with S3 on a
+moto server enforcing IAM: throttled invokes, lost invocations, duplicate deliveries and
+killed environments injected by the stand-in.
 
 What is counted is what the job settled, not what ``list(ex.map(...))`` returned (which has
 n items by construction): a ``SettlementLedger`` counts every ``set_result`` and

@@ -1,18 +1,22 @@
 """The driver's cost of launching Lambda tasks: CPU per invoke, invokes per second, memory.
 
-    python benchmarks/invoke.py                      # 1,000 and 10,000 invokes, then a 10,000-task map
+    python benchmarks/invoke.py                      # 1,000 and 10,000 invokes, round trip, a 2,000-task map
     python benchmarks/invoke.py --tasks 2000 --no-map
 
-Part 1 sends asynchronous (Event) invokes through ``AwsLambdaBackend`` to a local HTTP
-endpoint that answers like the Lambda Invoke API (``lambdamr.backends.aws_standin --null``,
-in its own process so that it does not share the driver's interpreter), once with the lean
-Invoke client the backend uses and once with plain boto3 ``invoke``, and prints driver CPU
-microseconds per invoke and invokes per second. On real AWS the endpoint is not on the
-driver's machine; here it takes one of the two cores, so the figures are a lower bound.
+Part 1 sends asynchronous (Event) invokes through ``AwsLambdaBackend`` to the Lambda
+stand-in in accept-only mode (``python -m lambdamr.testing.lambda_service --null``, in its own
+process so that it does not share the driver's interpreter; it still checks every request's
+SigV4 signature), once with the lean Invoke client the backend uses and once with plain boto3
+``invoke``, and prints driver CPU microseconds per invoke and invokes per second. On real AWS
+the endpoint is not on the driver's machine; here it takes one of the two cores, so the
+figures are a lower bound.
 
-Part 2 runs a whole ``LambdaExecutor.map`` of 10,000 tasks on the aws backend — the stand-in
-runs the real handler in worker processes over a local folder — and prints the driver's
-peak memory (target: under 300 MB) and its wall time.
+Part 2 deploys lambdamr on a loopback account (moto with IAM enforced, the layer built with
+real pip) and measures the warm round trip of one small task: a synchronous Invoke through the
+stand-in to ``awslambdaric`` running the deployed handler and back.
+
+Part 3 runs a whole ``LambdaExecutor.map`` on that deployment (S3 on moto) and prints the
+driver's peak memory (target: under 300 MB) and its wall time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,14 +35,13 @@ from lambdamr.backends.aws_lambda import AwsLambdaBackend  # noqa: E402
 from lambdamr.backends.base import Invocation  # noqa: E402
 from lambdamr.protocol import TaskEvent, encode_inline_args  # noqa: E402
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
-os.environ.setdefault("LAMBDAMR_SIGNING_KEY", "ab" * 32)  # shared by the driver and the stand-in's workers
+os.environ.update(AWS_ACCESS_KEY_ID="benchmark", AWS_SECRET_ACCESS_KEY="benchmark")  # the stand-in checks them
+os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
 def start_standin(*args: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "lambdamr.backends.aws_standin", *args],
+        [sys.executable, "-m", "lambdamr.testing.lambda_service", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -97,53 +99,87 @@ def identity(x: int) -> int:
     return x
 
 
-def full_map(n: int, threads: int) -> None:
-    from lambdamr import LambdaExecutor
-    from lambdamr.storage.local import LocalStorage
+def on_a_loopback_account(run) -> None:
+    """Deploy on moto (IAM enforced) through a stand-in, and call ``run(account, service, function, bucket)``."""
+    from lambdamr.testing.aws_account import AwsAccount
 
-    class FolderAwsBackend(AwsLambdaBackend):
-        """The aws backend over a local folder, for a stand-in on this machine."""
-
-        def prepare(self, storage) -> None:
-            pass
-
-        def check_access(self, *, reads=(), writes=()) -> None:
-            pass  # a local folder: no role, no grants
-
-        def signing_key(self) -> bytes:
-            from lambdamr.signing import process_key
-
-            return process_key()
-
-    process, url = start_standin()
+    account = AwsAccount.start()
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            backend = FolderAwsBackend(
-                "bench", region="us-east-1", endpoint_url=url, aliases=False, max_concurrency=1000, invoke_threads=threads
-            )
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            wall = time.perf_counter()
-            with LambdaExecutor(backend, storage=LocalStorage(folder), progress=False, poll_interval_s=0.1) as executor:
-                results = list(executor.map(identity, range(n)))
-            wall = time.perf_counter() - wall
-            assert results == list(range(n))
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"\n{n:,}-task map on the aws backend (stand-in running the handler in 2 worker processes):")
-            print(
-                f"  driver peak memory {peak:.0f} MB (before the map: {before:.0f} MB; target < 300 MB), "
-                f"wall {wall:.1f} s ({n / wall:,.0f} tasks/s, bound by the 2 local workers)"
-            )
+        service = account.standin(max_environments=os.cpu_count() or 2)
+        try:
+            function, bucket = account.deploy(service, memory_mb=1024, timeout_s=60, in_subprocess=True)
+            key, secret = account.admin
+            os.environ.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
+            run(account, service, function, bucket)
+        finally:
+            service.stop()
     finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        process.wait(timeout=30)
+        account.stop()
+
+
+def round_trip(account, service, function: str, bucket: str, n: int = 200) -> None:
+    """Median wall time of a warm synchronous task: Invoke -> awslambdaric -> handler -> response."""
+    import statistics
+
+    from lambdamr import LambdaExecutor
+
+    with LambdaExecutor(
+        backend="aws",
+        storage=f"s3://{bucket}",
+        region="us-east-1",
+        function_name=function,
+        endpoint_url=account.endpoint,
+        lambda_endpoint_url=service.url,
+        invocation_type="RequestResponse",
+        memory_mb=1024,
+        timeout_s=60,
+        progress=False,
+    ) as executor:
+        executor.submit(identity, 0).result()  # cold start, function upload
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            assert executor.submit(identity, i).result() == i
+            times.append(time.perf_counter() - started)
+    print(f"\nwarm round trip of one task (submit -> result, sync Invoke through awslambdaric), {n} tasks:")
+    print(f"  median {1000 * statistics.median(times):.1f} ms, p90 {1000 * sorted(times)[int(0.9 * n)]:.1f} ms")
+
+
+def full_map(account, service, function: str, bucket: str, n: int, threads: int) -> None:
+    from lambdamr import LambdaExecutor
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    wall = time.perf_counter()
+    with LambdaExecutor(
+        backend="aws",
+        storage=f"s3://{bucket}",
+        region="us-east-1",
+        function_name=function,
+        endpoint_url=account.endpoint,
+        lambda_endpoint_url=service.url,
+        memory_mb=1024,
+        timeout_s=60,
+        progress=False,
+        poll_interval_s=0.1,
+        max_concurrency=1000,
+    ) as executor:
+        results = list(executor.map(identity, range(n)))
+    wall = time.perf_counter() - wall
+    assert results == list(range(n))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n{n:,}-task map on the aws backend (stand-in: {os.cpu_count()} awslambdaric environments, S3 on moto):")
+    print(
+        f"  driver peak memory {peak:.0f} MB (before the map: {before:.0f} MB; target < 300 MB), "
+        f"wall {wall:.1f} s ({n / wall:,.0f} tasks/s, bound by the local environments and moto)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--threads", type=int, default=64, help="invoker threads (the backend's default: 64)")
-    parser.add_argument("--no-map", action="store_true", help="skip the 10,000-task map")
+    parser.add_argument("--no-map", action="store_true", help="skip the round trip and the map (no deployment)")
+    parser.add_argument("--map-tasks", type=int, default=2000, help="tasks of the whole map (part 3)")
     args = parser.parse_args()
     process, url = start_standin("--null")
     try:
@@ -159,7 +195,7 @@ def main() -> None:
         process.stdin.close()
         process.wait(timeout=30)
     if not args.no_map:
-        full_map(10_000, args.threads)
+        on_a_loopback_account(lambda *deployed: (round_trip(*deployed), full_map(*deployed, args.map_tasks, args.threads)))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,11 +97,29 @@ def run_pip(command: Sequence[str]) -> None:
         )
 
 
+_TESTS_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w.]*\.(?:tests|test))\b", re.MULTILINE)
+
+
+def imported_test_folders(root: Path) -> set[Path]:
+    """Tests folders that a package's own code imports, so pruning them would break it
+    (numpy 2.3's ``numpy.testing`` imports ``numpy._core.tests._natype``, and scipy imports
+    ``numpy.testing``)."""
+    kept: set[Path] = set()
+    for source in root.rglob("*.py"):
+        if _PRUNED_DIRS & set(source.relative_to(root).parts[:-1]):
+            continue  # what tests import among themselves does not count
+        for dotted in _TESTS_IMPORT.findall(source.read_text(errors="replace")):
+            kept.add(root.joinpath(*dotted.split(".")))
+    return kept
+
+
 def prune(root: Path) -> int:
-    """Remove tests folders, caches and .pyc files; return the bytes saved."""
+    """Remove tests folders (but those the packages import), caches and .pyc files; return
+    the bytes saved."""
     saved = 0
+    keep = imported_test_folders(root)
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_dir() and path.name in _PRUNED_DIRS and path.parent != root:
+        if path.is_dir() and path.name in _PRUNED_DIRS and path.parent != root and path not in keep:
             saved += tree_size(path)
             shutil.rmtree(path)
         elif path.is_file() and path.suffix == ".pyc":

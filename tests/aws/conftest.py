@@ -1,22 +1,32 @@
-"""AWS fixtures: a fake pip, a deployment on moto's server, and the Lambda stand-in.
+"""AWS fixtures: moto with IAM enforced, a real deployment, and the Lambda stand-in.
 
-The Lambda stand-in (``lambdamr.backends.aws_standin``) answers Invoke like the service and
-runs the real handler in worker processes; every other Lambda API call it forwards to moto's
-server, where ``lambdamr.deploy.deploy`` created the function. S3 is moto's server too.
+* ``aws_account`` (session): a moto server in its own process with IAM enforcement on and an
+  administrator whose keys the driver and deploy use (``lambdamr.testing.moto_iam``).
+* ``deployment``: ``lambdamr.deploy.deploy`` run against it, its Lambda calls through a
+  stand-in so that the uploaded function package and layer are what environments run. The
+  layer is built by the project's builder with real pip (numpy, cloudpickle, tblib wheels for
+  the deployed runtime from PyPI), cached under ``~/.cache/lambdamr-tests`` so reruns are fast.
+* ``standin``: start Lambda stand-ins (``lambdamr.testing.lambda_service``): each invocation
+  runs in a ``python -I -S`` process under ``awslambdaric`` with the role's own credentials.
+
+``fake_pip`` stays for the unit tests of the layer builder and deploy's bookkeeping, which run
+against the unauthenticated moto of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from lambdamr.backends.aws_standin import Faults, LambdaStandin
+from lambdamr.testing.aws_account import AwsAccount
+from lambdamr.testing.lambda_service import Faults, LambdaService
 
 REGION = "us-east-1"
+#: Lambda's 1 and 2 minute re-delivery delays shrink by this in tests
+RETRY_DELAY_SCALE = 0.01
 
 
 def fake_pip(command: Sequence[str]) -> None:
@@ -37,48 +47,81 @@ def no_sleep(seconds: float) -> None:
     pass
 
 
-@dataclass
-class Deployment:
-    """A lambdamr deployment on the moto server."""
-
-    function_name: str
-    bucket: str
-    endpoint: str
-
-    def deploy_kwargs(self) -> dict:
-        return {
-            "region": REGION,
-            "bucket": self.bucket,
-            "function_name": self.function_name,
-            "endpoint_url": self.endpoint,
-            "pip": fake_pip,
-            "sleep": no_sleep,
-            # moto enforces bucket policies, and its server speaks plain HTTP
-            "require_tls": False,
-        }
+@pytest.fixture(scope="session")
+def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsAccount]:
+    account = AwsAccount.start(tmp_path_factory.mktemp("lambda-standin"), REGION)
+    yield account
+    account.stop()
 
 
 @pytest.fixture
-def deployment(moto_endpoint: str) -> Deployment:
-    """A fresh deployment (its own function and bucket) on the shared moto server."""
-    from lambdamr.deploy import deploy
+def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The driver (and boto3 in the tests) act as the account's administrator."""
+    key, secret = aws_account.admin
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    # every other service the driver reaches (e.g. Secrets Manager) is on moto too
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws_account.endpoint)
+    # boto3's default session keeps the credentials it first found: make it read these
+    import boto3
 
-    suffix = uuid.uuid4().hex[:8]
-    dep = Deployment(f"lmr-{suffix}", f"lambdamr-e2e-{suffix}", moto_endpoint)
-    deploy(memory_mb=256, timeout_s=20, **dep.deploy_kwargs())
-    return dep
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    return key, secret
 
 
 @pytest.fixture
-def standin(moto_endpoint: str) -> Iterator[Callable[..., LambdaStandin]]:
+def standin(aws_account: AwsAccount, admin_credentials: tuple[str, str]) -> Iterator[Callable[..., LambdaService]]:
     """Start Lambda stand-ins forwarding the control plane to moto; all stopped after."""
-    started: list[LambdaStandin] = []
+    started: list[LambdaService] = []
 
-    def start(faults: Faults | None = None, **kwargs) -> LambdaStandin:
-        service = LambdaStandin(control_url=moto_endpoint, logs_endpoint_url=moto_endpoint, faults=faults, **kwargs).start()
+    def start(faults: Faults | None = None, **kwargs) -> LambdaService:
+        service = aws_account.standin(faults=faults, **{"retry_delay_scale": RETRY_DELAY_SCALE, "max_environments": 2, **kwargs})
         started.append(service)
         return service
 
     yield start
     for service in started:
         service.stop()
+
+
+@dataclass
+class Deployment:
+    """A lambdamr deployment on the IAM-enforcing moto server."""
+
+    function_name: str
+    bucket: str
+    endpoint: str
+    account: AwsAccount
+    through: LambdaService  # the stand-in it was deployed through (control plane, code uploads)
+
+    def deploy_kwargs(self) -> dict:
+        """What a test passes to ``deploy`` to change this deployment (as the administrator)."""
+        return self.account.deploy_kwargs(self.through, self.function_name, self.bucket)
+
+
+def _deploy(account: AwsAccount, through: LambdaService, packages: Sequence[str] = ()) -> Deployment:
+    function, bucket = account.deploy(through, memory_mb=256, timeout_s=20, packages=packages)
+    return Deployment(function, bucket, account.endpoint, account, through)
+
+
+@pytest.fixture(scope="session")
+def shared_deployment(aws_account: AwsAccount) -> Iterator[Deployment]:
+    """One deployment for the tests that only use it (a deploy with a real layer takes seconds);
+    its layer has scikit-learn, which the random forest example's tasks import."""
+    service = aws_account.standin()
+    yield _deploy(aws_account, service, packages=["scikit-learn"])
+    service.stop()
+
+
+@pytest.fixture
+def deployment(shared_deployment: Deployment, admin_credentials: tuple[str, str]) -> Deployment:
+    """The session's deployment; tests keep apart by their own job ids and prefixes."""
+    return shared_deployment
+
+
+@pytest.fixture
+def fresh_deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
+    """A deployment of its own, for a test that changes the function."""
+    return _deploy(aws_account, standin())

@@ -10,8 +10,8 @@ import pytest
 from examples.mandelbrot import FULL_SET, render, render_job
 from examples.random_forest import TreeParams, fit_forest, split, synthetic_dataset
 from lambdamr import LambdaExecutor
-from lambdamr.backends.aws_standin import Faults
 from lambdamr.errors import TaskTimeoutError
+from lambdamr.testing.lambda_service import Faults
 
 from .conftest import REGION
 

@@ -1,5 +1,6 @@
 """The invoke path end to end: the backend's boto3/HTTP Invoke calls → the Lambda stand-in →
-the real runtime handler in worker processes → results in S3 on moto's server.
+the deployed handler under awslambdaric, with the role's own credentials → results in S3 on
+moto's server, IAM enforced.
 
 Faults are injected by the stand-in: throttling, lost invocations, duplicate deliveries and
 timeouts. Events are built by hand here so that the backend is tested on its own; the
@@ -12,6 +13,7 @@ import json
 import queue
 import re
 import time
+import uuid
 
 import boto3
 import pytest
@@ -21,7 +23,6 @@ from botocore.exceptions import ClientError
 from lambdamr import serialize
 from lambdamr.backends.aws_function import RuntimeMismatchError
 from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
-from lambdamr.backends.aws_standin import Faults
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
 from lambdamr.protocol import (
@@ -35,6 +36,7 @@ from lambdamr.protocol import (
 )
 from lambdamr.signing import Signer, content_hash, read_context
 from lambdamr.storage.s3 import S3Storage
+from lambdamr.testing.lambda_service import Faults
 
 from .conftest import REGION
 
@@ -46,6 +48,7 @@ def square(x):
 def _storage(deployment) -> S3Storage:
     storage = S3Storage(deployment.bucket, region=REGION, endpoint_url=deployment.endpoint)
     storage.deployment = deployment  # for _events' signer
+    storage.job = f"job-{uuid.uuid4().hex[:8]}"  # the deployment is shared: each test its own keys
     return storage
 
 
@@ -54,8 +57,9 @@ def _signer(deployment) -> Signer:
 
 
 def _events(
-    storage: S3Storage, n: int, *, timeout_s: float = 20, memory_mb: int = 256, job: str = "job1", fn=square, attempt: int = 0
+    storage: S3Storage, n: int, *, timeout_s: float = 20, memory_mb: int = 256, fn=square, attempt: int = 0
 ) -> list[Invocation]:
+    job = storage.job
     signer = _signer(storage.deployment)
     pickled = serialize.dumps(fn)
     function_key = f"lambdamr/{job}/fn/{content_hash(pickled)}"
@@ -111,7 +115,7 @@ def test_event_invocations_run_the_real_handler_and_store_results(deployment, st
     backend.prepare(storage)
     backend.start(outcomes.append)
     backend.invoke(_events(storage, 6))
-    results = _wait_results(storage, "job1", 6)
+    results = _wait_results(storage, storage.job, 6)
     backend.shutdown()
     assert sorted(_value(r) for r in results.values()) == [i * i for i in range(6)]
     assert outcomes == []  # fire and forget: nothing to report when all launched
@@ -121,7 +125,8 @@ def test_event_invocations_run_the_real_handler_and_store_results(deployment, st
     aliases = boto3.client("lambda", region_name=REGION, endpoint_url=deployment.endpoint).list_aliases(
         FunctionName=deployment.function_name
     )["Aliases"]
-    assert [a["Name"] for a in aliases] == ["m256-t20"]
+    assert "m256-t20" in [a["Name"] for a in aliases]
+    assert {delivery.qualifier for delivery in service.deliveries} == {"m256-t20"}
 
 
 def test_throttled_invokes_back_off_and_are_all_delivered(deployment, standin):
@@ -131,7 +136,7 @@ def test_throttled_invokes_back_off_and_are_all_delivered(deployment, standin):
     backend.prepare(storage)
     backend.start(lambda outcome: pytest.fail(f"unexpected outcome {outcome}"))
     backend.invoke(_events(storage, 5))
-    results = _wait_results(storage, "job1", 5)
+    results = _wait_results(storage, storage.job, 5)
     backend.shutdown()
     assert len(results) == 5
     stats = backend.describe()["invokes"]
@@ -145,11 +150,13 @@ def test_duplicate_deliveries_leave_one_intact_record(deployment, standin):
     backend.prepare(storage)
     backend.start(lambda outcome: None)
     backend.invoke(_events(storage, 3))
-    results = _wait_results(storage, "job1", 3)
-    time.sleep(0.5)  # let the second deliveries finish too
+    results = _wait_results(storage, storage.job, 3)
+    assert service.queue.wait_idle(30)  # the second deliveries have run too
     backend.shutdown()
-    assert len(list(storage.list("lambdamr/job1/results/"))) == 3  # write-once per attempt
+    assert len(list(storage.list(f"lambdamr/{storage.job}/results/"))) == 3  # write-once per attempt
     assert sorted(_value(r) for r in results.values()) == [0, 1, 4]
+    runs = [d.task_attempt for d in service.deliveries]
+    assert runs.count((1, 0)) == runs.count((2, 0)) == 2 and runs.count((0, 0)) == 1
 
 
 def test_a_lost_invocation_leaves_no_result_and_its_retry_completes(deployment, standin):
@@ -160,15 +167,15 @@ def test_a_lost_invocation_leaves_no_result_and_its_retry_completes(deployment, 
     backend.start(lambda outcome: None)
     first = _events(storage, 2)
     backend.invoke(first)
-    _wait_results(storage, "job1", 1)
-    time.sleep(0.3)
-    assert [i.key for i in storage.list("lambdamr/job1/results/")] == ["lambdamr/job1/results/000001.0"]
+    _wait_results(storage, storage.job, 1)
+    assert service.queue.wait_idle(30)
+    assert [i.key for i in storage.list(f"lambdamr/{storage.job}/results/")] == [f"lambdamr/{storage.job}/results/000001.0"]
     lost = backend.explain_lost(first[0])  # no logs at all: it never started
     assert "never started" in str(lost) and lost.request_id
     backend.invoke(_events(storage, 1, attempt=1))  # what the scheduler does past the deadline
-    results = _wait_results(storage, "job1", 2)
+    results = _wait_results(storage, storage.job, 2)
     backend.shutdown()
-    assert "lambdamr/job1/results/000000.1" in results
+    assert f"lambdamr/{storage.job}/results/000000.1" in results
 
 
 def test_sync_mode_returns_results_inline_and_reports_timeouts(deployment, standin):
@@ -201,7 +208,7 @@ def test_sync_mode_returns_results_inline_and_reports_timeouts(deployment, stand
     assert isinstance(error, TaskTimeoutError)
     assert error.request_id and "Task timed out after 1.00 seconds" in error.logs
     assert "timeout_s=" in str(error)
-    assert list(storage.list("lambdamr/job1/results/")) == []
+    assert list(storage.list(f"lambdamr/{storage.job}/results/")) == []
 
 
 def test_payloads_over_the_async_limit_are_refused_before_sending(deployment, standin):
@@ -243,7 +250,8 @@ def test_a_missing_function_says_to_deploy(moto_endpoint, standin, s3_bucket):
         backend.prepare(S3Storage(s3_bucket, region=REGION, endpoint_url=moto_endpoint))
 
 
-def test_a_runtime_of_another_version_is_refused_with_the_fix(deployment, standin):
+def test_a_runtime_of_another_version_is_refused_with_the_fix(fresh_deployment, standin):
+    deployment = fresh_deployment
     service = standin()
     lam = boto3.client("lambda", region_name=REGION, endpoint_url=deployment.endpoint)
     env = lam.get_function_configuration(FunctionName=deployment.function_name)["Environment"]["Variables"]
@@ -278,10 +286,10 @@ def test_an_async_timeout_is_explained_from_the_function_logs(deployment, standi
     backend.start(lambda outcome: None)
     (invocation,) = _events(storage, 1, timeout_s=1)
     backend.invoke([invocation])
-    deadline = time.monotonic() + 10
-    while not any("Task timed out" in text for text in service.logs.values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    backend.wait_sent()
+    assert service.queue.wait_idle(30) and service.wait_logs()  # killed at 1 s, its log in CloudWatch
     backend.shutdown()
+    assert any(d.task_attempt == (0, 0) and d.status == "timeout" for d in service.deliveries)
     error = backend.explain_lost(invocation)  # what the scheduler can ask past the deadline
     assert isinstance(error, TaskTimeoutError) and "timeout of 1 s on AWS Lambda" in str(error)
     assert error.request_id and "Status: timeout" in error.logs

@@ -8,7 +8,7 @@ import collections
 import pytest
 
 import lambdamr
-from lambdamr.backends.aws_standin import Faults
+from lambdamr.testing.lambda_service import Faults
 
 from .test_executor_aws import aws_executor  # noqa: F401  (the fixture)
 
