@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -192,42 +193,45 @@ def run_local(n: int, workers: int, kills_per_s: float = KILLS_PER_S) -> list[Ch
     """The job without faults, then with them; both must settle every call exactly once."""
     base = Path(tempfile.mkdtemp(prefix="lambdamr-chaos-"))
     runs = []
-    for faults in (False, True):
-        markers = base / ("markers" if faults else "none")
-        markers.mkdir(exist_ok=True)
-        store: Any = LocalStorage(base / "store")
-        local = LocalBackend(workers=workers)
-        backend: Any = local
-        if faults:
-            store = FlakyStorage(store, failure_rate=0.02, seed=1)
-            backend = DuplicatingBackend(local, rate=0.02, seed=2)
-        killer = WorkerKiller(local, kills_per_s) if faults and kills_per_s > 0 else None
-        # reply_inline_max=0: every result goes through storage, where the 503s are injected.
-        with SettlementLedger() as ledger, LambdaExecutor(
-            backend=backend, storage=store, durable=True, reply_inline_max=0, progress=False
-        ) as ex:
-            started = time.perf_counter()
-            # buffersize=n: every task is launched at once (the default window would launch
-            # only what the iterator, dropped here, makes room for).
-            job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n, buffersize=n).job
-            assert job is not None
-            if killer is not None:
-                killer.start()
-            try:
-                job.wait()  # not the iterator: it would cancel the rest at the first error
-            finally:
+    try:
+        for faults in (False, True):
+            markers = base / ("markers" if faults else "none")
+            markers.mkdir(exist_ok=True)
+            store: Any = LocalStorage(base / "store")
+            local = LocalBackend(workers=workers)
+            backend: Any = local
+            if faults:
+                store = FlakyStorage(store, failure_rate=0.02, seed=1)
+                backend = DuplicatingBackend(local, rate=0.02, seed=2)
+            killer = WorkerKiller(local, kills_per_s) if faults and kills_per_s > 0 else None
+            # reply_inline_max=0: every result goes through storage, where the 503s are injected.
+            with SettlementLedger() as ledger, LambdaExecutor(
+                backend=backend, storage=store, durable=True, reply_inline_max=0, progress=False
+            ) as ex:
+                started = time.perf_counter()
+                # buffersize=n: every task is launched at once (the default window would launch
+                # only what the iterator, dropped here, makes room for).
+                job = ex.map(chaotic_task, range(n), [str(markers) if faults else None] * n, buffersize=n).job
+                assert job is not None
                 if killer is not None:
-                    killer.stop()
-            wall = time.perf_counter() - started
-            settlement = ledger.settlement(job, [i * i for i in range(n)])
-            injected = {
-                "tasks killing their worker": len(list(markers.iterdir())),
-                "workers killed from outside": killer.kills if killer else 0,
-                "of them while starting": local.workers_lost_starting if faults else 0,
-                "duplicate deliveries": getattr(backend, "injected", 0),
-                "storage 503s": getattr(store, "injected", 0),
-            }
-            runs.append(ChaosRun(faults, wall, job.summary(), settlement, injected))
+                    killer.start()
+                try:
+                    job.wait()  # not the iterator: it would cancel the rest at the first error
+                finally:
+                    if killer is not None:
+                        killer.stop()
+                wall = time.perf_counter() - started
+                settlement = ledger.settlement(job, [i * i for i in range(n)])
+                injected = {
+                    "tasks killing their worker": len(list(markers.iterdir())),
+                    "workers killed from outside": killer.kills if killer else 0,
+                    "of them while starting": local.workers_lost_starting if faults else 0,
+                    "duplicate deliveries": getattr(backend, "injected", 0),
+                    "storage 503s": getattr(store, "injected", 0),
+                }
+                runs.append(ChaosRun(faults, wall, job.summary(), settlement, injected))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     return runs
 
 

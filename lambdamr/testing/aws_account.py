@@ -66,12 +66,13 @@ class AwsAccount:
     code: CodeStore
     work_dir: Path
     region: str = "us-east-1"
+    owns_work_dir: bool = False  # made by start(): removed by stop()
 
     @classmethod
     def start(cls, work_dir: Path | None = None, region: str = "us-east-1") -> AwsAccount:
         server = MotoIamServer(region)
         folder = Path(work_dir or tempfile.mkdtemp(prefix="lambdamr-account-"))
-        account = cls(server, CodeStore(folder / "code"), folder, region)
+        account = cls(server, CodeStore(folder / "code"), folder, region, owns_work_dir=work_dir is None)
         account.code.read_s3 = account._read_s3
         return account
 
@@ -143,4 +144,7 @@ class AwsAccount:
         return function, bucket
 
     def stop(self) -> None:
+        """Stop the moto server; remove the work folder if ``start`` made it."""
         self.server.stop()
+        if self.owns_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
