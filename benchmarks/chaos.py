@@ -235,13 +235,9 @@ def run_local(n: int, workers: int, kills_per_s: float = KILLS_PER_S) -> list[Ch
     return runs
 
 
-def report(title: str, n: int, rows: Sequence[Any]) -> bool:
-    """Print the runs; return whether every call of every run was settled once and right.
-
-    ``rows`` are ``ChaosRun``s; a 6-tuple ``(faults, wall, summary, lost, duplicated,
-    injected)`` from an older caller is shown too, marked as not counted by a ledger.
-    """
-    runs = [row if isinstance(row, ChaosRun) else _legacy(row, n) for row in rows]
+def report(title: str, n: int, rows: Sequence[ChaosRun]) -> bool:
+    """Print the runs; return whether every call of every run was settled once and right."""
+    runs = list(rows)
     clean_wall = runs[0].wall_s
     print(f"\n== {title}: {n} tasks")
     ok = True
@@ -261,13 +257,6 @@ def report(title: str, n: int, rows: Sequence[Any]) -> bool:
     return ok
 
 
-def _legacy(row: tuple, n: int) -> ChaosRun:
-    faults, wall, summary, lost, duplicated, injected = row
-    settlement = Settlement(expected=n, settled_once=n - lost, wrong=lost, settled_twice=duplicated,
-                            duplicates_ignored=summary.duplicates, failures=["(not counted by a SettlementLedger)"])
-    return ChaosRun(faults, wall, summary, settlement, injected)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
@@ -282,8 +271,7 @@ def main() -> int:
     if args.path in ("aws", "both"):
         from chaos_aws import run_aws  # noqa: E402 - sibling module, needs moto
 
-        outcome: Any = run_aws(args.tasks)  # type: ignore[func-returns-value]  # a bool once it reports through a ledger
-        ok = outcome is not False and ok
+        ok = run_aws(args.tasks) and ok
     return 0 if ok else 1
 
 

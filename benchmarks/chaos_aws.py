@@ -1,5 +1,5 @@
-"""The AWS half of ``benchmarks/chaos.py``: the real AWS backend (boto3-signed Invoke
-requests) against the loopback Lambda stand-in (``lambdamr.testing.lambda_service``: the
+"""The AWS half of ``benchmarks/chaos.py`` (run it alone or through ``chaos.py --path aws``):
+the real AWS backend (boto3-signed Invoke requests) against the loopback Lambda stand-in (``lambdamr.testing.lambda_service``: the
 deployed package and real layer under awslambdaric, the role's own credentials), with S3 on
 a moto server that enforces IAM.
 
@@ -7,15 +7,21 @@ Injected: throttled Invoke requests (429 TooManyRequestsException), lost invocat
 (accepted, never run), duplicate deliveries, containers killed past their timeout, and 503s on
 the driver's result reads. Lost and killed tasks are found by their deadline, which this run
 shortens (``LOST_GRACE_S``) so the benchmark finishes in minutes, not the production 10 s+.
+Every call must be settled exactly once with its right value (a ``SettlementLedger`` counts
+what the job settled); the run exits 1 otherwise.
+
+    python benchmarks/chaos_aws.py [--tasks 2000]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
+import sys
 import time
 
-from chaos import chaotic_task, report  # the sibling script
+from chaos import ChaosRun, SettlementLedger, chaotic_task, report  # the sibling script
 
 import lambdamr.scheduler
 from lambdamr import LambdaExecutor
@@ -40,8 +46,9 @@ def _faults(n: int, seed: int = 7) -> Faults:
     )
 
 
-def run_aws(n: int) -> None:
-    """Run the job with and without faults and print the comparison."""
+def run_aws(n: int) -> bool:
+    """Run the job with and without faults, print the comparison; whether every call of both
+    runs was settled exactly once, with its right value."""
     lambdamr.scheduler.LOST_GRACE_S = 2.0
     workers = os.cpu_count() or 2
     rows = []
@@ -63,7 +70,7 @@ def run_aws(n: int) -> None:
             if with_faults:
                 store = FlakyStorage(store, failure_rate=0.02, seed=3)
             try:
-                with LambdaExecutor(
+                with SettlementLedger() as ledger, LambdaExecutor(
                     backend="aws", storage=store, region=REGION, function_name=function, endpoint_url=account.endpoint,
                     lambda_endpoint_url=standin.url, memory_mb=256, timeout_s=5, poll_interval_s=0.2, progress=False,
                     # Real Lambda runs every accepted invocation at once; the stand-in has only
@@ -71,13 +78,15 @@ def run_aws(n: int) -> None:
                     max_concurrency=2 * workers,
                 ) as ex:
                     started = time.perf_counter()
-                    results = list(ex.map(chaotic_task, range(n), [None] * n))
+                    # buffersize=n: every task is launched at once, as chaos.py's local run does
+                    job = ex.map(chaotic_task, range(n), [None] * n, buffersize=n).job
+                    assert job is not None
+                    job.wait()
                     wall = time.perf_counter() - started
-                    summary = ex.last_job.summary()
+                    settlement = ledger.settlement(job, [i * i for i in range(n)])
+                    summary = job.summary()
             finally:
                 standin.stop()
-            expected = [i * i for i in range(n)]
-            lost = sum(1 for got, want in zip(results, expected) if got != want) + max(0, n - len(results))
             injected = {
                 "throttled invokes": min(faults.throttle_first, standin.requests),
                 "lost invocations": len(faults.drop),
@@ -85,7 +94,17 @@ def run_aws(n: int) -> None:
                 "killed containers (timeouts)": len(faults.timeout),
                 "storage 503s": getattr(store, "injected", 0),
             }
-            rows.append((with_faults, wall, summary, lost, max(0, len(results) - n), injected))
+            rows.append(ChaosRun(with_faults, wall, summary, settlement, injected))
     finally:
         account.stop()
-    report("aws backend, Lambda stand-in (awslambdaric), S3 on moto server with IAM", n, rows)
+    return report("aws backend, Lambda stand-in (awslambdaric), S3 on moto server with IAM", n, rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks per run (default: 2000)")
+    return 0 if run_aws(parser.parse_args().tasks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,15 +22,10 @@ SCRIPTS = sorted(p for folder in ("examples", "benchmarks") for p in (ROOT / fol
 #: scripts whose options this change gave defaults; chaos.py, chaos_aws.py, invoke.py are others'
 DEFAULTS_SHOWN = {"mandelbrot", "random_forest", "sort", "wordcount", "seed_figure", "shuffle", "overhead"}
 _OPTION = re.compile(r"^  (-[\w-]+(?:, -[\w-]+)*)( \S)?")
-#: benchmarks/chaos_aws.py has no command line of its own yet (chaos.py imports it); helper
-#: "standin" is rewriting it. strict: this turns into a failure once its --help is whole, so
-#: that the mark is dropped then.
-_NOT_YET = {"chaos_aws.py": "benchmarks/chaos_aws.py --help prints nothing until its rewrite gives it a command line"}
 
 
 def _script_param(path: Path) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=_NOT_YET[path.name])] if path.name in _NOT_YET else []
-    return pytest.param(path, id=f"{path.parent.name}/{path.name}", marks=marks)
+    return pytest.param(path, id=f"{path.parent.name}/{path.name}")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
