@@ -59,9 +59,7 @@ def run_aws(n: int) -> bool:
             function, bucket = account.deploy(deployer, memory_mb=256, timeout_s=5)
         finally:
             deployer.stop()
-        key, secret = account.admin
-        os.environ.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
+        account.act_as_driver()
         for with_faults in (False, True):
             faults = _faults(n) if with_faults else Faults()
             # Lambda's own retries scaled down 100x, so a re-delivery comes in 0.6 s, not 1 min

@@ -108,8 +108,7 @@ def on_a_loopback_account(run) -> None:
         service = account.standin(max_environments=os.cpu_count() or 2)
         try:
             function, bucket = account.deploy(service, memory_mb=1024, timeout_s=60, in_subprocess=True)
-            key, secret = account.admin
-            os.environ.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
+            account.act_as_driver()
             run(account, service, function, bucket)
         finally:
             service.stop()

@@ -88,6 +88,19 @@ class AwsAccount:
     def lambda_service(self) -> tuple[str, str]:
         return self.server.lambda_service.access_key, self.server.lambda_service.secret_key
 
+    def act_as_driver(self) -> None:
+        """Make this process a driver of the account: the administrator's keys, and every AWS
+        client nobody pointed elsewhere (Secrets Manager, where the driver reads the signing
+        key, CloudWatch Logs) on the moto server — never a public endpoint."""
+        key, secret = self.admin
+        os.environ.update(
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY=secret,
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ENDPOINT_URL_SECRETS_MANAGER=self.endpoint,
+        )
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+
     def session(self) -> Any:
         """A boto3 session of the administrator."""
         import boto3
