@@ -44,7 +44,7 @@ from .function import (
 )
 from .grants import deployed_variables, deployment_grants
 from .iam import delete_role, ensure_role
-from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash
+from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash, version_skew
 from .options import DeployOptions, check_region
 from .package import function_package, unzipped_size
 from .secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
@@ -105,15 +105,17 @@ class DeployReport:
     alias: str
     changes: list[str] = field(default_factory=list)
     grants: Grants | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. layer packages of other versions than the driver's
 
     def summary(self) -> str:
         """Two lines for after the changes were printed as they were made."""
         done = f"{len(self.changes)} change(s)" if self.changes else "nothing to change: everything was already up to date"
         use = f"use it with: LambdaExecutor(backend='aws', storage='{self.storage_url}')"
-        return f"lambdamr deploy: {self.function_arn}: {done}\n{use}"
+        return "\n".join([f"lambdamr deploy: {self.function_arn}: {done}", *(f"warning: {w}" for w in self.warnings), use])
 
     def __str__(self) -> str:
         lines = [f"  - {c}" for c in self.changes] or ["  everything was already up to date"]
+        lines += [f"  warning: {w}" for w in self.warnings]
         if self.grants:
             lines.append(f"  the role may read {', '.join(self.grants.read)} and write {', '.join(self.grants.write)}")
         return "\n".join(
@@ -224,6 +226,7 @@ def deploy(
         packages_all = layer_packages(options.packages)
         spec = layer_spec_hash(packages_all, options.python_version, options.architecture)
         layer_arn = find_layer(clients.lam, options.layer_name, spec)
+        warnings: list[str] = []
         if layer_arn is None:
             with tempfile.TemporaryDirectory(prefix="lambdamr-layer-") as workdir:
                 build = build_layer(
@@ -235,6 +238,7 @@ def deploy(
                     function_unzipped=unzipped_size(package),
                 )
             layer_arn = publish_layer(clients.lam, clients.s3, name, options, build, changes)
+            warnings = version_skew(build.versions, packages_all)
         step = f"deploying function {options.function_name}"
         function_arn = ensure_function(
             clients.lam,
@@ -266,7 +270,7 @@ def deploy(
         raise
     except Exception as exc:
         raise translate(exc, step, clients.region) from exc
-    return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes, grants)
+    return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes, grants, warnings)
 
 
 def status(

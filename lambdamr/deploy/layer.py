@@ -28,7 +28,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
@@ -164,6 +164,7 @@ class LayerBuild:
     sizes: dict[str, int]
     spec_hash: str
     packages: tuple[str, ...]
+    versions: dict[str, str] = field(default_factory=dict)  # distribution name -> version, as installed
 
     @property
     def zipped_size(self) -> int:
@@ -215,7 +216,47 @@ def build_layer(
         sizes=sizes,
         spec_hash=layer_spec_hash(packages, python_version, architecture),
         packages=tuple(packages),
+        versions=installed_versions(site),
     )
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    """The distributions pip installed under ``site``: name (normalised) -> version."""
+    found: dict[str, str] = {}
+    for metadata in site.glob("*.dist-info/METADATA"):
+        fields = dict(
+            line.split(": ", 1) for line in metadata.read_text(errors="replace").splitlines()[:40] if ": " in line
+        )
+        if "Name" in fields and "Version" in fields:
+            found[_normalised(fields["Name"])] = fields["Version"].strip()
+    return found
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def version_skew(layer_versions: dict[str, str], packages: Iterable[str]) -> list[str]:
+    """A warning for each asked-for package whose layer version differs from the driver's:
+    objects of that package pickled on one side may not load, or not behave, the same on the
+    other (scikit-learn warns ``InconsistentVersionWarning``; numpy 1 cannot load numpy 2's)."""
+    from importlib import metadata
+
+    warnings = []
+    for requirement in packages:
+        name = _normalised(re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0])
+        remote = layer_versions.get(name)
+        try:
+            local = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # the driver does not have it: nothing is pickled across
+        if remote is not None and remote != local:
+            warnings.append(
+                f"the layer has {name} {remote} but this driver has {local}: objects of {name} pickled on one "
+                f"side may not load the same on the other; install {name}=={remote} here, or pin it in the "
+                f"layer (--package '{name}=={local}') if wheels of it exist for the runtime"
+            )
+    return warnings
 
 
 # ---- what the runtime's OS can load ----------------------------------------------------------

@@ -127,3 +127,17 @@ def test_the_cli_offers_exactly_lambdas_runtimes(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["deploy", "--python-version", "3.9"])
     assert "invalid choice: '3.9' (choose from" in capsys.readouterr().err
+
+
+def test_a_layer_package_of_another_version_than_the_drivers_is_warned_about(tmp_path):
+    # fake_pip installs every package as version 1.0; this driver has newer cloudpickle, tblib
+    # and numpy (and no "not-installed-here"): those three are reported, with what to do.
+    import numpy
+
+    build = layer.build_layer("3.11", "x86_64", ["not-installed-here"], workdir=tmp_path, pip=fake_pip)
+    assert build.versions["numpy"] == "1.0" and build.versions["not-installed-here"] == "1.0"
+    warnings = layer.version_skew(build.versions, layer.layer_packages(["not-installed-here"]))
+    assert [w.split()[3] for w in warnings] == ["cloudpickle", "tblib", "numpy"]
+    assert f"the layer has numpy 1.0 but this driver has {numpy.__version__}" in warnings[2]
+    assert f"install numpy==1.0 here, or pin it in the layer (--package 'numpy=={numpy.__version__}')" in warnings[2]
+    assert layer.version_skew({**build.versions, "numpy": numpy.__version__}, ["numpy>=1.24"]) == []
