@@ -74,8 +74,7 @@ def test_task_exceptions_are_not_retried(executor, kind):
 def test_each_failed_call_of_a_task_has_its_own_exception(executor, kind):
     # Three calls in one task whose arguments cannot be loaded: three futures, three exception
     # objects, and raising one again and again does not grow its traceback.
-    if not kind.remote:
-        pytest.skip("a LambdaExecutor guarantee: the stdlib's map hides the futures of a chunk")
+    # a LambdaExecutor guarantee, not generated for the stdlib's pool (its map hides a chunk's futures)
     import traceback
 
     futures = executor.map(tasks.ignore, [tasks.ErrorOnUnpickle()] * 3, chunksize=3).job.futures
