@@ -116,24 +116,23 @@ def on_a_loopback_account(run) -> None:
         account.stop()
 
 
+def _executor(account, service, function: str, bucket: str, **options):
+    """An aws-backend executor on the loopback account's deployment, through ``service``."""
+    from lambdamr import LambdaExecutor
+
+    return LambdaExecutor(
+        backend="aws", storage=f"s3://{bucket}", region="us-east-1", function_name=function,
+        endpoint_url=account.endpoint, lambda_endpoint_url=service.url, memory_mb=1024, timeout_s=60,
+        progress=False, **options,
+    )
+
+
 def round_trip(account, service, function: str, bucket: str, n: int = 200) -> None:
     """Median wall time of a warm synchronous task: Invoke -> awslambdaric -> handler -> response."""
     import statistics
 
-    from lambdamr import LambdaExecutor
 
-    with LambdaExecutor(
-        backend="aws",
-        storage=f"s3://{bucket}",
-        region="us-east-1",
-        function_name=function,
-        endpoint_url=account.endpoint,
-        lambda_endpoint_url=service.url,
-        invocation_type="RequestResponse",
-        memory_mb=1024,
-        timeout_s=60,
-        progress=False,
-    ) as executor:
+    with _executor(account, service, function, bucket, invocation_type="RequestResponse") as executor:
         executor.submit(identity, 0).result()  # cold start, function upload
         times = []
         for i in range(n):
@@ -145,23 +144,10 @@ def round_trip(account, service, function: str, bucket: str, n: int = 200) -> No
 
 
 def full_map(account, service, function: str, bucket: str, n: int, threads: int) -> None:
-    from lambdamr import LambdaExecutor
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     wall = time.perf_counter()
-    with LambdaExecutor(
-        backend="aws",
-        storage=f"s3://{bucket}",
-        region="us-east-1",
-        function_name=function,
-        endpoint_url=account.endpoint,
-        lambda_endpoint_url=service.url,
-        memory_mb=1024,
-        timeout_s=60,
-        progress=False,
-        poll_interval_s=0.1,
-        max_concurrency=1000,
-    ) as executor:
+    with _executor(account, service, function, bucket, poll_interval_s=0.1, max_concurrency=1000) as executor:
         results = list(executor.map(identity, range(n)))
     wall = time.perf_counter() - wall
     assert results == list(range(n))
