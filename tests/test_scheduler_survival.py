@@ -38,10 +38,25 @@ def inline(tmp_path):
         ex.terminate_workers()
 
 
-def test_a_done_callback_raising_system_exit_stops_nothing(inline):
+def double_once_open(gate, x):
+    """``double`` once the test created ``gate``: the test attaches its callback first."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return 2 * x
+
+
+def test_a_done_callback_raising_system_exit_stops_nothing(inline, tmp_path):
     ex = inline()
-    first = ex.submit(double, 1)
+    gate = tmp_path / "gate"
+    first = ex.submit(double_once_open, str(gate), 1)
+    # Attached while the call is surely pending, so it runs on the scheduler's thread (on a
+    # finished future add_done_callback would run it here, in the test).
     first.add_done_callback(lambda _: (_ for _ in ()).throw(SystemExit(2)))
+    gate.touch()
     assert first.result(timeout=30) == 2
     assert list(ex.map(double, range(5), chunksize=2)) == [0, 2, 4, 6, 8]
 
