@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lambdamr import LambdaExecutor  # noqa: E402
 from lambdamr.backends.local import LocalBackend  # noqa: E402
-from lambdamr.faults import DuplicatingBackend, FlakyStorage  # noqa: E402
+from lambdamr.driver.job import Job  # noqa: E402
 from lambdamr.futures import LambdaFuture  # noqa: E402
-from lambdamr.job import Job  # noqa: E402
 from lambdamr.storage.local import LocalStorage  # noqa: E402
+from lambdamr.testing.faults import DuplicatingBackend, FlakyStorage  # noqa: E402
 
 KILL_EVERY = 100  # 1% of tasks kill their worker on the first attempt
 KILLS_PER_S = 2.0  # random worker processes SIGKILLed from outside, per second

@@ -23,11 +23,11 @@ import time
 
 from chaos import ChaosRun, SettlementLedger, chaotic_task, report  # the sibling script
 
-import lambdamr.scheduler
+import lambdamr.driver.scheduler
 from lambdamr import LambdaExecutor
-from lambdamr.faults import FlakyStorage
 from lambdamr.storage.s3 import S3Storage
 from lambdamr.testing.aws_account import AwsAccount
+from lambdamr.testing.faults import FlakyStorage
 from lambdamr.testing.lambda_service import Faults
 
 REGION = "us-east-1"
@@ -49,7 +49,7 @@ def _faults(n: int, seed: int = 7) -> Faults:
 def run_aws(n: int) -> bool:
     """Run the job with and without faults, print the comparison; whether every call of both
     runs was settled exactly once, with its right value."""
-    lambdamr.scheduler.LOST_GRACE_S = 2.0
+    lambdamr.driver.scheduler.LOST_GRACE_S = 2.0
     workers = os.cpu_count() or 2
     rows = []
     account = AwsAccount.start(region=REGION)

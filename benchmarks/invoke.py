@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lambdamr.backends.aws_lambda import AwsLambdaBackend  # noqa: E402
+from lambdamr.backends.aws.backend import AwsLambdaBackend  # noqa: E402
 from lambdamr.backends.base import Invocation  # noqa: E402
 from lambdamr.protocol import TaskEvent, encode_inline_args  # noqa: E402
 

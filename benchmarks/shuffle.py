@@ -50,7 +50,7 @@ import lambdamr
 from examples import sort, wordcount
 from lambdamr import LambdaExecutor
 from lambdamr.cli.help import HelpFormatter
-from lambdamr.inputs import Chunk
+from lambdamr.data.objects import Chunk
 from lambdamr.storage import open_storage
 
 MB = 2**20

@@ -39,7 +39,7 @@ import numpy as np
 
 import lambdamr
 from lambdamr.cli.help import HelpFormatter
-from lambdamr.inputs import Chunk
+from lambdamr.data.objects import Chunk
 from lambdamr.shuffle import RangePartitioner
 from lambdamr.storage import open_storage, storage_from_url
 

@@ -27,7 +27,7 @@ import numpy as np
 
 import lambdamr
 from lambdamr.cli.help import HelpFormatter
-from lambdamr.inputs import Chunk
+from lambdamr.data.objects import Chunk
 
 WORDS_PER_LINE = 12
 _SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "an", "er", "is", "ol", "un", "ph", "st"]

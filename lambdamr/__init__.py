@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from lambdamr._version import __version__
 
 _EXPORTS = {
     "LambdaExecutor": "lambdamr.executor",
@@ -28,10 +28,10 @@ _EXPORTS = {
     "CancelledError": "lambdamr.futures",
     "TimeoutError": "lambdamr.futures",
     "InvalidStateError": "lambdamr.futures",
-    "Job": "lambdamr.job",
-    "JobSummary": "lambdamr.job",
-    "Shared": "lambdamr.shared",
-    "objects": "lambdamr.inputs",
+    "Job": "lambdamr.driver.job",
+    "JobSummary": "lambdamr.driver.job",
+    "Shared": "lambdamr.data.shared",
+    "objects": "lambdamr.data.objects",
 }
 _ERRORS = [
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
@@ -46,10 +46,12 @@ _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .config import ExecutorConfig
-    from .errors import *  # noqa: F403
-    from .executor import LambdaExecutor
-    from .futures import (
+    from lambdamr.config import ExecutorConfig
+    from lambdamr.data.shared import Shared
+    from lambdamr.driver.job import Job, JobSummary
+    from lambdamr.errors import *  # noqa: F403
+    from lambdamr.executor import LambdaExecutor
+    from lambdamr.futures import (
         ALL_COMPLETED,
         FIRST_COMPLETED,
         FIRST_EXCEPTION,
@@ -60,9 +62,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from .job import Job, JobSummary
-    from .map_iterator import MapIterator
-    from .shared import Shared
+    from lambdamr.map_iterator import MapIterator
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 REGION_ENV_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .aws_region import region_from_environment
-from .errors import ConfigurationError
+from lambdamr.aws_region import region_from_environment
+from lambdamr.errors import ConfigurationError
 
 #: AWS Lambda's limits, which every backend enforces so failures show up before they cost.
 MIN_MEMORY_MB = 128

@@ -24,8 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .config import validate_memory
-from .errors import ConfigurationError
+from lambdamr.config import validate_memory
+from lambdamr.errors import ConfigurationError
 
 DEFAULT_REGION = "us-east-1"
 ARCHITECTURES = ("x86_64", "arm64")

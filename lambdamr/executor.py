@@ -35,18 +35,23 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .access import referenced_reads
-from .backends import Backend, backend_class
-from .bound_executor import BoundExecutor
-from .callables import check_plain_function
-from .config import ExecutorConfig, JobOptions, is_whole_number
-from .errors import ConfigurationError, StorageUnavailable
-from .futures import LambdaFuture
-from .job import Job, JobSummary, Task
-from .lease import SessionLease
-from .lifecycle import ExecutorResources, interpreter_exiting
-from .manifest import ManifestWriter
-from .map_iterator import (
+from lambdamr.backends import Backend, backend_class
+from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
+from lambdamr.data.shared import Shared
+from lambdamr.driver.access import referenced_reads
+from lambdamr.driver.attach import collect_stored_results, job_prefix_of, load_job, write_task_manifest
+from lambdamr.driver.bound_executor import BoundExecutor
+from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.job import Job, JobSummary, Task
+from lambdamr.driver.jobstore import ManifestWriter
+from lambdamr.driver.lease import SessionLease
+from lambdamr.driver.lifecycle import ExecutorResources, interpreter_exiting
+from lambdamr.driver.progress import JobProgress, progress_enabled
+from lambdamr.driver.scheduler import Scheduler
+from lambdamr.driver.staging import Stager
+from lambdamr.errors import ConfigurationError, StorageUnavailable
+from lambdamr.futures import LambdaFuture
+from lambdamr.map_iterator import (
     MapIterator,
     check_buffersize,
     check_map_timeout,
@@ -54,13 +59,8 @@ from .map_iterator import (
     default_buffersize,
     strict_rows,
 )
-from .progress import JobProgress, progress_enabled
-from .recovery import collect_stored_results, job_prefix_of, load_job, write_task_manifest
-from .scheduler import Scheduler
-from .shared import Shared
-from .signing import Signer
-from .staging import Stager
-from .storage import Storage, storage_from_url
+from lambdamr.signing import Signer
+from lambdamr.storage import Storage, storage_from_url
 
 T = TypeVar("T")
 log = logging.getLogger("lambdamr")
@@ -310,7 +310,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             (also on Ctrl-C); ``SerializationError`` for pairs that are not pairs or keys
             that cannot be hashed or pickled, naming the item.
         """
-        from .shuffle import MapReduceOptions, run_map_reduce
+        from lambdamr.driver.map_reduce import run_map_reduce
+        from lambdamr.shuffle.plan import MapReduceOptions
 
         options = MapReduceOptions(
             reducers=reducers, partition=partition, combine=combine, output=output, output_format=output_format,
@@ -337,7 +338,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         reading them from storage — they never pass through the driver. No keys, no shuffle:
         for per-key reduction use ``map_reduce``.
         """
-        from .shuffle import run_map_then_reduce
+        from lambdamr.driver.map_reduce import run_map_then_reduce
 
         return run_map_then_reduce(
             self, map_fn, inputs, reduce_fn,
@@ -441,7 +442,7 @@ class LambdaExecutor(concurrent.futures.Executor):
     @property
     def jobs(self) -> list[Job]:
         """The most recent jobs, oldest first (at most ``JOB_HISTORY``): their summaries,
-        timings and logs. A job keeps no result its caller consumed (see ``lambdamr.job.Task``)."""
+        timings and logs. A job keeps no result its caller consumed (see ``lambdamr.driver.job.Task``)."""
         return list(self._history)
 
     @property

@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .job import Job
+    from lambdamr.driver.job import Job
 
 
 class LambdaFuture(concurrent.futures.Future):

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .errors import ConfigurationError
-from .futures import LambdaFuture
-from .job import Job, Task
+from lambdamr.driver.job import Job, Task
+from lambdamr.errors import ConfigurationError
+from lambdamr.futures import LambdaFuture
 
 T = TypeVar("T")
 

@@ -33,8 +33,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ProtocolError
-from .signing import Context
+from lambdamr.errors import ProtocolError
+from lambdamr.signing import Context
 
 PROTOCOL_VERSION = 2
 #: ``TaskEvent.options`` key: the stored ``(initializer, initargs)`` the runtime runs once per process

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .job import Job
+    from lambdamr.driver.job import Job
 
 #: (phase, from, to, colour) in drawing order
 PHASES = (

@@ -21,7 +21,7 @@ from typing import Any
 
 import cloudpickle
 
-from .errors import SerializationError
+from lambdamr.errors import SerializationError
 
 PICKLE_PROTOCOL = 5
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError
+from lambdamr.errors import IntegrityError
 
 MAGIC = b"LMS2"
 #: signature formats of earlier lambdamr versions, refused with a message saying so
@@ -76,7 +76,7 @@ def process_key() -> bytes:
     global _process_key
     with _lock:
         if _process_key is None:
-            from .runtime.key_source import key_from_environment
+            from lambdamr.runtime.key_source import key_from_environment
 
             raw = os.environ.get(KEY_ENV) or key_from_environment()
             _process_key = parse_key(raw) if raw else _local_key()

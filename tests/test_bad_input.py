@@ -58,7 +58,7 @@ def test_bad_call_is_refused_before_launch(ex, call, error, fragment):
 
 
 def test_arguments_larger_than_storage_can_take(ex, monkeypatch):
-    import lambdamr.staging as staging
+    import lambdamr.driver.staging as staging
 
     monkeypatch.setattr(staging, "MAX_OBJECT_BYTES", 1024 * 1024)
     with pytest.raises(PayloadTooLargeError, match="more than one storage object can hold"):

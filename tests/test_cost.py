@@ -16,8 +16,8 @@ from lambdamr.cost import (
     lambda_wall_seconds,
     local_wall_seconds,
 )
+from lambdamr.driver.job import Job, task_billed_ms
 from lambdamr.errors import ConfigurationError
-from lambdamr.job import Job, task_billed_ms
 
 
 @pytest.mark.parametrize(

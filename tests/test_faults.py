@@ -9,8 +9,8 @@ import pytest
 
 from lambdamr import LambdaExecutor, ResultLostError
 from lambdamr.backends.local import LocalBackend
-from lambdamr.faults import DuplicatingBackend, FlakyStorage
 from lambdamr.storage.local import LocalStorage
+from lambdamr.testing.faults import DuplicatingBackend, FlakyStorage
 
 
 def square_or_die(i, marker_dir):

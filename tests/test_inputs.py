@@ -7,9 +7,9 @@ import random
 import pytest
 
 import lambdamr
-from lambdamr import inputs
+from lambdamr.data import objects as inputs
+from lambdamr.data.objects import Chunk, split_objects
 from lambdamr.errors import ConfigurationError
-from lambdamr.inputs import Chunk, split_objects
 
 
 def _text(seed: int, lines: int, long_every: int = 0) -> bytes:

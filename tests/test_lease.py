@@ -10,7 +10,7 @@ import pytest
 from lambdamr import LambdaExecutor
 from lambdamr.cli import main
 from lambdamr.deploy.bucket import clean_keys
-from lambdamr.lease import LEASE_NAME, LEASE_TTL_S, clean_storage, keys_to_clean
+from lambdamr.driver.lease import LEASE_NAME, LEASE_TTL_S, clean_storage, keys_to_clean
 from lambdamr.storage.local import LocalStorage
 
 NOW = 1_000_000.0

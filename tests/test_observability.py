@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from lambdamr.cli import main as cli_main
-from lambdamr.manifest import list_jobs
-from lambdamr.progress import JobProgress, progress_enabled
+from lambdamr.driver.jobstore import list_jobs
+from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.runtime.capture import CapturedText, capture_task_output, log_tail
 
 

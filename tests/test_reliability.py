@@ -195,7 +195,7 @@ def test_attach_collects_a_job_whose_driver_died(tmp_path, monkeypatch):
         assert [f.result(timeout=60) for f in job.futures] == [i * 10 for i in range(10)]
         rerun = [t for t in job.tasks if t.attempt > 1000]
         assert {t.task_id for t in rerun} == set(range(6, 10))
-        from lambdamr.manifest import find_job
+        from lambdamr.driver.jobstore import find_job
 
         deadline = time.time() + 10
         while find_job(ex.storage, "lambdamr", job_id)["state"] == "running" and time.time() < deadline:

@@ -282,7 +282,7 @@ def test_the_runtime_rehashes_the_function_it_loads(tmp_path):
     )
     handler(event.to_dict())
     record = storage.get(event.result_key)
-    from lambdamr.results import open_record
+    from lambdamr.driver.results import open_record
 
     opened = open_record(signer, record, job_id="sess-0001", task_id=0, attempt=1, key=event.result_key, expected_calls=1)
     assert isinstance(opened.calls[0].exception, IntegrityError)
@@ -357,8 +357,8 @@ def test_the_handler_answers_expired_without_loading_anything(tmp_path):
 def test_async_events_carry_a_deadline_and_synchronous_ones_none(tmp_path):
     from lambdamr.backends.inline import InlineBackend
     from lambdamr.config import ExecutorConfig
-    from lambdamr.job import Job
-    from lambdamr.scheduler import Scheduler, event_deadline
+    from lambdamr.driver.job import Job
+    from lambdamr.driver.scheduler import Scheduler, event_deadline
     from lambdamr.storage.local import LocalStorage
 
     job = Job("s-0001", "p/s/0001", "p/s/fn/x", memory_mb=128, timeout_s=60, backend="inline")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigurationError
-from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.errors import ConfigurationError
 
 #: name -> "module:Class". A new backend is one module and one line here.
 BACKENDS: dict[str, str] = {
     "local": "lambdamr.backends.local:LocalBackend",
     "inline": "lambdamr.backends.inline:InlineBackend",
-    "aws": "lambdamr.backends.aws_lambda:AwsLambdaBackend",
+    "aws": "lambdamr.backends.aws.backend:AwsLambdaBackend",
 }
 
 

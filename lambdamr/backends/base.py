@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import TaskEvent
+from lambdamr.protocol import TaskEvent
 
 if TYPE_CHECKING:
-    from ..config import ExecutorConfig
-    from ..storage import Storage
+    from lambdamr.config import ExecutorConfig
+    from lambdamr.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Backend(ABC):
 
     def signing_key(self) -> bytes:
         """The key the runtime verifies payloads with (the local runtimes get this process's)."""
-        from ..signing import process_key
+        from lambdamr.signing import process_key
 
         return process_key()
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, WorkerLostError
-from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.errors import BackendError, WorkerLostError
 
 if TYPE_CHECKING:
-    from ..config import ExecutorConfig
-    from ..storage import Storage
+    from lambdamr.config import ExecutorConfig
+    from lambdamr.storage import Storage
 
 
 class _Context:
@@ -67,7 +67,7 @@ class InlineBackend(Backend):
     def _run(self, invocation: Invocation) -> None:
         import json
 
-        from ..runtime.handler import handler
+        from lambdamr.runtime.handler import handler
 
         if not self.claim(invocation):
             return  # cancelled while it waited for a thread

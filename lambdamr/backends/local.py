@@ -36,15 +36,15 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import validate_workers
-from ..errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
-from ..signing import KEY_ENV
-from .base import Backend, Invocation, InvocationOutcome, OutcomeCallback
-from .local_worker import OUT_OF_MEMORY
+from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.backends.local_worker import OUT_OF_MEMORY
+from lambdamr.config import validate_workers
+from lambdamr.errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+from lambdamr.signing import KEY_ENV
 
 if TYPE_CHECKING:
-    from ..config import ExecutorConfig
-    from ..storage import Storage
+    from lambdamr.config import ExecutorConfig
+    from lambdamr.storage import Storage
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _DRIVER_BUFFER_PER_WORKER = 6

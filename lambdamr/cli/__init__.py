@@ -13,9 +13,9 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from .._version import __version__
-from ..errors import LambdaMRError
-from .help import CommandParser
+from lambdamr._version import __version__
+from lambdamr.cli.help import CommandParser
+from lambdamr.errors import LambdaMRError
 
 #: modules that add subcommands, in the order they appear in ``lambdamr --help``
 COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.cleanup", "lambdamr.cli.observe")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .confirm import YES_FLAG_HELP, confirm
-from .deploy import common_aws_options, endpoints
+from lambdamr.cli.confirm import YES_FLAG_HELP, confirm
+from lambdamr.cli.deploy import common_aws_options, endpoints
 
 
 def register(subparsers: Any) -> None:
@@ -79,7 +79,7 @@ def _print_list(title: str, items: list[str]) -> None:
 
 
 def _teardown(args: argparse.Namespace) -> int:
-    from ..deploy import teardown
+    from lambdamr.deploy import teardown
 
     kwargs: dict[str, Any] = {
         "region": args.region,
@@ -109,8 +109,8 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from ..deploy import clean, clean_preview
-    from ..deploy.contents import group_by_session, human_size, plural
+    from lambdamr.deploy import clean, clean_preview
+    from lambdamr.deploy.contents import group_by_session, human_size, plural
 
     if args.storage:
         return _clean_folder(args)
@@ -143,10 +143,10 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _clean_folder(args: argparse.Namespace) -> int:
-    from ..deploy.contents import group_by_session, human_size, plural
-    from ..errors import ConfigurationError
-    from ..lease import keys_to_clean
-    from ..storage import storage_from_url
+    from lambdamr.deploy.contents import group_by_session, human_size, plural
+    from lambdamr.driver.lease import keys_to_clean
+    from lambdamr.errors import ConfigurationError
+    from lambdamr.storage import storage_from_url
 
     store, base = storage_from_url(args.storage)
     if store.kind != "local":
@@ -180,8 +180,8 @@ def _clean_folder(args: argparse.Namespace) -> int:
 
 
 def _rotate_key(args: argparse.Namespace) -> int:
-    from ..deploy import rotate_key, status
-    from ..errors import ConfigurationError
+    from lambdamr.deploy import rotate_key, status
+    from lambdamr.errors import ConfigurationError
 
     report = status(region=args.region, function_name=args.function_name, **endpoints(args))
     if not report["deployed"]:

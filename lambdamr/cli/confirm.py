@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 YES_FLAG_HELP = "do not ask for confirmation (needed when not on a terminal)"
 

@@ -13,9 +13,9 @@ import argparse
 import json
 from typing import Any
 
-from ..deploy.layer import BASE_PACKAGES
-from ..deploy.options import ARCHITECTURES
-from ..deploy.runtimes import LAMBDA_PYTHONS, driver_python
+from lambdamr.deploy.layer import BASE_PACKAGES
+from lambdamr.deploy.options import ARCHITECTURES
+from lambdamr.deploy.runtimes import LAMBDA_PYTHONS, driver_python
 
 
 def common_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -126,8 +126,8 @@ def _deployment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from ..deploy import deploy
-    from ..deploy.planner import plan_deploy
+    from lambdamr.deploy import deploy
+    from lambdamr.deploy.planner import plan_deploy
 
     plan = plan_deploy(**_deployment_kwargs(args))
     if args.plan:
@@ -142,8 +142,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _policies(args: argparse.Namespace) -> int:
-    from ..deploy.plan import format_policies
-    from ..deploy.planner import plan_deploy
+    from lambdamr.deploy.plan import format_policies
+    from lambdamr.deploy.planner import plan_deploy
 
     documents = plan_deploy(**_deployment_kwargs(args)).documents
     print(json.dumps(documents, indent=2) if args.json else format_policies(documents))
@@ -151,7 +151,7 @@ def _policies(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..deploy import status
+    from lambdamr.deploy import status
 
     report = status(region=args.region, function_name=args.function_name, **endpoints(args))
     if args.json:

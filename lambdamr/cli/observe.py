@@ -1,6 +1,6 @@
 """``lambdamr jobs`` and ``lambdamr logs JOB_ID [TASK]``: what ran, and what it printed.
 
-Both read the job manifests (``lambdamr.manifest``) in the configured storage: the one an
+Both read the job manifests (``lambdamr.driver.jobstore``) in the configured storage: the one an
 executor with the same settings would use (``--storage``, else ``LAMBDAMR_STORAGE``, else the
 backend's default). Jobs stay there while their executor runs, and afterwards only when it
 was created with ``keep_temp=True``.
@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Any
 
-from ..manifest import find_job, list_jobs, read_task_logs
-from ..report import task_header
-from ..runtime.capture import log_tail
-from ..signing import Signer
+from lambdamr.driver.jobstore import find_job, list_jobs, read_task_logs
+from lambdamr.report import task_header
+from lambdamr.runtime.capture import log_tail
+from lambdamr.signing import Signer
 
 #: C0 controls but tab and newline, DEL, and C1 controls: what a terminal may act on
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from ..config import ExecutorConfig
+    from lambdamr.config import ExecutorConfig
 
     return ExecutorConfig.resolve(
         backend=args.backend, storage=args.storage, prefix=args.prefix, region=args.region, endpoint_url=args.endpoint_url
@@ -72,8 +72,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str]:
     """The store and key prefix an executor with these settings would use."""
-    from ..backends import backend_class
-    from ..storage import storage_from_url
+    from lambdamr.backends import backend_class
+    from lambdamr.storage import storage_from_url
 
     config = _config(args)
     url = config.storage or backend_class(config.backend).default_storage_url(config) or config.storage_url
@@ -83,7 +83,7 @@ def open_configured_storage(args: argparse.Namespace) -> tuple[Any, str]:
 
 def configured_signer(args: argparse.Namespace, storage: Any) -> Signer:
     """The signing key an executor with these settings would verify its records with."""
-    from ..backends import backend_class
+    from lambdamr.backends import backend_class
 
     config = _config(args)
     return Signer(backend_class(config.backend).from_config(config, storage).signing_key())

@@ -7,12 +7,12 @@ The same operations as the ``lambdamr`` command line::
     print(deploy(region="eu-west-1", packages=["scikit-learn"]))
 """
 
-from .deployer import DeployReport, clean, clean_preview, deploy, status, teardown
-from .errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
-from .options import DeployOptions
-from .plan import DeployPlan
-from .planner import plan_deploy
-from .secret import rotate_key
+from lambdamr.deploy.deployer import DeployReport, clean, clean_preview, deploy, status, teardown
+from lambdamr.deploy.errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
+from lambdamr.deploy.options import DeployOptions
+from lambdamr.deploy.plan import DeployPlan
+from lambdamr.deploy.planner import plan_deploy
+from lambdamr.deploy.secret import rotate_key
 
 __all__ = [
     "DeployError",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .options import LOG_RETENTION_DAYS
+from lambdamr.deploy.options import LOG_RETENTION_DAYS
 
 S3_USD_PER_GB_MONTH = 0.023
 SECRET_USD_PER_MONTH = 0.40

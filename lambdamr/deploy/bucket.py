@@ -8,9 +8,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from ..lease import keys_to_clean
-from .contents import bucket_contents, list_objects, plural
-from .options import MANAGED_TAG, DeployOptions, partition_of
+from lambdamr.deploy.contents import bucket_contents, list_objects, plural
+from lambdamr.deploy.options import MANAGED_TAG, DeployOptions, partition_of
+from lambdamr.driver.lease import keys_to_clean
 
 TEMP_EXPIRY_DAYS = 1
 _BLOCK_ALL = {
@@ -86,7 +86,7 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
     """
     from botocore.exceptions import ClientError
 
-    from ..errors import ConfigurationError
+    from lambdamr.errors import ConfigurationError
 
     try:
         s3.head_bucket(Bucket=bucket)
@@ -212,7 +212,7 @@ def delete_keys(s3: Any, bucket: str, prefix: str) -> int:
 
 def cleanable_objects(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> list[tuple[str, int]]:
     """``(key, size)`` of the objects under ``prefix`` that no live driver owns (see
-    ``lambdamr.lease``), last modified ``older_than_s`` ago or more; read only."""
+    ``lambdamr.driver.lease``), last modified ``older_than_s`` ago or more; read only."""
     listing = [
         (item["Key"], int(item.get("Size", 0)), item["LastModified"].timestamp()) for item in list_objects(s3, bucket, prefix)
     ]

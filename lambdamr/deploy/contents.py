@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .options import DEPLOY_PREFIX
+from lambdamr.deploy.options import DEPLOY_PREFIX
 
 TOP_LEVEL = ""  # the group of keys with no "/" in them
 
@@ -114,8 +114,8 @@ def plural(count: int, noun: str) -> str:
 
 
 def group_by_session(bucket: str, objects: Iterable[tuple[str, int]], temp_prefix: str) -> BucketContents:
-    """``(key, size)`` pairs under the temp prefix grouped by session folder (``lambdamr.lease``)."""
-    from ..lease import session_of
+    """``(key, size)`` pairs under the temp prefix grouped by session folder (``lambdamr.driver.lease``)."""
+    from lambdamr.driver.lease import session_of
 
     totals: dict[str, list[int]] = {}
     base = temp_prefix.strip("/") + "/"

@@ -19,21 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
-from ..aws_region import resolve_region
-from ..backends.aws_function import (
+from lambdamr._version import __version__
+from lambdamr.aws_region import resolve_region
+from lambdamr.backends.aws.function import (
     ENV_SIGNING_KEY,
     DeployedRuntime,
     RuntimeMismatchError,
     check_compatible,
     ensure_alias,
 )
-from ..backends.aws_grants import ENV_GRANTS, Grants
-from ..backends.aws_versions import prune_versions
-from ..errors import ConfigurationError, LambdaMRError
-from .bucket import clean_keys, cleanable_objects, delete_bucket, ensure_bucket
-from .errors import translate
-from .function import (
+from lambdamr.backends.aws.grants import ENV_GRANTS, Grants
+from lambdamr.backends.aws.versions import prune_versions
+from lambdamr.deploy.bucket import clean_keys, cleanable_objects, delete_bucket, ensure_bucket
+from lambdamr.deploy.errors import translate
+from lambdamr.deploy.function import (
     delete_function,
     ensure_async_config,
     ensure_function,
@@ -42,12 +41,13 @@ from .function import (
     prune_layers,
     publish_layer,
 )
-from .grants import deployed_variables, deployment_grants
-from .iam import delete_role, ensure_role
-from .layer import PipRunner, build_layer, layer_packages, layer_spec_hash, version_skew
-from .options import DeployOptions, check_region
-from .package import function_package, unzipped_size
-from .secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
+from lambdamr.deploy.grants import deployed_variables, deployment_grants
+from lambdamr.deploy.iam import delete_role, ensure_role
+from lambdamr.deploy.layer import PipRunner, build_layer, layer_packages, layer_spec_hash, version_skew
+from lambdamr.deploy.options import DeployOptions, check_region
+from lambdamr.deploy.package import function_package, unzipped_size
+from lambdamr.deploy.secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
+from lambdamr.errors import ConfigurationError, LambdaMRError
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigurationError, LambdaMRError
+from lambdamr.errors import ConfigurationError, LambdaMRError
 
 
 class DeployError(LambdaMRError):

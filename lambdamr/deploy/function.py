@@ -8,19 +8,19 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .._version import __version__
-from ..backends.aws_function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
-from ..backends.aws_grants import ENV_GRANTS, Grants
-from ..backends.aws_versions import ensure_no_async_retries, max_event_age
-from ..errors import ConfigurationError
-from ..protocol import PROTOCOL_VERSION
-from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
-from .errors import not_ours
-from .iam import retry_until_role_usable
-from .layer import LayerBuild
-from .options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
-from .package import code_sha256
-from .secret import SecretRef
+from lambdamr._version import __version__
+from lambdamr.backends.aws.function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
+from lambdamr.backends.aws.grants import ENV_GRANTS, Grants
+from lambdamr.backends.aws.versions import ensure_no_async_retries, max_event_age
+from lambdamr.deploy.errors import not_ours
+from lambdamr.deploy.iam import retry_until_role_usable
+from lambdamr.deploy.layer import LayerBuild
+from lambdamr.deploy.options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
+from lambdamr.deploy.package import code_sha256
+from lambdamr.deploy.secret import SecretRef
+from lambdamr.errors import ConfigurationError
+from lambdamr.protocol import PROTOCOL_VERSION
+from lambdamr.runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 
 LAYER_DESCRIPTION = "lambdamr runtime layer"
 _ALIAS_RE = re.compile(rf"^{ALIAS_PREFIX}\d+-t(\d+)$")

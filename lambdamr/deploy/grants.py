@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.aws_grants import Grants
-from .options import DeployOptions
+from lambdamr.backends.aws.grants import Grants
+from lambdamr.deploy.options import DeployOptions
 
 
 def deployed_variables(lam: Any, function_name: str) -> dict[str, str]:

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from ..backends.aws_grants import Grants
-from .options import DeployOptions, partition_of
+from lambdamr.backends.aws.grants import Grants
+from lambdamr.deploy.options import DeployOptions, partition_of
 
 POLICY_NAME = "lambdamr-runtime"
 #: IAM's limit on a role's inline policies, in characters without whitespace
@@ -98,7 +98,7 @@ def checked_runtime_policy(
     options: DeployOptions, grants: Grants, secret_arn: str, region: str, account: str
 ) -> dict[str, Any]:
     """``runtime_policy``, refused when it is over IAM's size limit for inline policies."""
-    from ..errors import ConfigurationError
+    from lambdamr.errors import ConfigurationError
 
     policy = runtime_policy(grants, region=region, account=account, log_group=options.log_group, secret_arn=secret_arn)
     if len(json.dumps(policy, separators=(",", ":"))) > INLINE_POLICY_LIMIT:
@@ -118,7 +118,7 @@ def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
     """
     from botocore.exceptions import ClientError
 
-    from .errors import not_ours
+    from lambdamr.deploy.errors import not_ours
 
     try:
         role = iam.get_role(RoleName=role_name)["Role"]

@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._version import __version__
-from .elf import ElfFormatError, is_elf, required_glibc
-from .errors import DeployError, LayerPlatformError, LayerTooLargeError
-from .runtimes import RUNTIMES, LambdaRuntime, runtime_for
+from lambdamr._version import __version__
+from lambdamr.deploy.elf import ElfFormatError, is_elf, required_glibc
+from lambdamr.deploy.errors import DeployError, LayerPlatformError, LayerTooLargeError
+from lambdamr.deploy.runtimes import RUNTIMES, LambdaRuntime, runtime_for
 
 BASE_PACKAGES = ("cloudpickle", "tblib", "numpy")
 #: a layer (or function) zip uploaded inline in the API request

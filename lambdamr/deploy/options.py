@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..backends.aws_grants import normalize_location
-from ..config import validate_memory, validate_timeout
-from ..errors import ConfigurationError
-from . import runtimes
-from .runtimes import LAMBDA_PYTHONS as LAMBDA_PYTHONS  # re-exported: the CLI and older imports
-from .runtimes import MACHINES, LambdaRuntime
+from lambdamr.backends.aws.grants import normalize_location
+from lambdamr.config import validate_memory, validate_timeout
+from lambdamr.deploy import runtimes
+from lambdamr.deploy.runtimes import LAMBDA_PYTHONS as LAMBDA_PYTHONS  # re-exported: the CLI and older imports
+from lambdamr.deploy.runtimes import MACHINES, LambdaRuntime
+from lambdamr.errors import ConfigurationError
 
 ARCHITECTURES = tuple(MACHINES)
 #: every resource deploy creates carries this tag; teardown removes only what carries it

@@ -14,8 +14,8 @@ import io
 import zipfile
 from pathlib import Path
 
-from ..runtime.remote_modules import REMOTE_MODULES
-from .errors import DeployError
+from lambdamr.deploy.errors import DeployError
+from lambdamr.runtime.remote_modules import REMOTE_MODULES
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # zip entries get one date: same content, same bytes, same hash
 

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .at_rest import PRICES_SOURCE, AtRest
-from .contents import human_size
+from lambdamr.deploy.at_rest import PRICES_SOURCE, AtRest
+from lambdamr.deploy.contents import human_size
 
 _IMPERATIVE = {
     "created": "create",

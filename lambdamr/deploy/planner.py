@@ -14,16 +14,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..backends.aws_function import ENV_SIGNING_KEY, DeployedRuntime, alias_name, lambda_timeout
-from ..backends.aws_grants import ENV_GRANTS
-from ..backends.aws_versions import max_event_age
-from ..errors import LambdaMRError
-from .at_rest import AtRest, at_rest
-from .bucket import bucket_steps, tls_only_policy
-from .contents import bucket_size, human_size
-from .deployer import AwsClients, default_bucket, deploy_options
-from .errors import not_ours, translate
-from .function import (
+from lambdamr.backends.aws.function import ENV_SIGNING_KEY, DeployedRuntime, alias_name, lambda_timeout
+from lambdamr.backends.aws.grants import ENV_GRANTS
+from lambdamr.backends.aws.versions import max_event_age
+from lambdamr.deploy.at_rest import AtRest, at_rest
+from lambdamr.deploy.bucket import bucket_steps, tls_only_policy
+from lambdamr.deploy.contents import bucket_size, human_size
+from lambdamr.deploy.deployer import AwsClients, default_bucket, deploy_options
+from lambdamr.deploy.errors import not_ours, translate
+from lambdamr.deploy.function import (
     LAYER_DESCRIPTION,
     alias_timeout,
     config_drift,
@@ -31,13 +30,21 @@ from .function import (
     function_settings,
     log_group_is_ours,
 )
-from .grants import deployed_variables, deployment_grants
-from .iam import TRUST_POLICY, checked_runtime_policy, current_policy, existing_role
-from .layer import layer_packages, layer_spec_hash
-from .options import LOG_RETENTION_DAYS, DeployOptions, partition_of
-from .package import code_sha256, function_package
-from .plan import DeployPlan, PlannedStep, imperative
-from .secret import SecretRef, current_key_version, describe_secret, is_ours, secret_policy_change, wanted_secret_policy
+from lambdamr.deploy.grants import deployed_variables, deployment_grants
+from lambdamr.deploy.iam import TRUST_POLICY, checked_runtime_policy, current_policy, existing_role
+from lambdamr.deploy.layer import layer_packages, layer_spec_hash
+from lambdamr.deploy.options import LOG_RETENTION_DAYS, DeployOptions, partition_of
+from lambdamr.deploy.package import code_sha256, function_package
+from lambdamr.deploy.plan import DeployPlan, PlannedStep, imperative
+from lambdamr.deploy.secret import (
+    SecretRef,
+    current_key_version,
+    describe_secret,
+    is_ours,
+    secret_policy_change,
+    wanted_secret_policy,
+)
+from lambdamr.errors import LambdaMRError
 
 #: the fields of a published version that must match $LATEST for its alias to be kept (ensure_alias)
 _ALIAS_FIELDS = ("code_sha256", "layers", "lambdamr_version", "signing_key", "signing_key_version", "storage_url")

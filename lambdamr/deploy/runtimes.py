@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from ..errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 #: Lambda architecture name -> the machine name in manylinux tags
 MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.aws_function import ENV_SIGNING_KEY
-from ..signing import new_key_hex
-from .errors import not_ours
-from .options import MANAGED_TAG, DeployOptions
+from lambdamr.backends.aws.function import ENV_SIGNING_KEY
+from lambdamr.deploy.errors import not_ours
+from lambdamr.deploy.options import MANAGED_TAG, DeployOptions
+from lambdamr.signing import new_key_hex
 
 #: Secrets Manager's shortest recovery window
 RECOVERY_WINDOW_DAYS = 7
@@ -219,11 +219,11 @@ def rotate_key(
     """
     import time
 
-    from ..backends.aws_function import DeployedRuntime, wait_updated
-    from ..errors import ConfigurationError, LambdaMRError
-    from ..runtime.key_source import ENV_KEY_VERSION
-    from .deployer import AwsClients, deploy_options
-    from .errors import translate
+    from lambdamr.backends.aws.function import DeployedRuntime, wait_updated
+    from lambdamr.deploy.deployer import AwsClients, deploy_options
+    from lambdamr.deploy.errors import translate
+    from lambdamr.errors import ConfigurationError, LambdaMRError
+    from lambdamr.runtime.key_source import ENV_KEY_VERSION
 
     options = deploy_options(
         region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url

@@ -37,13 +37,13 @@ from typing import Any
 import cloudpickle
 import tblib
 
-from .. import serialize
-from .._version import __version__
-from ..errors import InitializerError, IntegrityError, SerializationError
-from ..protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
-from ..signing import Signer, check_content_key, process_key
-from ..storage import Storage, open_storage
-from .capture import capture_task_output
+from lambdamr import serialize
+from lambdamr._version import __version__
+from lambdamr.errors import InitializerError, IntegrityError, SerializationError
+from lambdamr.protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
+from lambdamr.runtime.capture import capture_task_output
+from lambdamr.signing import Signer, check_content_key, process_key
+from lambdamr.storage import Storage, open_storage
 
 _FUNCTION_CACHE_SIZE = 32
 _state_lock = threading.Lock()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 ENV_SECRET = "LAMBDAMR_SIGNING_KEY_SECRET"
 ENV_KEY_VERSION = "LAMBDAMR_SIGNING_KEY_VERSION"

@@ -8,7 +8,7 @@ files, nothing else of lambdamr), so this list is what AWS Lambda can import. It
   ships the user's own modules by value but never ``lambdamr``'s, so unpickling a
   ``MapTask``, a ``Shared`` handle or an ``objects()`` chunk imports their modules there:
   ``lambdamr.shuffle.*`` (the remote tasks of ``map_reduce`` and ``map_then_reduce``),
-  ``lambdamr.shared`` and ``lambdamr.inputs``;
+  ``lambdamr.data.shared`` and ``lambdamr.data.objects``;
 - what those import in turn, also lazily inside a function (``lambdamr.config``'s validators).
 
 The driver-only modules (executor, scheduler, jobs, futures, backends, deploy, cli, the
@@ -39,8 +39,9 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.runtime.handler",
     "lambdamr.runtime.key_source",  # signing.process_key fetches the deployment's key with it
     "lambdamr.runtime.remote_modules",
-    "lambdamr.shared",
-    "lambdamr.inputs",
+    "lambdamr.data",
+    "lambdamr.data.shared",
+    "lambdamr.data.objects",
     "lambdamr.shuffle",  # lazy: importing it loads none of the shuffle's driver side
     "lambdamr.shuffle.format",
     "lambdamr.shuffle.mapper",

@@ -9,12 +9,11 @@ Modules, one responsibility each:
     reducer     the reduce task run remotely (ranged GETs, group, reduce, output)
     merge       grouping in memory, or a k-way merge of sorted runs spilled to /tmp
     output      reducer output objects (pickle / text / raw) and reading them back
-    phases      running a phase with task-level retries (driver)
-    driver      map_reduce and map_then_reduce end to end, and cleanup (driver)
     whole       the remote tasks of map_then_reduce
-    result      MapReduceResult (a dict) and MapReduceStats
 
-See ``docs/map_reduce.md`` for the design: format, requests per job, failure handling.
+This package is what runs remotely (it ships in the function package whole); the driver
+half, which plans and runs the phases, is ``lambdamr.driver.map_reduce``, ``.phases`` and
+``.map_reduce_result``. See ``docs/map_reduce.md`` for the design: format, requests per job, failure handling.
 """
 
 from __future__ import annotations
@@ -22,35 +21,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported lazily: the remote side unpickles a MapTask (which imports this package first)
-# and must not load the driver half (driver, phases, and through them jobs and futures).
+# Imported lazily: unpickling a MapTask imports this package first, and a reducer needs
+# none of the mapper's modules.
 _EXPORTS = {
     "MapReduceOptions": "lambdamr.shuffle.plan",
-    "MapReduceResult": "lambdamr.shuffle.result",
-    "MapReduceStats": "lambdamr.shuffle.result",
     "RangePartitioner": "lambdamr.shuffle.partition",
-    "run_map_reduce": "lambdamr.shuffle.driver",
-    "run_map_then_reduce": "lambdamr.shuffle.driver",
     "stable_hash": "lambdamr.shuffle.partition",
     "stable_partition": "lambdamr.shuffle.partition",
 }
 
-__all__ = [
-    "MapReduceOptions",
-    "MapReduceResult",
-    "MapReduceStats",
-    "RangePartitioner",
-    "run_map_reduce",
-    "run_map_then_reduce",
-    "stable_hash",
-    "stable_partition",
-]
+__all__ = ["MapReduceOptions", "RangePartitioner", "stable_hash", "stable_partition"]
 
 if TYPE_CHECKING:
-    from .driver import run_map_reduce, run_map_then_reduce
-    from .partition import RangePartitioner, stable_hash, stable_partition
-    from .plan import MapReduceOptions
-    from .result import MapReduceResult, MapReduceStats
+    from lambdamr.shuffle.partition import RangePartitioner, stable_hash, stable_partition
+    from lambdamr.shuffle.plan import MapReduceOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import cloudpickle
 
-from ..errors import IntegrityError, SerializationError, StorageError
+from lambdamr.errors import IntegrityError, SerializationError, StorageError
 
 MAGIC = b"LMRS"
 FORMAT_VERSION = 2

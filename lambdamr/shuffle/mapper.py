@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from ..errors import ConfigurationError, SerializationError
-from ..inputs import Chunk
-from .format import encode_parts
-from .partition import stable_partition
-from .plan import MapPlan
+from lambdamr.data.objects import Chunk
+from lambdamr.errors import ConfigurationError, SerializationError
+from lambdamr.shuffle.format import encode_parts
+from lambdamr.shuffle.partition import stable_partition
+from lambdamr.shuffle.plan import MapPlan
 
 #: values kept per key before ``combine`` folds them (bounds a mapper's memory per key)
 COMBINE_EVERY = 256
@@ -124,7 +124,7 @@ class MapTask:
         self.__name__ = f"map:{getattr(plan.map_fn, '__name__', 'map_fn')}"
 
     def __call__(self, mapper: int, attempt: int, items: list[Any]) -> MapOutput:
-        from ..runtime.handler import store_for
+        from lambdamr.runtime.handler import store_for
 
         plan = self.plan
         started = time.perf_counter()

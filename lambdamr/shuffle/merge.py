@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from ..errors import ConfigurationError, IntegrityError
-from .format import FRAME_BYTES, new_digest, read_file_frames, write_frames
-from .partition import not_a_groupable_key
+from lambdamr.errors import ConfigurationError, IntegrityError
+from lambdamr.shuffle.format import FRAME_BYTES, new_digest, read_file_frames, write_frames
+from lambdamr.shuffle.partition import not_a_groupable_key
 
 #: a decoded frame takes about this many times its pickled size in memory
 FRAME_EXPANSION = 8

@@ -12,9 +12,9 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import SerializationError
-from ..storage import Storage
-from .format import iter_pairs, verify, write_segment
+from lambdamr.errors import SerializationError
+from lambdamr.shuffle.format import iter_pairs, verify, write_segment
+from lambdamr.storage import Storage
 
 
 class OutputWriter:

@@ -24,7 +24,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import ConfigurationError, SerializationError
+from lambdamr.errors import ConfigurationError, SerializationError
 
 _LEN = struct.Struct("<I")
 

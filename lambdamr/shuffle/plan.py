@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import is_whole_number, validate_memory, validate_timeout
-from ..errors import ConfigurationError
+from lambdamr.config import is_whole_number, validate_memory, validate_timeout
+from lambdamr.errors import ConfigurationError
 
 OUTPUT_FORMATS = ("pickle", "text", "raw")
 #: default share of a reducer's memory it may fill with its partition before spilling to /tmp

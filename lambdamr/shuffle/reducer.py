@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..errors import ConfigurationError, StorageError
-from ..storage import Storage
-from .format import RawFrame, digest_of, pairs_of, read_segment
-from .merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
-from .output import OutputWriter
-from .plan import ReducePlan, estimated_memory
+from lambdamr.errors import ConfigurationError, StorageError
+from lambdamr.shuffle.format import RawFrame, digest_of, pairs_of, read_segment
+from lambdamr.shuffle.merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
+from lambdamr.shuffle.output import OutputWriter
+from lambdamr.shuffle.plan import ReducePlan, estimated_memory
+from lambdamr.storage import Storage
 
 #: concurrent ranged GETs per reducer (S3 latency, not bandwidth, bounds one GET)
 FETCH_THREADS = 8
@@ -73,7 +73,7 @@ class ReduceTask:
         self.__name__ = f"reduce:{getattr(plan.reduce_fn, '__name__', 'reduce_fn')}"
 
     def __call__(self, reducer: int, attempt: int, segments: list[SegmentRef]) -> ReduceOutput:
-        from ..runtime.handler import store_for
+        from lambdamr.runtime.handler import store_for
 
         plan = self.plan
         store = store_for(plan.storage)

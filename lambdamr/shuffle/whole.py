@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .. import serialize
-from .format import digest_of, verify
-from .plan import ShuffleLayout
-from .reducer import FETCH_THREADS
+from lambdamr import serialize
+from lambdamr.shuffle.format import digest_of, verify
+from lambdamr.shuffle.plan import ShuffleLayout
+from lambdamr.shuffle.reducer import FETCH_THREADS
 
 
 def _short(obj: Any, limit: int = 80) -> str:
@@ -43,7 +43,7 @@ class StoreResultTask:
         self.__name__ = f"map:{getattr(plan.fn, '__name__', 'map_fn')}"
 
     def __call__(self, index: int, attempt: int, item: Any) -> tuple[str, str]:
-        from ..runtime.handler import store_for
+        from lambdamr.runtime.handler import store_for
 
         try:
             value = self.plan.fn(item)
@@ -64,7 +64,7 @@ class ReduceAllTask:
         self.__name__ = f"reduce:{getattr(plan.fn, '__name__', 'reduce_fn')}"
 
     def __call__(self, index: int, attempt: int, stored: list[tuple[str, str]]) -> Any:
-        from ..runtime.handler import store_for
+        from lambdamr.runtime.handler import store_for
 
         store = store_for(self.plan.storage)
 

@@ -7,8 +7,8 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import ConfigurationError
-from .base import ObjectInfo, Storage, StorageStats
+from lambdamr.errors import ConfigurationError
+from lambdamr.storage.base import ObjectInfo, Storage, StorageStats
 
 #: kind name -> "module:Class". A new store is one module and one line here.
 STORES: dict[str, str] = {

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..counters import Counters
+from lambdamr.counters import Counters
 
 
 @dataclass(frozen=True)

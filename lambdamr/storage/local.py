@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import (
+from lambdamr.errors import (
     ConfigurationError,
     ObjectNotFound,
     StorageError,
@@ -26,7 +26,7 @@ from ..errors import (
     StoragePermissionError,
     StorageReadOnlyError,
 )
-from .base import ObjectInfo, Storage
+from lambdamr.storage.base import ObjectInfo, Storage
 
 #: times a write makes its folder again after another driver's cleanup removed it meanwhile
 WRITE_ATTEMPTS = 5

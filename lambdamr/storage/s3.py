@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..errors import (
+from lambdamr.errors import (
     ConfigurationError,
     LambdaMRError,
     ObjectNotFound,
@@ -19,7 +19,7 @@ from ..errors import (
     StoragePermissionError,
     StorageUnavailable,
 )
-from .base import ObjectInfo, Storage
+from lambdamr.storage.base import ObjectInfo, Storage
 
 #: S3 refuses DeleteObjects with more keys than this.
 DELETE_BATCH_LIMIT = 1000

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lambda_service import CodeStore, LambdaService
-from .moto_iam import MotoIamServer
+from lambdamr.testing.lambda_service import CodeStore, LambdaService
+from lambdamr.testing.moto_iam import MotoIamServer
 
 LAYER_CACHE = Path(os.environ.get("LAMBDAMR_TEST_CACHE", "~/.cache/lambdamr-tests")).expanduser() / "layers"
 
 
 def cached_pip(command: Sequence[str]) -> None:
     """Real pip, run once per layer spec (packages, Python version, platform tags) and kept."""
-    from ..deploy.layer import run_pip
+    from lambdamr.deploy.layer import run_pip
 
     at = command.index("--target")
     target = Path(command[at + 1])
@@ -51,7 +51,7 @@ def _no_sleep(seconds: float) -> None:
 def _deploy_as(admin: tuple[str, str], kwargs: dict[str, Any]) -> None:
     import boto3
 
-    from ..deploy import deploy
+    from lambdamr.deploy import deploy
 
     key, secret = admin
     session = boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=kwargs["region"])

@@ -109,6 +109,6 @@ def moto_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.delenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", raising=False)
     monkeypatch.setattr(layer_module, "run_pip", fake_pip)
-    monkeypatch.setattr("lambdamr.backends.aws_function.time.sleep", no_sleep)
+    monkeypatch.setattr("lambdamr.backends.aws.function.time.sleep", no_sleep)
     with mock_aws(), secret_arns_enforced():
         yield

@@ -8,7 +8,7 @@ import pytest
 
 from lambdamr import LambdaExecutor
 from lambdamr.aws_region import require_region, resolve_region
-from lambdamr.backends.aws_lambda import AwsLambdaBackend
+from lambdamr.backends.aws.backend import AwsLambdaBackend
 from lambdamr.errors import ConfigurationError
 
 

@@ -18,7 +18,7 @@ from .conftest import fake_pip
 @pytest.fixture
 def aws(monkeypatch):
     monkeypatch.setattr(layer_module, "run_pip", fake_pip)
-    monkeypatch.setattr("lambdamr.backends.aws_function.time.sleep", lambda s: None)
+    monkeypatch.setattr("lambdamr.backends.aws.function.time.sleep", lambda s: None)
     with mock_aws():
         yield
 

@@ -19,7 +19,7 @@ SECRET = "lambdamr/lambdamr-runtime/signing-key"
 @pytest.fixture
 def aws(monkeypatch):
     monkeypatch.setattr(layer_module, "run_pip", fake_pip)
-    monkeypatch.setattr("lambdamr.backends.aws_function.time.sleep", lambda s: None)
+    monkeypatch.setattr("lambdamr.backends.aws.function.time.sleep", lambda s: None)
     with mock_aws():
         yield {name: boto3.client(name, region_name=REGION) for name in ("s3", "lambda", "iam", "secretsmanager")}
 

@@ -22,7 +22,7 @@ READ_ONLY = ("Get", "List", "Describe", "Head")
 @pytest.fixture
 def aws(monkeypatch):
     monkeypatch.setattr(layer_module, "run_pip", fake_pip)
-    monkeypatch.setattr("lambdamr.backends.aws_function.time.sleep", lambda s: None)
+    monkeypatch.setattr("lambdamr.backends.aws.function.time.sleep", lambda s: None)
     with mock_aws():
         yield {n: boto3.client(n, region_name=REGION) for n in ("s3", "iam", "lambda", "logs", "secretsmanager")}
 

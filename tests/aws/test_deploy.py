@@ -301,7 +301,7 @@ def session_configs(aws):
 
 
 def test_every_qualifier_invoked_has_retries_off_and_a_short_event_age(aws, pip_calls, session_configs):
-    from lambdamr.backends.aws_function import DeployedRuntime, ensure_alias
+    from lambdamr.backends.aws.function import DeployedRuntime, ensure_alias
 
     session, configs = session_configs
     first = _deploy(session=session)
@@ -344,8 +344,8 @@ def test_an_alias_from_before_gets_retries_off_and_keeps_its_destination(aws, pi
 
 
 def test_the_event_age_follows_the_drivers_lost_deadline_within_lambdas_bounds():
-    from lambdamr.backends.aws_versions import max_event_age
-    from lambdamr.scheduler import LOST_GRACE_S
+    from lambdamr.backends.aws.versions import max_event_age
+    from lambdamr.driver.scheduler import LOST_GRACE_S
 
     assert max_event_age(1) == 60 and max_event_age(49) == 60  # Lambda's minimum
     assert max_event_age(60) == 60 + LOST_GRACE_S
@@ -373,7 +373,7 @@ def test_versions_and_layers_no_one_uses_are_deleted_on_deploy(aws, pip_calls, m
 
 
 def test_a_version_published_after_the_newest_one_in_use_is_kept(aws, pip_calls):
-    from lambdamr.backends.aws_versions import prune_versions
+    from lambdamr.backends.aws.versions import prune_versions
 
     lam = aws["lambda"]
     _deploy()
@@ -407,7 +407,7 @@ def test_a_version_published_after_the_newest_one_in_use_is_kept(aws, pip_calls)
 def test_a_failed_function_fails_at_once_with_lambdas_reason(configuration, reason):
     from botocore.stub import Stubber
 
-    from lambdamr.backends.aws_function import DeployedRuntime, wait_updated
+    from lambdamr.backends.aws.function import DeployedRuntime, wait_updated
     from lambdamr.errors import BackendError
 
     lam = boto3.client("lambda", region_name=REGION, endpoint_url="http://127.0.0.1:9")

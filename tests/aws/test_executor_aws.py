@@ -71,7 +71,7 @@ def test_the_aws_backend_is_chosen_by_the_environment_variable(deployment, stand
 
 
 def test_a_lost_invocation_is_reinvoked_after_its_deadline(aws_executor, monkeypatch):
-    monkeypatch.setattr("lambdamr.scheduler.LOST_GRACE_S", 0.5)
+    monkeypatch.setattr("lambdamr.driver.scheduler.LOST_GRACE_S", 0.5)
     executor, service = aws_executor(Faults(drop={(1, 1)}), timeout_s=2, poll_interval_s=0.05)  # attempts count from 1
     assert list(executor.map(cube, range(3))) == [0, 1, 8]
     assert (1, 1, "Event") in service.accepted and (1, 2, "Event") in service.accepted

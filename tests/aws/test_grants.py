@@ -15,8 +15,8 @@ import pytest
 
 import lambdamr
 from lambdamr import LambdaExecutor
-from lambdamr.backends.aws_grants import Grants, check_grants, normalize_location
-from lambdamr.backends.aws_lambda import AwsLambdaBackend
+from lambdamr.backends.aws.backend import AwsLambdaBackend
+from lambdamr.backends.aws.grants import Grants, check_grants, normalize_location
 from lambdamr.cli import main
 from lambdamr.deploy import deploy
 from lambdamr.deploy.bucket import tls_only_policy

@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lambdamr import serialize
-from lambdamr.backends.aws_function import RuntimeMismatchError
-from lambdamr.backends.aws_lambda import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
+from lambdamr.backends.aws.backend import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
+from lambdamr.backends.aws.function import RuntimeMismatchError
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
 from lambdamr.protocol import (

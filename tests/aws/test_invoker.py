@@ -18,9 +18,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from lambdamr.backends.aws_errors import LambdaRuntimeError, RuntimeImportError
-from lambdamr.backends.aws_fastinvoke import FastInvokeClient, SigV4Signer, resolved_verify, tls_context
-from lambdamr.backends.aws_invoke import BotoClientPerTimeout, LambdaInvoker, sync_deadline_s
+from lambdamr.backends.aws.errors import LambdaRuntimeError, RuntimeImportError
+from lambdamr.backends.aws.fast_client import FastInvokeClient, SigV4Signer, resolved_verify, tls_context
+from lambdamr.backends.aws.invoke import BotoClientPerTimeout, LambdaInvoker, sync_deadline_s
 from lambdamr.backends.base import Invocation, InvocationOutcome
 from lambdamr.errors import (
     ConfigurationError,
@@ -379,7 +379,7 @@ def test_the_default_trust_store_is_botocores(monkeypatch):
 
 
 def test_a_sync_invoke_waits_as_long_as_an_event_task_before_it_counts_as_lost():
-    from lambdamr.scheduler import LOST_GRACE_S
+    from lambdamr.driver.scheduler import LOST_GRACE_S
 
     for timeout in (1, 5, 300, 900):
         assert sync_deadline_s(timeout) == timeout + max(LOST_GRACE_S, 0.1 * timeout)
@@ -408,7 +408,7 @@ def _hanging_boto(url: str, read_timeout: int):
 
 
 def test_an_untrusted_certificate_on_the_control_plane_says_the_same(certificate):
-    from lambdamr.backends.aws_function import describe_function
+    from lambdamr.backends.aws.function import describe_function
 
     with scripted_lambda(certificate=certificate) as server:
         with pytest.raises(ConfigurationError, match="not trusted.*AWS_CA_BUNDLE"):

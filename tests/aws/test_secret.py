@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from lambdamr import signing
-from lambdamr.backends.aws_function import DeployedRuntime, ensure_alias
-from lambdamr.backends.aws_lambda import AwsLambdaBackend
+from lambdamr.backends.aws.backend import AwsLambdaBackend
+from lambdamr.backends.aws.function import DeployedRuntime, ensure_alias
 from lambdamr.cli import main
 from lambdamr.deploy import deploy, rotate_key, teardown
 from lambdamr.errors import ConfigurationError
@@ -152,7 +152,7 @@ def test_rotate_key_replaces_the_key_and_every_invoked_version_follows(fresh_pro
 
 def test_rotate_key_asks_on_a_terminal_and_needs_yes_elsewhere(fresh_process_key, monkeypatch, capsys):
     _deploy()
-    monkeypatch.setattr("lambdamr.backends.aws_function.time.sleep", no_sleep)
+    monkeypatch.setattr("lambdamr.backends.aws.function.time.sleep", no_sleep)
     first = _secret_value()
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["rotate-key", "--region", REGION]) == 1

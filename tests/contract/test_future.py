@@ -12,8 +12,8 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 import pytest
 
 import lambdamr
+from lambdamr.driver.job import Job
 from lambdamr.futures import LambdaFuture
-from lambdamr.job import Job
 
 
 def _lambda_future() -> Future:

@@ -6,8 +6,8 @@ running the deployed handler with only the uploaded function package and layers 
 See ``service.py`` for the data flow and ``docs/aws.md`` for what it reproduces and what not.
 """
 
-from .code_store import CodeStore
-from .faults import Faults
-from .service import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, Delivery, LambdaService
+from lambdamr.testing.lambda_service.code_store import CodeStore
+from lambdamr.testing.lambda_service.faults import Faults
+from lambdamr.testing.lambda_service.service import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, Delivery, LambdaService
 
 __all__ = ["ASYNC_PAYLOAD_LIMIT", "SYNC_PAYLOAD_LIMIT", "CodeStore", "Delivery", "Faults", "LambdaService"]

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from .service import LambdaService
+from lambdamr.testing.lambda_service.service import LambdaService
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .functions import FunctionVersion
+from lambdamr.testing.lambda_service.functions import FunctionVersion
 
 #: "Lambda waits one minute before the first retry, and two minutes before the second"
 RETRY_DELAYS_S = (60.0, 120.0)

@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ...errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 S3Reader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
 

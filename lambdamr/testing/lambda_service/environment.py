@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime_api import RuntimeApi, RuntimeInvocation
+from lambdamr.testing.lambda_service.runtime_api import RuntimeApi, RuntimeInvocation
 
 #: Lambda gives the INIT phase of an on-demand environment 10 seconds
 INIT_TIMEOUT_S = 10.0

@@ -15,12 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .event_config import ConfigError
-from .functions import NotFound
-from .service import Reply, error_reply
+from lambdamr.testing.lambda_service.event_config import ConfigError
+from lambdamr.testing.lambda_service.functions import NotFound
+from lambdamr.testing.lambda_service.service import Reply, error_reply
 
 if TYPE_CHECKING:
-    from .service import LambdaService
+    from lambdamr.testing.lambda_service.service import LambdaService
 
 _FUNCTIONS = "/2015-03-31/functions/"
 _EVENT_CONFIG = "/2019-09-25/functions/"

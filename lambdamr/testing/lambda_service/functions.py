@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .code_store import CodeStore
-from .environment import Credentials, ExecutionEnvironment, FunctionSetup
+from lambdamr.testing.lambda_service.code_store import CodeStore
+from lambdamr.testing.lambda_service.environment import Credentials, ExecutionEnvironment, FunctionSetup
 
 
 class NotFound(Exception):

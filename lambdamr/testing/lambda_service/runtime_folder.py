@@ -14,7 +14,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from ...errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 #: awslambdaric and its own dependencies, plus the AWS SDK the python3.x runtimes include
 RUNTIME_DISTRIBUTIONS = (

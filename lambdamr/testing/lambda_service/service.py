@@ -27,14 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .async_queue import EventQueue, QueuedEvent
-from .code_store import CodeStore
-from .environment import Credentials, InvocationResult
-from .event_config import EventInvokeConfigs
-from .faults import Faults, task_attempt
-from .functions import EnvironmentPool, FunctionDirectory, FunctionVersion, Throttled, make_setup_factory
-from .runtime_folder import build_runtime_folder
-from .signature import SignatureVerifier
+from lambdamr.testing.lambda_service.async_queue import EventQueue, QueuedEvent
+from lambdamr.testing.lambda_service.code_store import CodeStore
+from lambdamr.testing.lambda_service.environment import Credentials, InvocationResult
+from lambdamr.testing.lambda_service.event_config import EventInvokeConfigs
+from lambdamr.testing.lambda_service.faults import Faults, task_attempt
+from lambdamr.testing.lambda_service.functions import (
+    EnvironmentPool,
+    FunctionDirectory,
+    FunctionVersion,
+    Throttled,
+    make_setup_factory,
+)
+from lambdamr.testing.lambda_service.runtime_folder import build_runtime_folder
+from lambdamr.testing.lambda_service.signature import SignatureVerifier
 
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # "For asynchronous invocations, the maximum payload size is 1 MB"
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -129,7 +135,7 @@ class LambdaService:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> LambdaService:
-        from .front import serve
+        from lambdamr.testing.lambda_service.front import serve
 
         self._server = serve(self)
         return self
@@ -215,7 +221,7 @@ class LambdaService:
             json.loads(payload or b"{}")
         except ValueError:
             return error_reply(400, "InvalidRequestContentException", "Could not parse request body into json")
-        from .functions import NotFound
+        from lambdamr.testing.lambda_service.functions import NotFound
 
         try:
             function = self.resolve(name, qualifier)

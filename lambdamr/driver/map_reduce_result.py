@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..storage import Storage, open_storage
-from .output import read_output
+from lambdamr.shuffle.output import read_output
+from lambdamr.storage import Storage, open_storage
 
 if TYPE_CHECKING:
-    from ..job import Job
+    from lambdamr.driver.job import Job
 
 
 @dataclass

@@ -35,9 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..counters import Counters
-from ..errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
-from .aws_errors import (
+from lambdamr.backends.aws.errors import (
     THROTTLING_CODES,
     certificate_error,
     function_error,
@@ -45,7 +43,9 @@ from .aws_errors import (
     is_certificate_error,
     is_retryable,
 )
-from .base import Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.backends.base import Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.counters import Counters
+from lambdamr.errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
 
 #: a sync invoke is abandoned this long after its task's timeout (the scheduler's
 #: LOST_GRACE_S for Event tasks: one deadline for both kinds of invocation)

@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Iterable
 
-from .job import Job, Task
+from lambdamr.driver.job import Job, Task
 
 #: fraction of a job's tasks that must be finished before backups are considered
 MIN_DONE_FRACTION = 0.75

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import JobOptions
-from .futures import LambdaFuture
-from .map_iterator import MapIterator
+from lambdamr.config import JobOptions
+from lambdamr.futures import LambdaFuture
+from lambdamr.map_iterator import MapIterator
 
 if TYPE_CHECKING:
-    from .executor import LambdaExecutor
+    from lambdamr.executor import LambdaExecutor
 
 T = TypeVar("T")
 

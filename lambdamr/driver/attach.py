@@ -21,12 +21,12 @@ import json
 import logging
 from typing import Any
 
-from .errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
-from .job import Job, Task
-from .protocol import ArgsRange, session_of
-from .results import open_record
-from .signing import Context, Signer
-from .storage import Storage
+from lambdamr.driver.job import Job, Task
+from lambdamr.driver.results import open_record
+from lambdamr.errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
+from lambdamr.protocol import ArgsRange, session_of
+from lambdamr.signing import Context, Signer
+from lambdamr.storage import Storage
 
 log = logging.getLogger("lambdamr")
 

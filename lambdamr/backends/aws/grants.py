@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 ENV_GRANTS = "LAMBDAMR_GRANTS"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any
 
-from .errors import BackendError
-from .futures import LambdaFuture
-from .job import Job
-from .results import own_copy
+from lambdamr.driver.job import Job
+from lambdamr.driver.results import own_copy
+from lambdamr.errors import BackendError
+from lambdamr.futures import LambdaFuture
 
 log = logging.getLogger("lambdamr")
 

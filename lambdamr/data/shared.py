@@ -16,9 +16,9 @@ import threading
 from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
-from . import serialize
-from .signing import Context, Signer, check_content_key, process_key
-from .storage import Storage, open_storage
+from lambdamr import serialize
+from lambdamr.signing import Context, Signer, check_content_key, process_key
+from lambdamr.storage import Storage, open_storage
 
 T = TypeVar("T")
 

@@ -32,9 +32,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .backends.base import Backend, Invocation, InvocationOutcome
-from .config import ExecutorConfig
-from .errors import (
+from lambdamr.backends.base import Backend, Invocation, InvocationOutcome
+from lambdamr.config import ExecutorConfig
+from lambdamr.driver.job import Job, Task
+from lambdamr.driver.results import open_record, own_copy
+from lambdamr.driver.speculation import stragglers
+from lambdamr.driver.unfinished import UnfinishedJobs, settle_future
+from lambdamr.errors import (
     BackendError,
     IntegrityError,
     LambdaMRError,
@@ -43,13 +47,9 @@ from .errors import (
     StorageUnavailable,
     WorkerLostError,
 )
-from .job import Job, Task
-from .protocol import INITIALIZER_OPTION, TaskEvent
-from .results import open_record, own_copy
-from .signing import Signer
-from .speculation import stragglers
-from .storage import Storage
-from .unfinished import UnfinishedJobs, settle_future
+from lambdamr.protocol import INITIALIZER_OPTION, TaskEvent
+from lambdamr.signing import Signer
+from lambdamr.storage import Storage
 
 log = logging.getLogger("lambdamr")
 

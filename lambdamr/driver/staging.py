@@ -19,13 +19,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import serialize
-from .errors import PayloadTooLargeError
-from .job import Task
-from .protocol import ArgsRange, arguments_context, encode_inline_args, function_context
-from .shared import Shared, shared_context
-from .signing import Context, Signer, content_hash
-from .storage import Storage
+from lambdamr import serialize
+from lambdamr.data.shared import Shared, shared_context
+from lambdamr.driver.job import Task
+from lambdamr.errors import PayloadTooLargeError
+from lambdamr.protocol import ArgsRange, arguments_context, encode_inline_args, function_context
+from lambdamr.signing import Context, Signer, content_hash
+from lambdamr.storage import Storage
 
 #: Room kept in an event for everything but the inline arguments.
 EVENT_OVERHEAD = 4096

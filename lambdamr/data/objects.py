@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError
-from .storage import Storage, open_storage, storage_from_url
+from lambdamr.errors import ConfigurationError
+from lambdamr.storage import Storage, open_storage, storage_from_url
 
 #: default chunk size: a comfortable mapper input on Lambda at 1-2 GB of memory
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
@@ -134,7 +134,7 @@ class ObjectSource:
         return self.split(*self.open(region=region, endpoint_url=endpoint_url))
 
     def __iter__(self) -> Iterator[Chunk]:
-        from .config import ExecutorConfig
+        from lambdamr.config import ExecutorConfig
 
         config = ExecutorConfig.resolve()
         return iter(self.resolve(region=config.region, endpoint_url=config.endpoint_url))
@@ -202,7 +202,7 @@ class Chunk:
 
     def read(self) -> bytes:
         """The chunk's bytes: whole lines (``lines`` mode) or exactly ``[start, end)``."""
-        from .runtime.handler import store_for
+        from lambdamr.runtime.handler import store_for
 
         store = store_for(self.storage)
         if self.mode != "lines":

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..scheduler import LOST_GRACE_S
+from lambdamr.driver.scheduler import LOST_GRACE_S
 
 #: Lambda's bounds of MaximumEventAgeInSeconds
 EVENT_AGE_MIN_S, EVENT_AGE_MAX_S = 60, 21600

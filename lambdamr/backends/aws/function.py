@@ -27,14 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._version import __version__
-from ..aws_region import HOW_TO_SET_REGION
-from ..errors import BackendError, ConfigurationError
-from ..protocol import PROTOCOL_VERSION
-from ..runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
-from .aws_errors import certificate_error, is_certificate_error
-from .aws_grants import ENV_GRANTS
-from .aws_versions import ensure_no_async_retries, prune_versions, retry_conflicts
+from lambdamr._version import __version__
+from lambdamr.aws_region import HOW_TO_SET_REGION
+from lambdamr.backends.aws.errors import certificate_error, is_certificate_error
+from lambdamr.backends.aws.grants import ENV_GRANTS
+from lambdamr.backends.aws.versions import ensure_no_async_retries, prune_versions, retry_conflicts
+from lambdamr.errors import BackendError, ConfigurationError
+from lambdamr.protocol import PROTOCOL_VERSION
+from lambdamr.runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 
 ENV_VERSION = "LAMBDAMR_VERSION"
 ENV_PROTOCOL = "LAMBDAMR_PROTOCOL"

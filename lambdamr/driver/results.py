@@ -21,11 +21,11 @@ from typing import Any
 
 import tblib
 
-from . import serialize
-from .errors import IntegrityError, RemoteError, SerializationError
-from .protocol import CallOutcome, call_outcomes, decode_result, result_context
-from .runtime.capture import log_tail
-from .signing import Signer
+from lambdamr import serialize
+from lambdamr.errors import IntegrityError, RemoteError, SerializationError
+from lambdamr.protocol import CallOutcome, call_outcomes, decode_result, result_context
+from lambdamr.runtime.capture import log_tail
+from lambdamr.signing import Signer
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
+from lambdamr.errors import (
     BackendError,
     ConfigurationError,
     LambdaRuntimeError,
@@ -38,7 +38,7 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
-    from .base import Invocation
+    from lambdamr.backends.base import Invocation
 
 
 #: Invoke error codes that ask the caller to slow down

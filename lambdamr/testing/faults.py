@@ -15,9 +15,9 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .backends.base import Backend, Invocation, OutcomeCallback
-from .errors import StorageUnavailable
-from .storage.base import ObjectInfo, Storage
+from lambdamr.backends.base import Backend, Invocation, OutcomeCallback
+from lambdamr.errors import StorageUnavailable
+from lambdamr.storage.base import ObjectInfo, Storage
 
 
 class FlakyStorage(Storage):

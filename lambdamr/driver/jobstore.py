@@ -29,15 +29,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .errors import IntegrityError, LambdaMRError, ObjectNotFound
-from .protocol import decode_result, result_context, session_of
-from .recovery import job_prefix_of
-from .signing import Context, Signer, process_key
-from .storage import Storage, reopen_storage
+from lambdamr._version import __version__
+from lambdamr.driver.attach import job_prefix_of
+from lambdamr.errors import IntegrityError, LambdaMRError, ObjectNotFound
+from lambdamr.protocol import decode_result, result_context, session_of
+from lambdamr.signing import Context, Signer, process_key
+from lambdamr.storage import Storage, reopen_storage
 
 if TYPE_CHECKING:
-    from .job import Job
+    from lambdamr.driver.job import Job
 
 log = logging.getLogger("lambdamr")
 

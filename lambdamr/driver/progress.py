@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .job import Job
+from lambdamr.driver.job import Job
 
 DELAY_S = 2.0
 REFRESH_S = 0.5

@@ -18,7 +18,8 @@ from concurrent.futures import CancelledError
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
+from lambdamr.driver.job import Job
+from lambdamr.errors import (
     BackendError,
     ConfigurationError,
     IntegrityError,
@@ -28,11 +29,10 @@ from ..errors import (
     TaskTimeoutError,
     ThrottledError,
 )
-from ..futures import LambdaFuture
-from ..job import Job
+from lambdamr.futures import LambdaFuture
 
 if TYPE_CHECKING:
-    from ..executor import LambdaExecutor
+    from lambdamr.executor import LambdaExecutor
 
 log = logging.getLogger("lambdamr")
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .cost import billed_ms
-from .errors import ConfigurationError
-from .futures import LambdaFuture
-from .protocol import ArgsRange
+from lambdamr.cost import billed_ms
+from lambdamr.errors import ConfigurationError
+from lambdamr.futures import LambdaFuture
+from lambdamr.protocol import ArgsRange
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
@@ -414,7 +414,7 @@ class Job:
         )
 
     def _estimate_cost(self, timed: list[dict[str, Any]], requests: dict[str, int]) -> Any:
-        from .cost import estimate_job_cost
+        from lambdamr.cost import estimate_job_cost
 
         # A backend's billed figure (a REPORT line) already holds the INIT phase.
         reported = [tm.get("billed_ms") is not None for tm in timed]
@@ -436,13 +436,13 @@ class Job:
 
     def logs(self, task_id: int | None = None) -> str:
         """The captured output of one task, or of every task that printed or failed."""
-        from .report import job_logs
+        from lambdamr.report import job_logs
 
         return job_logs(self, task_id)
 
     def plot(self, path: str | Path) -> Path:
         """Save a timeline of every task and a histogram of task durations (matplotlib)."""
-        from .report import plot_job
+        from lambdamr.report import plot_job
 
         return plot_job(self, path)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .inputs import Chunk
-from .shared import Shared
+from lambdamr.data.objects import Chunk
+from lambdamr.data.shared import Shared
 
 
 def _location(spec: dict[str, Any], key: str) -> str:

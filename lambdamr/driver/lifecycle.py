@@ -25,14 +25,14 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import LambdaMRError
+from lambdamr.errors import LambdaMRError
 
 if TYPE_CHECKING:
-    from .backends import Backend
-    from .lease import SessionLease
-    from .manifest import ManifestWriter
-    from .scheduler import Scheduler
-    from .storage import Storage
+    from lambdamr.backends import Backend
+    from lambdamr.driver.jobstore import ManifestWriter
+    from lambdamr.driver.lease import SessionLease
+    from lambdamr.driver.scheduler import Scheduler
+    from lambdamr.storage import Storage
 
 log = logging.getLogger("lambdamr")
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..callables import check_plain_function
-from ..errors import ConfigurationError, LambdaMRError
-from ..inputs import ObjectSource
-from ..storage import Storage, storage_from_url
-from .mapper import MapOutput, MapTask
-from .phases import Phase
-from .plan import (
+from lambdamr.data.objects import ObjectSource
+from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.map_reduce_result import MapReduceResult, MapReduceStats
+from lambdamr.driver.phases import Phase
+from lambdamr.errors import ConfigurationError, LambdaMRError
+from lambdamr.shuffle.mapper import MapOutput, MapTask
+from lambdamr.shuffle.plan import (
     MapPlan,
     MapReduceOptions,
     OutputTarget,
@@ -31,12 +31,12 @@ from .plan import (
     default_reducers,
     reduce_budget_bytes,
 )
-from .reducer import NumberedReduce, ReduceOutput, ReduceTask, SegmentRef
-from .result import MapReduceResult, MapReduceStats
-from .whole import ReduceAllTask, StoreResultTask, WholePlan
+from lambdamr.shuffle.reducer import NumberedReduce, ReduceOutput, ReduceTask, SegmentRef
+from lambdamr.shuffle.whole import ReduceAllTask, StoreResultTask, WholePlan
+from lambdamr.storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
-    from ..executor import LambdaExecutor
+    from lambdamr.executor import LambdaExecutor
 
 log = logging.getLogger("lambdamr")
 
@@ -67,7 +67,7 @@ def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Sto
         )
     if not isinstance(inputs, Iterable):
         raise ConfigurationError(f"map_reduce inputs must be iterable, got {type(inputs).__name__}")
-    from ..map_iterator import read_all  # the shuffle needs every input before it starts
+    from lambdamr.map_iterator import read_all  # the shuffle needs every input before it starts
 
     return read_all(inputs, "map_reduce inputs"), []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .errors import ConfigurationError
+from lambdamr.errors import ConfigurationError
 
 
 def check_plain_function(fn: Any, what: str = "the function to run") -> None:

@@ -27,11 +27,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ..aws_region import require_region, resolve_region
-from ..errors import ConfigurationError, TaskError, WorkerLostError
-from .aws_errors import classify_logs
-from .aws_fastinvoke import FastInvokeClient
-from .aws_function import (
+from lambdamr.aws_region import require_region, resolve_region
+from lambdamr.backends.aws.errors import classify_logs
+from lambdamr.backends.aws.fast_client import FastInvokeClient
+from lambdamr.backends.aws.function import (
     DeployedRuntime,
     alias_name,
     check_compatible,
@@ -40,12 +39,13 @@ from .aws_function import (
     ensure_alias,
     wait_updated,
 )
-from .aws_invoke import BotoClientPerTimeout, LambdaInvoker
-from .base import Backend, Invocation, OutcomeCallback
+from lambdamr.backends.aws.invoke import BotoClientPerTimeout, LambdaInvoker
+from lambdamr.backends.base import Backend, Invocation, OutcomeCallback
+from lambdamr.errors import ConfigurationError, TaskError, WorkerLostError
 
 if TYPE_CHECKING:
-    from ..config import ExecutorConfig
-    from ..storage import Storage
+    from lambdamr.config import ExecutorConfig
+    from lambdamr.storage import Storage
 
 #: "For asynchronous invocations, the maximum payload size is 1 MB" (raised from 256 KB)
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
@@ -243,8 +243,8 @@ class AwsLambdaBackend(Backend):
         environment names (the driver's own ``LAMBDAMR_SIGNING_KEY`` wins when set)."""
         import os
 
-        from ..runtime.key_source import fetch_key_hex
-        from ..signing import KEY_ENV, parse_key
+        from lambdamr.runtime.key_source import fetch_key_hex
+        from lambdamr.signing import KEY_ENV, parse_key
 
         if os.environ.get(KEY_ENV):
             return parse_key(os.environ[KEY_ENV])
@@ -264,7 +264,7 @@ class AwsLambdaBackend(Backend):
 
     def check_access(self, *, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
         """Refuse locations the function's role may not read or write (``aws_grants``)."""
-        from .aws_grants import ENV_GRANTS, Grants, check_grants
+        from lambdamr.backends.aws.grants import ENV_GRANTS, Grants, check_grants
 
         latest = self._deployed()
         if not latest.grants:

@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Iterable
 
-from .errors import LambdaMRError
-from .storage import Storage, reopen_storage
+from lambdamr.errors import LambdaMRError
+from lambdamr.storage import Storage, reopen_storage
 
 log = logging.getLogger("lambdamr")
 
