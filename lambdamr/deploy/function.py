@@ -238,7 +238,7 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
 
 def log_group_is_ours(logs: Any, name: str) -> bool:
     tags = logs.list_tags_log_group(logGroupName=name).get("tags", {})
-    return tags.get(MANAGED_TAG) == "true"
+    return bool(tags.get(MANAGED_TAG) == "true")
 
 
 def delete_function(

@@ -91,7 +91,8 @@ def runtime_policy(
 
 def _document(value: Any) -> dict[str, Any]:
     # IAM returns documents URL-encoded (the raw API) or already decoded (boto3 does it).
-    return json.loads(unquote(value)) if isinstance(value, str) else value
+    document: dict[str, Any] = json.loads(unquote(value)) if isinstance(value, str) else value
+    return document
 
 
 def checked_runtime_policy(

@@ -10,7 +10,7 @@ value — small — carries the object's name and index back to the driver.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle.format import encode_parts
+from lambdamr.shuffle.notes import add_note
 from lambdamr.shuffle.partition import stable_partition
 from lambdamr.shuffle.plan import MapPlan
 
@@ -76,7 +77,7 @@ class _Router:
         except SerializationError as exc:
             raise SerializationError(f"{exc} (key from item {_short(item)}, in {self.where})") from exc
         except Exception as exc:
-            exc.add_note(f"(in the partition function, for key {_short(key)} of item {_short(item)})")
+            add_note(exc, f"(in the partition function, for key {_short(key)} of item {_short(item)})")
             raise
         if isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers:
             raise ConfigurationError(
@@ -101,7 +102,8 @@ def _pairs_of(produced: Any, item: Any) -> Iterable[Any]:
             f"map_fn returned a {type(produced).__name__} for item {_short(item)}: return or yield (key, value) pairs"
         )
     try:
-        return iter(produced)
+        pairs: Iterable[Any] = iter(produced)
+        return pairs
     except TypeError:
         raise SerializationError(
             f"map_fn returned {_short(produced)} (a {type(produced).__name__}) for item {_short(item)}: "
@@ -157,20 +159,20 @@ class MapTask:
             timings={"map": mapped - started, "encode": encoded - mapped, "put": done - encoded},
         )
 
-    def _each_pair(self, items: list[Any]):
+    def _each_pair(self, items: list[Any]) -> Iterator[tuple[Any, Any]]:
         """(item, pair) for every pair ``map_fn`` produces, with the item named on errors."""
         for item in items:
             try:
                 produced = self.plan.map_fn(item)
             except Exception as exc:
-                exc.add_note(f"(in map_fn, for item {_short(item)})")
+                add_note(exc, f"(in map_fn, for item {_short(item)})")
                 raise
             pairs = _pairs_of(produced, item)
             try:
                 for pair in pairs:  # a generator runs the user's code here
                     yield item, pair
             except Exception as exc:
-                exc.add_note(f"(in map_fn, for item {_short(item)})")
+                add_note(exc, f"(in map_fn, for item {_short(item)})")
                 raise
 
     def _routed(self, items: list[Any], router: _Router) -> int:
@@ -214,7 +216,7 @@ def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:
     try:
         return combine(key, values)
     except Exception as exc:
-        exc.add_note(f"(in combine, for key {_short(key)} with {len(values)} values)")
+        add_note(exc, f"(in combine, for key {_short(key)} with {len(values)} values)")
         raise
 
 

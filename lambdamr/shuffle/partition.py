@@ -60,7 +60,8 @@ def canonical_bytes(key: Any) -> bytes:
     except Exception:
         pass
     try:  # classes defined in the user's __main__ or modules shipped by value
-        return b"c" + cloudpickle.dumps(key, protocol=4)
+        pickled: bytes = cloudpickle.dumps(key, protocol=4)
+        return b"c" + pickled
     except Exception as exc:
         raise SerializationError(
             f"a key cannot be pickled: {_short(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "

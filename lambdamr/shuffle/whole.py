@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdamr import serialize
 from lambdamr.shuffle.format import digest_of, verify
+from lambdamr.shuffle.notes import add_note
 from lambdamr.shuffle.plan import ShuffleLayout
 from lambdamr.shuffle.reducer import FETCH_THREADS
 
@@ -48,7 +49,7 @@ class StoreResultTask:
         try:
             value = self.plan.fn(item)
         except Exception as exc:
-            exc.add_note(f"(in map_fn, for item {_short(item)})")
+            add_note(exc, f"(in map_fn, for item {_short(item)})")
             raise
         data = serialize.dumps(value, what=f"result of map_fn for item {_short(item)}", ship_local_modules=False)
         name = self.plan.layout.new_name("m", index, attempt)

@@ -25,11 +25,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lambdamr.testing.lambda_service.async_queue import EventQueue, QueuedEvent
 from lambdamr.testing.lambda_service.code_store import CodeStore
-from lambdamr.testing.lambda_service.environment import Credentials, InvocationResult
+from lambdamr.testing.lambda_service.environment import Credentials, ExecutionEnvironment, InvocationResult
 from lambdamr.testing.lambda_service.event_config import EventInvokeConfigs
 from lambdamr.testing.lambda_service.faults import Faults, task_attempt
 from lambdamr.testing.lambda_service.functions import (
@@ -163,7 +163,7 @@ class LambdaService:
         self.stop()
 
     # ---- AWS clients of the stand-in itself -----------------------------------------------
-    def _client(self, service: str, as_lambda: bool = False) -> Any:
+    def _client(self, service: Literal["lambda", "s3", "sts", "logs"], as_lambda: bool = False) -> Any:
         with self._lock:
             if (service, as_lambda) not in self._clients:
                 import boto3
@@ -277,7 +277,9 @@ class LambdaService:
     def _event_settings(self, function: FunctionVersion) -> tuple[int, int]:
         return self.configs.effective(function.name, function.qualifier)
 
-    def _run(self, function: FunctionVersion, environment: Any, payload: bytes, request_id: str, kind: str) -> InvocationResult:
+    def _run(
+        self, function: FunctionVersion, environment: ExecutionEnvironment, payload: bytes, request_id: str, kind: str
+    ) -> InvocationResult:
         pair = task_attempt(payload)
         try:
             result = environment.invoke(payload, request_id=request_id, hang=pair in self.faults.timeout)
