@@ -12,7 +12,7 @@ from lambdamr.deploy.errors import DeployError, LayerPlatformError, LayerTooLarg
 from lambdamr.deploy.options import DeployOptions
 from lambdamr.deploy.plan import DeployPlan
 from lambdamr.deploy.planner import plan_deploy
-from lambdamr.deploy.secret import rotate_key
+from lambdamr.deploy.rotation import rotate_key
 
 __all__ = [
     "DeployError",

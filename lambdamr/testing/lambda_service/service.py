@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,26 +39,13 @@ from lambdamr.testing.lambda_service.functions import (
     Throttled,
     make_setup_factory,
 )
+from lambdamr.testing.lambda_service.reply import Reply, error_reply
 from lambdamr.testing.lambda_service.runtime_folder import build_runtime_folder
 from lambdamr.testing.lambda_service.signature import SignatureVerifier
 
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # "For asynchronous invocations, the maximum payload size is 1 MB"
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 LOG_TAIL_BYTES = 4096  # X-Amz-Log-Result: "the last 4 KB of the execution log"
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_reply(status: int, code: str, message: str, **extra: Any) -> Reply:
-    """A Lambda API error: the code in ``x-amzn-ErrorType`` and a JSON document."""
-    doc = {"Type": "User", "message": message, **extra}
-    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())}
-    return Reply(status, json.dumps(doc).encode(), headers)
 
 
 @dataclass(frozen=True)
