@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -130,12 +131,17 @@ def imports_of(module: str) -> Iterator[Import]:
 
 
 @cache
-def graph() -> dict[str, tuple[Import, ...]]:
-    return {module: tuple(imports_of(module)) for module in sources()}
+def _edges(module: str, tree: ast.Module) -> tuple[Import, ...]:
+    return tuple(imports_of(module))
+
+
+def edges(module: str) -> tuple[Import, ...]:
+    """Every import of ``module`` (kept per syntax tree: a test may add a module to the package)."""
+    return _edges(module, sources()[module])
 
 
 def internal(module: str) -> list[Import]:
-    return [i for i in graph()[module] if i.target.startswith("lambdamr") and i.target != module]
+    return [i for i in edges(module) if i.target.startswith("lambdamr") and i.target != module]
 
 
 def within(module: str, prefix: str) -> bool:
@@ -179,12 +185,12 @@ def cycles() -> list[list[str]]:
 
 def test_the_graph_reader_sees_every_kind_of_import():
     """The reader itself: function-level, TYPE_CHECKING and by-name imports all count."""
-    handler = {i.target for i in graph()["lambdamr.runtime.handler"]}
+    handler = {i.target for i in edges("lambdamr.runtime.handler")}
     assert "lambdamr.protocol" in handler and "cloudpickle" in handler
-    assert {"lambdamr.storage.local", "lambdamr.storage.s3"} <= {i.target for i in graph()["lambdamr.storage"]}  # by name
-    facade = {i.target for i in graph()[FACADE]}
+    assert {"lambdamr.storage.local", "lambdamr.storage.s3"} <= {i.target for i in edges("lambdamr.storage")}  # by name
+    facade = {i.target for i in edges(FACADE)}
     assert {"lambdamr.executor", "lambdamr.driver.job", "lambdamr._version"} <= facade  # TYPE_CHECKING and by name
-    assert "boto3" in {i.target for i in graph()["lambdamr.runtime.key_source"]}  # inside a function
+    assert "boto3" in {i.target for i in edges("lambdamr.runtime.key_source")}  # inside a function
 
 
 def test_no_import_cycle():
@@ -221,8 +227,8 @@ def test_runtime_imports_nothing_of_the_driver():
 def test_boto3_only_in_storage_backends_deploy_and_testing():
     wrong = [
         str(i)
-        for module, edges in graph().items()
-        for i in edges
+        for module in sources()
+        for i in edges(module)
         if i.target in ("boto3", "botocore")
         and not any(within(module, folder) for folder in BOTO_FOLDERS)
         and module not in BOTO_OUTSIDE_AWS_FOLDERS
@@ -234,7 +240,7 @@ def test_allowed_boto3_exceptions_are_real_modules_that_use_it():
     """An exception to the boto3 rule goes away with its last use: the list cannot go stale."""
     for module in BOTO_OUTSIDE_AWS_FOLDERS:
         if module in sources():  # aws_errors arrives with the one error table
-            assert {"boto3", "botocore"} & {i.target for i in graph()[module]}, f"{module} no longer imports boto3: drop it"
+            assert {"boto3", "botocore"} & {i.target for i in edges(module)}, f"{module} no longer imports boto3: drop it"
 
 
 def test_library_never_imports_testing():
@@ -287,8 +293,12 @@ def private_names_defined(module: str) -> frozenset[str]:
 
 
 @cache
+def _private_names(module: str, tree: ast.Module) -> frozenset[str]:
+    return private_names_defined(module)
+
+
 def private_owners() -> dict[str, frozenset[str]]:
-    return {module: private_names_defined(module) for module in sources()}
+    return {module: _private_names(module, tree) for module, tree in sources().items()}
 
 
 def private_uses(module: str) -> Iterator[str]:
@@ -327,21 +337,41 @@ def test_no_private_name_of_another_module_is_used():
     )
 
 
-def test_private_use_detector_catches_both_forms():
-    """The detector on a module written for the purpose (it must be able to fail)."""
-    sample = ast.parse(
+@contextmanager
+def with_modules(extra: dict[str, str]) -> Iterator[None]:
+    """The graph as if ``extra`` (dotted name -> source) were in the package: the checks on
+    modules written to break them, so that each check is shown able to fail."""
+    assert not extra.keys() & sources().keys()
+    sources().update({name: ast.parse(code) for name, code in extra.items()})
+    try:
+        yield
+    finally:
+        for name in extra:
+            del sources()[name]
+
+
+def test_private_use_detector_catches_every_form():
+    sample = (
         "from lambdamr.driver.job import _hidden\nfrom lambdamr import serialize\nserialize._secret()\n"
         "def f(executor):\n    return executor.inner._run_job()\n"
     )
-    real = sources()
-    for cached in (sources, graph, private_owners):
-        cached.cache_clear()
-    try:
-        sources()["lambdamr.sample_for_test"] = sample
+    with with_modules({"lambdamr.sample_for_test": sample}):
         uses = list(private_uses("lambdamr.sample_for_test"))
-    finally:
-        for cached in (sources, graph, private_owners):
-            cached.cache_clear()
-    assert real.keys() == sources().keys()
+    assert "lambdamr.sample_for_test" not in sources()
     assert any("imports _hidden" in u for u in uses) and any("serialize._secret" in u for u in uses), uses
     assert any("executor.inner._run_job" in u and "lambdamr.executor" in u for u in uses), uses
+
+
+def test_cycle_finder_sees_a_cycle_through_type_checking_and_a_function():
+    first = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lambdamr.sample_b import B\n"
+    second = "def f():\n    from lambdamr.sample_a import A\n"
+    with with_modules({"lambdamr.sample_a": first, "lambdamr.sample_b": second}):
+        found = cycles()
+    assert ["lambdamr.sample_a", "lambdamr.sample_b"] in found
+
+
+def test_remote_closure_sees_a_lazy_import_by_name():
+    sample = "import importlib\ndef load():\n    return importlib.import_module('lambdamr.executor')\n"
+    with with_modules({"lambdamr.runtime.sample": sample}):
+        targets = {i.target for i in internal("lambdamr.runtime.sample")}
+    assert "lambdamr.executor" in targets and "lambdamr.executor" not in REMOTE_MODULES
