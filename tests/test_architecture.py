@@ -37,7 +37,6 @@ MODULE_REFERENCE = re.compile(r"lambdamr(\.[A-Za-z_]\w*)+(:[A-Za-z_]\w*)?")
 FACADE = "lambdamr"
 #: imports of boto3/botocore outside storage, backends, deploy and testing, and why each is there
 BOTO_OUTSIDE_AWS_FOLDERS = {
-    "lambdamr.aws_errors": "the one botocore -> lambdamr error table, shared by every AWS caller",
     "lambdamr.aws_region": "asks boto3's session for the profile's region when none is configured",
     "lambdamr.runtime.key_source": "fetches the deployment's signing key from Secrets Manager on Lambda",
 }
@@ -239,8 +238,8 @@ def test_boto3_only_in_storage_backends_deploy_and_testing():
 def test_allowed_boto3_exceptions_are_real_modules_that_use_it():
     """An exception to the boto3 rule goes away with its last use: the list cannot go stale."""
     for module in BOTO_OUTSIDE_AWS_FOLDERS:
-        if module in sources():  # aws_errors arrives with the one error table
-            assert {"boto3", "botocore"} & {i.target for i in edges(module)}, f"{module} no longer imports boto3: drop it"
+        assert module in sources(), f"{module} is gone: drop it from BOTO_OUTSIDE_AWS_FOLDERS"
+        assert {"boto3", "botocore"} & {i.target for i in edges(module)}, f"{module} no longer imports boto3: drop it"
 
 
 def test_library_never_imports_testing():
