@@ -350,15 +350,17 @@ def with_modules(extra: dict[str, str]) -> Iterator[None]:
 
 
 def test_private_use_detector_catches_every_form():
+    owner = "class Runner:\n    def _run_job(self):\n        return 1\n"
     sample = (
         "from lambdamr.driver.job import _hidden\nfrom lambdamr import serialize\nserialize._secret()\n"
-        "def f(executor):\n    return executor.inner._run_job()\n"
+        "def f(runner):\n    return runner.inner._run_job()\n"
     )
-    with with_modules({"lambdamr.sample_for_test": sample}):
-        uses = list(private_uses("lambdamr.sample_for_test"))
-    assert "lambdamr.sample_for_test" not in sources()
+    with with_modules({"lambdamr.sample_owner": owner, "lambdamr.sample_user": sample}):
+        uses = list(private_uses("lambdamr.sample_user"))
+        assert not list(private_uses("lambdamr.sample_owner"))
+    assert "lambdamr.sample_user" not in sources()
     assert any("imports _hidden" in u for u in uses) and any("serialize._secret" in u for u in uses), uses
-    assert any("executor.inner._run_job" in u and "lambdamr.executor" in u for u in uses), uses
+    assert any("runner.inner._run_job" in u and "lambdamr.sample_owner" in u for u in uses), uses
 
 
 def test_cycle_finder_sees_a_cycle_through_type_checking_and_a_function():
