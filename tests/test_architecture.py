@@ -182,7 +182,7 @@ def cycles() -> list[list[str]]:
     return found
 
 
-def test_the_graph_reader_sees_every_kind_of_import():
+def test_the_graph_reader_sees_every_kind_of_import() -> None:
     """The reader itself: function-level, TYPE_CHECKING and by-name imports all count."""
     handler = {i.target for i in edges("lambdamr.runtime.handler")}
     assert "lambdamr.protocol" in handler and "cloudpickle" in handler
@@ -192,14 +192,14 @@ def test_the_graph_reader_sees_every_kind_of_import():
     assert "boto3" in {i.target for i in edges("lambdamr.runtime.key_source")}  # inside a function
 
 
-def test_no_import_cycle():
+def test_no_import_cycle() -> None:
     found = cycles()
     assert not found, "import cycles (break each by moving the shared part down into a module both can import):\n" + "\n".join(
         " <-> ".join(component) for component in found
     )
 
 
-def test_remote_set_is_the_remote_packages_and_the_shared_modules():
+def test_remote_set_is_the_remote_packages_and_the_shared_modules() -> None:
     assert REMOTE_MODULES == remote_modules()
     on_disk = {m for m in sources() if any(within(m, package) for package in REMOTE_PACKAGES)}
     assert set(REMOTE_PACKAGES) == {"lambdamr.runtime", "lambdamr.storage", "lambdamr.shuffle", "lambdamr.data"}
@@ -208,7 +208,7 @@ def test_remote_set_is_the_remote_packages_and_the_shared_modules():
 
 
 @pytest.mark.parametrize("module", sorted(m for m in REMOTE_MODULES if m != FACADE))
-def test_remote_module_imports_close_within_the_remote_set(module):
+def test_remote_module_imports_close_within_the_remote_set(module: str) -> None:
     outside = [str(i) for i in internal(module) if i.target not in REMOTE_MODULES]
     assert not outside, (
         f"{module} runs on Lambda but imports modules the function package does not hold: {outside}. "
@@ -217,13 +217,13 @@ def test_remote_module_imports_close_within_the_remote_set(module):
     )
 
 
-def test_runtime_imports_nothing_of_the_driver():
+def test_runtime_imports_nothing_of_the_driver() -> None:
     runtime = [m for m in sources() if within(m, "lambdamr.runtime")]
     wrong = [str(i) for m in runtime for i in internal(m) if any(within(i.target, d) for d in DRIVER_SIDE)]
     assert not wrong, f"lambdamr.runtime must not depend on the driver side: {wrong}"
 
 
-def test_boto3_only_in_storage_backends_deploy_and_testing():
+def test_boto3_only_in_storage_backends_deploy_and_testing() -> None:
     wrong = [
         str(i)
         for module in sources()
@@ -235,14 +235,14 @@ def test_boto3_only_in_storage_backends_deploy_and_testing():
     assert not wrong, f"boto3/botocore imported outside {BOTO_FOLDERS}: {wrong} (go through lambdamr.storage or a backend)"
 
 
-def test_allowed_boto3_exceptions_are_real_modules_that_use_it():
+def test_allowed_boto3_exceptions_are_real_modules_that_use_it() -> None:
     """An exception to the boto3 rule goes away with its last use: the list cannot go stale."""
     for module in BOTO_OUTSIDE_AWS_FOLDERS:
         assert module in sources(), f"{module} is gone: drop it from BOTO_OUTSIDE_AWS_FOLDERS"
         assert {"boto3", "botocore"} & {i.target for i in edges(module)}, f"{module} no longer imports boto3: drop it"
 
 
-def test_library_never_imports_testing():
+def test_library_never_imports_testing() -> None:
     library = [m for m in sources() if not within(m, "lambdamr.testing")]
     wrong = [str(i) for m in library for i in internal(m) if within(i.target, "lambdamr.testing")]
     assert not wrong, f"lambdamr.testing holds test helpers only; the library must not import them: {wrong}"
@@ -329,7 +329,7 @@ def private_uses(module: str) -> Iterator[str]:
             yield f"{module} (line {node.lineno}) uses {ast.unparse(node)}, private to {', '.join(owners)}"
 
 
-def test_no_private_name_of_another_module_is_used():
+def test_no_private_name_of_another_module_is_used() -> None:
     wrong = [use for module in sources() for use in private_uses(module)]
     assert not wrong, "private names used across modules (make them public, or move the code that needs them):\n" + "\n".join(
         wrong
@@ -349,7 +349,7 @@ def with_modules(extra: dict[str, str]) -> Iterator[None]:
             del sources()[name]
 
 
-def test_private_use_detector_catches_every_form():
+def test_private_use_detector_catches_every_form() -> None:
     owner = "class Runner:\n    def _run_job(self):\n        return 1\n"
     sample = (
         "from lambdamr.driver.job import _hidden\nfrom lambdamr import serialize\nserialize._secret()\n"
@@ -363,7 +363,7 @@ def test_private_use_detector_catches_every_form():
     assert any("runner.inner._run_job" in u and "lambdamr.sample_owner" in u for u in uses), uses
 
 
-def test_cycle_finder_sees_a_cycle_through_type_checking_and_a_function():
+def test_cycle_finder_sees_a_cycle_through_type_checking_and_a_function() -> None:
     first = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lambdamr.sample_b import B\n"
     second = "def f():\n    from lambdamr.sample_a import A\n"
     with with_modules({"lambdamr.sample_a": first, "lambdamr.sample_b": second}):
@@ -371,7 +371,7 @@ def test_cycle_finder_sees_a_cycle_through_type_checking_and_a_function():
     assert ["lambdamr.sample_a", "lambdamr.sample_b"] in found
 
 
-def test_remote_closure_sees_a_lazy_import_by_name():
+def test_remote_closure_sees_a_lazy_import_by_name() -> None:
     sample = "import importlib\ndef load():\n    return importlib.import_module('lambdamr.executor')\n"
     with with_modules({"lambdamr.runtime.sample": sample}):
         targets = {i.target for i in internal("lambdamr.runtime.sample")}
