@@ -33,6 +33,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lambdamr", "lambdamr.*"]),
+    package_data={"lambdamr": ["py.typed"]},  # PEP 561: users' type checkers read lambdamr's own annotations
     install_requires=[
         "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
         "cloudpickle>=3.0",

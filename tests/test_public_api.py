@@ -10,6 +10,7 @@ import inspect
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,11 @@ def test_star_import_gives_exactly_all() -> None:
     code = "ns = {}\nexec('from lambdamr import *', ns)\nprint(sorted(k for k in ns if k != '__builtins__'))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == str(sorted(PUBLIC_NAMES))
+
+
+def test_the_package_says_it_is_typed() -> None:
+    """PEP 561: without ``py.typed`` (shipped by setup.py's package_data) a user's mypy ignores our annotations."""
+    assert (Path(lambdamr.__file__).parent / "py.typed").is_file()
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
