@@ -4,6 +4,10 @@ The hierarchy::
 
     LambdaMRError                      base of everything raised by lambdamr itself
     ├── ConfigurationError             a setting is missing or wrong (bad backend name, bad memory...)
+    │   ├── RuntimeMismatchError       the deployed runtime cannot run this driver's tasks: redeploy
+    │   ├── ResourceNotOursError       deploy found a resource of that name it did not make
+    │   ├── LayerTooLargeError         the runtime layer is over an AWS Lambda size limit
+    │   └── LayerPlatformError         the layer holds code the target runtime's OS cannot load
     ├── SerializationError             a function, argument or result cannot be pickled / unpickled
     ├── PayloadTooLargeError           an object exceeds what a backend or store accepts
     ├── ProtocolError                  driver and runtime disagree on the task format or version
@@ -15,7 +19,8 @@ The hierarchy::
     │   ├── StorageFullError           the store has no space left (disk full, quota reached)
     │   └── StorageUnavailable         transient: the store is throttling or failing (retryable)
     ├── BackendError                   the backend could not launch or track an invocation
-    │   └── ThrottledError             the backend refused for capacity reasons (retryable)
+    │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
+    ├── DeployError                    a step of ``lambdamr deploy`` failed
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
         ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
@@ -25,6 +30,8 @@ The hierarchy::
         │   └── RuntimeImportError     the runtime cannot import its handler or a package: redeploy
         ├── InitializerError           the executor's initializer raised where the task was to run
         └── RemoteError                the user's exception could not be sent back as itself
+
+What AWS answers is translated into these by one table, ``lambdamr.aws_errors``.
 
 A user's own exception raised inside a task is re-raised in the driver as itself (same type),
 with the remote traceback attached; it is not wrapped in any of these.
@@ -39,6 +46,31 @@ class LambdaMRError(Exception):
 
 class ConfigurationError(LambdaMRError, ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class RuntimeMismatchError(ConfigurationError):
+    """The deployed runtime cannot run this driver's tasks (lambdamr or Python version)."""
+
+
+class ResourceNotOursError(ConfigurationError):
+    """A resource with the name deploy wants exists but was not made by lambdamr deploy."""
+
+    @classmethod
+    def named(cls, kind: str, name: str) -> ResourceNotOursError:
+        """The refusal to touch ``kind`` ``name``, saying what to do instead."""
+        return cls(
+            f"{kind} {name!r} exists but was not created by lambdamr deploy (it lacks the "
+            "lambdamr:managed tag), so lambdamr will not change it; pick another --function-name, "
+            "or remove it yourself"
+        )
+
+
+class LayerTooLargeError(ConfigurationError):
+    """The runtime layer is over an AWS Lambda size limit."""
+
+
+class LayerPlatformError(ConfigurationError):
+    """The layer holds compiled code that the target runtime's OS cannot load (too new a glibc)."""
 
 
 class SerializationError(LambdaMRError, TypeError):
@@ -91,9 +123,14 @@ class BackendError(LambdaMRError):
 
 
 class ThrottledError(BackendError):
-    """The backend refused an invocation for capacity reasons; retry with backoff."""
+    """The backend refused an invocation for now (throttling, a 5xx, the function being
+    updated); retry with backoff."""
 
     retryable = True
+
+
+class DeployError(LambdaMRError):
+    """A deployment step failed."""
 
 
 class TaskError(LambdaMRError):

@@ -12,13 +12,12 @@ from lambdamr._version import __version__
 from lambdamr.backends.aws.function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
 from lambdamr.backends.aws.grants import ENV_GRANTS, Grants
 from lambdamr.backends.aws.versions import ensure_no_async_retries, max_event_age
-from lambdamr.deploy.errors import not_ours
 from lambdamr.deploy.iam import retry_until_role_usable
 from lambdamr.deploy.layer import LayerBuild
 from lambdamr.deploy.options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
 from lambdamr.deploy.package import code_sha256
 from lambdamr.deploy.secret import SecretRef
-from lambdamr.errors import ConfigurationError
+from lambdamr.errors import ConfigurationError, ResourceNotOursError
 from lambdamr.protocol import PROTOCOL_VERSION
 from lambdamr.runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 
@@ -149,7 +148,7 @@ def ensure_function(
         return str(answer["FunctionArn"])
     config = current["Configuration"]
     if (current.get("Tags") or {}).get(MANAGED_TAG) != "true":
-        raise not_ours("Lambda function", options.function_name)
+        raise ResourceNotOursError.named("Lambda function", options.function_name)
     architecture = (config.get("Architectures") or ["x86_64"])[0]
     if config.get("CodeSha256") != code_sha256(package) or architecture != options.architecture:
         lam.update_function_code(FunctionName=options.function_name, ZipFile=package, Architectures=[options.architecture])

@@ -118,7 +118,7 @@ def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
     """
     from botocore.exceptions import ClientError
 
-    from lambdamr.deploy.errors import not_ours
+    from lambdamr.errors import ResourceNotOursError
 
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
@@ -128,7 +128,7 @@ def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
         return None
     tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name).get("Tags", [])}
     if tags.get("lambdamr:managed") != "true":
-        raise not_ours("IAM role", role_name)
+        raise ResourceNotOursError.named("IAM role", role_name)
     return dict(role)
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY
-from lambdamr.deploy.errors import not_ours
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions
+from lambdamr.errors import ResourceNotOursError
 from lambdamr.signing import new_key_hex
 
 #: Secrets Manager's shortest recovery window
@@ -87,7 +87,7 @@ def ensure_secret(sm: Any, options: DeployOptions, *, plaintext_key: str | None,
         )
         description = describe_secret(sm, name) or {}
     elif not is_ours(description):
-        raise not_ours("Secrets Manager secret", name)
+        raise ResourceNotOursError.named("Secrets Manager secret", name)
     elif description.get("DeletedDate"):
         sm.restore_secret(SecretId=name)
         changes.append(f"restored Secrets Manager secret {name} (teardown had scheduled its deletion)")
@@ -219,9 +219,9 @@ def rotate_key(
     """
     import time
 
+    from lambdamr.aws_errors import translate
     from lambdamr.backends.aws.function import DeployedRuntime, wait_updated
     from lambdamr.deploy.deployer import AwsClients, deploy_options
-    from lambdamr.deploy.errors import translate
     from lambdamr.errors import ConfigurationError, LambdaMRError
     from lambdamr.runtime.key_source import ENV_KEY_VERSION
 
@@ -244,5 +244,5 @@ def rotate_key(
     except LambdaMRError:
         raise
     except Exception as exc:
-        raise translate(exc, "rotating the signing key", clients.region) from exc
+        raise translate(exc, "deploy", "rotating the signing key", region=clients.region) from exc
     return secret

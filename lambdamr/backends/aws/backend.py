@@ -34,9 +34,9 @@ from lambdamr.backends.aws.function import (
     DeployedRuntime,
     alias_name,
     check_compatible,
-    control_plane_error,
     describe_function,
     ensure_alias,
+    lambda_error,
     wait_updated,
 )
 from lambdamr.backends.aws.invoke import BotoClientPerTimeout, LambdaInvoker
@@ -313,7 +313,7 @@ class AwsLambdaBackend(Backend):
                 try:
                     name = ensure_alias(self.client, self.function_name, memory_mb, timeout_s, self._latest)
                 except (ClientError, BotoCoreError) as exc:
-                    raise control_plane_error(
+                    raise lambda_error(
                         exc, self.function_name, self.region, f"publishing {alias_name(memory_mb, timeout_s)}"
                     ) from exc
                 self._qualifiers[key] = name
