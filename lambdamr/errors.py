@@ -39,6 +39,8 @@ with the remote traceback attached; it is not wrapped in any of these.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LambdaMRError(Exception):
     """Base class of every error raised by lambdamr itself."""
@@ -180,14 +182,14 @@ class TaskError(LambdaMRError):
         """Titled blocks printed after the message; the log tail always comes last."""
         return [("last log lines", self.logs)]
 
-    def __reduce__(self):  # keep keyword attributes through pickling
+    def __reduce__(self) -> tuple[Any, ...]:  # keep keyword attributes through pickling
         return (
             _rebuild_task_error,
             (type(self), self.args[0] if self.args else "", self.__dict__.copy()),
         )
 
 
-def _rebuild_task_error(cls, message, state):
+def _rebuild_task_error(cls: type[TaskError], message: str, state: dict[str, Any]) -> TaskError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     err.__dict__.update(state)
@@ -237,7 +239,7 @@ class InitializerError(TaskError):
 
     retryable = False
 
-    def __init__(self, message: str, *, remote_traceback: str = "", **where) -> None:
+    def __init__(self, message: str, *, remote_traceback: str = "", **where: Any) -> None:
         super().__init__(message, **where)
         self.remote_traceback = remote_traceback
 
@@ -260,7 +262,7 @@ class RemoteError(TaskError):
         *,
         remote_type: str = "",
         remote_traceback: str = "",
-        **where,
+        **where: Any,
     ) -> None:
         super().__init__(message, **where)
         self.remote_type = remote_type

@@ -53,7 +53,7 @@ class S3Storage(Storage):
                 "s3", region_name=region, endpoint_url=endpoint_url, config=config
             )
         self.client = client
-        self._transfer_config = None
+        self._transfer_config: Any = None  # boto3's TransferConfig, made on the first multipart upload
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -94,7 +94,7 @@ class S3Storage(Storage):
             kwargs["Range"] = f"bytes={first}-" + ("" if end is None else str(end - 1))
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"]
-            data = body.read()
+            data: bytes = body.read()
         except ClientError as exc:
             if error_code(exc) == "InvalidRange":
                 self.stats.add(gets=1)

@@ -180,7 +180,7 @@ def wait_updated(
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        cfg = client.get_function_configuration(FunctionName=function_name)
+        cfg: dict[str, Any] = client.get_function_configuration(FunctionName=function_name)
         failed = failure_reason(cfg)
         if failed:
             raise BackendError(

@@ -262,7 +262,8 @@ class LambdaInvoker:
         while True:
             try:
                 self.stats.add(requests=1)
-                return self.client.invoke(**kwargs)
+                answer: dict[str, Any] = self.client.invoke(**kwargs)
+                return answer
             except ReadTimeoutError as exc:
                 if self.sync:  # the function may still be running: it is lost to us
                     self._fail(invocation, self._abandoned(invocation, kwargs, exc))
