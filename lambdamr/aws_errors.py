@@ -12,17 +12,17 @@ A failure is first reduced to one code (``error_code``): a ``ClientError``'s ``E
 its HTTP status when the body named none (a bare 502 from a load balancer), or the name of
 botocore's own exception (``NoCredentialsError``, ``EndpointConnectionError``...), with
 ``Certificate`` standing for a TLS certificate the driver does not trust, whatever wraps it.
-The code is then looked up in ``RULES``: the row for this API, else the row every API shares
-(``"*"``), else the API's row for the status class (``"5xx"``), else — when AWS never answered — the API's
-``"no answer"`` row, else the API's fallback (``""``). A
-row gives the error class and a message template; ``{what}`` (the step that failed),
-``{code}``, ``{message}`` (AWS's own words), ``{exc}`` and the caller's context fill it in.
+The code is then looked up in ``RULES``: the row for this API, else the row every API
+shares (``"*"``), else the API's row for the status class (``"5xx"``), else — when AWS never
+answered — the API's ``"no answer"`` row, else the API's fallback (``""``). A row gives the
+error class and a message template; ``{what}`` (the step that failed), ``{code}``,
+``{message}`` (AWS's own words), ``{exc}`` and the caller's context fill it in.
 
-Retryable rows are the ones whose class is (``StorageUnavailable``, ``ThrottledError``):
-the Invoke loop retries exactly those (``is_retryable``).
+A row is retryable when its error class is (``StorageUnavailable``, ``ThrottledError``): the
+Invoke loop retries exactly those (``is_retryable``).
 
-botocore is imported only when an exception is classified, never at import time: this
-module ships to Lambda with the storage it serves.
+This module never imports botocore (it reads a ``ClientError``'s ``response``), so it ships
+to Lambda with the storage it serves.
 """
 
 from __future__ import annotations
@@ -291,9 +291,9 @@ def translate(exc: BaseException, api: str, what: str, **context: Any) -> Lambda
     """The lambdamr error for ``exc``, a failure of ``api`` while doing ``what``.
 
     ``context`` fills the templates of the API's rows: ``function_name`` and ``region`` for
-    ``"lambda"`` (``deploy_command`` and ``region_name`` are derived), ``function_name``, ``task_id`` and ``size`` for
-    ``"invoke"``, ``region`` for ``"deploy"``; ``endpoint`` names the endpoint in a
-    certificate error. The result has ``exc`` as its ``__cause__`` also when it is reported
+    ``"lambda"`` (``deploy_command`` and ``region_name`` are derived from them);
+    ``function_name``, ``task_id`` and ``size`` for ``"invoke"``; ``region`` for ``"deploy"``;
+    ``endpoint`` names the endpoint in a certificate error. The result has ``exc`` as its ``__cause__`` also when it is reported
     rather than raised (an invocation's outcome).
     """
     failure = describe_failure(exc)

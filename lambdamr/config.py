@@ -302,7 +302,7 @@ class ExecutorConfig(Settings):
     inline_args_max: int = setting(64 * 1024, _size, parse_whole)  # pickled arguments up to this travel in the event
     reply_inline_max: int = setting(1024 * 1024, _size, parse_whole)  # results up to this may come back in the response
     poll_interval_s: float = setting(0.25, _poll_interval, parse_real)  # storage listing period (fire-and-forget)
-    backend_options: BackendOptions = field(default_factory=lambda: BackendOptions())  # the backend's own
+    backend_options: BackendOptions = field(default_factory=BackendOptions)  # the chosen backend's own options
 
     @classmethod
     def resolve(cls, **overrides: Any) -> ExecutorConfig:
