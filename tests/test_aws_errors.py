@@ -125,3 +125,21 @@ def test_an_unknown_api_is_a_bug_named_at_once():
 
 def test_every_api_has_a_fallback_row():
     assert all((api, "") in RULES for api in APIS)
+
+
+def test_no_module_but_the_table_reads_what_a_botocore_error_carries():
+    import re
+    from pathlib import Path
+
+    import lambdamr
+
+    root = Path(lambdamr.__file__).parent
+    reads = re.compile(r"\b\w+\.response(\[|\.get\()")  # ClientError.response["Error"]...
+    offenders = [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*.py"))
+        if "testing" not in path.relative_to(root).parts  # the stand-ins build AWS's answers
+        and path.name != "aws_errors.py"
+        and reads.search(path.read_text())
+    ]
+    assert offenders == [], f"read the code with lambdamr.aws_errors.error_code / describe_failure: {offenders}"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdamr._version import __version__
-from lambdamr.aws_errors import translate
+from lambdamr.aws_errors import error_code, translate
 from lambdamr.aws_region import resolve_region
 from lambdamr.backends.aws.function import (
     ENV_SIGNING_KEY,
@@ -296,7 +296,7 @@ def status(
     try:
         current = clients.lam.get_function(FunctionName=function_name)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             report["problem"] = f"nothing deployed: run `lambdamr deploy --region {clients.region}`"
             report["compatible"] = False
             return report

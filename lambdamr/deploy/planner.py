@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from lambdamr.aws_errors import translate
+from lambdamr.aws_errors import error_code, translate
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY, DeployedRuntime, alias_name, lambda_timeout
 from lambdamr.backends.aws.grants import ENV_GRANTS
 from lambdamr.backends.aws.versions import max_event_age
@@ -255,7 +255,7 @@ class _Planner:
         try:
             current = lam.get_function(FunctionName=o.function_name)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
             plan.steps.append(
                 PlannedStep(
@@ -306,7 +306,7 @@ class _Planner:
                 if all(current.get(k) == v for k, v in wanted.items()):
                     return
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
         plan.steps.append(
             PlannedStep(
@@ -337,7 +337,7 @@ class _Planner:
                 version = DeployedRuntime.from_configuration(published)
                 keep = all(getattr(version, f) == getattr(latest, f) for f in _ALIAS_FIELDS)
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
         if keep:
             plan.unchanged.append(f"alias {name}")
@@ -394,7 +394,7 @@ def _layer_versions(lam: Any, layer_name: str) -> list[dict[str, Any]]:
             for v in page.get("LayerVersions", [])
         ]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         return []
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions
 from lambdamr.errors import ResourceNotOursError
@@ -57,7 +58,7 @@ def describe_secret(sm: Any, name: str) -> dict[str, Any] | None:
     try:
         return dict(sm.describe_secret(SecretId=name))
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
 
