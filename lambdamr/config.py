@@ -187,10 +187,12 @@ Check = Callable[[Any, str], Any]  # (value, label for messages) -> the value to
 Parse = Callable[[str, str], Any]  # (raw environment text, variable name) -> the value
 
 
-def setting(default: Any, check: Check, parse: Parse | None = parse_text) -> Any:
+def setting(default: Any, check: Check, parse: Parse | None = parse_text, *, none_is_a_value: bool = False) -> Any:
     """A field of a ``Settings`` class: its default, its check, and how its environment
-    variable (``LAMBDAMR_`` + the name in capitals) is parsed (``None``: it has none)."""
-    return field(default=default, metadata={"check": check, "parse": parse})
+    variable (``LAMBDAMR_`` + the name in capitals) is parsed (``None``: it has none). A
+    keyword given as ``None`` keeps the environment's value or the default, unless
+    ``none_is_a_value`` (``progress=None``: decide by the terminal)."""
+    return field(default=default, metadata={"check": check, "parse": parse, "none_is_a_value": none_is_a_value})
 
 
 @dataclass(frozen=True)
@@ -233,10 +235,10 @@ class Settings:
 
     @classmethod
     def resolve_settings(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Environment values, then ``overrides`` (a ``None`` keyword keeps the environment's
-        or the default; ``progress=None`` is a value of its own)."""
+        """Environment values, then ``overrides`` (see ``setting`` for a ``None`` keyword)."""
+        keeps_none = {f.name for f in fields(cls) if f.metadata.get("none_is_a_value")}
         values = cls.from_environment()
-        values.update({k: v for k, v in overrides.items() if v is not None or k == "progress"})
+        values.update({k: v for k, v in overrides.items() if v is not None or k in keeps_none})
         return values
 
 
@@ -297,7 +299,7 @@ class ExecutorConfig(Settings):
     speculate: bool = setting(False, check_switch, parse_switch)  # a backup of a straggler near the end of a job
     durable: bool | None = setting(None, _optional_switch, parse_switch)  # results + task manifest in storage
     keep_temp: bool = setting(False, check_switch, parse_switch)  # keep a job's temp objects after shutdown
-    progress: bool | None = setting(None, _optional_switch, parse_switch)  # None = a bar on a terminal or notebook
+    progress: bool | None = setting(None, _optional_switch, parse_switch, none_is_a_value=True)  # None = a bar on a terminal
     verbose: bool = setting(False, check_switch, parse_switch)  # print a job summary when a map finishes
     inline_args_max: int = setting(64 * 1024, _size, parse_whole)  # pickled arguments up to this travel in the event
     reply_inline_max: int = setting(1024 * 1024, _size, parse_whole)  # results up to this may come back in the response
