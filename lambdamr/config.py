@@ -197,8 +197,8 @@ def setting(default: Any, check: Check, parse: Parse | None = parse_text, *, non
 
 @dataclass(frozen=True)
 class Settings:
-    """Frozen settings whose fields are settings (``setting``): checked when made; ``resolve`` fills
-    them from defaults, then ``LAMBDAMR_*`` environment variables, then keyword arguments.
+    """Frozen settings, every field a ``setting``: checked when made; ``resolve_settings``
+    gathers them from defaults, then ``LAMBDAMR_*`` environment variables, then keywords.
 
     ``ExecutorConfig`` is one; each backend's options class (``BackendOptions``) is another.
     """
