@@ -35,8 +35,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from lambdamr.backends import Backend, backend_class
-from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
+from lambdamr.backends import Backend, backend_class, executor_config
+from lambdamr.config import JobOptions, is_whole_number
 from lambdamr.data.shared import Shared
 from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results, job_prefix_of, load_job, write_task_manifest
@@ -82,9 +82,11 @@ class LambdaExecutor(concurrent.futures.Executor):
             or warm Lambda container before its first task (as in ``ProcessPoolExecutor``;
             the inline backend runs it once in this process). When it raises, the tasks sent
             there fail with ``InitializerError`` naming it.
-        **options: any ``ExecutorConfig`` field (memory_mb, timeout_s, workers, retries,
-            keep_temp, progress, verbose, prefix, region, endpoint_url...). Unset options come
-            from ``LAMBDAMR_*`` environment variables, then defaults.
+        **options: any ``ExecutorConfig`` field (memory_mb, timeout_s, retries, keep_temp,
+            progress, verbose, prefix, region, endpoint_url...) or an option of the chosen
+            backend (local: workers; aws: function_name, invocation_type, max_concurrency,
+            lambda_endpoint_url). Unset options come from ``LAMBDAMR_*`` environment
+            variables, then defaults.
 
     Raises:
         ConfigurationError: an option is unknown or out of range.
@@ -109,7 +111,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._initializer = (initializer, tuple(initargs)) if initializer is not None else None
         backend_name = backend.name if isinstance(backend, Backend) else backend
         storage_url = storage if isinstance(storage, str) else None
-        self.config = ExecutorConfig.resolve(backend=backend_name, storage=storage_url, **options)
+        self.config = executor_config(backend=backend_name, storage=storage_url, **options)
         self.storage, base_prefix = self._open_storage(storage)
         if isinstance(backend, Backend):
             self.backend = backend

@@ -88,6 +88,11 @@ FROM_CONCURRENT_FUTURES = (
 ERROR_TREE = {
     "LambdaMRError": ("Exception",),
     "ConfigurationError": ("LambdaMRError", "ValueError"),
+    "RuntimeMismatchError": ("ConfigurationError",),
+    "ResourceNotOursError": ("ConfigurationError",),
+    "LayerTooLargeError": ("ConfigurationError",),
+    "LayerPlatformError": ("ConfigurationError",),
+    "DeployError": ("LambdaMRError",),
     "SerializationError": ("LambdaMRError", "TypeError"),
     "PayloadTooLargeError": ("LambdaMRError", "ValueError"),
     "ProtocolError": ("LambdaMRError",),

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lambdamr.aws_errors import translate
 from lambdamr.backends.aws.function import DeployedRuntime, wait_updated
 from lambdamr.deploy.deployer import AwsClients, deploy_options
-from lambdamr.deploy.errors import translate
 from lambdamr.deploy.secret import SecretRef, put_new_key
 from lambdamr.errors import ConfigurationError, LambdaMRError
 from lambdamr.runtime.key_source import ENV_KEY_VERSION
@@ -56,5 +56,5 @@ def rotate_key(
     except LambdaMRError:
         raise
     except Exception as exc:
-        raise translate(exc, "rotating the signing key", clients.region) from exc
+        raise translate(exc, "deploy", "rotating the signing key", region=clients.region) from exc
     return secret

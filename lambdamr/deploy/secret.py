@@ -25,9 +25,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY
-from lambdamr.deploy.errors import not_ours
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions
+from lambdamr.errors import ResourceNotOursError
 from lambdamr.signing import new_key_hex
 
 #: Secrets Manager's shortest recovery window
@@ -56,7 +57,7 @@ def describe_secret(sm: Any, name: str) -> dict[str, Any] | None:
     try:
         return dict(sm.describe_secret(SecretId=name))
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
 
@@ -86,7 +87,7 @@ def ensure_secret(sm: Any, options: DeployOptions, *, plaintext_key: str | None,
         )
         description = describe_secret(sm, name) or {}
     elif not is_ours(description):
-        raise not_ours("Secrets Manager secret", name)
+        raise ResourceNotOursError.named("Secrets Manager secret", name)
     elif description.get("DeletedDate"):
         sm.restore_secret(SecretId=name)
         changes.append(f"restored Secrets Manager secret {name} (teardown had scheduled its deletion)")

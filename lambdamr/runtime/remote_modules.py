@@ -33,6 +33,7 @@ SHARED_MODULES: tuple[str, ...] = (
     "lambdamr.counters",
     "lambdamr.config",  # shuffle.plan validates memory and timeout with it
     "lambdamr.aws_region",  # config imports it
+    "lambdamr.aws_errors",  # storage.s3 translates botocore errors with it
     "lambdamr.protocol",
     "lambdamr.serialize",
     "lambdamr.signing",
