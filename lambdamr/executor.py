@@ -42,6 +42,7 @@ from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.history import JobHistory
 from lambdamr.driver.job import Job, JobSummary, Task
 from lambdamr.driver.jobstore import ManifestWriter
 from lambdamr.driver.lease import SessionLease
@@ -143,9 +144,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._history: collections.deque[Job] = collections.deque(maxlen=JOB_HISTORY)
         self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
+        self._job_history = JobHistory(self.storage, self.signer, prefix)  # {prefix}/history/: outlives the session
         self._resources = ExecutorResources(
             scheduler=self._scheduler, backend=self.backend, storage=self.storage, manifests=self._manifests,
-            lease=self._lease, session_prefix=self.session_prefix, keep_temp=self.config.keep_temp,
+            lease=self._lease, history=self._job_history, session_prefix=self.session_prefix, keep_temp=self.config.keep_temp,
         )
         # Garbage collected: released once its calls finish, like ProcessPoolExecutor. Exit is
         # lifecycle's hook, which waits for the calls first.
@@ -402,6 +404,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._manifests.job_attached(job)
+        self._job_history.track(job)
         with self._lock:
             self._check_open()
             self._resources.adopted_prefixes.append(job_prefix)
@@ -551,6 +554,7 @@ class LambdaExecutor(concurrent.futures.Executor):
                 self._scheduler.seal(job)
         if fn is not None:
             self._manifests.job_submitted(job, fn)
+            self._job_history.track(job, fn)
 
     def _remember(self, job: Job) -> None:
         self._history.append(job)  # the oldest falls out: a bounded history

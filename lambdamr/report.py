@@ -17,6 +17,7 @@ a small skew between machines is clamped away when drawing.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,3 +210,17 @@ def task_header(task_id: int, attempt: int, timings: dict[str, Any] | None, erro
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         status = ": " + text.splitlines()[0] if text else ""
     return f"=== task {task_id} ({', '.join(facts)}){status} ==="
+
+
+#: how much of a failed call's traceback a task's record (and the job history) keeps
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def exception_traceback(exc: BaseException) -> str:
+    """What Python prints for ``exc`` (its remote traceback when one came back as text), the
+    last ``MAX_TRACEBACK_CHARS`` characters of it."""
+    text = "".join(traceback.format_exception(exc))
+    remote = getattr(exc, "remote_traceback", None)
+    if remote and remote not in text:
+        text = f"{text}\nremote traceback:\n{remote}"
+    return text[-MAX_TRACEBACK_CHARS:]

@@ -20,6 +20,7 @@ from lambdamr.cost import billed_ms
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import ArgsRange
+from lambdamr.report import exception_traceback
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
@@ -32,6 +33,7 @@ class TaskOutcome(NamedTuple):
     failed: int
     cancelled: int
     error: str | None  # "Type: message" (first line) of the first call that raised
+    traceback: str | None = None  # that call's traceback as printed (the job history shows it)
 
 
 @dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
@@ -50,6 +52,7 @@ class Task:
     args_inline: str | None = None
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
+    attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
     live: set[int] = field(default_factory=set)  # attempts in flight
     backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
@@ -85,7 +88,7 @@ class Task:
         """Called once settled: record the outcome, drop what only a new attempt would need
         and the futures that were claimed (the job's lock is held)."""
         succeeded = failed = cancelled = 0
-        error = None
+        error = error_traceback = None
         for future in self.futures:
             if not future.done():
                 continue
@@ -95,9 +98,10 @@ class Task:
                 failed += 1
                 if error is None:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+                    error_traceback = exception_traceback(exc)
             else:
                 succeeded += 1
-        self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        self.outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
         if self.runtime:  # what ``task_timing`` reports, not the rest of every response
@@ -424,7 +428,7 @@ class Job:
             return estimate_job_cost(
                 durations,
                 self.memory_mb,
-                invocations=sum(t.attempt for t in self.tasks),
+                invocations=sum(t.attempt - t.attempt_base for t in self.tasks),  # attach starts at 1001
                 storage_requests=requests,
                 region=self.region,
                 architecture=self.architecture,
