@@ -16,6 +16,9 @@ TEST = [
     # AWS's runtime interface client: the Lambda stand-in (lambdamr.testing.lambda_service)
     # runs the deployed handler under it, as Lambda's Python runtimes do
     "awslambdaric>=3.0",
+    # drives Debian's headless chromium (apt: chromium chromium-driver) in the dashboard's
+    # end-to-end tests; scripts/test.sh installs the browser
+    "selenium>=4.15",
     *EXAMPLES,
 ]
 
@@ -27,6 +30,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lambdamr", "lambdamr.*"]),
+    package_data={"lambdamr.dashboard": ["static/*"]},  # the dashboard's page, script and style
     install_requires=[
         "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
         "cloudpickle>=3.0",

@@ -453,6 +453,13 @@ class LambdaExecutor(concurrent.futures.Executor):
         """The most recent job (for ``.summary()``)."""
         return self._history[-1] if self._history else None
 
+    def dashboard(self, port: int = 0, *, host: str = "127.0.0.1") -> Any:
+        """Serve the live dashboard of this executor's storage (every job there, any driver's)
+        and return it: ``.url``, ``.close()``; a notebook shows it inline (``lambdamr.dashboard``)."""
+        from lambdamr.dashboard import open_dashboard
+
+        return open_dashboard(self.storage, self.key_prefix, self.signer, host=host, port=port)
+
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
         job = self.last_job

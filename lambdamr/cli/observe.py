@@ -38,7 +38,8 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _storage_options(parser: argparse.ArgumentParser) -> None:
+def storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage``, ``--backend``, ``--prefix``, ``--region``: which storage an executor would use."""
     parser.add_argument(
         "--storage", help="storage URL: s3://BUCKET/prefix or a folder (default: LAMBDAMR_STORAGE, else the backend's)"
     )
@@ -51,7 +52,7 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     """Add the ``jobs`` and ``logs`` subcommands."""
     p = subparsers.add_parser("jobs", help="list the jobs in storage: the job history, running jobs, kept ones")
-    _storage_options(p)
+    storage_options(p)
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N jobs (default: %(default)s; 0 = all)")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=_jobs)
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "task", metavar="TASK", type=int, nargs="?", help="one task's number (default: every task that printed or failed)"
     )
-    _storage_options(p)
+    storage_options(p)
     p.add_argument("--tail", type=int, default=0, metavar="N", help="only the last N lines of each task")
     p.set_defaults(func=_logs)
 
