@@ -101,7 +101,10 @@ def stored_jobs(storage: Any, prefix: str, signer: Signer, limit: int = 0) -> li
     records = {doc["job_id"]: doc for doc in list_history(storage, prefix, signer, limit=limit)}
     for doc in list_jobs(storage, prefix, signer):
         job_id = str(doc.get("job_id"))
-        if job_id in records:
+        known = records.get(job_id)
+        if known is not None:
+            if known.get("state") == "running" and doc.get("state") not in ("running", None):
+                records[job_id] = doc  # the manifest's last write landed before the history's
             continue
         if doc.get("state") == "running" and not _lease_is_fresh(storage, str(doc.get("prefix", ""))):
             doc["state"] = "abandoned"
