@@ -153,17 +153,19 @@ def job_overview(record: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 def stragglers(rows: list[dict[str, Any]], elapsed_s: float) -> list[dict[str, Any]]:
-    """Running tasks that have run ``STRAGGLER_FACTOR`` times the median finished task (and
-    ``STRAGGLER_MIN_S``), longest first. ``elapsed_s``: seconds since the job's submission."""
-    finished = [r["finished"] - r["started"] for r in rows if r.get("finished") is not None and r.get("started") is not None]
+    """Tasks in flight ``STRAGGLER_FACTOR`` times as long as the median finished task was
+    (and ``STRAGGLER_MIN_S``), longest first. Both are measured from the invoke of the
+    latest attempt (a task in flight has no runtime timings yet); ``elapsed_s`` is the time
+    since the job's submission."""
+    finished = [
+        r["completed"] - r["invoked"] for r in rows if r.get("completed") is not None and r.get("invoked") is not None
+    ]
     if len(finished) < STRAGGLER_MIN_FINISHED:
         return []
     limit = max(STRAGGLER_FACTOR * statistics.median(finished), STRAGGLER_MIN_S)
     slow = []
     for row in rows:
-        if row.get("state") != "running":
-            continue
-        since = row.get("started") if row.get("started") is not None else row.get("invoked")
-        if since is not None and elapsed_s - since > limit:
+        since = row.get("invoked")
+        if row.get("state") == "running" and since is not None and elapsed_s - since > limit:
             slow.append({"id": row["id"], "running_s": round(elapsed_s - since, 2), "backups": row.get("backups", 0)})
     return sorted(slow, key=lambda s: s["running_s"], reverse=True)
