@@ -60,6 +60,7 @@ from lambdamr.map_iterator import (
     default_buffersize,
     strict_rows,
 )
+from lambdamr.report import SummaryPrinter
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage, storage_from_url
 
@@ -498,6 +499,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         tasks = self._add_tasks(job, calls)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
+        if progress and self.config.verbose:  # a map_reduce phase: its summary when it ends
+            SummaryPrinter(job)
         self._launch(job, tasks, fn)
         return job
 

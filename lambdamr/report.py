@@ -17,6 +17,8 @@ a small skew between machines is clamped away when drawing.
 
 from __future__ import annotations
 
+import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +90,17 @@ def task_phases(job: Job) -> list[TaskPhases]:
     return rows
 
 
-def plot_job(job: Job, path: str | Path) -> Path:
-    """Save the job's timeline (one bar per task, coloured by phase) and a histogram of its
-    task durations as an image at ``path`` (format from the suffix, e.g. ``.png``).
+def plot_job(job: Job, path: str | Path | None = None) -> Any:
+    """The job's timeline (one bar per task, coloured by phase) and a histogram of its task
+    durations: saved as an image at ``path`` (format from the suffix, e.g. ``.png``), which
+    is returned; without ``path`` the matplotlib ``Figure`` itself (a notebook shows it).
 
     Raises:
         ImportError: matplotlib is not installed (it is the ``plot`` extra).
     """
     figure = timeline_figure(job)
+    if path is None:
+        return figure
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path
@@ -180,6 +185,25 @@ def _bars(axes: Any, rows: list[TaskPhases], phase: str, colour: str, height: fl
         y = r.task_id
         boxes.append(((left, y - half), (right, y - half), (right, y + half), (left, y + half)))
     axes.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors="none", linewidths=0))
+
+
+class SummaryPrinter:
+    """``verbose=True``: prints a job's summary on stderr once — when the caller has consumed
+    its last result (``print()``), or when the job ends, whichever comes first, so that a job
+    whose results raised is reported too."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._lock = threading.Lock()
+        self._printed = False
+        job.add_done_callback(lambda _: self.print())
+
+    def print(self) -> None:
+        with self._lock:
+            if self._printed:
+                return
+            self._printed = True
+        print(self._job.summary(), file=sys.stderr, flush=True)
 
 
 def job_logs(job: Job, task_id: int | None = None) -> str:

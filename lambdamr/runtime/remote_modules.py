@@ -39,6 +39,7 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.runtime.handler",
     "lambdamr.runtime.key_source",  # signing.process_key fetches the deployment's key with it
     "lambdamr.runtime.remote_modules",
+    "lambdamr.runtime.tracebacks",  # the handler sends each frame's position with it
     "lambdamr.data",
     "lambdamr.data.shared",
     "lambdamr.data.objects",

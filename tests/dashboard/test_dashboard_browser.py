@@ -9,7 +9,6 @@ temporary folder) and their path is printed.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
