@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import missing_browser, start_chromium
+from lambdamr.testing.browser import missing_browser, start_chromium
 
 WAIT_S = 90  # a busy CI machine: the page polls every second, the history beats every 2 s
 
