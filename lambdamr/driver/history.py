@@ -399,7 +399,7 @@ def list_history(
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` records (0: all), newest first; without ``rows`` each record
     drops its task rows and failures (a listing needs neither)."""
-    records = []
+    records: list[dict[str, Any]] = []
     for job_id, key, _ in history_keys(storage, prefix):
         if limit and len(records) >= limit:
             break

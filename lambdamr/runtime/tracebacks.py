@@ -20,7 +20,7 @@ import sys
 from types import CodeType, TracebackType
 from typing import Any
 
-import tblib
+import tblib  # type: ignore[import-untyped]
 
 #: the key each level of tblib's dict gains: [first line, line, end line, column, end column]
 POSITION_KEY = "lambdamr_position"
