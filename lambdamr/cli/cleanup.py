@@ -162,7 +162,7 @@ def _no_aws_named(args: argparse.Namespace) -> bool:
 def _clean_folder(args: argparse.Namespace) -> int:
     from lambdamr.config import ExecutorConfig
     from lambdamr.deploy.contents import group_by_session, human_size, plural
-    from lambdamr.driver.history import HistoryPolicy, history_keys, keys_to_prune
+    from lambdamr.driver.history import HistoryPolicy, keys_to_prune, list_history_folder
     from lambdamr.driver.lease import keys_to_clean
     from lambdamr.errors import ConfigurationError
     from lambdamr.storage import storage_from_url
@@ -179,7 +179,7 @@ def _clean_folder(args: argparse.Namespace) -> int:
     def cleanable() -> dict[str, int]:
         listing = [info for info in store.list(prefix + "/") if info.modified is not None]
         doomed = set(keys_to_clean([(i.key, float(i.modified or 0)) for i in listing], prefix, older_than_s=older_than_s))
-        doomed.update(keys_to_prune(history_keys(store, prefix), HistoryPolicy.from_env()))  # past its bounds
+        doomed.update(keys_to_prune(list_history_folder(store, prefix), HistoryPolicy.from_env()))  # past its bounds
         return {i.key: i.size for i in listing if i.key in doomed}
 
     objects = cleanable()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from lambdamr.driver.history import list_history, read_history_logs, read_record
+from lambdamr.driver.history_reader import list_history, read_history_logs, read_record
 from lambdamr.driver.jobstore import find_job, list_jobs, read_task_logs
 from lambdamr.driver.lease import LEASE_NAME, LEASE_TTL_S
 from lambdamr.errors import ObjectNotFound

@@ -7,7 +7,8 @@ other stored object; one that does not verify is left out. Nothing this module r
 the key or anything derived from it.
 
 A listing costs one LIST and a GET per record that changed since the previous poll (a
-record is cached by its key, size and modification time).
+record is cached by its key and modification time); a running job's state is worked out
+afresh at every poll from its record and its driver's heartbeat (``history_reader``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import threading
 import time
 from typing import Any
 
-from lambdamr.driver.history import history_keys, read_history_logs, read_record, record_state
+from lambdamr.driver.history import list_history_folder
+from lambdamr.driver.history_reader import read_history_logs, read_record, record_state
 from lambdamr.errors import IntegrityError, LambdaMRError, ObjectNotFound
+from lambdamr.protocol import session_of
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage
 
@@ -58,7 +61,7 @@ class DashboardReader:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         try:
-            record = read_record(self.storage, self.prefix, job_id, self._signer)
+            record = read_record(self.storage, self.prefix, job_id, self._signer, driver_beat=0.0)
         except (IntegrityError, ObjectNotFound):
             return None
         with self._lock:
@@ -68,12 +71,12 @@ class DashboardReader:
     def jobs(self, now: float | None = None) -> dict[str, Any]:
         """The newest jobs, newest first, each with its counts and summary (no task rows)."""
         now = time.time() if now is None else now
+        listing = list_history_folder(self.storage, self.prefix)
         listed = []
-        for job_id, key, modified in history_keys(self.storage, self.prefix)[:LIST_LIMIT]:
+        for job_id, key, modified in listing.records[:LIST_LIMIT]:
             record = self._record(job_id, key, (modified,))
-            if record is None:
-                continue
-            listed.append(job_overview(record, now))
+            if record is not None:
+                listed.append(job_overview(record, now, listing.drivers.get(session_of(job_id), 0.0)))
         return {"location": self.location, "now": now, "jobs": listed}
 
     def job(self, job_id: str, now: float | None = None) -> dict[str, Any]:
@@ -87,7 +90,7 @@ class DashboardReader:
             record = read_record(self.storage, self.prefix, job_id, self._signer, now)
         except (ObjectNotFound, IntegrityError) as exc:
             raise JobNotFound(f"no verified history record of job {job_id!r}: {exc}") from None
-        detail = job_overview(record, now)
+        detail = job_overview(record, now, None)
         rows = record.get("task_rows") or []
         detail.update(
             task_rows=rows,
@@ -122,13 +125,17 @@ class DashboardReader:
         }
 
 
-def job_overview(record: dict[str, Any], now: float) -> dict[str, Any]:
-    """What the job list shows of a record."""
+def job_overview(record: dict[str, Any], now: float, driver_beat: float | None) -> dict[str, Any]:
+    """What the job list shows of a record (``driver_beat``: its driver's last heartbeat;
+    None keeps the state ``read_record`` found)."""
+    state = record["state"] if driver_beat is None else record_state(
+        {**record, "state": record.get("stored_state", record["state"])}, now, driver_beat
+    )
     summary = record.get("summary") or {}
     counts = record.get("counts") or {}
     return {
         "job_id": record.get("job_id"),
-        "state": record_state(record, now),
+        "state": state,
         "function": record.get("function"),
         "backend": record.get("backend"),
         "host": record.get("host"),

@@ -3,68 +3,67 @@
 A job's own objects live under its session (``{prefix}/{session}/{number}/``) and go away at
 shutdown. The history keeps, under the executor's base prefix and outside every session::
 
-    {prefix}/history/{job_id}.json        state, counts, summary, every task's timeline, failures
-    {prefix}/history/{job_id}.logs.json   what the tasks that printed or failed printed (at the end)
+    {prefix}/history/{job_id}.json          state, counts, summary, every task's phases, failures
+    {prefix}/history/{job_id}.logs.json     what the tasks that printed or failed printed (at the end)
+    {prefix}/history/{session}.driver.json  the driver's heartbeat, while it has jobs running
 
-The driver writes a job's record when the job is submitted, rewrites it every
-``heartbeat_s`` while the job runs (the *heartbeat*: done/running/failed counts, the tasks'
-phases, the running cost) and a last time when it ends. A record that says ``running`` but
-whose heartbeat is older than ``stale_after_s`` belongs to a driver that died (SIGKILL, a
-lost machine): readers show it as ``abandoned`` (``record_state``). The session lease
-(``lambdamr.driver.lease``) tells the same for the session's objects, but refreshes every
-minute: too slowly to watch a job, hence a heartbeat of its own.
+The driver writes a job's record (``lambdamr.driver.history_record``) when the job is
+submitted, again whenever it changed — at most once per ``heartbeat_s`` — and a last time
+when it ends. While it has jobs running it also rewrites its heartbeat object every
+``heartbeat_s``: one write per driver, however many jobs it runs. A record that says
+``running`` while neither it nor its driver's heartbeat was written in ``stale_after_s``
+belongs to a driver that died (SIGKILL, a lost machine): readers show it ``abandoned``
+(``lambdamr.driver.history_reader``). The session lease (``lambdamr.driver.lease``) tells the
+same for the session's objects, but refreshes every minute, too slowly to watch a job.
 
 The history is bounded (``HistoryPolicy``): when an executor shuts down, and on
 ``lambdamr clean``, the records past ``max_jobs`` (oldest first: job ids begin with their
 session's UTC time) or older than ``max_age_days`` are deleted — one LIST, no GET.
 
-Everything here is signed like the job manifests (kind ``job-record``, bound to the job and
-the key) and read back as untrusted: what does not verify is skipped with a warning. Writes
-run on one background thread with a connection of its own, so a job never waits for them
-and its storage counters do not count them.
+Records are signed like the job manifests (kind ``job-record``, bound to the job and the key)
+and read back as untrusted. The writes run on one background thread with a connection of its
+own, so a job never waits for them and its storage counters do not count them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lambdamr._version import __version__
-from lambdamr.driver.jobstore import function_name, read_document, sign_document, task_log_entries
+from lambdamr.driver.history_record import fingerprint, job_record, static_fields
+from lambdamr.driver.jobstore import sign_document, task_log_entries
 from lambdamr.driver.lease import HISTORY_FOLDER
-from lambdamr.errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
-from lambdamr.runtime.capture import log_tail
+from lambdamr.errors import ConfigurationError, LambdaMRError
+from lambdamr.protocol import session_of
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage, reopen_storage
 
 if TYPE_CHECKING:
-    from lambdamr.driver.job import Job, Task
+    from lambdamr.driver.job import Job
 
 log = logging.getLogger("lambdamr")
 
 RECORD_SUFFIX = ".json"
 LOGS_SUFFIX = ".logs.json"
-#: a record's format; readers skip other versions
-RECORD_VERSION = 1
-#: a running record whose heartbeat is this many heartbeats old belongs to a dead driver
+DRIVER_SUFFIX = ".driver.json"
+#: a running job is abandoned when neither its record nor its driver's heartbeat was
+#: written for this many heartbeats
 MISSED_HEARTBEATS = 10
-#: tasks whose phases a record keeps (a bigger job keeps its counts and summary only)
-MAX_TASK_ROWS = 10_000
-#: failed tasks whose error, traceback and log tail a record keeps
-MAX_FAILURES = 50
 #: tasks whose output the logs document keeps
 MAX_LOGGED_TASKS = 1_000
-STATES = ("running", "done", "failed", "cancelled", "abandoned")
+#: a dead driver's heartbeat object is pruned this long after its last write
+DRIVER_HEARTBEAT_KEPT_S = 86_400.0
 
 
 @dataclasses.dataclass(frozen=True)
 class HistoryPolicy:
-    """How much history to keep and how often a running job's record is rewritten.
+    """How much history to keep and how often a driver beats.
 
     ``LAMBDAMR_HISTORY_MAX_JOBS`` (0 keeps no history at all), ``LAMBDAMR_HISTORY_MAX_AGE_DAYS``
     and ``LAMBDAMR_HISTORY_HEARTBEAT_S`` set them for every executor of a process.
@@ -108,6 +107,7 @@ class HistoryPolicy:
         return cls(**values)
 
 
+# ---- layout --------------------------------------------------------------------------------
 def history_prefix(prefix: str) -> str:
     """The folder of the history under an executor's base prefix."""
     return f"{prefix.strip('/')}/{HISTORY_FOLDER}" if prefix.strip("/") else HISTORY_FOLDER
@@ -121,143 +121,76 @@ def logs_key(prefix: str, job_id: str) -> str:
     return f"{history_prefix(prefix)}/{job_id}{LOGS_SUFFIX}"
 
 
-def job_id_of_history_key(key: str) -> str | None:
-    """The job a history record's key names (None for a logs document or a stranger)."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.endswith(RECORD_SUFFIX) or name.endswith(LOGS_SUFFIX):
-        return None
-    job_id = name[: -len(RECORD_SUFFIX)]
-    return job_id if job_id.count("-") >= 3 else None
+def driver_key(prefix: str, session: str) -> str:
+    return f"{history_prefix(prefix)}/{session}{DRIVER_SUFFIX}"
 
 
-# ---- building a record (the driver) -----------------------------------------------------
-def _rel(moment: Any, origin: float) -> float | None:
-    return None if not isinstance(moment, (int, float)) else round(moment - origin, 4)
+@dataclasses.dataclass(frozen=True)
+class HistoryListing:
+    """One LIST of the history: its records, newest job first, and when each driver last beat."""
+
+    folder: str  # the history's prefix
+    records: list[tuple[str, str, float | None]]  # (job id, key, modified)
+    drivers: dict[str, float]  # session -> modified
 
 
-def task_state(task: Task) -> str:
-    """``pending``, ``running``, ``ok``, ``failed`` or ``cancelled``."""
-    outcome = task.outcome
-    if task.done and outcome is not None:
-        return "failed" if outcome.failed else "cancelled" if outcome.cancelled and not outcome.succeeded else "ok"
-    return "running" if task.attempt > 0 else "pending"
+def list_history_folder(storage: Storage, prefix: str) -> HistoryListing:
+    """What the history folder holds (one LIST; nothing is read or verified)."""
+    records = []
+    drivers: dict[str, float] = {}
+    for info in storage.list(history_prefix(prefix) + "/"):
+        name = info.key.rsplit("/", 1)[-1]
+        if name.endswith(DRIVER_SUFFIX):
+            if info.modified is not None:
+                drivers[name[: -len(DRIVER_SUFFIX)]] = info.modified
+        elif name.endswith(RECORD_SUFFIX) and not name.endswith(LOGS_SUFFIX):
+            job_id = name[: -len(RECORD_SUFFIX)]
+            if job_id.count("-") >= 3:  # {session}-{number}, the session itself dated
+                records.append((job_id, info.key, info.modified))
+    return HistoryListing(history_prefix(prefix), sorted(records, reverse=True), drivers)
 
 
-def task_row(task: Task, origin: float) -> dict[str, Any]:
-    """One task's phases (seconds since the job's submission) and facts, for the task stream."""
-    timings = task.timings or {}
-    row: dict[str, Any] = {
-        "id": task.task_id,
-        "state": task_state(task),
-        "attempts": task.attempt - task.attempt_base,
-        "backups": len(task.backup_attempts),
-        "dispatched": _rel(task.first_dispatched_at, origin),
-        "invoked": _rel(task.dispatched_at, origin),
-        "started": _rel(timings.get("started"), origin),
-        "finished": _rel(timings.get("finished"), origin),
-        "completed": _rel(task.completed_at, origin),
-    }
-    if timings.get("cold"):
-        row["cold"] = True
-    if timings.get("peak_rss_mb") is not None:
-        row["peak_mb"] = round(float(timings["peak_rss_mb"]), 1)
-    if task.outcome is not None and task.outcome.error:
-        row["error"] = task.outcome.error
-    return row
-
-
-def failure_entry(task: Task) -> dict[str, Any]:
-    outcome = task.outcome
-    return {
-        "task_id": task.task_id,
-        "attempt": task.attempt,
-        "error": outcome.error if outcome is not None else None,
-        "traceback": (outcome.traceback if outcome is not None else None) or "",
-        "log_tail": log_tail(task.logs),
-    }
-
-
-def summary_numbers(job: Job) -> dict[str, Any]:
-    """The summary's numbers, JSON-ready, with its text."""
-    summary = job.summary()
-    cost = summary.cost
-    return {
-        "text": str(summary),
-        **{
-            name: getattr(summary, name)
-            for name in (
-                "tasks", "calls", "succeeded", "failed", "cancelled", "retries", "backups", "backups_won",
-                "duplicates", "cold_starts", "peak_concurrency", "memory_mb",
-            )
-        },
-        "wall_s": round(summary.wall_s, 3),
-        "task_seconds": round(summary.task_seconds, 3),
-        "max_task_s": round(summary.max_task_s, 3),
-        "parallel_efficiency": round(summary.parallel_efficiency, 3),
-        "peak_memory_mb": round(summary.peak_memory_mb, 1),
-        "storage_requests": summary.storage_requests,
-        "cost_usd": None if cost is None else cost.total_usd,
-    }
-
-
-def job_record(job: Job, static: dict[str, Any], policy: HistoryPolicy, now: float | None = None) -> dict[str, Any]:
-    """A job's history record as it stands now (``static``: what does not change)."""
+# ---- bounds ----------------------------------------------------------------------------------
+def keys_to_prune(listing: HistoryListing, policy: HistoryPolicy, now: float | None = None) -> list[str]:
+    """The keys past ``max_jobs`` (oldest jobs first) or older than ``max_age_days``, with
+    their logs documents, and the heartbeats of drivers gone for a day."""
     now = time.time() if now is None else now
-    tasks = list(job.tasks)
-    states = [task_state(t) for t in tasks]
-    counts = {name: states.count(name) for name in ("pending", "running", "ok", "failed", "cancelled")}
-    numbers = summary_numbers(job)
-    if job.done():
-        state = "failed" if numbers["failed"] else "cancelled" if numbers["cancelled"] else "done"
-    else:
-        state = "running"
-    failures = [failure_entry(t) for t, s in zip(tasks, states) if s == "failed"][:MAX_FAILURES]
-    return {
-        **static,
-        "state": state,
-        "sealed": job.sealed,
-        "heartbeat": now,
-        "heartbeat_s": policy.heartbeat_s,
-        "stale_after_s": policy.stale_after_s,
-        "finished": job.finished_at,
-        "tasks": len(tasks),
-        "calls": numbers["calls"],
-        "counts": counts,
-        "summary": numbers,
-        "task_rows": [task_row(t, job.submitted_at) for t in tasks[:MAX_TASK_ROWS]],
-        "task_rows_truncated": len(tasks) > MAX_TASK_ROWS,
-        "failures": failures,
-    }
+    doomed = []
+    for index, (_, key, modified) in enumerate(listing.records):
+        too_old = modified is not None and now - modified > policy.max_age_days * 86400
+        if index >= policy.max_jobs or too_old:
+            doomed += [key, key[: -len(RECORD_SUFFIX)] + LOGS_SUFFIX]
+    for session, modified in listing.drivers.items():
+        if now - modified > DRIVER_HEARTBEAT_KEPT_S:
+            doomed.append(f"{listing.folder}/{session}{DRIVER_SUFFIX}")
+    return doomed
 
 
-def static_fields(job: Job, fn: Any, prefix: str) -> dict[str, Any]:
-    return {
-        "record_version": RECORD_VERSION,
-        "lambdamr": __version__,
-        "job_id": job.job_id,
-        "function": function_name(fn) if fn is not None else "(attached)",
-        "submitted": job.submitted_at,
-        "backend": job.backend,
-        "memory_mb": job.memory_mb,
-        "timeout_s": job.timeout_s,
-        "region": job.region,
-        "prefix": job.prefix,
-        "logs": logs_key(prefix, job.job_id),
-        "host": _hostname(),
-        "pid": os.getpid(),
-    }
+def prune_history(storage: Storage, prefix: str, policy: HistoryPolicy, now: float | None = None) -> int:
+    """Delete what ``keys_to_prune`` names (only keys that exist); return how many went."""
+    listing = list_history_folder(storage, prefix)
+    doomed = keys_to_prune(listing, policy, now)
+    if not doomed:
+        return 0
+    present = {info.key for info in storage.list(history_prefix(prefix) + "/")}
+    keys = [key for key in doomed if key in present]
+    if keys:
+        storage.delete(keys)
+    return len(keys)
 
 
-def _hostname() -> str:
-    import socket
+# ---- writing (one background thread per executor) ------------------------------------------
+@dataclasses.dataclass(eq=False)
+class _Tracked:
+    job: Job
+    static: dict[str, Any]
+    written: tuple[int, ...] | None = None  # the fingerprint last written
+    written_at: float = float("-inf")  # monotonic
 
-    return socket.gethostname()
 
-
-# ---- writing (one background thread per executor) ---------------------------------------
 class JobHistory:
-    """Keeps the history records of one executor's jobs: at submission, every heartbeat
-    while they run, and at their end; prunes the history when the executor closes."""
+    """Writes the history records of one executor's jobs and its heartbeat; prunes the
+    history when the executor closes."""
 
     def __init__(self, storage: Storage, signer: Signer, prefix: str, policy: HistoryPolicy | None = None) -> None:
         self._source = storage
@@ -265,22 +198,24 @@ class JobHistory:
         self._prefix = prefix
         self.policy = policy or HistoryPolicy.from_env()
         self._store: Storage | None = None
-        self._running: dict[str, tuple[Job, dict[str, Any]]] = {}  # job id -> (job, static fields)
-        self._ended: list[tuple[Job, dict[str, Any]]] = []
+        self._running: dict[str, _Tracked] = {}
+        self._ended: list[_Tracked] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._busy = False
         self._thread: threading.Thread | None = None
+        self._beat_keys: set[str] = set()
+        self._beat_at = float("-inf")
+        self._beat_body = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
 
     def track(self, job: Job, fn: Any = None) -> None:
         """Record ``job`` from now on (``fn`` names it; None for a job collected by attach)."""
         if not self.policy.enabled:
             return
-        static = static_fields(job, fn, self._prefix)
+        entry = _Tracked(job, static_fields(job, fn, logs_key(self._prefix, job.job_id)))
         with self._cond:
             if self._closed:
                 return
-            self._running[job.job_id] = (job, static)
+            self._running[job.job_id] = entry
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lambdamr-history", daemon=True)
                 self._thread.start()
@@ -295,38 +230,62 @@ class JobHistory:
                 self._cond.notify_all()
 
     def _run(self) -> None:
-        first = True
         while True:
             with self._cond:
-                if not first and not self._ended and not self._closed:
+                unwritten = any(e.written is None for e in self._running.values())
+                if not (self._ended or self._closed or unwritten):
                     self._cond.wait(self.policy.heartbeat_s)
-                first = False
                 ended, self._ended = self._ended, []
                 running = list(self._running.values())
                 closing = self._closed
-                self._busy = True
-            try:
-                for job, static in ended:
-                    self._write(job, static, final=True)
-                for job, static in running:
-                    self._write(job, static, final=closing)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+            now = time.monotonic()
+            if running and now - self._beat_at >= self.policy.heartbeat_s:
+                self._beat(running, now)
+            for entry in ended:
+                self._write(entry, final=True)
+            for entry in running:
+                due = now - entry.written_at >= self.policy.heartbeat_s
+                if entry.written is None or closing or (due and fingerprint(entry.job) != entry.written):
+                    self._write(entry, final=closing)
             if closing:
+                self._stop_beating(still_running=bool(running))
                 return
 
-    def _write(self, job: Job, static: dict[str, Any], *, final: bool) -> None:
+    def _beat(self, running: list[_Tracked], now: float) -> None:
+        self._beat_at = now
+        sessions = {session_of(e.job.job_id) for e in running}
+        for session in sessions:
+            key = driver_key(self._prefix, session)
+            self._beat_keys.add(key)
+            try:
+                self._writer().put(key, self._beat_body)
+            except LambdaMRError as exc:  # one missed beat is harmless: staleness takes ten
+                log.warning("lambdamr: could not write the driver heartbeat %s: %s", key, exc)
+
+    def _stop_beating(self, *, still_running: bool) -> None:
+        if still_running or not self._beat_keys:
+            return  # jobs left running: let the heartbeat go stale, so they show abandoned
+        try:
+            self._writer().delete(sorted(self._beat_keys))
+        except LambdaMRError as exc:
+            log.warning("lambdamr: could not delete the driver heartbeat: %s", exc)
+
+    def _write(self, entry: _Tracked, *, final: bool) -> None:
+        job = entry.job
         key = record_key(self._prefix, job.job_id)
         try:
-            record = job_record(job, static, self.policy)
+            mark = fingerprint(job)
+            record = job_record(
+                job, entry.static, now=time.time(), heartbeat_s=self.policy.heartbeat_s,
+                stale_after_s=self.policy.stale_after_s,
+            )
             store = self._writer()
             store.put(key, sign_document(self._signer, job.job_id, key, record))
+            entry.written, entry.written_at = mark, time.monotonic()
             if final and (entries := task_log_entries(job)):
-                logged = dict(list(entries.items())[:MAX_LOGGED_TASKS])
+                kept = dict(list(entries.items())[:MAX_LOGGED_TASKS])
                 lkey = logs_key(self._prefix, job.job_id)
-                store.put(lkey, sign_document(self._signer, job.job_id, lkey, {"job_id": job.job_id, "tasks": logged}))
+                store.put(lkey, sign_document(self._signer, job.job_id, lkey, {"job_id": job.job_id, "tasks": kept}))
         except Exception as exc:  # a history record is a convenience: never fail a job for it
             log.warning("lambdamr: could not write the history record %s: %s", key, exc)
 
@@ -336,120 +295,21 @@ class JobHistory:
         return self._store
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write every job's latest record (a job still running stays ``running`` and turns
-        ``abandoned`` once its heartbeat is stale), then prune the history."""
+        """Write every job's latest record (one still running stays ``running`` and turns
+        ``abandoned`` once stale), then prune the history."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("lambdamr: job history still unwritten after %.0f s; giving up", timeout)
-        if self.policy.enabled and thread is not None:
-            try:
-                prune_history(self._writer(), self._prefix, self.policy)
-            except LambdaMRError as exc:
-                log.warning("lambdamr: could not prune the job history: %s", exc)
+        if thread is None:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("lambdamr: job history still unwritten after %.0f s; giving up", timeout)
+            return
+        try:
+            prune_history(self._writer(), self._prefix, self.policy)
+        except LambdaMRError as exc:
+            log.warning("lambdamr: could not prune the job history: %s", exc)
         if self._store is not None and self._store is not self._source:
             self._store.close()
-
-
-# ---- reading back (CLI, dashboard) -------------------------------------------------------
-def record_state(record: dict[str, Any], now: float | None = None) -> str:
-    """The state to show: the stored one, or ``abandoned`` for a running job whose driver
-    stopped beating."""
-    state = str(record.get("state", "?"))
-    if state != "running":
-        return state
-    now = time.time() if now is None else now
-    heartbeat = record.get("heartbeat")
-    stale = record.get("stale_after_s") or HistoryPolicy().stale_after_s
-    if isinstance(heartbeat, (int, float)) and isinstance(stale, (int, float)) and now - heartbeat > stale:
-        return "abandoned"
-    return state
-
-
-def history_keys(storage: Storage, prefix: str) -> list[tuple[str, str, float | None]]:
-    """``(job id, key, modified)`` of every record in the history, newest job first."""
-    found = []
-    for info in storage.list(history_prefix(prefix) + "/"):
-        job_id = job_id_of_history_key(info.key)
-        if job_id is not None:
-            found.append((job_id, info.key, info.modified))
-    return sorted(found, reverse=True)
-
-
-def read_record(storage: Storage, prefix: str, job_id: str, signer: Signer, now: float | None = None) -> dict[str, Any]:
-    """One job's verified history record, its ``state`` as ``record_state`` tells.
-
-    Raises:
-        ObjectNotFound: no record of that job (never recorded, or pruned).
-        IntegrityError: it does not verify for that job.
-    """
-    record = read_document(storage, signer, job_id, record_key(prefix, job_id))
-    if record.get("record_version") != RECORD_VERSION:
-        raise IntegrityError(f"the history record of job {job_id} is of format {record.get('record_version')!r}")
-    record["state"] = record_state(record, now)
-    return record
-
-
-def list_history(
-    storage: Storage, prefix: str, signer: Signer, *, limit: int = 0, now: float | None = None, rows: bool = False
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` records (0: all), newest first; without ``rows`` each record
-    drops its task rows and failures (a listing needs neither)."""
-    records: list[dict[str, Any]] = []
-    for job_id, key, _ in history_keys(storage, prefix):
-        if limit and len(records) >= limit:
-            break
-        try:
-            record = read_record(storage, prefix, job_id, signer, now)
-        except IntegrityError as exc:
-            log.warning("lambdamr: skipping %r, which does not verify: %s", key, exc)
-            continue
-        except LambdaMRError:  # pruned meanwhile
-            continue
-        if not rows:
-            record.pop("task_rows", None)
-            record.pop("failures", None)
-        records.append(record)
-    return records
-
-
-def read_history_logs(storage: Storage, prefix: str, job_id: str, signer: Signer) -> dict[str, dict[str, Any]] | None:
-    """The kept output of a job's tasks, keyed by task id, or None when there is none."""
-    key = logs_key(prefix, job_id)
-    try:
-        tasks = read_document(storage, signer, job_id, key).get("tasks")
-    except ObjectNotFound:
-        return None
-    except IntegrityError as exc:
-        log.warning("lambdamr: ignoring %r, which does not verify: %s", key, exc)
-        return None
-    return tasks if isinstance(tasks, dict) else None
-
-
-def keys_to_prune(
-    entries: Iterable[tuple[str, str, float | None]], policy: HistoryPolicy, now: float | None = None
-) -> list[str]:
-    """Of ``(job id, record key, modified)``, the keys past ``max_jobs`` (oldest jobs first)
-    or older than ``max_age_days``, with their logs documents."""
-    now = time.time() if now is None else now
-    ordered = sorted(entries, reverse=True)
-    doomed = []
-    for index, (_, key, modified) in enumerate(ordered):
-        too_old = modified is not None and now - modified > policy.max_age_days * 86400
-        if index >= policy.max_jobs or too_old:
-            doomed += [key, key[: -len(RECORD_SUFFIX)] + LOGS_SUFFIX]
-    return doomed
-
-
-def prune_history(storage: Storage, prefix: str, policy: HistoryPolicy, now: float | None = None) -> int:
-    """Delete the records ``keys_to_prune`` names; return how many objects went."""
-    doomed = keys_to_prune(history_keys(storage, prefix), policy, now)
-    present = {info.key for info in storage.list(history_prefix(prefix) + "/")} if doomed else set()
-    keys = [key for key in doomed if key in present]
-    if keys:
-        storage.delete(keys)
-    return len(keys)

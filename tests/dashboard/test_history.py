@@ -15,15 +15,8 @@ import pytest
 
 from lambdamr.cli import main as cli_main
 from lambdamr.cost import estimate_job_cost
-from lambdamr.driver.history import (
-    HistoryPolicy,
-    history_keys,
-    keys_to_prune,
-    list_history,
-    read_record,
-    record_key,
-    record_state,
-)
+from lambdamr.driver.history import HistoryListing, HistoryPolicy, keys_to_prune, list_history_folder, record_key
+from lambdamr.driver.history_reader import list_history, read_record, record_state
 from lambdamr.driver.lease import LEASE_NAME, keys_to_clean
 from lambdamr.errors import ConfigurationError
 
@@ -167,14 +160,16 @@ def test_the_history_keeps_the_newest_jobs_and_drops_old_ones():
     entries = [
         (f"20261201-00000{i}-abcdef-0001", f"p/history/20261201-00000{i}-abcdef-0001.json", now - (4 - i) * day)
         for i in range(5)
-    ]
-    doomed = keys_to_prune(entries, HistoryPolicy(max_jobs=3, max_age_days=30), now=now)
+    ][::-1]
+    listing = HistoryListing("p/history", entries, {"20261201-000004-abcdef": now - 60, "20261101-000000-abcdef": 0.0})
+    doomed = keys_to_prune(listing, HistoryPolicy(max_jobs=3, max_age_days=30), now=now)
     assert doomed == [
         "p/history/20261201-000001-abcdef-0001.json", "p/history/20261201-000001-abcdef-0001.logs.json",
         "p/history/20261201-000000-abcdef-0001.json", "p/history/20261201-000000-abcdef-0001.logs.json",
+        "p/history/20261101-000000-abcdef.driver.json",  # a driver gone for a day; the live one stays
     ]
-    by_age = keys_to_prune(entries, HistoryPolicy(max_jobs=10, max_age_days=1.5), now=now)
-    assert [key.split("-")[1] for key in by_age[::2]] == ["000002", "000001", "000000"]
+    by_age = keys_to_prune(listing, HistoryPolicy(max_jobs=10, max_age_days=1.5), now=now)
+    assert [key.split("-")[1] for key in by_age[:-1:2]] == ["000002", "000001", "000000"]
     # the history is no session: clean never takes it for a dead driver's leftovers
     assert keys_to_clean([(key, 0.0) for _, key, _ in entries], "p", now=now) == []
 
@@ -186,7 +181,9 @@ def test_an_executor_prunes_the_history_to_its_bound(make_executor, monkeypatch)
     assert [f.result(timeout=60) for f in ids] == [0, 1, 2, 3]
     newest = [job.job_id for job in ex.jobs][-2:]
     ex.shutdown()
-    assert sorted(job_id for job_id, _, _ in history_keys(ex.storage, ex.key_prefix)) == newest
+    listing = list_history_folder(ex.storage, ex.key_prefix)
+    assert sorted(job_id for job_id, _, _ in listing.records) == newest
+    assert listing.drivers == {}  # a driver that shut down leaves no heartbeat
     assert [r["job_id"] for r in list_history(ex.storage, ex.key_prefix, ex.signer)] == newest[::-1]
 
 
@@ -200,4 +197,45 @@ def test_history_policy_from_the_environment():
     running = {"state": "running", "heartbeat": 1000.0, "stale_after_s": 20.0}
     assert record_state(running, now=1010.0) == "running"
     assert record_state(running, now=1021.0) == "abandoned"
+    assert record_state(running, now=1021.0, driver_beat=1015.0) == "running"  # the driver still beats
     assert record_state({**running, "state": "done"}, now=5000.0) == "done"
+
+
+def wait_for_gate(path):
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.01)
+    return path
+
+
+def test_a_job_that_does_not_change_is_not_rewritten_while_its_driver_beats(make_executor, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAMBDAMR_HISTORY_HEARTBEAT_S", "0.1")
+    ex = make_executor()
+    gate = tmp_path / "gate"
+    futures = [ex.submit(wait_for_gate, str(gate)) for _ in range(2)]  # two jobs, both stuck running
+    job_ids = [job.job_id for job in ex.jobs]
+    session = job_ids[0].rsplit("-", 1)[0]
+
+    def beats():
+        return list_history_folder(ex.storage, ex.key_prefix).drivers.get(session)
+
+    def records():
+        return {job_id: read_record(ex.storage, ex.key_prefix, job_id, ex.signer) for job_id in job_ids}
+
+    _until(lambda: beats() and all(r["counts"]["running"] == 1 for r in records().values()))
+    written = {job_id: r["heartbeat"] for job_id, r in records().items()}
+    first_beat = beats()
+    _until(lambda: beats() > first_beat + 0.5)  # several heartbeats later (the store's mtime)
+    now = records()
+    assert {job_id: r["heartbeat"] for job_id, r in now.items()} == written  # no rewrite: nothing changed
+    assert all(r["state"] == "running" for r in now.values())  # yet not abandoned: the driver beats
+    gate.touch()
+    assert [f.result(timeout=60) for f in futures] == [str(gate)] * 2
+    ex.shutdown()
+    assert {r["state"] for r in records().values()} == {"done"}
+    assert beats() is None
