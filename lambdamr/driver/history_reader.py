@@ -78,7 +78,7 @@ def list_history(
     """The newest ``limit`` records (0: all), newest first; without ``rows`` each record
     drops its task rows and failures (a listing needs neither)."""
     listing = listing or list_history_folder(storage, prefix)
-    records = []
+    records: list[dict[str, Any]] = []
     for job_id, key, _ in listing.records:
         if limit and len(records) >= limit:
             break
