@@ -458,8 +458,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         """Serve the live dashboard of this executor's storage (every job there, any driver's)
         and return it: ``.url``, ``.close()``; a notebook shows it inline (``lambdamr.dashboard``)."""
         from lambdamr.dashboard import open_dashboard
+        from lambdamr.storage import reopen_storage
 
-        return open_dashboard(self.storage, self.key_prefix, self.signer, host=host, port=port)
+        # a connection of its own: the page's reads must not count in this executor's jobs
+        return open_dashboard(reopen_storage(self.storage), self.key_prefix, self.signer, host=host, port=port)
 
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
