@@ -119,3 +119,24 @@ def test_verbose_prints_the_summary_of_a_failed_map(make_executor, capsys):
     ex.shutdown()  # the job has ended: its summary is out
     err = capsys.readouterr().err
     assert err.count("lambdamr job ") == 1 and "1 failed" in err
+
+
+def pairs(word):
+    yield word, 1
+
+
+def total(word, counts):
+    if word == "bad":
+        raise ValueError("a reducer failed")
+    return sum(counts)
+
+
+def test_verbose_prints_each_map_reduce_phase_and_a_failed_one(make_executor, capsys):
+    ex = make_executor(verbose=True)
+    with pytest.raises(ValueError, match="a reducer failed"):
+        ex.map_reduce(pairs, ["a", "b", "bad"], total, reducers=2)
+    ex.shutdown()
+    err = capsys.readouterr().err
+    summaries = [line for line in err.splitlines() if line.startswith("lambdamr job ")]
+    assert "3 tasks (3 calls): 3 ok, 0 failed" in summaries[0]  # the map phase
+    assert len(summaries) >= 2 and all("1 failed" in line for line in summaries[1:])  # the reduce phase(s)
