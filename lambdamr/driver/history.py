@@ -17,8 +17,9 @@ belongs to a driver that died (SIGKILL, a lost machine): readers show it ``aband
 same for the session's objects, but refreshes every minute, too slowly to watch a job.
 
 The history is bounded (``HistoryPolicy``): when an executor shuts down, and on
-``lambdamr clean`` of a local folder, the records past ``max_jobs`` (oldest first: job ids begin with their
-session's UTC time) or older than ``max_age_days`` are deleted — one LIST, no GET.
+``lambdamr clean`` of a local folder, the records past ``max_jobs`` (oldest first: job ids
+begin with their session's UTC time) or older than ``max_age_days`` are deleted — one LIST,
+no GET.
 
 Records are signed like the job manifests (kind ``job-record``, bound to the job and the key)
 and read back as untrusted. The writes run on one background thread with a connection of its
