@@ -18,7 +18,7 @@ from lambdamr.cost import estimate_job_cost
 from lambdamr.driver.history import HistoryListing, HistoryPolicy, keys_to_prune, list_history_folder, record_key
 from lambdamr.driver.history_reader import list_history, read_record, record_state
 from lambdamr.driver.lease import LEASE_NAME, keys_to_clean
-from lambdamr.errors import ConfigurationError
+from lambdamr.errors import ConfigurationError, ObjectNotFound
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -227,7 +227,15 @@ def test_a_job_that_does_not_change_is_not_rewritten_while_its_driver_beats(make
     def records():
         return {job_id: read_record(ex.storage, ex.key_prefix, job_id, ex.signer) for job_id in job_ids}
 
-    _until(lambda: beats() and all(r["counts"]["running"] == 1 for r in records().values()))
+    def both_running():
+        try:
+            return beats() and all(r["counts"]["running"] == 1 for r in records().values())
+        except ObjectNotFound:  # the first records are still being written
+            return False
+
+    _until(both_running)
+    settled_beat = beats()
+    _until(lambda: beats() > settled_beat + 0.5)  # a record caught up with its job by now, if it had to
     written = {job_id: r["heartbeat"] for job_id, r in records().items()}
     first_beat = beats()
     _until(lambda: beats() > first_beat + 0.5)  # several heartbeats later (the store's mtime)
