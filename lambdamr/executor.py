@@ -42,6 +42,7 @@ from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results, job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.history import JobHistory
 from lambdamr.driver.job import Job, JobSummary, Task
 from lambdamr.driver.jobstore import ManifestWriter
 from lambdamr.driver.lease import SessionLease
@@ -59,6 +60,7 @@ from lambdamr.map_iterator import (
     default_buffersize,
     strict_rows,
 )
+from lambdamr.report import SummaryPrinter
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage, storage_from_url
 
@@ -145,9 +147,10 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._history: collections.deque[Job] = collections.deque(maxlen=JOB_HISTORY)
         self._manifests = ManifestWriter(self.storage, self.signer, keep_logs=self.config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(self.storage, self.session_prefix)  # what `lambdamr clean` spares
+        self._job_history = JobHistory(self.storage, self.signer, prefix)  # {prefix}/history/: outlives the session
         self._resources = ExecutorResources(
             scheduler=self._scheduler, backend=self.backend, storage=self.storage, manifests=self._manifests,
-            lease=self._lease, session_prefix=self.session_prefix, keep_temp=self.config.keep_temp,
+            lease=self._lease, history=self._job_history, session_prefix=self.session_prefix, keep_temp=self.config.keep_temp,
         )
         # Garbage collected: released once its calls finish, like ProcessPoolExecutor. Exit is
         # lifecycle's hook, which waits for the calls first.
@@ -404,6 +407,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._manifests.job_attached(job)
+        self._job_history.track(job)
         with self._lock:
             self._check_open()
             self._resources.adopted_prefixes.append(job_prefix)
@@ -452,6 +456,15 @@ class LambdaExecutor(concurrent.futures.Executor):
         """The most recent job (for ``.summary()``)."""
         return self._history[-1] if self._history else None
 
+    def dashboard(self, port: int = 0, *, host: str = "127.0.0.1") -> Any:
+        """Serve the live dashboard of this executor's storage (every job there, any driver's)
+        and return it: ``.url``, ``.close()``; a notebook shows it inline (``lambdamr.dashboard``)."""
+        from lambdamr.dashboard import open_dashboard
+        from lambdamr.storage import reopen_storage
+
+        # a connection of its own: the page's reads must not count in this executor's jobs
+        return open_dashboard(reopen_storage(self.storage), self.key_prefix, self.signer, host=host, port=port)
+
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
         job = self.last_job
@@ -490,6 +503,8 @@ class LambdaExecutor(concurrent.futures.Executor):
         tasks = self._add_tasks(job, calls)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
+        if progress and self.config.verbose:  # a map_reduce phase: its summary when it ends
+            SummaryPrinter(job)
         self._launch(job, tasks, fn)
         return job
 
@@ -553,6 +568,7 @@ class LambdaExecutor(concurrent.futures.Executor):
                 self._scheduler.seal(job)
         if fn is not None:
             self._manifests.job_submitted(job, fn)
+            self._job_history.track(job, fn)
 
     def _remember(self, job: Job) -> None:
         self._history.append(job)  # the oldest falls out: a bounded history

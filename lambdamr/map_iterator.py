@@ -19,7 +19,6 @@ import collections
 import itertools
 import math
 import numbers
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 from lambdamr.driver.job import Job, Task
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture
+from lambdamr.report import SummaryPrinter
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ class MapIterator(Iterator[T]):
         self._window: collections.deque[LambdaFuture] = collections.deque()
         self._open_tasks = 0  # tasks with a future in the window
         self._deadline = deadline
-        self._verbose = verbose
+        self._summary = SummaryPrinter(job) if verbose and job is not None else None
         self._input_error: Exception | None = None  # raised once the results before it are consumed
         self._add(first)
 
@@ -98,7 +98,8 @@ class MapIterator(Iterator[T]):
             if self._input_error is not None:
                 error, self._input_error = self._input_error, None
                 raise error
-            self._finish()
+            if self._summary is not None:
+                self._summary.print()
             raise StopIteration
         future = self._window[0]
         remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
@@ -156,11 +157,6 @@ class MapIterator(Iterator[T]):
         for task in tasks:
             self._window.extend(task.futures)
         self._open_tasks += len(tasks)
-
-    def _finish(self) -> None:
-        if self._verbose and self.job is not None:
-            print(self.job.summary(), file=sys.stderr)
-            self._verbose = False
 
 
 def check_map_timeout(timeout: Any) -> None:

@@ -20,6 +20,7 @@ from lambdamr.cost import billed_ms
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import ArgsRange
+from lambdamr.report import exception_traceback
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
@@ -32,6 +33,7 @@ class TaskOutcome(NamedTuple):
     failed: int
     cancelled: int
     error: str | None  # "Type: message" (first line) of the first call that raised
+    traceback: str | None = None  # that call's traceback as printed (the job history shows it)
 
 
 @dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
@@ -50,6 +52,7 @@ class Task:
     args_inline: str | None = None
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
+    attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
     live: set[int] = field(default_factory=set)  # attempts in flight
     backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
@@ -85,7 +88,7 @@ class Task:
         """Called once settled: record the outcome, drop what only a new attempt would need
         and the futures that were claimed (the job's lock is held)."""
         succeeded = failed = cancelled = 0
-        error = None
+        error = error_traceback = None
         for future in self.futures:
             if not future.done():
                 continue
@@ -95,9 +98,10 @@ class Task:
                 failed += 1
                 if error is None:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+                    error_traceback = exception_traceback(exc)
             else:
                 succeeded += 1
-        self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        self.outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
         if self.runtime:  # what ``task_timing`` reports, not the rest of every response
@@ -162,8 +166,9 @@ class JobSummary:
             f"lambdamr job {self.job_id} on {self.backend}: {self.tasks:,} tasks ({self.calls:,} calls): "
             f"{self.succeeded:,} ok, {self.failed:,} failed, {self.cancelled:,} cancelled; "
             f"{self.retries} retries, {self.backups} backups{won}{extra}",
-            f"  wall {_duration(self.wall_s)}, task time {_duration(self.task_seconds)} "
-            f"(max {_duration(self.max_task_s)}): {self.speedup:.1f}x parallel, "
+            f"  wall {_duration(self.wall_s)} (submitted to last task settled), task time "
+            f"{_duration(self.task_seconds)} (tasks' own run times summed, max {_duration(self.max_task_s)}): "
+            f"{self.speedup:.1f}x parallel, "
             f"{self.parallel_efficiency:.0%} efficiency at peak concurrency {self.peak_concurrency}",
             f"  {self.cold_starts} cold starts, peak memory {self.peak_memory_mb:.0f} of {self.memory_mb} MB"
             + (f"; storage requests: {requests}" if requests else ""),
@@ -424,7 +429,7 @@ class Job:
             return estimate_job_cost(
                 durations,
                 self.memory_mb,
-                invocations=sum(t.attempt for t in self.tasks),
+                invocations=sum(t.attempt - t.attempt_base for t in self.tasks),  # attach starts at 1001
                 storage_requests=requests,
                 region=self.region,
                 architecture=self.architecture,
@@ -440,8 +445,9 @@ class Job:
 
         return job_logs(self, task_id)
 
-    def plot(self, path: str | Path) -> Path:
-        """Save a timeline of every task and a histogram of task durations (matplotlib)."""
+    def plot(self, path: str | Path | None = None) -> Any:
+        """A timeline of every task and a histogram of task durations (matplotlib): saved
+        at ``path`` (returned), or without one returned as a ``Figure`` (inline in a notebook)."""
         from lambdamr.report import plot_job
 
         return plot_job(self, path)
