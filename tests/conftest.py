@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-pytest_plugins = ["loopback_guard"]  # every connection stays on 127.0.0.1 (tests/loopback_guard.py)
+# every connection stays on 127.0.0.1 (tests/loopback_guard.py); the AWS account, deployment and
+# Lambda stand-in fixtures (tests/aws_fixtures.py) serve tests/backends/aws, deploy, cli, testing...
+pytest_plugins = ["tests.loopback_guard", "tests.aws_fixtures"]
 
 # Set before anything builds a boto3 client; worker processes inherit them. Never real keys.
 os.environ.update(

@@ -21,7 +21,6 @@ import pytest
 
 from . import tasks
 
-TESTS_DIR = str(Path(__file__).resolve().parents[1])
 REPO_DIR = str(Path(__file__).resolve().parents[2])
 
 
@@ -148,8 +147,8 @@ def test_shutdown_from_a_done_callback_does_not_deadlock(new_executor, kind, fla
 PRELUDE = """
 import json, os, sys, time, atexit
 spec = json.loads(sys.argv[1])
-sys.path[:0] = [spec["tests"], spec["repo"]]
-from contract import tasks
+sys.path[:0] = [spec["repo"]]
+from tests.contract import tasks
 if spec["backend"]:
     from lambdamr import LambdaExecutor
     ex = LambdaExecutor(spec["backend"], workers=1, progress=False, **spec["storage"])
@@ -161,7 +160,7 @@ else:
 
 
 def run_driver(kind, storage: dict, body: str, *args: str) -> subprocess.CompletedProcess:
-    spec = {"backend": kind.backend, "storage": storage, "tests": TESTS_DIR, "repo": REPO_DIR}
+    spec = {"backend": kind.backend, "storage": storage, "repo": REPO_DIR}
     script = PRELUDE + textwrap.dedent(body)
     return subprocess.run(
         [sys.executable, "-c", script, json.dumps(spec), *args],

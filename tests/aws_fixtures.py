@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from lambdamr import LambdaExecutor
 from lambdamr.testing.aws_account import AwsAccount
 from lambdamr.testing.lambda_service import Faults, LambdaService
 
@@ -125,3 +126,31 @@ def deployment(shared_deployment: Deployment, admin_credentials: tuple[str, str]
 def fresh_deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
     """A deployment of its own, for a test that changes the function."""
     return _deploy(aws_account, standin())
+
+
+@pytest.fixture
+def aws_executor(deployment: Deployment, standin: Callable[..., LambdaService]) -> Iterator[Callable[..., tuple]]:
+    """Build AWS-backend executors on the session's deployment, each through a stand-in of its
+    own (with ``faults``); all shut down after."""
+    made = []
+
+    def factory(faults: Faults | None = None, **options):
+        service = standin(faults)
+        merged = {
+            "storage": f"s3://{deployment.bucket}",
+            "endpoint_url": deployment.endpoint,
+            "region": REGION,
+            "function_name": deployment.function_name,
+            "lambda_endpoint_url": service.url,
+            "memory_mb": 256,
+            "timeout_s": 20,
+            "progress": False,
+            **options,
+        }
+        executor = LambdaExecutor(backend="aws", **merged)
+        made.append(executor)
+        return executor, service
+
+    yield factory
+    for executor in made:
+        executor.shutdown(wait=False, cancel_futures=True)

@@ -12,8 +12,7 @@ from examples.random_forest import TreeParams, fit_forest, split, synthetic_data
 from lambdamr import LambdaExecutor
 from lambdamr.errors import TaskTimeoutError
 from lambdamr.testing.lambda_service import Faults
-
-from .conftest import REGION
+from tests.aws_fixtures import REGION
 
 
 def cube(x):
@@ -22,32 +21,6 @@ def cube(x):
 
 def fails(x):
     raise ValueError(f"bad input {x}")
-
-
-@pytest.fixture
-def aws_executor(deployment, standin):
-    made = []
-
-    def factory(faults: Faults | None = None, **options):
-        service = standin(faults)
-        merged = {
-            "storage": f"s3://{deployment.bucket}",
-            "endpoint_url": deployment.endpoint,
-            "region": REGION,
-            "function_name": deployment.function_name,
-            "lambda_endpoint_url": service.url,
-            "memory_mb": 256,
-            "timeout_s": 20,
-            "progress": False,
-            **options,
-        }
-        executor = LambdaExecutor(backend="aws", **merged)
-        made.append(executor)
-        return executor, service
-
-    yield factory
-    for executor in made:
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 @pytest.mark.parametrize("invocation_type", ["Event", "RequestResponse"])

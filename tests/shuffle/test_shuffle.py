@@ -302,7 +302,7 @@ def test_text_output(executor, tmp_path):
 
 
 def test_map_reduce_over_storage_objects(executor, tmp_path):
-    from tests.test_inputs import _write_inputs
+    from tests.data.test_objects import _write_inputs
 
     data = "\n".join(TEXT * 5).encode()
     location = _write_inputs(executor, tmp_path, {"a.txt": data, "b.txt": data[:333]})

@@ -134,7 +134,7 @@ def test_ctrl_c_stops_workers_and_removes_temp_objects_promptly(tmp_path):
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
     store = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     driver = subprocess.Popen(
         [sys.executable, str(script), str(store), str(pids_dir)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -181,7 +181,7 @@ def test_attach_collects_a_job_whose_driver_died(tmp_path, monkeypatch):
     script = tmp_path / "driver.py"
     script.write_text(ATTACH_DRIVER)
     store = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     driver = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True, env=env)
     job_id = driver.stdout.readline().strip()
     assert [driver.stdout.readline().strip() for _ in range(6)] == [str(i * 10) for i in range(6)]

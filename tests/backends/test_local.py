@@ -101,7 +101,7 @@ def test_workers_are_reused_warm(executor):
 
 def test_workers_do_not_inherit_the_drivers_modules(executor):
     # A fresh interpreter, like a Lambda container: the driver's test module is not imported.
-    assert executor.submit(lambda: "tests.test_local_backend" in __import__("sys").modules).result(timeout=30) is False
+    assert executor.submit(lambda: "tests.backends.test_local" in __import__("sys").modules).result(timeout=30) is False
 
 
 @pytest.mark.parametrize("wait", [True, False])
