@@ -55,21 +55,26 @@ def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsAccount
     account.stop()
 
 
-@pytest.fixture
-def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    """The driver (and boto3 in the tests) act as the account's administrator."""
-    key, secret = aws_account.admin
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
-    # every other service the driver reaches (e.g. Secrets Manager) is on moto too
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws_account.endpoint)
+def act_as_administrator(patch: pytest.MonkeyPatch, account: AwsAccount) -> None:
+    """The driver (and boto3 in the tests) act as the account's administrator while ``patch``
+    is active; every other service the driver reaches (e.g. Secrets Manager) is on moto too."""
+    key, secret = account.admin
+    patch.setenv("AWS_ACCESS_KEY_ID", key)
+    patch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    patch.delenv("AWS_SESSION_TOKEN", raising=False)
+    patch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    patch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", account.endpoint)
     # boto3's default session keeps the credentials it first found: make it read these
     import boto3
 
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    return key, secret
+    patch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+@pytest.fixture
+def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The driver (and boto3 in the tests) act as the account's administrator."""
+    act_as_administrator(monkeypatch, aws_account)
+    return aws_account.admin
 
 
 @pytest.fixture
@@ -113,6 +118,15 @@ def shared_deployment(aws_account: AwsAccount) -> Iterator[Deployment]:
     its layer has scikit-learn, which the random forest example's tasks import."""
     service = aws_account.standin()
     yield _deploy(aws_account, service, packages=["scikit-learn"])
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def suite_standin(aws_account: AwsAccount, shared_deployment: Deployment) -> Iterator[LambdaService]:
+    """The stand-in the behaviour suites' ``aws-s3`` executors invoke (tests/targets.py): one
+    for the session, so its warm environments serve test after test, as Lambda's would."""
+    service = aws_account.standin(retry_delay_scale=RETRY_DELAY_SCALE, max_environments=2)
+    yield service
     service.stop()
 
 

@@ -24,6 +24,8 @@ os.environ.update(
 for _var in ("AWS_PROFILE", "LAMBDAMR_BACKEND", "LAMBDAMR_STORAGE", "LAMBDAMR_VERBOSE", "LAMBDAMR_PROGRESS"):
     os.environ.pop(_var, None)
 
+from tests.targets import TARGETS, Target, build_executor, close_all, target_environment  # noqa: E402
+
 STORAGES = ["folder", "s3"]
 
 
@@ -95,3 +97,43 @@ def make_executor(storage_options: dict) -> Iterator[Callable[..., object]]:
 def executor(make_executor):
     """A local-backend executor (2 worker processes) over the storage under test."""
     return make_executor()
+
+
+# ---- every backend over every storage (tests/targets.py) ------------------------------------
+@pytest.fixture(scope="module", params=TARGETS, ids=str)
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each module using it runs once per backend × storage (tests grouped by target)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def target_options(
+    target: Target, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
+    """Executor keyword arguments selecting the target's storage (one per module) and, for
+    ``aws``, its deployment and stand-in."""
+    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
+        yield options
+
+
+@pytest.fixture(scope="module")
+def target_executor(target: Target, target_options: dict) -> Iterator[object]:
+    """The module's executor of the target, shared by its tests; shut down after the last."""
+    executor = build_executor(target, target_options)
+    yield executor
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def executor_factory(target: Target, target_options: dict) -> Iterator[Callable[..., object]]:
+    """Build executors of the target that a test may configure or shut down itself; whatever
+    they still run is stopped after the test."""
+    made: list = []
+
+    def factory(**overrides):
+        executor = build_executor(target, target_options, **overrides)
+        made.append(executor)
+        return executor
+
+    yield factory
+    close_all(made)

@@ -1,6 +1,9 @@
 """``LambdaExecutor(backend="aws")`` end to end: executor → AWS backend → Lambda stand-in →
-runtime handler in worker processes → S3 on moto's server, including the seed's examples
-and a lost invocation found by its deadline and re-invoked."""
+runtime handler in worker processes → S3 on moto's server: what only this backend has
+(synchronous invokes, the backend chosen by the environment, a lost invocation found by its
+deadline and re-invoked, a synchronous timeout) and the seed's examples. The executor's
+behaviour on this backend is tested with every other backend's, in tests/test_executor.py;
+its crashes in tests/contract/test_deadlock.py."""
 
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ def fails(x):
     raise ValueError(f"bad input {x}")
 
 
-@pytest.mark.parametrize("invocation_type", ["Event", "RequestResponse"])
-def test_map_runs_on_the_aws_backend(aws_executor, invocation_type):
+def test_map_runs_on_the_aws_backend_with_synchronous_invokes(aws_executor):
+    # asynchronous invokes (the default) run the whole behaviour suite: tests/test_executor.py
+    invocation_type = "RequestResponse"
     executor, service = aws_executor(invocation_type=invocation_type)
     assert list(executor.map(cube, range(8))) == [x**3 for x in range(8)]
     with pytest.raises(ValueError, match="bad input 3"):
