@@ -1,6 +1,11 @@
 """map_reduce end to end on the local backend, over a local folder and over S3 (moto, HTTP):
 results equal a local reference, the request counts hold, failures are retried without
-re-running the other phase, and every temp key is gone afterwards."""
+re-running the other phase, and every temp key is gone afterwards.
+
+The tests share one executor per storage (``executor``, module-scoped): a map_reduce leaves
+nothing behind but its result, and starting worker processes for each of some fifty tests
+cost more than the tests. A test that interrupts its executor, keeps its intermediate
+objects or counts its jobs builds its own with ``make_executor``."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import lambdamr
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle import RangePartitioner
 from lambdamr.storage import storage_from_url
+from tests.targets import Target, build_executor, target_environment
 
 TEXT = [
     "the quick brown fox jumps over the lazy dog",
@@ -25,6 +31,15 @@ TEXT = [
     "a b c d e f g h i j k l m n o p",
     "zebra zebra zebra the end",
 ] * 4
+
+
+@pytest.fixture(scope="module", params=[Target("local", "folder"), Target("local", "s3")], ids=str)
+def executor(request, tmp_path_factory):
+    target = request.param
+    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
+        shared = build_executor(target, options)
+        yield shared
+        shared.shutdown(wait=True, cancel_futures=True)
 
 
 def words(line):
@@ -197,7 +212,8 @@ class Unpicklable:
         return "<Unpicklable key>"
 
 
-def test_unpicklable_key_is_a_clear_error_and_not_retried(executor):
+def test_unpicklable_key_is_a_clear_error_and_not_retried(make_executor):
+    executor = make_executor()
     with pytest.raises(SerializationError, match=r"a key cannot be pickled: <Unpicklable key>") as info:
         executor.map_reduce(lambda i: [(Unpicklable(), i)], range(3), total, reducers=2)
     assert "map task" in str(info.value)
@@ -230,7 +246,8 @@ def slow_words(line):
     return list(words(line))
 
 
-def test_ctrl_c_during_the_job_removes_every_temp_key(executor):
+def test_ctrl_c_during_the_job_removes_every_temp_key(make_executor):
+    executor = make_executor()
     main = threading.main_thread().ident
     timer = threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
@@ -243,7 +260,8 @@ def test_ctrl_c_during_the_job_removes_every_temp_key(executor):
     assert shuffle_keys(executor) == []
 
 
-def test_keep_intermediate_keeps_one_object_per_mapper(executor):
+def test_keep_intermediate_keeps_one_object_per_mapper(make_executor):
+    executor = make_executor()
     result = executor.map_reduce(words, TEXT[:4], total, reducers=2, keep_intermediate=True)
     kept = shuffle_keys(executor)
     assert len(kept) == 4 and all("/m0000" in k for k in kept)
