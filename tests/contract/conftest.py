@@ -72,8 +72,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def cannot_run(item: pytest.Item) -> bool:
         callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("kind") if callspec is not None else None
-        if not isinstance(kind, Kind):
+        if callspec is None or not isinstance(kind := callspec.params.get("kind"), Kind):
             return False
         names = {getattr(item, "originalname", ""), callspec.params.get("case")}
         if kind.backend == "inline":
