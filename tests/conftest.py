@@ -99,6 +99,18 @@ def executor(make_executor):
     return make_executor()
 
 
+@pytest.fixture(scope="module", params=[Target("local", "folder"), Target("local", "s3")], ids=str)
+def shared_local_executor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local-backend executor per storage for a module's tests. A module whose tests
+    leave nothing behind binds it as its ``executor`` (starting two worker processes per test
+    costs more than most tests); a test there that needs a fresh one uses ``make_executor``."""
+    target = request.param
+    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
+        shared = build_executor(target, options)
+        yield shared
+        shared.shutdown(wait=True, cancel_futures=True)
+
+
 # ---- every backend over every storage (tests/targets.py) ------------------------------------
 @pytest.fixture(scope="module", params=TARGETS, ids=str)
 def target(request: pytest.FixtureRequest) -> Target:

@@ -2,7 +2,7 @@
 results equal a local reference, the request counts hold, failures are retried without
 re-running the other phase, and every temp key is gone afterwards.
 
-The tests share one executor per storage (``executor``, module-scoped): a map_reduce leaves
+The tests share one executor per storage (``executor`` is ``shared_local_executor``): a map_reduce leaves
 nothing behind but its result, and starting worker processes for each of some fifty tests
 cost more than the tests. A test that interrupts its executor, keeps its intermediate
 objects or counts its jobs builds its own with ``make_executor``."""
@@ -22,7 +22,6 @@ import lambdamr
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle import RangePartitioner
 from lambdamr.storage import storage_from_url
-from tests.targets import Target, build_executor, target_environment
 
 TEXT = [
     "the quick brown fox jumps over the lazy dog",
@@ -33,13 +32,9 @@ TEXT = [
 ] * 4
 
 
-@pytest.fixture(scope="module", params=[Target("local", "folder"), Target("local", "s3")], ids=str)
-def executor(request, tmp_path_factory):
-    target = request.param
-    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
-        shared = build_executor(target, options)
-        yield shared
-        shared.shutdown(wait=True, cancel_futures=True)
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    return shared_local_executor
 
 
 def words(line):
