@@ -15,6 +15,12 @@ import pytest
 from lambdamr import IntegrityError
 
 
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    """One executor per storage for this module's tests (tests/conftest.py)."""
+    return shared_local_executor
+
+
 def flaky(marker_dir, value, failures):
     """Raise ConnectionError the first ``failures`` times it runs for ``value``."""
     marker = Path(marker_dir) / f"runs-{value}"
@@ -82,7 +88,8 @@ def test_without_speculation_no_backup_runs(make_executor, tmp_path):
     assert future.result(timeout=30) == 1 and ex.last_job.backups == 0
 
 
-def test_tampered_function_object_is_refused(executor):
+def test_tampered_function_object_is_refused(make_executor):
+    executor = make_executor()  # its own: the tampered function stays in the session
     list(executor.map(abs, [-1]))  # stage abs once
     [info] = list(executor.storage.list(executor.session_prefix + "/fn/"))
     blob = bytearray(executor.storage.get(info.key))
