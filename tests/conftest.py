@@ -1,5 +1,8 @@
-"""Shared fixtures: fake AWS credentials, moto's S3 server on 127.0.0.1, and executors over
-every storage the suite runs against (a local folder, and S3 through real HTTP)."""
+"""Shared fixtures: fake AWS credentials, moto's S3 server on 127.0.0.1, local-backend
+executors over every storage (a local folder, and S3 through real HTTP: ``executor``,
+``make_executor``, ``shared_local_executor``), and executors of every backend × storage for
+the behaviour suites (``target``, ``target_options``, ``target_executor``,
+``executor_factory``; tests/targets.py). The AWS fixtures are in tests/aws_fixtures.py."""
 
 from __future__ import annotations
 
