@@ -1,6 +1,6 @@
 """Building the layer: pip for the runtime's platform, pruning, size limits. pip itself is
-replaced by a fake that writes small packages (tests/aws/test_glibc.py checks real ones; the
-function package has tests/aws/test_function_package.py)."""
+replaced by a fake that writes small packages (tests/deploy/test_glibc.py checks real ones; the
+function package has tests/deploy/test_function_package.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pytest
 
 from lambdamr.deploy import LayerTooLargeError, layer
 from lambdamr.errors import DeployError
-
-from .conftest import fake_pip
+from tests.aws_fixtures import fake_pip
 
 
 def test_the_pip_command_targets_the_runtimes_platform():

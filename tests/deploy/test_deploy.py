@@ -14,8 +14,7 @@ from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardow
 from lambdamr.deploy import layer as layer_module
 from lambdamr.deploy import package as package_module
 from lambdamr.errors import ConfigurationError
-
-from .conftest import REGION, fake_pip, no_sleep
+from tests.aws_fixtures import REGION, fake_pip, no_sleep
 
 BUCKET = "lambdamr-123456789012-us-east-1"  # moto's account id
 ROLE = "lambdamr-runtime-role"

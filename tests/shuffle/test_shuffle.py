@@ -1,6 +1,11 @@
 """map_reduce end to end on the local backend, over a local folder and over S3 (moto, HTTP):
 results equal a local reference, the request counts hold, failures are retried without
-re-running the other phase, and every temp key is gone afterwards."""
+re-running the other phase, and every temp key is gone afterwards.
+
+The tests share one executor per storage (``executor`` is ``shared_local_executor``): a map_reduce leaves
+nothing behind but its result, and starting worker processes for each of some fifty tests
+cost more than the tests. A test that interrupts its executor, keeps its intermediate
+objects or counts its jobs builds its own with ``make_executor``."""
 
 from __future__ import annotations
 
@@ -25,6 +30,11 @@ TEXT = [
     "a b c d e f g h i j k l m n o p",
     "zebra zebra zebra the end",
 ] * 4
+
+
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    return shared_local_executor
 
 
 def words(line):
@@ -197,7 +207,8 @@ class Unpicklable:
         return "<Unpicklable key>"
 
 
-def test_unpicklable_key_is_a_clear_error_and_not_retried(executor):
+def test_unpicklable_key_is_a_clear_error_and_not_retried(make_executor):
+    executor = make_executor()
     with pytest.raises(SerializationError, match=r"a key cannot be pickled: <Unpicklable key>") as info:
         executor.map_reduce(lambda i: [(Unpicklable(), i)], range(3), total, reducers=2)
     assert "map task" in str(info.value)
@@ -230,7 +241,8 @@ def slow_words(line):
     return list(words(line))
 
 
-def test_ctrl_c_during_the_job_removes_every_temp_key(executor):
+def test_ctrl_c_during_the_job_removes_every_temp_key(make_executor):
+    executor = make_executor()
     main = threading.main_thread().ident
     timer = threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
@@ -243,7 +255,8 @@ def test_ctrl_c_during_the_job_removes_every_temp_key(executor):
     assert shuffle_keys(executor) == []
 
 
-def test_keep_intermediate_keeps_one_object_per_mapper(executor):
+def test_keep_intermediate_keeps_one_object_per_mapper(make_executor):
+    executor = make_executor()
     result = executor.map_reduce(words, TEXT[:4], total, reducers=2, keep_intermediate=True)
     kept = shuffle_keys(executor)
     assert len(kept) == 4 and all("/m0000" in k for k in kept)
@@ -302,7 +315,7 @@ def test_text_output(executor, tmp_path):
 
 
 def test_map_reduce_over_storage_objects(executor, tmp_path):
-    from tests.test_inputs import _write_inputs
+    from tests.data.test_objects import _write_inputs
 
     data = "\n".join(TEXT * 5).encode()
     location = _write_inputs(executor, tmp_path, {"a.txt": data, "b.txt": data[:333]})
