@@ -41,6 +41,8 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.runtime.remote_modules",
     "lambdamr.data",
     "lambdamr.data.shared",
+    "lambdamr.data.buffers",  # serialize loads big values' buffers with it
+    "lambdamr.data.digest",
     "lambdamr.data.objects",
     "lambdamr.shuffle",  # lazy: importing it loads none of the shuffle's driver side
     "lambdamr.shuffle.format",
