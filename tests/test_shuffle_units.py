@@ -140,7 +140,7 @@ def test_spill_merge_groups_sorted_runs_in_several_passes_keeping_run_order():
 def test_spill_run_with_a_wrong_digest_is_refused():
     with SpillMerger(1, where="test") as merger:
         with pytest.raises(IntegrityError, match="refusing to unpickle"):
-            merger.add_run([_run_bytes([(1, 2)])], digest="0" * 32, what="segment x")
+            merger.add_run([_run_bytes([(1, 2)])], digest="b3:" + "0" * 32, what="segment x")
 
 
 # ---- map and reduce tasks, run in this process ----------------------------------------------------

@@ -91,5 +91,5 @@ def refused(what: str) -> IntegrityError:
     """The error for bytes whose digest is not the one their writer reported."""
     return IntegrityError(
         f"{what} does not match the digest its writer reported: it was changed or replaced in "
-        "storage after it was written; refusing to use it"
+        "storage after it was written; refusing to unpickle or use it"
     )

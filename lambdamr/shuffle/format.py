@@ -22,14 +22,13 @@ ranged GET and never reads an index; the footer copy makes a kept object self-de
 Frames let a reducer decode a segment piece by piece when it merges from disk.
 
 Unpickling is code execution, so a reducer unpickles a segment only after checking the
-SHA-256 digest of all its bytes (buffers included) against the one in its task arguments —
+digest of all its bytes (buffers included; ``lambdamr.data.digest``) against the one in its task arguments —
 which reached it signed, through the mapper's signed result record and the driver. Someone
 who can write to the bucket can neither make a reducer run their pickle nor change a value.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import pickle
@@ -40,10 +39,11 @@ from typing import IO, Any
 
 import cloudpickle
 
-from lambdamr.errors import IntegrityError, SerializationError, StorageError
+from lambdamr.data import digest
+from lambdamr.errors import SerializationError, StorageError
 
 MAGIC = b"LMRS"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: digests name their algorithm (BLAKE3)
 #: target size of one frame: small enough that a merge of many runs keeps one frame of each
 #: in memory, large enough that pickling overhead per frame does not matter
 FRAME_BYTES = 64 * 1024
@@ -67,36 +67,26 @@ class Segment:
     length: int
     pairs: int
     sorted: bool
-    digest: str  # SHA-256 of the segment's bytes, first 128 bits in hex
+    digest: str  # of the segment's bytes (``lambdamr.data.digest``: "b3:" and 128 bits in hex)
 
     def as_tuple(self) -> tuple[int, int, int, bool, str]:
         return (self.offset, self.length, self.pairs, self.sorted, self.digest)
 
 
 def new_digest() -> Any:
-    """The hash that authenticates a segment (or any stored pickle) through its digest:
-    SHA-256, which CPUs accelerate (SHA-NI: 1.4 GB/s here, against 0.56 GB/s for BLAKE2b)."""
-    return hashlib.sha256()
+    """The hasher that authenticates a segment (or any stored pickle) through its digest
+    (``lambdamr.data.digest``: BLAKE3, 4.4 GB/s on one core here, else SHA-256)."""
+    return digest.new_hasher()
 
 
 def digest_of(data: bytes | memoryview) -> str:
-    """The hex digest of ``data`` (128 bits of SHA-256)."""
-    h = new_digest()
-    h.update(data)
-    return h.hexdigest()[:32]
+    """The digest of ``data`` (``b3:`` and 128 bits in hex)."""
+    return digest.digest_of(data)
 
 
-def _refuse(what: str) -> IntegrityError:
-    return IntegrityError(
-        f"{what} does not match the digest its writer reported: it was changed or replaced in "
-        "storage after it was written; refusing to unpickle it"
-    )
-
-
-def verify(data: bytes | memoryview, digest: str, *, what: str) -> None:
+def verify(data: bytes | memoryview, expected: str, *, what: str) -> None:
     """Refuse ``data`` whose digest is not the expected one (before anything unpickles it)."""
-    if digest_of(data) != digest:
-        raise _refuse(what)
+    digest.check(data, expected, what=what)
 
 
 def dumps_frame(pairs: list[tuple[Any, Any]], *, where: str) -> tuple[bytes, list[memoryview]]:
@@ -205,7 +195,7 @@ def encode_parts(
             hasher.update(part)
             parts.append(part)
             length += len(part) if isinstance(part, bytes) else part.nbytes
-        index.append(Segment(offset, length, len(pairs), bool(is_sorted), hasher.hexdigest()[:32]))
+        index.append(Segment(offset, length, len(pairs), bool(is_sorted), digest.finish(hasher)))
         offset += length
     footer = json.dumps({"v": FORMAT_VERSION, "partitions": [s.as_tuple() for s in index]}).encode()
     parts.append(footer)
@@ -288,10 +278,10 @@ def _raw_frames(reader: _Reader) -> Iterator[RawFrame]:
         yield data, [reader.read(size >> 1, writable=bool(size & 1)) for size in sizes]
 
 
-def read_segment(stream: IO[bytes], length: int, digest: str, *, what: str) -> list[RawFrame]:
+def read_segment(stream: IO[bytes], length: int, expected: str, *, what: str) -> list[RawFrame]:
     """Read a segment of ``length`` bytes from ``stream``, check its digest, and return its
     frames, still pickled. Nothing is unpickled before the digest matches."""
-    hasher = new_digest()
+    hasher = digest.hasher_for(expected)
     reader = _Reader(stream, length, hasher)
     try:
         frames = list(_raw_frames(reader))
@@ -305,8 +295,8 @@ def read_segment(stream: IO[bytes], length: int, digest: str, *, what: str) -> l
             raise StorageError(f"{what}: storage returned fewer bytes than the mapper wrote")
         hasher.update(piece)
         reader.left -= len(piece)
-    if hasher.hexdigest()[:32] != digest:
-        raise _refuse(what)
+    if not digest.matches(hasher, expected):
+        raise digest.refused(what)
     if broken:
         raise SerializationError(f"{what}: truncated intermediate segment")
     return frames
