@@ -52,6 +52,8 @@ OUT_OF_BAND_BYTES = 16 * 1024
 _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<I4s")
 _OUT_OF_BAND = 1 << 31
+#: a frame pickled without a memo larger than this is pickled again with one (shared objects?)
+_SHARING_SUSPECTED = 4 * FRAME_BYTES
 _MAX_FRAME = _OUT_OF_BAND - 1
 
 #: what a frame is made of on the wire, before decoding: the pickle and its buffers
@@ -89,9 +91,23 @@ def verify(data: bytes | memoryview, expected: str, *, what: str) -> None:
     digest.check(data, expected, what=what)
 
 
-def dumps_frame(pairs: list[tuple[Any, Any]], *, where: str) -> tuple[bytes, list[memoryview]]:
+def _dumps_without_memo(pairs: list[tuple[Any, Any]], buffer_callback: Any) -> bytes:
+    """``pickle.dumps`` in the pickler's *fast* mode: no memo, so no table entry per tuple,
+    key and value on the way out and no memo opcode to replay on the way in (about twice
+    as fast both ways for small pairs). An object referenced twice is written twice, and a
+    cycle raises ``ValueError``: ``frame_parts`` checks the size and falls back."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
+    pickler.fast = True  # CPython's documented-deprecated switch, still the only one
+    pickler.dump(pairs)
+    return out.getvalue()
+
+
+def dumps_frame(
+    pairs: list[tuple[Any, Any]], *, where: str, memo: bool = True
+) -> tuple[bytes, list[memoryview]]:
     """Pickle a list of pairs: the stream and its out-of-band buffers. Plain pickle first
-    (fast), cloudpickle for dynamic classes."""
+    (fast; without a memo unless ``memo``), cloudpickle for dynamic classes."""
     buffers: list[memoryview] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
@@ -101,6 +117,11 @@ def dumps_frame(pairs: list[tuple[Any, Any]], *, where: str) -> tuple[bytes, lis
         buffers.append(raw)
         return False
 
+    if not memo:
+        try:
+            return _dumps_without_memo(pairs, out_of_band), buffers
+        except Exception:  # a cycle (ValueError), or a class only cloudpickle can pickle
+            buffers.clear()
     try:
         return pickle.dumps(pairs, protocol=5, buffer_callback=out_of_band), buffers
     except Exception:
@@ -147,13 +168,21 @@ def frame_parts(pairs: Sequence[tuple[Any, Any]], *, where: str) -> Iterator[byt
     views of the values themselves: write them before changing those)."""
     start = 0
     step = 256
+    memo = False  # until a frame shows that pairs share objects (see _dumps_without_memo)
     while start < len(pairs):
         chunk = list(pairs[start : start + step])
         # look for large values while pairs are few per frame (and in the first frame), so
         # that jobs of many small pairs do not pay a scan per pair
         if step <= 64 or start == 0:
             chunk = _large_bytes_out_of_band(chunk)
-        data, buffers = dumps_frame(chunk, where=where)
+        data, buffers = dumps_frame(chunk, where=where, memo=memo)
+        if not memo and len(chunk) > 1 and len(data) + sum(b.nbytes for b in buffers) > _SHARING_SUSPECTED:
+            # Objects shared between pairs are written once per pair without a memo: a
+            # frame this big may be one object many times. Pickle it with the memo; keep
+            # the memo for the rest of the partition if that made it much smaller.
+            shared, shared_buffers = dumps_frame(chunk, where=where, memo=True)
+            if (len(shared) + sum(b.nbytes for b in shared_buffers)) * 2 < len(data) + sum(b.nbytes for b in buffers):
+                data, buffers, memo = shared, shared_buffers, True
         if len(data) > _MAX_FRAME:
             raise SerializationError(f"{where}: one pair pickles to {len(data)} bytes, over 2 GiB")
         size = len(data)

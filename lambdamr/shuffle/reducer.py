@@ -103,17 +103,18 @@ class ReduceTask:
                 merger = self._spill(segments, fetch, where)
                 groups_iter = merger.groups()
             fetched = time.perf_counter()
-            reduce_s = 0.0  # reduce_fn, and adding its results to the output
-            keys = 0
-            for key, values in groups_iter:
-                t = time.perf_counter()
-                value = self._reduce(key, values, where)
-                if writer is not None:
-                    writer.add(key, value)
-                else:
-                    results.append((key, value))  # type: ignore[union-attr]
-                reduce_s += time.perf_counter() - t
-                keys += 1
+            add = writer.add if writer is not None else lambda key, value: results.append((key, value))  # type: ignore[union-attr]
+            if merger is None:  # grouped already: the loop is reduce_fn and the output alone
+                keys = self._reduce_groups(groups_iter, add, where)
+                reduce_s = time.perf_counter() - fetched
+            else:  # the merge runs inside the loop: time reduce_fn apart from it
+                reduce_s = 0.0
+                keys = 0
+                for key, values in groups_iter:
+                    t = time.perf_counter()
+                    add(key, self._reduce(key, values, where))
+                    reduce_s += time.perf_counter() - t
+                    keys += 1
         finally:
             if merger is not None:
                 merger.close()
@@ -143,11 +144,25 @@ class ReduceTask:
             merge_passes=merger.passes if merger else 0,
             timings={
                 "read": fetched - started,  # GETs, decoding and in-memory grouping, or writing runs
-                "merge": grouped - fetched - reduce_s,  # the k-way merge from /tmp (spill path)
+                "merge": grouped - fetched - reduce_s,  # the k-way merge from /tmp (spill path; else 0)
                 "reduce": reduce_s,
                 "write": done - grouped,
             },
         )
+
+    def _reduce_groups(self, groups: Iterator[tuple[Any, list[Any]]], add: Any, where: str) -> int:
+        """``add(key, reduce_fn(key, values))`` for every group; return the number of keys."""
+        reduce_fn = self.plan.reduce_fn
+        keys = 0
+        for key, values in groups:
+            try:
+                value = reduce_fn(key, values)
+            except Exception as exc:
+                exc.add_note(f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
+                raise
+            add(key, value)
+            keys += 1
+        return keys
 
     def _reduce(self, key: Any, values: list[Any], where: str) -> Any:
         try:
