@@ -202,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="lambdamr-data-", dir=args.storage or out)
     started_load = load()
-    print(f"{os.cpu_count()} CPUs, {args.workers} workers, Python {sys.version.split()[0]}, storage {scratch}, load {started_load}")
+    python = sys.version.split()[0]
+    print(f"{os.cpu_count()} CPUs, {args.workers} workers, Python {python}, storage {scratch}, load {started_load}")
     try:
         figures = measure(args, scratch)
     finally:

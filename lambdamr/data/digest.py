@@ -20,6 +20,7 @@ from typing import Any
 
 from lambdamr.errors import ConfigurationError, IntegrityError
 
+_blake3: Any
 try:  # the fast hash; SHA-256 (in every Python) when it is missing
     import blake3 as _blake3
 except ImportError:  # pragma: no cover - blake3 is a dependency; this is the fallback

@@ -34,6 +34,7 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.storage.base",
     "lambdamr.storage.local",
     "lambdamr.storage.s3",
+    "lambdamr.storage.transfer",  # s3 sends and reads big objects in parts with it
     "lambdamr.runtime",
     "lambdamr.runtime.capture",
     "lambdamr.runtime.handler",

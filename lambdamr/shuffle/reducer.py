@@ -183,8 +183,12 @@ class ReduceTask:
                 next(gets)
                 return read_segment(stream, s.length, s.digest, what=f"segment [{s.offset}, {s.offset + s.length}) of {s.name}")
 
-        with ThreadPoolExecutor(min(FETCH_THREADS, len(segments))) as pool:
-            groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
+        threads = min(FETCH_THREADS, store.concurrent_requests, len(segments))
+        if threads == 1:  # a local store: no pool to start
+            groups = group_in_memory(pairs_of(fetch_checked(s)) for s in segments)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
         return ((key, groups.pop(key)) for key in sorted_keys(groups))
 
     def _spill(self, segments: list[SegmentRef], fetch, where: str) -> SpillMerger:

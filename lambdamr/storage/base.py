@@ -44,6 +44,9 @@ class Storage(ABC):
 
     #: the name of this implementation in the registry (``lambdamr.storage.STORES``)
     kind: str = ""
+    #: requests worth making at once from one task: a remote store hides its latency with
+    #: several in flight; a local one gains nothing but threads fighting over two cores
+    concurrent_requests: int = 8
 
     def __init__(self) -> None:
         self.stats = StorageStats()

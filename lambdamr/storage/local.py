@@ -12,8 +12,8 @@ import errno
 import io
 import mmap
 import os
-import stat
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,6 +78,7 @@ class LocalStorage(Storage):
     """
 
     kind = "local"
+    concurrent_requests = 1  # the page cache has no latency to hide
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__()
