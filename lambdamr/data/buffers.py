@@ -51,7 +51,6 @@ class BufferSink:
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.min_bytes = min_bytes
-        self.spec = store.spec()
 
     def store_buffers(self, buffers: list[memoryview]) -> list[list[Any]]:
         """Hash and store each buffer; return the manifest entries ``[key, size, digest]``."""
@@ -74,7 +73,7 @@ def result_values_prefix(result_key: str) -> str:
 def frame(pickled: bytes, sink: BufferSink, buffers: list[memoryview]) -> bytes:
     """The buffered frame of a pickle whose out-of-band ``buffers`` go to ``sink``."""
     manifest = json.dumps(
-        {"storage": sink.spec, "buffers": sink.store_buffers(buffers)}, separators=(",", ":")
+        {"storage": sink.store.spec(), "buffers": sink.store_buffers(buffers)}, separators=(",", ":")
     ).encode()
     return b"".join((MAGIC, _LEN.pack(len(manifest)), manifest, pickled))
 
