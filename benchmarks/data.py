@@ -112,7 +112,7 @@ class _RayExecutor(Executor):
         ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True)
         self._ray = ray
 
-    def map(self, fn: Callable[..., Any], *iterables: Any, **_: Any) -> Any:  # type: ignore[override]
+    def map(self, fn: Callable[..., Any], *iterables: Any, **_: Any) -> Any:
         remote = self._ray.remote(fn)
         return iter(self._ray.get([remote.remote(*args) for args in zip(*iterables)]))
 
@@ -128,7 +128,7 @@ class _DaskExecutor(Executor):
 
         self._client = Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True))
 
-    def map(self, fn: Callable[..., Any], *iterables: Any, **_: Any) -> Any:  # type: ignore[override]
+    def map(self, fn: Callable[..., Any], *iterables: Any, **_: Any) -> Any:
         return iter(self._client.gather(self._client.map(fn, *iterables, pure=False)))
 
     def shutdown(self, wait: bool = True, **_: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -103,7 +103,7 @@ class ReduceTask:
                 merger = self._spill(segments, fetch, where)
                 groups_iter = merger.groups()
             fetched = time.perf_counter()
-            add = writer.add if writer is not None else lambda key, value: results.append((key, value))  # type: ignore[union-attr]
+            add: Callable[[Any, Any], None] = writer.add if writer is not None else _appender(results)
             if merger is None:  # grouped already: the loop is reduce_fn and the output alone
                 keys = self._reduce_groups(groups_iter, add, where)
                 reduce_s = time.perf_counter() - fetched
@@ -150,7 +150,7 @@ class ReduceTask:
             },
         )
 
-    def _reduce_groups(self, groups: Iterator[tuple[Any, list[Any]]], add: Any, where: str) -> int:
+    def _reduce_groups(self, groups: Iterator[tuple[Any, list[Any]]], add: Callable[[Any, Any], None], where: str) -> int:
         """``add(key, reduce_fn(key, values))`` for every group; return the number of keys."""
         reduce_fn = self.plan.reduce_fn
         keys = 0
@@ -171,7 +171,9 @@ class ReduceTask:
             exc.add_note(f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
             raise
 
-    def _in_memory(self, segments: list[SegmentRef], store: Storage, gets) -> Iterator[tuple[Any, list[Any]]]:
+    def _in_memory(
+        self, segments: list[SegmentRef], store: Storage, gets: Iterator[int]
+    ) -> Iterator[tuple[Any, list[Any]]]:
         if not segments:
             return iter(())
 
@@ -191,7 +193,7 @@ class ReduceTask:
                 groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
         return ((key, groups.pop(key)) for key in sorted_keys(groups))
 
-    def _spill(self, segments: list[SegmentRef], fetch, where: str) -> SpillMerger:
+    def _spill(self, segments: list[SegmentRef], fetch: Callable[[str, int, int], bytes], where: str) -> SpillMerger:
         if not all(s.sorted for s in segments):
             raise ConfigurationError(
                 f"{where}: its partition ({sum(s.length for s in segments) / 2**20:.1f} MB) is over its memory budget "
@@ -219,6 +221,13 @@ class ReduceTask:
             merger.close()
             raise
         return merger
+
+
+def _appender(results: list[tuple[Any, Any]] | None) -> Callable[[Any, Any], None]:
+    """``add(key, value)`` appending the pair to ``results``."""
+    assert results is not None
+    append = results.append
+    return lambda key, value: append((key, value))
 
 
 class NumberedReduce:
