@@ -39,6 +39,7 @@ import cloudpickle
 
 from lambdamr import serialize
 from lambdamr._version import __version__
+from lambdamr.data.buffers import BufferSink, result_values_prefix
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
 from lambdamr.runtime.capture import capture_task_output
@@ -179,7 +180,9 @@ def _run_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
 
-def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> tuple[list[CallOutcome], list[bytes]]:
+def _run_calls(
+    fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], sink: BufferSink | None = None
+) -> tuple[list[CallOutcome], list[bytes]]:
     outcomes: list[CallOutcome] = []
     frames: list[bytes] = []
     for args, kwargs in calls:
@@ -189,7 +192,7 @@ def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> 
             outcome, frame = encode_exception(exc)
         else:
             try:
-                frame = serialize.dumps(value, what="task's return value", ship_local_modules=False)
+                frame = serialize.dumps(value, what="task's return value", ship_local_modules=False, sink=sink)
                 outcome = CallOutcome(ok=True)
             except SerializationError as exc:
                 outcome, frame = encode_exception(exc)
@@ -245,7 +248,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             _initialize(store, task)
             calls = _load_calls(store, task)
             loaded = time.time()
-            outcomes, frames = _run_calls(fn, calls)
+            # big buffers of the values (numpy arrays) go to storage as objects of their own
+            outcomes, frames = _run_calls(fn, calls, BufferSink(store, result_values_prefix(task.result_key)))
         except (SerializationError, IntegrityError, InitializerError) as exc:
             # A function or arguments that cannot be loaded here (or an initializer that fails)
             # fail every call of the task the same way; retrying would not help, so it is
