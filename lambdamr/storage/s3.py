@@ -80,7 +80,7 @@ class S3Storage(Storage):
         try:
             parts = self._transfers.upload(self.bucket, key, data)
         except (ClientError, BotoCoreError) as exc:
-            raise translate_error(exc, f"writing {self.url(key)}") from exc
+            raise translate(exc, "s3", f"writing {self.url(key)}") from exc
         self.stats.add(puts=parts, bytes_written=memoryview(data).nbytes)
 
     def load_buffer(self, key: str, size: int) -> memoryview:
@@ -90,7 +90,7 @@ class S3Storage(Storage):
         try:
             view, gets = self._transfers.download(self.bucket, key, size)
         except (ClientError, BotoCoreError) as exc:
-            raise translate_error(exc, f"reading {self.url(key)}") from exc
+            raise translate(exc, "s3", f"reading {self.url(key)}") from exc
         except ValueError as exc:  # larger than its writer said
             raise StorageError(f"reading {self.url(key)}: {exc}") from exc
         self.stats.add(gets=gets, bytes_read=view.nbytes)
