@@ -387,6 +387,9 @@ class Scheduler:
             if not task.live:  # while another attempt runs, this failure changes nothing
                 self._fail_or_retry(task, outcome.error)
             return
+        if outcome.record is not None:  # authenticated by the backend (the local wire)
+            self._complete(task, event.attempt, outcome.record, authenticated=True)
+            return
         response = outcome.response or {}
         if response.get("expired"):
             self._drop_attempt(task, event.attempt)
@@ -438,14 +441,14 @@ class Scheduler:
 
         self._fetcher.submit(fetch)
 
-    def _complete(self, task: Task, attempt: int, data: bytes) -> None:
+    def _complete(self, task: Task, attempt: int, data: bytes | memoryview, authenticated: bool = False) -> None:
         if task.done:
             task.job.duplicates += 1
             return
         try:
             record = open_record(
-                self.signer, data, job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
-                key=task.result_key(attempt), expected_calls=task.calls,
+                None if authenticated else self.signer, data, job_id=task.job.job_id, task_id=task.task_id,
+                attempt=attempt, key=task.result_key(attempt), expected_calls=task.calls,
             )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt)
