@@ -186,9 +186,11 @@ def _raw_size(size: int) -> int:
 
 def serve(sock: socket.socket, id_prefix: str) -> None:
     """Answer invocations until the driver closes the connection."""
+    from lambdamr.runtime.capture import keep_installed
     from lambdamr.runtime.handler import store_for  # noqa: F401 - the imports a task needs, before READY
     from lambdamr.signing import process_key
 
+    keep_installed()
     send_lock = threading.Lock()
     watch = _MemoryWatch(sock, send_lock)
     watch.start()
@@ -212,6 +214,7 @@ def serve(sock: socket.socket, id_prefix: str) -> None:
         try:
             if not queued:
                 done.send()
+            while not queued:  # a JOB frame comes alone, or just ahead of its tasks
                 take(reader.read())
             while reader.buffered():
                 take(reader.read())
