@@ -19,11 +19,11 @@ Framing: ``uint64 length | body``; the body's first byte is its type. ::
     JOB    b"J" | uint32 slot | JSON of the job's constant event fields
     TASKS  b"T" | uint16 count | count x (TASK struct | result key | arguments)
     READY  b"R"                                  (worker: its imports are done)
-    DONE   b"D" | HMAC-SHA256 | uint16 count | count x (DONE struct | payload)
+    DONE   b"D" | HMAC-SHA256 | b"LMW1" | uint16 count | count x (DONE struct | payload)
     FATAL  b"F" | JSON {"rid", "error"}          (worker: out of memory, about to exit)
 
-The HMAC of a ``DONE`` frame is taken over ``b"LMW1"`` and the rest of the body after the
-MAC, with the key both sides already hold (``LAMBDAMR_SIGNING_KEY`` in the worker's
+The HMAC of a ``DONE`` frame is taken over the rest of the body after the MAC, which starts
+with ``b"LMW1"``, with the key both sides already hold (``LAMBDAMR_SIGNING_KEY`` in the worker's
 environment), so a frame cannot pass for an ``LMS2`` object or the other way round.
 """
 
@@ -70,6 +70,7 @@ _MAC_DOMAIN = b"LMW1"
 _MAC_SIZE = hashlib.sha256().digest_size
 MAX_PER_FRAME = 0xFFFF
 _READ_CHUNK = 256 * 1024
+_JOIN_MAX = 64 * 1024
 
 
 # ---- framing ----------------------------------------------------------------------------
@@ -319,8 +320,11 @@ def done_entry(number: int, slot: int, event: TaskEvent, kind: int, flags: int =
 
 def encode_done(key: bytes, count: int, entry_parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
     """A DONE frame of ``count`` entries, signed once."""
-    rest = [_COUNT.pack(count), *entry_parts]
-    mac = hmac.new(key, _MAC_DOMAIN, hashlib.sha256)
+    rest = [_MAC_DOMAIN, _COUNT.pack(count), *entry_parts]
+    if sum(len(p) for p in rest) <= _JOIN_MAX:  # small: one join and a one-shot HMAC beat hashing part by part
+        signed = b"".join(rest)
+        return frame([DONE, hmac.digest(key, signed, "sha256"), signed])
+    mac = hmac.new(key, digestmod=hashlib.sha256)
     for part in rest:
         mac.update(part)
     return frame([DONE, mac.digest(), *rest])
@@ -333,15 +337,17 @@ def decode_done(key: bytes, body: memoryview) -> list[Done]:
         IntegrityError: the frame was not signed with ``key`` (or was changed on the way).
     """
     start = 1 + _MAC_SIZE
-    mac = hmac.new(key, _MAC_DOMAIN, hashlib.sha256)
-    mac.update(body[start:])
-    if not hmac.compare_digest(mac.digest(), bytes(body[1:start])):
+    signed = body[start:]
+    if signed[: len(_MAC_DOMAIN)] != _MAC_DOMAIN or not hmac.compare_digest(
+        hmac.digest(key, signed, "sha256"), body[1:start]
+    ):
         raise IntegrityError(
             "refusing a local worker's completions: their signature does not match this driver's key "
             "(the worker was started with another key, or the frame was changed on the way)"
         )
-    (count,) = _COUNT.unpack_from(body, start)
-    pos = start + _COUNT.size
+    pos = start + len(_MAC_DOMAIN)
+    (count,) = _COUNT.unpack_from(body, pos)
+    pos += _COUNT.size
     entries = []
     for _ in range(count):
         number, slot, task_id, attempt, kind, flags, late_s, length = _DONE.unpack_from(body, pos)

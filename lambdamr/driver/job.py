@@ -23,6 +23,13 @@ from lambdamr.protocol import ArgsRange
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
+#: the timings a task keeps, packed in this order into a tuple (a dict costs three times more)
+TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched")
+_ABSENT = object()  # a timing the record did not have
+_NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
+_NO_CALLS: tuple = ()  # the futures a task holds once it let go of all of them (shared)
+_TIMING_KEY_SET = frozenset(TIMING_KEYS)
+_COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
 
 
 class TaskOutcome(NamedTuple):
@@ -51,20 +58,47 @@ class Task:
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
-    live: set[int] = field(default_factory=set)  # attempts in flight
-    backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
+    live: set[int] | frozenset[int] = _NO_ATTEMPTS  # attempts in flight (a set of its own once launched)
+    backup_attempts: frozenset[int] = _NO_ATTEMPTS  # attempts launched as backups
     invocation: Any = None  # the latest attempt's Invocation (to ask the backend why it was lost)
     done: bool = False
     dispatched_at: float | None = None
     first_dispatched_at: float | None = None
     completed_at: float | None = None
-    timings: dict[str, Any] | None = None  # from the winning result record
-    runtime: dict[str, Any] | None = None
+    _timings: tuple[Any, ...] | dict[str, Any] | None = None  # from the winning result record, packed
+    _runtime: tuple[Any, ...] | dict[str, Any] | None = None
     logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
     outcome: TaskOutcome | None = None  # once settled
     _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
     _kept: int = 0  # entries of _held that are not None
     _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
+
+    @property
+    def timings(self) -> dict[str, Any] | None:
+        """The winning record's timings (started, loaded, finished, cold...), with its attempt."""
+        packed = self._timings
+        if isinstance(packed, tuple):
+            return {k: v for k, v in zip(TIMING_KEYS, packed) if v is not _ABSENT}
+        return packed
+
+    @timings.setter
+    def timings(self, value: dict[str, Any] | None) -> None:
+        if value is not None and value.keys() <= _TIMING_KEY_SET:
+            self._timings = tuple(value.get(k, _ABSENT) for k in TIMING_KEYS)
+        else:  # other keys (a platform's billed figure): kept as they came
+            self._timings = value
+
+    @property
+    def runtime(self) -> dict[str, Any] | None:
+        """What the runtime said of itself (request id, pid once settled)."""
+        packed = self._runtime
+        if isinstance(packed, tuple):
+            return {k: v for k, v in zip(RUNTIME_KEPT, packed) if v is not _ABSENT}
+        return packed
+
+    @runtime.setter
+    def runtime(self, value: dict[str, Any] | None) -> None:
+        self._runtime = value
 
     @property
     def futures(self) -> list[LambdaFuture]:
@@ -97,16 +131,22 @@ class Task:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
             else:
                 succeeded += 1
-        self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        # Most tasks end alike (every call ok): they share one outcome object.
+        common = not failed and not cancelled and succeeded <= 64
+        self.outcome = _COMMON_OUTCOMES.setdefault(outcome, outcome) if common else outcome
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
-        if self.runtime:  # what ``task_timing`` reports, not the rest of every response
-            self.runtime = {k: self.runtime[k] for k in RUNTIME_KEPT if k in self.runtime}
-        if self.timings:  # each record decoded its own copy of the key strings: share one
-            self.timings = {sys.intern(k): v for k, v in self.timings.items()}
+        self.live = self.backup_attempts = _NO_ATTEMPTS  # a settled task runs no attempt
+        runtime = self._runtime
+        if isinstance(runtime, dict):  # what ``task_timing`` reports, not the rest of every response
+            self._runtime = tuple(runtime.get(k, _ABSENT) for k in RUNTIME_KEPT)
+        timings = self._timings
+        if isinstance(timings, dict):  # each record decoded its own copy of the key strings: share one
+            self._timings = {sys.intern(k): v for k, v in timings.items()}
         for index in self._claimed:
             self._release(index)
-        self._claimed = []
+        self._claimed = _NO_CALLS  # type: ignore[assignment]
 
     def _release(self, index: int) -> None:
         held = self._held
@@ -114,7 +154,7 @@ class Task:
             held[index] = None
             self._kept -= 1
             if not self._kept:
-                self._held = []  # nothing left to keep: not even a slot per call
+                self._held = _NO_CALLS  # type: ignore[assignment]  # nothing left to keep: not even a slot per call
 
 
 @dataclass

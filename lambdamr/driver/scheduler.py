@@ -309,7 +309,10 @@ class Scheduler:
         now = time.time()
         task.dispatched_at = now
         task.first_dispatched_at = task.first_dispatched_at or now
-        task.live.add(task.attempt)
+        if isinstance(task.live, set):
+            task.live.add(task.attempt)
+        else:  # the shared empty set of a task never launched (or settled)
+            task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
         task.invocation = Invocation.of(self._event(task))
@@ -346,7 +349,7 @@ class Scheduler:
                 if self._live + len(batch) >= self.backend.capacity:
                     break
                 invocation = self._launch(task)
-                task.backup_attempts.add(task.attempt)
+                task.backup_attempts = task.backup_attempts | {task.attempt}
                 job.backups += 1
                 log.info("lambdamr: task %s of job %s is a straggler; launched backup attempt %s",
                          task.task_id, job.job_id, task.attempt)
@@ -506,8 +509,9 @@ class Scheduler:
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
-        self._live -= len(task.live)
-        task.live.clear()
+        if task.live:  # a settled task holds the shared empty set
+            self._live -= len(task.live)
+            task.live.clear()  # type: ignore[union-attr]
         self._in_flight.pop((task.job.job_id, task.task_id), None)
         task.job.mark_task_done(task)
         self._maybe_finish_job(task.job)
