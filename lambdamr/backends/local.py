@@ -346,11 +346,16 @@ class LocalBackend(Backend):
         event = invocation.event
         times = {"started_at": running.started_at, "ended_at": now}
         if (done.slot, done.task_id, done.attempt) != (running.slot, event.task_id, event.attempt):
-            # The frame's signature covers the entry, so only a worker holding the key gets here.
-            return InvocationOutcome(invocation, error=IntegrityError(
+            # The frame's signature covers the entry, so only a worker holding the key gets here;
+            # the attempt is refused and, like a lost one, runs again.
+            refused = IntegrityError(
                 f"refusing a local worker's completion: it is for job slot {done.slot} task {done.task_id} "
-                f"attempt {done.attempt}, the request was task {event.task_id} attempt {event.attempt}",
-                **self._where(running)), **times)
+                f"attempt {done.attempt}, the request was slot {running.slot} task {event.task_id} "
+                f"attempt {event.attempt}"
+            )
+            lost = WorkerLostError(f"the worker's answer was refused: {refused}", **self._where(running))
+            lost.__cause__ = refused
+            return InvocationOutcome(invocation, error=lost, **times)
         if done.kind == wire.RECORD:
             return InvocationOutcome(invocation, record=done.payload, **times)
         if done.kind == wire.STORED:

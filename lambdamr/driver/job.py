@@ -298,7 +298,8 @@ class Job:
         self.storage_after: dict[str, int] = {}
         self.runtime_requests: collections.Counter[str] = collections.Counter()  # made by the runtime
         self._settled = 0
-        self._done = threading.Event()
+        self._finished = False  # every task settled and the job sealed
+        self._finished_event: threading.Event | None = None  # made for the first wait() (one per job is 1 KB)
         self._lock = threading.Lock()
         self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
 
@@ -350,19 +351,27 @@ class Job:
             self._finish_if_complete(None)
 
     def _finish_if_complete(self, last_completed: float | None) -> None:
-        if self.sealed and self._settled == len(self.tasks) and not self._done.is_set():
+        if self.sealed and self._settled == len(self.tasks) and not self._finished:
             if last_completed is None:  # sealed after its tasks settled: it ended with the last one
                 last_completed = max((t.completed_at or 0.0 for t in self.tasks), default=0.0) or time.time()
             self.finished_at = last_completed
-            self._done.set()
+            self._finished = True
+            if self._finished_event is not None:
+                self._finished_event.set()
 
     def done(self) -> bool:
         """Whether every task has settled (result, error or cancellation)."""
-        return self._done.is_set()
+        return self._finished
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is done; return whether it is."""
-        return self._done.wait(timeout)
+        with self._lock:
+            if self._finished:
+                return True
+            if self._finished_event is None:
+                self._finished_event = threading.Event()
+            event = self._finished_event
+        return event.wait(timeout)
 
     def add_done_callback(self, fn: Callable[[Job], None]) -> None:
         """Call ``fn(job)`` once the job is done and its numbers are final (at once if so)."""
@@ -422,7 +431,7 @@ class Job:
             succeeded += outcome.succeeded
             failed += outcome.failed
             cancelled += outcome.cancelled
-        timed = [t.timings for t in self.tasks if t.timings and "finished" in t.timings]
+        timed = [tm for t in self.tasks if (tm := t.timings) and "finished" in tm]  # unpacked once each
         durations = [tm["finished"] - tm["started"] for tm in timed]
         end = self.finished_at or time.time()
         after = self.storage_after or self.storage_before
@@ -440,7 +449,7 @@ class Job:
             cancelled=cancelled,
             retries=self.retries,
             duplicates=self.duplicates,
-            cold_starts=sum(1 for t in self.tasks if t.timings and t.timings.get("cold")),
+            cold_starts=sum(1 for tm in timed if tm.get("cold")),
             wall_s=end - self.submitted_at,
             task_seconds=sum(durations),
             max_task_s=max(durations, default=0.0),

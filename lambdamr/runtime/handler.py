@@ -14,6 +14,11 @@
    and returns a small JSON response (carrying the record itself when it is small enough and
    the invoker asked for it).
 
+Steps 1-4 are ``run_task``, which both transports share: ``handler`` answers Lambda (and the
+inline backend) in JSON, a record inline signed on its own and base64-encoded; the local
+workers (``backends.local_worker``) call ``run_task`` directly and send the same records as
+raw bytes over the local wire, signed a frame at a time (``backends.local_wire``).
+
 It imports the protocol, storage, serialization and errors modules only — never the executor.
 Errors of the runtime itself (storage unreachable, malformed event) propagate, so the
 invoking service reports them as a function error and the driver retries the task.
