@@ -61,6 +61,10 @@ log = logging.getLogger("lambdamr")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 #: job slots the dispatcher remembers (a job seen again after that gets a new slot)
 _SLOTS_KEPT = 1024
+#: tasks shorter than this (on a recent average) are queued twice ``prefetch`` deep, so that a
+#: worker batches their completions and never waits for the driver; longer ones only
+#: ``prefetch`` deep, so that few wait behind a slow one (and stay cancellable)
+SHORT_TASK_S = 0.005
 _DRIVER_BUFFER_PER_WORKER = 6
 #: workers in a row that exit by themselves before they are ready (a broken interpreter or
 #: environment, not a kill from outside) before the tasks waiting for them fail
@@ -96,7 +100,7 @@ class LocalBackend(Backend):
     reports_outcomes = True
     claims_handover = True  # a call is running once it is written to a worker
 
-    def __init__(self, workers: int | None = None, *, prefetch: int = 4, enforce_memory: bool = True) -> None:
+    def __init__(self, workers: int | None = None, *, prefetch: int = 2, enforce_memory: bool = True) -> None:
         self.workers = validate_workers(workers) or os.cpu_count() or 1
         self.prefetch = max(1, prefetch)
         self.enforce_memory = enforce_memory
@@ -114,6 +118,7 @@ class LocalBackend(Backend):
         self._slots: dict[tuple, int] = {}  # job key -> slot, bounded (wire.job_key)
         self._slot_numbers = itertools.count(1)
         self._key = b""  # the signing key the workers sign their completion frames with
+        self._recent_task_s = 1.0  # moving average of task times; long until measured
         self.workers_started = 0
         self.workers_lost = 0
         self.workers_lost_starting = 0  # died before they were ready: no task charged
@@ -240,14 +245,23 @@ class LocalBackend(Backend):
                     self._receive(worker)
             self._enforce_timeouts()
 
+    def _depth(self, worker: _Worker, now: float) -> int:
+        """How many invocations ``worker`` may hold: deeper while tasks are short and its
+        current one is too."""
+        head = worker.queue[0] if worker.queue else None
+        if self._recent_task_s < SHORT_TASK_S and (head is None or head.started_at is None or now - head.started_at < SHORT_TASK_S):
+            return 2 * self.prefetch
+        return self.prefetch
+
     def _assign(self) -> None:
+        now = time.time()
         with self._lock:
             batches: dict[_Worker, list[Invocation]] = {}
             while self._pending and self._pool:
                 # Always the least busy worker, so work spreads before any worker queues;
                 # between equals a ready one, rather than one still starting.
                 worker = min(self._pool, key=lambda w: (len(w.queue) + len(batches.get(w, ())), not w.ready))
-                if len(worker.queue) + len(batches.get(worker, ())) >= self.prefetch:
+                if len(worker.queue) + len(batches.get(worker, ())) >= self._depth(worker, now):
                     break
                 invocation = self._pending.popleft()
                 if not self.claim(invocation):
@@ -272,7 +286,7 @@ class LocalBackend(Backend):
         now = time.time()
         parts: list[bytes | memoryview] = []
         entries = []
-        running = []
+        running: list[_Running] = []
         for invocation in invocations:
             event = invocation.event
             slot = self._slot(event)
@@ -337,6 +351,8 @@ class LocalBackend(Backend):
             running = worker.queue.popleft()
             if worker.queue:
                 worker.queue[0].started_at = now
+            if running.started_at is not None:
+                self._recent_task_s += 0.2 * (now - running.started_at - self._recent_task_s)
             self._report(self._outcome(running, done, now))
         return True
 
@@ -344,7 +360,7 @@ class LocalBackend(Backend):
         """The outcome a completion entry reports, once it is checked to be about ``running``."""
         invocation = running.invocation
         event = invocation.event
-        times = {"started_at": running.started_at, "ended_at": now}
+        started_at = running.started_at
         if (done.slot, done.task_id, done.attempt) != (running.slot, event.task_id, event.attempt):
             # The frame's signature covers the entry, so only a worker holding the key gets here;
             # the attempt is refused and, like a lost one, runs again.
@@ -355,13 +371,13 @@ class LocalBackend(Backend):
             )
             lost = WorkerLostError(f"the worker's answer was refused: {refused}", **self._where(running))
             lost.__cause__ = refused
-            return InvocationOutcome(invocation, error=lost, **times)
+            return InvocationOutcome(invocation, error=lost, started_at=started_at, ended_at=now)
         if done.kind == wire.RECORD:
-            return InvocationOutcome(invocation, record=done.payload, **times)
+            return InvocationOutcome(invocation, record=done.payload, started_at=started_at, ended_at=now)
         if done.kind == wire.STORED:
-            return InvocationOutcome(invocation, response={"result_key": event.result_key}, **times)
+            return InvocationOutcome(invocation, response={"result_key": event.result_key}, started_at=started_at, ended_at=now)
         if done.kind == wire.EXPIRED:
-            return InvocationOutcome(invocation, response={"expired": True, "late_s": done.late_s}, **times)
+            return InvocationOutcome(invocation, response={"expired": True, "late_s": done.late_s}, started_at=started_at, ended_at=now)
         error = json.loads(bytes(done.payload)) if done.kind == wire.FAILED else {"errorType": "?", "errorMessage": "?"}
         return InvocationOutcome(
             invocation,
@@ -370,7 +386,8 @@ class LocalBackend(Backend):
                 **self._where(running),
                 logs="\n".join(error.get("stackTrace", [])[-10:]),
             ),
-            **times,
+            started_at=started_at,
+            ended_at=now,
         )
 
     def _where(self, running: _Running) -> dict[str, Any]:

@@ -58,7 +58,8 @@ class Task:
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
-    live: set[int] | frozenset[int] = _NO_ATTEMPTS  # attempts in flight (a set of its own once launched)
+    # attempts in flight: the shared empty frozenset until launched, a set of its own then
+    live: set[int] = _NO_ATTEMPTS  # type: ignore[assignment]
     backup_attempts: frozenset[int] = _NO_ATTEMPTS  # attempts launched as backups
     invocation: Any = None  # the latest attempt's Invocation (to ask the backend why it was lost)
     done: bool = False
@@ -137,7 +138,7 @@ class Task:
         self.outcome = _COMMON_OUTCOMES.setdefault(outcome, outcome) if common else outcome
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
-        self.live = self.backup_attempts = _NO_ATTEMPTS  # a settled task runs no attempt
+        self.live = _NO_ATTEMPTS  # type: ignore[assignment]  # a settled task runs no attempt
         runtime = self._runtime
         if isinstance(runtime, dict):  # what ``task_timing`` reports, not the rest of every response
             self._runtime = tuple(runtime.get(k, _ABSENT) for k in RUNTIME_KEPT)

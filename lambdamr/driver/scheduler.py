@@ -309,9 +309,9 @@ class Scheduler:
         now = time.time()
         task.dispatched_at = now
         task.first_dispatched_at = task.first_dispatched_at or now
-        if isinstance(task.live, set):
+        if task.live:
             task.live.add(task.attempt)
-        else:  # the shared empty set of a task never launched (or settled)
+        else:  # maybe the shared empty frozenset of a task never launched: a set of its own
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
@@ -511,7 +511,7 @@ class Scheduler:
     def _settle(self, task: Task) -> None:
         if task.live:  # a settled task holds the shared empty set
             self._live -= len(task.live)
-            task.live.clear()  # type: ignore[union-attr]
+            task.live.clear()
         self._in_flight.pop((task.job.job_id, task.task_id), None)
         task.job.mark_task_done(task)
         self._maybe_finish_job(task.job)
