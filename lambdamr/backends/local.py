@@ -249,7 +249,8 @@ class LocalBackend(Backend):
         """How many invocations ``worker`` may hold: deeper while tasks are short and its
         current one is too."""
         head = worker.queue[0] if worker.queue else None
-        if self._recent_task_s < SHORT_TASK_S and (head is None or head.started_at is None or now - head.started_at < SHORT_TASK_S):
+        head_short = head is None or head.started_at is None or now - head.started_at < SHORT_TASK_S
+        if self._recent_task_s < SHORT_TASK_S and head_short:
             return 2 * self.prefetch
         return self.prefetch
 
@@ -377,7 +378,8 @@ class LocalBackend(Backend):
         if done.kind == wire.STORED:
             return InvocationOutcome(invocation, response={"result_key": event.result_key}, started_at=started_at, ended_at=now)
         if done.kind == wire.EXPIRED:
-            return InvocationOutcome(invocation, response={"expired": True, "late_s": done.late_s}, started_at=started_at, ended_at=now)
+            expired = {"expired": True, "late_s": done.late_s}
+            return InvocationOutcome(invocation, response=expired, started_at=started_at, ended_at=now)
         error = json.loads(bytes(done.payload)) if done.kind == wire.FAILED else {"errorType": "?", "errorMessage": "?"}
         return InvocationOutcome(
             invocation,
