@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import math
+import mmap
 import socket
 import struct
 from collections import OrderedDict
@@ -71,6 +72,7 @@ _MAC_SIZE = hashlib.sha256().digest_size
 MAX_PER_FRAME = 0xFFFF
 _READ_CHUNK = 256 * 1024
 _JOIN_MAX = 64 * 1024
+_MAP_MIN = 256 * 1024  # frames from this size are read into an anonymous mapping
 
 
 # ---- framing ----------------------------------------------------------------------------
@@ -143,8 +145,11 @@ class FrameReader:
             body = bytes(self._buf[start : start + length])
             self._pos = start + length
             return memoryview(body)
-        # A large frame: read the rest straight into its own buffer (no second copy).
-        body_buf = bytearray(length)
+        # A large frame: read the rest straight into its own buffer (no second copy). A mapping
+        # of its own, not the heap: a driver receiving many 1 MB results would otherwise leave
+        # its heap holed around the small records it keeps (RSS growing with every task),
+        # while a mapping goes back to the system as soon as the record is decoded and dropped.
+        body_buf = mmap.mmap(-1, length) if length >= _MAP_MIN else bytearray(length)
         body_buf[:have] = self._buf[start:]
         self._buf.clear()
         self._pos = 0
