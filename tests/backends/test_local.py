@@ -4,7 +4,6 @@ tests/contract/test_deadlock.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -12,13 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
 
 from lambdamr import BackendError, LambdaExecutor, TaskTimeoutError, WorkerLostError
+from lambdamr.backends import local_wire
 from lambdamr.backends.local import LocalBackend
+from lambdamr.protocol import TaskEvent
 
 
 def sleep_for(seconds):
@@ -123,8 +123,8 @@ class WorkersKilledWhileStarting(LocalBackend):
             self.frozen.add(worker.process.pid)
         return worker
 
-    def _send(self, worker, invocation):
-        sent = super()._send(worker, invocation)
+    def _send(self, worker, invocations):
+        sent = super()._send(worker, invocations)
         if sent and worker.process.pid in self.frozen:
             self.frozen.discard(worker.process.pid)
             worker.process.send_signal(signal.SIGKILL)
@@ -157,10 +157,12 @@ def test_worker_whose_driver_is_gone_exits_quietly():
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))},
     )
     worker_end.close()
-    conn = Connection(driver_end.detach())
-    meta = {"rid": "r1", "memory_mb": 128, "enforce_memory": False, "deadline": time.time() + 60}
-    conn.send_bytes(json.dumps(meta).encode() + b"\n" + b"{}")  # an event the handler refuses: a quick reply
-    conn.close()
+    event = TaskEvent(
+        job_id="s-0001", task_id=0, attempt=1, storage={"kind": "nowhere"}, function_key="fn", result_key="r",
+        timeout_s=60, memory_mb=128, args_raw=b"",
+    )  # a storage the runtime refuses: a quick reply
+    local_wire.send_parts(driver_end, local_wire.encode_job(1, event) + local_wire.encode_tasks([(1, 1, event, b"")]))
+    driver_end.close()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
