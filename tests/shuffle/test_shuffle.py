@@ -10,6 +10,7 @@ objects or counts its jobs builds its own with ``make_executor``."""
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import signal
 import threading
@@ -236,21 +237,42 @@ def test_partition_out_of_range_is_a_clear_error(executor):
         executor.map_reduce(lambda i: [("a", 1)], [0], total, reducers=2, partition=lambda k, n: 7)
 
 
-def slow_words(line):
-    time.sleep(0.5)
+def gated_words(line, started, gate):
+    """Marks that a mapper runs, then waits for a gate the test never opens (bounded, so a
+    broken test cannot hang a worker): the job is certainly mid-map when Ctrl-C comes."""
+    with open(started, "a"):
+        pass
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return list(words(line))
 
 
-def test_ctrl_c_during_the_job_removes_every_temp_key(make_executor):
+def test_ctrl_c_during_the_job_removes_every_temp_key(make_executor, tmp_path, monkeypatch):
+    from lambdamr.driver import map_reduce
+
+    # The blocked mappers never settle: cleanup waits this long for them, then deletes.
+    monkeypatch.setattr(map_reduce, "CLEANUP_WAIT_S", 0.5)
     executor = make_executor()
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
     main = threading.main_thread().ident
-    timer = threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def interrupt_once_a_mapper_runs():
+        while not stop.is_set():
+            if os.path.exists(started):
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            stop.wait(0.01)
+
+    interrupter = threading.Thread(target=interrupt_once_a_mapper_runs, daemon=True)
+    interrupter.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            executor.map_reduce(slow_words, TEXT[:8], total, reducers=2)
+            executor.map_reduce(functools.partial(gated_words, started=started, gate=gate), TEXT[:8], total, reducers=2)
     finally:
-        timer.cancel()
+        stop.set()
+        interrupter.join()
     assert executor.jobs  # it had started
     assert shuffle_keys(executor) == []
 
