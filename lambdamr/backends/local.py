@@ -84,7 +84,7 @@ class _Running:
 
 @dataclass(eq=False)
 class _Worker:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     sock: socket.socket
     reader: wire.FrameReader
     queue: collections.deque[_Running] = field(default_factory=collections.deque)
@@ -115,7 +115,7 @@ class LocalBackend(Backend):
         self._idle = False
         self._id_prefix = uuid.uuid4().hex[:12]
         self._request_numbers = itertools.count(1)
-        self._slots: dict[tuple, int] = {}  # job key -> slot, bounded (wire.job_key)
+        self._slots: dict[tuple[Any, ...], int] = {}  # job key -> slot, bounded (wire.job_key)
         self._slot_numbers = itertools.count(1)
         self._key = b""  # the signing key the workers sign their completion frames with
         self._recent_task_s = 1.0  # moving average of task times; long until measured
@@ -400,7 +400,7 @@ class LocalBackend(Backend):
         }
 
     def _replace(
-        self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None
+        self, worker: _Worker, reason: dict[str, Any] | None, failed: _Running | None = None, error: BaseException | None = None
     ) -> None:
         """Fail the worker's current task, requeue the ones it had not started, start a new one.
 

@@ -128,7 +128,7 @@ class FrameReader:
         if self._available() < _LENGTH.size:
             return False
         (length,) = _LENGTH.unpack_from(self._buf, self._pos)
-        return self._available() >= _LENGTH.size + length
+        return bool(self._available() >= _LENGTH.size + length)
 
     def read(self) -> memoryview:
         """The next frame's body, blocking until it has arrived whole.
@@ -179,7 +179,7 @@ def job_fields(event: TaskEvent) -> dict[str, Any]:
     }
 
 
-def job_key(event: TaskEvent) -> tuple:
+def job_key(event: TaskEvent) -> tuple[Any, ...]:
     """What two events of one job slot must share (cheap to build for every task)."""
     options = tuple(sorted(event.options.items())) if event.options else ()
     return (

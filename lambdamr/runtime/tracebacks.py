@@ -20,7 +20,7 @@ import sys
 from types import CodeType, TracebackType
 from typing import Any
 
-import tblib  # type: ignore[import-untyped]
+import tblib
 
 #: the key each level of tblib's dict gains: [first line, line, end line, column, end column]
 POSITION_KEY = "lambdamr_position"
@@ -28,7 +28,7 @@ POSITION_KEY = "lambdamr_position"
 
 def traceback_to_dict(tb: TracebackType) -> dict[str, Any]:
     """tblib's dict of ``tb``, each level with its position (``POSITION_KEY``)."""
-    data = tblib.Traceback(tb).as_dict()
+    data: dict[str, Any] = tblib.Traceback(tb).as_dict()
     level: dict[str, Any] | None = data
     current: TracebackType | None = tb
     while level is not None and current is not None:
@@ -57,13 +57,15 @@ def traceback_from_dict(data: dict[str, Any]) -> TracebackType | None:
         levels.append(level)
         level = level.get("tb_next")
     if not all(_position(lv) is not None for lv in levels):
-        return tblib.Traceback.from_dict(data).as_traceback()
+        rebuilt: TracebackType | None = tblib.Traceback.from_dict(data).as_traceback()
+        return rebuilt
     top: TracebackType | None = None
     previous: TracebackType | None = None
     for lv in levels:
         entry = _raise_at(lv)
         if entry is None:
-            return tblib.Traceback.from_dict(data).as_traceback()
+            fallback: TracebackType | None = tblib.Traceback.from_dict(data).as_traceback()
+            return fallback
         if previous is None:
             top = entry
         else:
