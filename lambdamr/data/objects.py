@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamr.errors import ConfigurationError
-from lambdamr.storage import Storage, open_storage, storage_from_url
+from lambdamr.storage import Storage, open_cached, open_storage, storage_from_url
 
 #: default chunk size: a comfortable mapper input on Lambda at 1-2 GB of memory
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
@@ -202,9 +202,7 @@ class Chunk:
 
     def read(self) -> bytes:
         """The chunk's bytes: whole lines (``lines`` mode) or exactly ``[start, end)``."""
-        from lambdamr.runtime.handler import store_for
-
-        store = store_for(self.storage)
+        store = open_cached(self.storage)
         if self.mode != "lines":
             self.requests += 1
             return store.get(self.key, self.start, self.end)

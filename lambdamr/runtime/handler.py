@@ -22,7 +22,6 @@ invoking service reports them as a function error and the driver retries the tas
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pickle
 import resource
@@ -43,7 +42,7 @@ from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
 from lambdamr.runtime.capture import capture_task_output
 from lambdamr.signing import Signer, check_content_key, process_key
-from lambdamr.storage import Storage, open_storage
+from lambdamr.storage import Storage, open_cached
 
 _FUNCTION_CACHE_SIZE = 32
 _state_lock = threading.Lock()
@@ -51,17 +50,7 @@ _cold = True
 _functions: OrderedDict[str, Any] = OrderedDict()
 _initialized: set[str] = set()  # initializers that ran in this process, by key
 _initializer_lock = threading.Lock()
-_stores: dict[str, Storage] = {}
 
-
-def store_for(spec: dict[str, Any]) -> Storage:
-    """The store an event names, built once per process (warm invocations reuse connections)."""
-    key = json.dumps(spec, sort_keys=True)
-    with _state_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = open_storage(spec)
-        return store
 
 
 def _signer() -> Signer:
@@ -231,7 +220,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     task = TaskEvent.from_dict(event)
     if task.expired(started):
         return _expired_response(task, started)
-    store = store_for(task.storage)
+    store = open_cached(task.storage)  # warm invocations reuse its connections
     requests_before = store.stats.snapshot()
 
     task_error: CallOutcome | None = None

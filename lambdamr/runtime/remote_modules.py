@@ -30,6 +30,7 @@ REMOTE_MODULES: tuple[str, ...] = (
     "lambdamr.protocol",
     "lambdamr.serialize",
     "lambdamr.signing",
+    "lambdamr.text",  # short_repr for the shuffle's error messages
     "lambdamr.storage",
     "lambdamr.storage.base",
     "lambdamr.storage.local",

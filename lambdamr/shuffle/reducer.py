@@ -21,7 +21,8 @@ from lambdamr.shuffle.format import RawFrame, digest_of, pairs_of, read_segment
 from lambdamr.shuffle.merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
 from lambdamr.shuffle.output import OutputWriter
 from lambdamr.shuffle.plan import ReducePlan, estimated_memory
-from lambdamr.storage import Storage
+from lambdamr.storage import Storage, open_cached
+from lambdamr.text import short_repr
 
 #: concurrent ranged GETs per reducer (S3 latency, not bandwidth, bounds one GET)
 FETCH_THREADS = 8
@@ -60,11 +61,6 @@ class ReduceOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _short(obj: Any, limit: int = 80) -> str:
-    text = repr(obj)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class ReduceTask:
     """The function a reduce phase runs: ``ReduceTask(plan)(reducer, attempt, segments)``."""
 
@@ -73,10 +69,8 @@ class ReduceTask:
         self.__name__ = f"reduce:{getattr(plan.reduce_fn, '__name__', 'reduce_fn')}"
 
     def __call__(self, reducer: int, attempt: int, segments: list[SegmentRef]) -> ReduceOutput:
-        from lambdamr.runtime.handler import store_for
-
         plan = self.plan
-        store = store_for(plan.storage)
+        store = open_cached(plan.storage)
         where = f"reducer {reducer}"
         started = time.perf_counter()
         gets = itertools.count()  # next() is atomic: fetches run in threads
@@ -124,7 +118,7 @@ class ReduceTask:
         if writer is not None and plan.output is not None:
             data = writer.getvalue()
             output_key = plan.output.key(reducer)
-            store_for(plan.output.storage).put(output_key, data)
+            open_cached(plan.output.storage).put(output_key, data)
             output_bytes = len(data)
             output_digest = digest_of(data)
         done = time.perf_counter()
@@ -153,7 +147,7 @@ class ReduceTask:
         try:
             return self.plan.reduce_fn(key, values)
         except Exception as exc:
-            exc.add_note(f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
+            exc.add_note(f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
             raise
 
     def _in_memory(self, segments: list[SegmentRef], store: Storage, gets) -> Iterator[tuple[Any, list[Any]]]:
