@@ -24,7 +24,7 @@ class BoundExecutor:
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """``LambdaExecutor.submit`` with this view's options."""
-        return self.executor._submit(fn, args, kwargs, self.options)
+        return self.executor.session.submit(fn, args, kwargs, self.options)
 
     def map(
         self,
@@ -38,7 +38,9 @@ class BoundExecutor:
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
         options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
-        return self.executor._map(fn, iterables, timeout, chunksize, options, buffersize)
+        return self.executor.session.map(
+            fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize
+        )
 
     def map_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> dict[Any, Any]:
         """``LambdaExecutor.map_reduce`` with this view's memory and timeout."""
