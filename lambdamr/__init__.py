@@ -29,7 +29,7 @@ _EXPORTS = {
     "TimeoutError": "lambdamr.futures",
     "InvalidStateError": "lambdamr.futures",
     "Job": "lambdamr.driver.job",
-    "JobSummary": "lambdamr.driver.job",
+    "JobSummary": "lambdamr.driver.summary",
     "Shared": "lambdamr.data.shared",
     "objects": "lambdamr.data.objects",
 }
@@ -48,7 +48,8 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
     from lambdamr.data.shared import Shared
-    from lambdamr.driver.job import Job, JobSummary
+    from lambdamr.driver.job import Job
+    from lambdamr.driver.summary import JobSummary
     from lambdamr.errors import *  # noqa: F403
     from lambdamr.executor import LambdaExecutor
     from lambdamr.futures import (

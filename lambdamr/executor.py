@@ -32,9 +32,11 @@ from lambdamr.config import ExecutorConfig, JobOptions
 from lambdamr.data.shared import Shared
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
-from lambdamr.driver.job import Job, JobSummary
+from lambdamr.driver.job import Job
 from lambdamr.driver.map_reduce import run_map_reduce, run_map_then_reduce
+from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.session import JOB_HISTORY, Session
+from lambdamr.driver.summary import JobSummary
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture
 from lambdamr.map_iterator import MapIterator
@@ -331,14 +333,14 @@ class LambdaExecutor(concurrent.futures.Executor):
         return BoundExecutor(self, options)
 
     @property
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[Job | MapReduceJob]:
         """The most recent jobs, oldest first (at most ``JOB_HISTORY``): their summaries,
         timings and logs. A job keeps no result its caller consumed (see ``lambdamr.driver.job.Task``)."""
         return self.session.jobs
 
     @property
-    def last_job(self) -> Job | None:
-        """The most recent job (for ``.summary()``)."""
+    def last_job(self) -> Job | MapReduceJob | None:
+        """The most recent job (for ``.summary()``); after ``map_reduce``, the whole run."""
         jobs = self.session.jobs
         return jobs[-1] if jobs else None
 

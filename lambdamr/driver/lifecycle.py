@@ -29,8 +29,8 @@ from lambdamr.errors import LambdaMRError
 
 if TYPE_CHECKING:
     from lambdamr.backends import Backend
-    from lambdamr.driver.jobstore import ManifestWriter
     from lambdamr.driver.lease import SessionLease
+    from lambdamr.driver.record_writer import JobRecordWriter
     from lambdamr.driver.scheduler import Scheduler
     from lambdamr.storage import Storage
 
@@ -55,7 +55,7 @@ class ExecutorResources:
         scheduler: Scheduler,
         backend: Backend,
         storage: Storage,
-        manifests: ManifestWriter,
+        manifests: JobRecordWriter,
         lease: SessionLease,
         session_prefix: str,
         keep_temp: bool,

@@ -18,6 +18,7 @@ from typing import Any
 
 from lambdamr.data.objects import ObjectSource
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.map_reduce_result import MapReduceResult, MapReduceStats
 from lambdamr.driver.phases import Phase
 from lambdamr.driver.session import Session
@@ -213,6 +214,8 @@ def run_map_reduce(
         cleanup_started = time.monotonic()
         partial = (output[1], [output[0].key(r) for r in range(reducers)]) if output and not succeeded else None
         deleted = cleanup(session, layout, [map_phase, reduce_phase], keep=options.keep_intermediate, partial_output=partial)
+        if not succeeded:
+            record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
     stats = result.stats
     _fill_stats(stats, map_outputs, reduce_outputs, mappers, reducers, [map_phase, reduce_phase])
     stats.temp_objects_deleted = deleted
@@ -220,10 +223,33 @@ def run_map_reduce(
     stats.wall_s = time.monotonic() - started
     stats.requests = _count_requests(stores, before, [map_phase, reduce_phase])
     result.jobs = map_phase.jobs + reduce_phase.jobs
+    result.job = record_whole_job(
+        session, [map_phase, reduce_phase], requests=stats.requests, bytes_shuffled=stats.bytes_shuffled, wall_s=stats.wall_s
+    )
     if output is not None:
         result.output_storage = output[0].storage
         result.output_format = output[0].format
     return result
+
+
+def record_whole_job(
+    session: Session,
+    phases: list[Phase],
+    *,
+    requests: dict[str, int] | None = None,
+    bytes_shuffled: int | None = None,
+    wall_s: float,
+) -> MapReduceJob | None:
+    """Put the run in the session's history as ONE job in place of its phases' jobs (so
+    ``ex.last_job`` is the whole run); None when no phase started."""
+    if not any(phase.jobs for phase in phases):
+        return None
+    whole = MapReduceJob(
+        [(phase.name, phase.jobs) for phase in phases], requests=requests, bytes_shuffled=bytes_shuffled, wall_s=wall_s
+    )
+    session.forget(whole.jobs)
+    session.remember(whole)
+    return whole
 
 
 def _collect(result: MapReduceResult, outputs: list[ReduceOutput]) -> None:
@@ -293,8 +319,10 @@ def run_map_then_reduce(
     limits: dict[str, Any] = {"memory_mb": memory_mb, "timeout_s": timeout_s, "retries": retries}
     map_phase = Phase(session, StoreResultTask(WholePlan(map_fn, spec, layout)), "map", **limits)
     reduce_phase = Phase(session, ReduceAllTask(WholePlan(reduce_fn, spec, layout)), "reduce", **limits)
+    started = time.monotonic()
     try:
         stored = map_phase.run(items)
         return reduce_phase.run([stored])[0]
     finally:
         cleanup(session, layout, [map_phase, reduce_phase], keep=keep_intermediate)
+        record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)

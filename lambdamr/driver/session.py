@@ -27,13 +27,15 @@ from lambdamr.backends import Backend
 from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
 from lambdamr.data.shared import Shared
 from lambdamr.driver.access import referenced_reads
-from lambdamr.driver.attach import collect_stored_results, job_prefix_of, load_job, write_task_manifest
+from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
 from lambdamr.driver.job import Job, Task
-from lambdamr.driver.jobstore import ManifestWriter as JobRecordWriter
+from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.lease import SessionLease
 from lambdamr.driver.lifecycle import ExecutorResources, interpreter_exiting
+from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.progress import JobProgress, progress_enabled
+from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
 from lambdamr.errors import ConfigurationError, StorageUnavailable
@@ -102,7 +104,7 @@ class Session:
         self._job_numbers = itertools.count(1)
         self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
         self._closed = False
-        self._history: collections.deque[Job] = collections.deque(maxlen=JOB_HISTORY)
+        self._history: collections.deque[Job | MapReduceJob] = collections.deque(maxlen=JOB_HISTORY)
         self._records = JobRecordWriter(storage, self.signer, keep_logs=config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(storage, self.prefix)  # what `lambdamr clean` spares
         self._resources = ExecutorResources(
@@ -226,11 +228,11 @@ class Session:
 
     # ---- history -----------------------------------------------------------------------------
     @property
-    def jobs(self) -> list[Job]:
+    def jobs(self) -> list[Job | MapReduceJob]:
         """The most recent jobs, oldest first (at most ``JOB_HISTORY``)."""
         return list(self._history)
 
-    def remember(self, job: Job) -> None:
+    def remember(self, job: Job | MapReduceJob) -> None:
         """Add ``job`` to the history (the oldest falls out): a map_reduce adds its whole job."""
         self._history.append(job)
 
