@@ -17,7 +17,7 @@ from lambdamr._version import __version__
 
 _EXPORTS = {
     "LambdaExecutor": "lambdamr.executor",
-    "MapIterator": "lambdamr.map_iterator",
+    "MapIterator": "lambdamr.futures",
     "ExecutorConfig": "lambdamr.config",
     "LambdaFuture": "lambdamr.futures",
     "wait": "lambdamr.futures",
@@ -59,11 +59,11 @@ if TYPE_CHECKING:
         CancelledError,
         InvalidStateError,
         LambdaFuture,
+        MapIterator,
         TimeoutError,
         as_completed,
         wait,
     )
-    from lambdamr.map_iterator import MapIterator
 
 
 def __getattr__(name: str) -> Any:

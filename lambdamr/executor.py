@@ -38,8 +38,7 @@ from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.session import JOB_HISTORY, Session
 from lambdamr.driver.summary import JobSummary
 from lambdamr.errors import ConfigurationError
-from lambdamr.futures import LambdaFuture
-from lambdamr.map_iterator import MapIterator
+from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.shuffle.plan import MapReduceOptions
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage, storage_from_url
@@ -150,7 +149,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` remotely; return its future (a one-task job)."""
         return self.session.submit(fn, args, kwargs, None)
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., T],
         *iterables: Iterable[Any],
@@ -330,7 +329,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             speculate: launch a backup of straggling tasks near the end of the job.
         """
         options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate)
-        return BoundExecutor(self, options)
+        return BoundExecutor(self.session, options, map_reduce=self.map_reduce, map_then_reduce=self.map_then_reduce)
 
     @property
     def jobs(self) -> list[Job | MapReduceJob]:

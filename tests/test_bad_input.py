@@ -199,9 +199,9 @@ def infinite():
     ],
 )
 def test_bad_call_of_the_wrong_type_is_refused_before_launch(ex, monkeypatch, call, error, fragment):
-    import lambdamr.map_iterator
+    import lambdamr.driver.inputs
 
-    monkeypatch.setattr(lambdamr.map_iterator, "MAX_MATERIALISED_ITEMS", 1000)
+    monkeypatch.setattr(lambdamr.driver.inputs, "MAX_MATERIALISED_ITEMS", 1000)
     with pytest.raises(error, match=fragment):
         call(ex)
     assert ex.jobs == []

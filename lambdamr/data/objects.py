@@ -238,10 +238,10 @@ class Chunk:
         """The chunk's lines, without line endings."""
         return self.text(encoding, errors).splitlines()
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return (self.storage, self.key, self.start, self.end, self.object_size, self.mode, self.index)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.storage, self.key, self.start, self.end, self.object_size, self.mode, self.index = state
         self.requests = 0
 

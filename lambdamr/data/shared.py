@@ -48,22 +48,23 @@ class Shared(Generic[T]):
         with _lock:
             if self.key in _values:
                 _values.move_to_end(self.key)
-                return _values[self.key]
+                cached: T = _values[self.key]
+                return cached
         store = open_cached(self.storage_spec)
         what = f"shared object {self.key}"
         payload = Signer(process_key()).verify(store.get(self.key), shared_context(self.session, self.key), what=what)
         check_content_key(payload, self.key, what=what)
-        value = serialize.loads(payload, what=f"shared object {self.key}")
+        value: T = serialize.loads(payload, what=f"shared object {self.key}")
         with _lock:
             _values[self.key] = value
             while len(_values) > _CACHE_ENTRIES:
                 _values.popitem(last=False)
         return value
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return (self.storage_spec, self.key, self.size, self.session)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.storage_spec, self.key, self.size, self.session = state
 
     def __repr__(self) -> str:

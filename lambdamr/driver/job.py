@@ -251,6 +251,11 @@ class Job:
             except Exception:  # a callback's bug must not stop the scheduler
                 logging.getLogger("lambdamr").exception("lambdamr: a job done-callback failed")
 
+    def task_logs(self, task_id: int) -> str | None:
+        """What one task printed or logged once it has settled, else None."""
+        task = self.tasks[task_id]
+        return (task.logs or "") if task.done else None
+
     def task_timing(self, task_id: int) -> dict[str, Any] | None:
         """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side."""
         task = self.tasks[task_id]

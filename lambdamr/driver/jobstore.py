@@ -287,6 +287,8 @@ def _read_manifest_part(storage: Storage, key: str, job_id: str, signer: Signer)
         manifest = json.loads(bytes(payload))
     except ValueError as exc:
         raise IntegrityError(f"the task manifest of job {job_id} is signed but not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"the task manifest of job {job_id} is signed but not a JSON object")
     if manifest.get("version") != TASK_MANIFEST_VERSION or manifest.get("job_id") != job_id:
         raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
     return manifest

@@ -18,6 +18,7 @@ from typing import Any
 
 from lambdamr.data.objects import ObjectSource
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.inputs import read_all
 from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.map_reduce_result import MapReduceResult, MapReduceStats
 from lambdamr.driver.phases import Phase
@@ -66,9 +67,7 @@ def resolve_inputs(session: Session, inputs: Any) -> tuple[list[Any], list[Stora
         )
     if not isinstance(inputs, Iterable):
         raise ConfigurationError(f"map_reduce inputs must be iterable, got {type(inputs).__name__}")
-    from lambdamr.map_iterator import read_all  # the shuffle needs every input before it starts
-
-    return read_all(inputs, "map_reduce inputs"), []
+    return read_all(inputs, "map_reduce inputs"), []  # the shuffle needs every input before it starts
 
 
 def group_items(items: list[Any], mappers: int | None) -> list[list[Any]]:
@@ -165,7 +164,7 @@ def cleanup(
 
 
 def run_map_reduce(
-    session: Session, map_fn: Callable, inputs: Any, reduce_fn: Callable, options: MapReduceOptions
+    session: Session, map_fn: Callable[..., Any], inputs: Any, reduce_fn: Callable[..., Any], options: MapReduceOptions
 ) -> MapReduceResult:
     """``LambdaExecutor.map_reduce``: the keyed form, with a shuffle through storage."""
     _check_callable("map_fn", map_fn)
@@ -300,9 +299,9 @@ def _fill_stats(
 
 def run_map_then_reduce(
     session: Session,
-    map_fn: Callable,
+    map_fn: Callable[..., Any],
     inputs: Any,
-    reduce_fn: Callable,
+    reduce_fn: Callable[..., Any],
     *,
     retries: int,
     keep_intermediate: bool,

@@ -69,7 +69,7 @@ class MapReduceStats:
         return "\n".join(lines)
 
 
-class MapReduceResult(dict):
+class MapReduceResult(dict[Any, Any]):
     """``key -> reduce_fn(key, values)`` for every key — a plain dict with extras:
 
     * ``stats``: a ``MapReduceStats`` (requests, bytes shuffled, times);

@@ -22,7 +22,8 @@ from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from lambdamr.config import JobOptions
-from lambdamr.driver.job import Job
+from lambdamr.driver.inputs import Call
+from lambdamr.driver.job import Job, Task
 from lambdamr.driver.session import Session
 from lambdamr.errors import (
     BackendError,
@@ -36,7 +37,6 @@ from lambdamr.errors import (
     TaskTimeoutError,
     ThrottledError,
 )
-from lambdamr.futures import LambdaFuture
 
 log = logging.getLogger("lambdamr")
 
@@ -89,17 +89,18 @@ class Phase:
         self.executions = 0
         self.retried = 0
         self.wall_s = 0.0
-        self._futures: dict[LambdaFuture, tuple[int, int]] = {}
+        self._futures: dict[Future[Any], tuple[int, int, Task]] = {}  # future -> (index, attempt, task)
         self._unsettled: set[Future[Any]] = set()
         self._payloads: Sequence[Any] = ()
 
     def _submit(self, tasks: list[tuple[int, int]]) -> None:
-        calls = [[((index, attempt, self._payloads[index]), {})] for index, attempt in tasks]
+        calls: list[list[Call]] = [[((index, attempt, self._payloads[index]), {})] for index, attempt in tasks]
         job = self.session.run_job(self.task_fn, calls, self.options, progress=True)
         self.jobs.append(job)
         self.executions += len(tasks)
-        for future, task in zip(job.futures, tasks):
-            self._futures[future] = task
+        for task, (index, attempt) in zip(job.tasks, tasks):
+            [future] = task.futures  # one call per task
+            self._futures[future] = (index, attempt, task)
             self._unsettled.add(future)
 
     def run(self, payloads: Sequence[Any]) -> list[Any]:
@@ -118,8 +119,8 @@ class Phase:
             while remaining:
                 done, self._unsettled = wait_futures(self._unsettled, return_when=FIRST_COMPLETED)
                 again = []
-                for future in sorted(done, key=self._futures.__getitem__):  # task order: reproducible retries
-                    index, attempt = self._futures[future]
+                for future in sorted(done, key=lambda f: self._futures[f][:2]):  # task order: reproducible retries
+                    index, attempt, _ = self._futures[future]
                     if future.cancelled():
                         raise CancelledError(f"{self.name} task {index} was cancelled (was the executor shut down?)")
                     exc = future.exception()
@@ -142,11 +143,11 @@ class Phase:
             self.wall_s = time.monotonic() - started
         return results
 
-    def _tries(self, future: LambdaFuture, exc: BaseException) -> str:
+    def _tries(self, future: Future[Any], exc: BaseException) -> str:
+        _, attempt, task = self._futures[future]
         if retried_by_scheduler(exc):
-            runs = future.job.tasks[future.task_id].attempt
+            runs = task.attempt
             return f"after {runs} attempt{'s' if runs != 1 else ''} by the scheduler; not retried again"
-        attempt = self._futures[future][1]
         return f"attempt {attempt + 1} of {self.retries + 1}" if is_retryable(exc) else "not retried"
 
     def cancel(self) -> None:

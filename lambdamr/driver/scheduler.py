@@ -313,8 +313,8 @@ class Scheduler:
         task.live.add(task.attempt)
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        task.invocation = Invocation.of(self._event(task))
-        return task.invocation
+        invocation = task.invocation = Invocation.of(self._event(task))
+        return invocation
 
     def _invoke(self, batch: list[Invocation]) -> None:
         if not batch:

@@ -29,6 +29,7 @@ from lambdamr.data.shared import Shared
 from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.inputs import Call, check_buffersize, check_map_timeout, chunks_of, default_buffersize, strict_rows
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.lease import SessionLease
@@ -39,22 +40,14 @@ from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
 from lambdamr.errors import ConfigurationError, StorageUnavailable
-from lambdamr.futures import LambdaFuture
-from lambdamr.map_iterator import (
-    MapIterator,
-    check_buffersize,
-    check_map_timeout,
-    chunks_of,
-    default_buffersize,
-    strict_rows,
-)
+from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage
 
 T = TypeVar("T")
 
-#: one task's calls: (args, kwargs) pairs
-Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
+#: one task's calls
+Calls = list[Call]
 
 #: waits between attempts to stage a batch of tasks while the store is throttling
 STAGING_BACKOFF_S = (0.05, 0.2, 0.8)
@@ -177,7 +170,7 @@ class Session:
         progress = JobProgress(job, getattr(fn, "__name__", "map")) if progress_enabled(self.config.progress) else None
         self._launch(job, tasks, fn, sealed=len(first) < window)
 
-        def feed(n: int) -> list[Task]:
+        def feed(n: int) -> list[list[LambdaFuture]]:
             batch = list(itertools.islice(chunks, n))  # the user's iterator: read outside the lock
             if not batch:  # the input ended (after a shutdown too: that is no error)
                 self.seal(job)
@@ -188,10 +181,10 @@ class Session:
                 self._launch(job, more, sealed=len(batch) < n)
             if progress is not None:
                 progress.track(more)
-            return more
+            return [task.futures for task in more]
 
         return MapIterator(
-            job, tasks, feed, lambda: self.seal(job),
+            job, [task.futures for task in tasks], feed, lambda: self.seal(job),
             buffersize=window, exhausted=len(first) < window, deadline=deadline, verbose=self.config.verbose,
         )
 

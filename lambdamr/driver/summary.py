@@ -94,7 +94,7 @@ def task_billed_ms(timings: dict[str, Any]) -> int:
 
 def task_run_s(timings: dict[str, Any]) -> float:
     """How long the runtime ran the task (its started..finished)."""
-    return max(0.0, timings["finished"] - timings["started"])
+    return max(0.0, float(timings["finished"]) - float(timings["started"]))
 
 
 def task_init_s(timings: dict[str, Any]) -> float:

@@ -33,7 +33,8 @@ def open_storage(spec: dict[str, Any]) -> Storage:
             f"storage {kind!r} needs a package that is not installed ({exc.name}); "
             f"install it, e.g. pip install {exc.name}"
         ) from exc
-    return getattr(module, class_name)(**spec)
+    store_class: type[Storage] = getattr(module, class_name)
+    return store_class(**spec)
 
 
 _cached: dict[str, Storage] = {}
