@@ -212,9 +212,11 @@ def run_map_reduce(
     finally:
         cleanup_started = time.monotonic()
         partial = (output[1], [output[0].key(r) for r in range(reducers)]) if output and not succeeded else None
-        deleted = cleanup(session, layout, [map_phase, reduce_phase], keep=options.keep_intermediate, partial_output=partial)
-        if not succeeded:
-            record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
+        try:
+            deleted = cleanup(session, layout, [map_phase, reduce_phase], keep=options.keep_intermediate, partial_output=partial)
+        finally:  # a failed run (a second Ctrl-C during cleanup too) is one job in the history as well
+            if not succeeded:
+                record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
     stats = result.stats
     _fill_stats(stats, map_outputs, reduce_outputs, mappers, reducers, [map_phase, reduce_phase])
     stats.temp_objects_deleted = deleted
@@ -323,5 +325,7 @@ def run_map_then_reduce(
         stored = map_phase.run(items)
         return reduce_phase.run([stored])[0]
     finally:
-        cleanup(session, layout, [map_phase, reduce_phase], keep=keep_intermediate)
-        record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
+        try:
+            cleanup(session, layout, [map_phase, reduce_phase], keep=keep_intermediate)
+        finally:
+            record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
