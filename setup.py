@@ -16,6 +16,12 @@ TEST = [
     # AWS's runtime interface client: the Lambda stand-in (lambdamr.testing.lambda_service)
     # runs the deployed handler under it, as Lambda's Python runtimes do
     "awslambdaric>=3.0",
+    # the gates scripts/test.sh runs before pytest: lint, and `mypy --strict` (mypy.ini)
+    "ruff>=0.5",
+    "mypy>=1.10",
+    # types for mypy: boto3's clients (one stubs package per AWS service the code calls), tqdm
+    "boto3-stubs[s3,lambda,iam,sts,secretsmanager,logs]>=1.35",
+    "types-tqdm>=4.66",
     *EXAMPLES,
 ]
 
@@ -27,6 +33,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lambdamr", "lambdamr.*"]),
+    package_data={"lambdamr": ["py.typed"]},  # PEP 561: users' type checkers read lambdamr's own annotations
     install_requires=[
         "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
         "cloudpickle>=3.0",

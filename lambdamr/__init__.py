@@ -43,7 +43,21 @@ _ERRORS = [
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 
-__all__ = ["__version__", *_EXPORTS]
+# Written out (not built from _EXPORTS) so that type checkers see what is re-exported:
+# under mypy --strict, `from lambdamr import LambdaExecutor` needs the name in a literal __all__.
+__all__ = [
+    "__version__",
+    "LambdaExecutor", "MapIterator", "ExecutorConfig", "LambdaFuture",
+    "wait", "as_completed", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
+    "CancelledError", "TimeoutError", "InvalidStateError",
+    "Job", "JobSummary", "Shared", "objects",
+    "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
+    "IntegrityError",
+    "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
+    "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
+    "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
+    "LambdaRuntimeError", "RuntimeImportError",
+]  # fmt: skip
 
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig

@@ -1,13 +1,20 @@
-"""Executor configuration: one frozen dataclass, keyword arguments over environment defaults.
+"""Executor configuration: frozen dataclasses, keyword arguments over environment defaults.
+
+``ExecutorConfig`` holds what every backend shares (storage, memory, timeout, retries...);
+what only one backend understands (the local backend's ``workers``, the aws backend's
+``function_name``...) lives in that backend's options class, a ``BackendOptions`` registered
+beside it. ``lambdamr.backends.executor_config`` — what ``LambdaExecutor`` calls — routes each
+keyword to the one that takes it, and refuses, before anything starts, a keyword the chosen
+backend does not take, saying which backend does.
 
 Every field can be set by a keyword argument of ``LambdaExecutor`` or by an environment
 variable (``LAMBDAMR_`` + the field name in capitals, e.g. ``LAMBDAMR_BACKEND=aws``). With
 nothing set, jobs run on the local backend with storage in a private local folder.
 
-Every value is checked by one function per field (``_CHECKS``) before anything starts: a
-keyword must have the right type (``True``/``False`` for switches, never the string
-``"false"``; a whole number for counts; a finite number for durations), an environment
-variable is parsed strictly, and a refusal names the keyword or the variable it came from.
+Every field is a ``setting``: a default, one check and one environment parser. A keyword
+must have the right type (``True``/``False`` for switches, never the string ``"false"``; a
+whole number for counts; a finite number for durations), an environment variable is parsed
+strictly, and a refusal names the keyword or the variable it came from.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import math
 import numbers
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lambdamr.aws_region import region_from_environment
 from lambdamr.errors import ConfigurationError
@@ -28,90 +35,14 @@ MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 900
-#: the most local worker processes one executor starts: each is a Python interpreter
-#: (30-60 MB before the user's imports), so past this the machine thrashes instead of working
-LOCAL_WORKERS_PER_CPU = 16
-LOCAL_WORKERS_FLOOR = 64
 #: the longest storage polling period that still notices results in reasonable time
 MAX_POLL_INTERVAL_S = 60.0
-
-
-def max_local_workers() -> int:
-    """The cap on ``workers``: 16 per CPU, at least 64."""
-    return max(LOCAL_WORKERS_FLOOR, LOCAL_WORKERS_PER_CPU * (os.cpu_count() or 1))
 
 
 def default_storage_url() -> str:
     """The private folder used when no storage is configured."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return str(Path(base) / "lambdamr" / "storage")
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Settings of a ``LambdaExecutor``. Build it with ``ExecutorConfig.resolve(**overrides)``."""
-
-    backend: str = "local"
-    storage: str = ""  # URL: s3://bucket/prefix, file:///folder or a folder; "" = default folder
-    prefix: str = "lambdamr"
-    region: str | None = None
-    endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto server...)
-    function_name: str = "lambdamr-runtime"  # the deployed Lambda function (aws backend)
-    memory_mb: int = 1024
-    timeout_s: float = 300.0
-    workers: int | None = None  # local backend worker processes; None = CPU count
-    retries: int = 2  # re-runs of a task after an infrastructure failure (or a retry_on error)
-    retry_on: tuple[type[BaseException], ...] = ()  # user exceptions that are retried too
-    speculate: bool = False  # launch a backup of a straggler near the end of a job
-    durable: bool | None = None  # results + task manifest in storage (attach); None = backend's need
-    keep_temp: bool = False  # keep a job's temp objects after shutdown
-    progress: bool | None = None  # None = a bar only when stderr is a terminal or notebook
-    verbose: bool = False  # print a job summary when a map finishes
-    inline_args_max: int = 64 * 1024  # pickled arguments up to this travel inside the event
-    reply_inline_max: int = 1024 * 1024  # results up to this may come back in the response
-    poll_interval_s: float = 0.25  # storage listing period for fire-and-forget backends
-    invocation_type: str = "Event"  # aws backend: "Event" (async) or "RequestResponse" (sync)
-    max_concurrency: int | None = None  # aws backend: cap on tasks in flight; None = account limit
-    lambda_endpoint_url: str | None = None  # aws backend: Lambda API endpoint (stand-ins, tests)
-
-    def __post_init__(self) -> None:
-        for name, check in _CHECKS.items():
-            value = getattr(self, name)
-            checked = check(value, f"{name}={value!r}")
-            if checked is not value:
-                object.__setattr__(self, name, checked)
-
-    @classmethod
-    def resolve(cls, **overrides: Any) -> ExecutorConfig:
-        """Defaults, then ``LAMBDAMR_*`` environment variables, then these keyword arguments."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ConfigurationError(
-                f"unknown executor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        values: dict[str, Any] = {}
-        for name in known:
-            if name == "retry_on":  # exception classes have no environment form
-                continue
-            var = f"LAMBDAMR_{name.upper()}"
-            raw = os.environ.get(var)
-            if raw is not None and raw != "":
-                # Checked here, so that a refusal names the variable the value came from.
-                values[name] = _CHECKS[name](_parse_env(name, raw), f"{var}={raw!r}")
-        if "region" not in values:
-            values["region"] = region_from_environment()  # the profile's, if None, comes from boto3
-        values.update({k: v for k, v in overrides.items() if v is not None or k in ("progress",)})
-        return cls(**values)
-
-    def with_options(self, **overrides: Any) -> ExecutorConfig:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **overrides)
-
-    @property
-    def storage_url(self) -> str:
-        """The storage URL in force (the default folder when none is set)."""
-        return self.storage or default_storage_url()
 
 
 # ---- one check per field: (value, label for messages) -> the value to keep -----------------
@@ -186,22 +117,6 @@ def validate_retries(retries: Any, label: str | None = None) -> int:
     return int(retries)
 
 
-def validate_workers(workers: Any, label: str | None = None) -> int | None:
-    """A local worker count, 1 to ``max_local_workers()``, or None for the CPU count."""
-    if workers is None:
-        return None
-    label = label or f"workers={workers!r}"
-    if not is_whole_number(workers) or workers < 1:
-        raise ConfigurationError(f"{label}: give at least 1 worker (a whole number), or None for the CPU count")
-    cap = max_local_workers()
-    if workers > cap:
-        raise ConfigurationError(
-            f"{label}: at most {cap} local workers on this machine ({LOCAL_WORKERS_PER_CPU} per CPU): each is "
-            "a Python process; for more parallelism use the aws backend"
-        )
-    return int(workers)
-
-
 def validate_retry_on(retry_on: Any, label: str | None = None) -> tuple[type[BaseException], ...]:
     """Check that ``retry_on`` is a tuple of exception classes; return it."""
     if isinstance(retry_on, type):
@@ -227,6 +142,127 @@ def normalize_prefix(prefix: Any, label: str | None = None) -> str:
     return stripped
 
 
+def check_text(value: Any, label: str, *, optional: bool = False) -> str | None:
+    """A string (or ``None`` when ``optional``)."""
+    return _text(value, label, optional=optional)
+
+
+def check_whole(value: Any, label: str, minimum: int, what: str, *, optional: bool = False) -> int | None:
+    """A whole number at least ``minimum`` (or ``None`` when ``optional``); ``what`` says what it counts."""
+    if value is None and optional:
+        return None
+    return _whole(value, label, minimum, what)
+
+
+# ---- environment parsers: (raw text, variable) -> value ---------------------------------------
+def parse_text(raw: str, var: str) -> str:
+    return raw
+
+
+def parse_switch(raw: str, var: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{var}={raw!r}: use 1/0, true/false, yes/no or on/off")
+
+
+def parse_whole(raw: str, var: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigurationError(f"{var}={raw!r}: give a whole number") from None
+
+
+def parse_real(raw: str, var: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigurationError(f"{var}={raw!r}: give a number") from None
+
+
+# ---- settings: a frozen dataclass whose every field is checked and has an environment form ----
+Check = Callable[[Any, str], Any]  # (value, label for messages) -> the value to keep
+Parse = Callable[[str, str], Any]  # (raw environment text, variable name) -> the value
+
+
+def setting(default: Any, check: Check, parse: Parse | None = parse_text, *, none_is_a_value: bool = False) -> Any:
+    """A field of a ``Settings`` class: its default, its check, and how its environment
+    variable (``LAMBDAMR_`` + the name in capitals) is parsed (``None``: it has none). A
+    keyword given as ``None`` keeps the environment's value or the default, unless
+    ``none_is_a_value`` (``progress=None``: decide by the terminal)."""
+    return field(default=default, metadata={"check": check, "parse": parse, "none_is_a_value": none_is_a_value})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen settings, every field a ``setting``: checked when made; ``resolve_settings``
+    gathers them from defaults, then ``LAMBDAMR_*`` environment variables, then keywords.
+
+    ``ExecutorConfig`` is one; each backend's options class (``BackendOptions``) is another.
+    """
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is None:
+                continue
+            value = getattr(self, f.name)
+            checked = check(value, f"{f.name}={value!r}")
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The names of the fields that are settings, in declaration order."""
+        return tuple(f.name for f in fields(cls) if "check" in f.metadata)
+
+    @classmethod
+    def from_environment(cls) -> dict[str, Any]:
+        """The values ``LAMBDAMR_*`` variables set, each checked so that a refusal names the
+        variable it came from."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            parse = f.metadata.get("parse")
+            if parse is None:
+                continue
+            var = f"LAMBDAMR_{f.name.upper()}"
+            raw = os.environ.get(var)
+            if raw is not None and raw != "":
+                values[f.name] = f.metadata["check"](parse(raw, var), f"{var}={raw!r}")
+        return values
+
+    @classmethod
+    def resolve_settings(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Environment values, then ``overrides`` (see ``setting`` for a ``None`` keyword)."""
+        keeps_none = {f.name for f in fields(cls) if f.metadata.get("none_is_a_value")}
+        values = cls.from_environment()
+        values.update({k: v for k, v in overrides.items() if v is not None or k in keeps_none})
+        return values
+
+
+OptionsT = TypeVar("OptionsT", bound="BackendOptions")
+
+
+@dataclass(frozen=True)
+class BackendOptions(Settings):
+    """The options only one backend takes (its ``workers``, its ``function_name``...): each
+    backend registers a subclass of this beside it (``lambdamr.backends.BACKENDS``)."""
+
+    @classmethod
+    def resolve(cls: type[OptionsT], **overrides: Any) -> OptionsT:
+        """Defaults, then ``LAMBDAMR_*`` environment variables, then these keyword arguments."""
+        return cls(**cls.resolve_settings(overrides))
+
+    @classmethod
+    def of(cls: type[OptionsT], config: ExecutorConfig) -> OptionsT:
+        """The options ``config`` carries for this backend, or this backend's defaults (with
+        its environment variables) when it carries another backend's."""
+        options = config.backend_options
+        return options if isinstance(options, cls) else cls.resolve()
+
+
 def _poll_interval(value: Any, label: str) -> float:
     seconds = _finite(value, label, "the polling period in seconds")
     if not 0 < seconds <= MAX_POLL_INTERVAL_S:
@@ -234,73 +270,70 @@ def _poll_interval(value: Any, label: str) -> float:
     return seconds
 
 
-def _invocation_type(value: Any, label: str) -> str:
-    if value not in ("Event", "RequestResponse"):
-        raise ConfigurationError(
-            f"{label}: use 'Event' (asynchronous, results through storage) or 'RequestResponse' "
-            "(synchronous, small results inline)"
-        )
-    return value
+def _size(value: Any, label: str) -> int:
+    return _whole(value, label, 0, "a size in bytes")
 
 
-def _max_concurrency(value: Any, label: str) -> int | None:
-    if value is None:
-        return None
-    return _whole(value, label, 1, "the most tasks in flight, or None for the account limit")
+def _optional_text(value: Any, label: str) -> str | None:
+    return _text(value, label, optional=True)
 
 
-_CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "backend": lambda v, label: _text(v, label),
-    "storage": lambda v, label: _text(v, label),
-    "prefix": normalize_prefix,
-    "region": lambda v, label: _text(v, label, optional=True),
-    "endpoint_url": lambda v, label: _text(v, label, optional=True),
-    "function_name": lambda v, label: _text(v, label),
-    "memory_mb": validate_memory,
-    "timeout_s": validate_timeout,
-    "workers": validate_workers,
-    "retries": validate_retries,
-    "retry_on": validate_retry_on,
-    "speculate": check_switch,
-    "durable": lambda v, label: check_switch(v, label, optional=True),
-    "keep_temp": check_switch,
-    "progress": lambda v, label: check_switch(v, label, optional=True),
-    "verbose": check_switch,
-    "inline_args_max": lambda v, label: _whole(v, label, 0, "a size in bytes"),
-    "reply_inline_max": lambda v, label: _whole(v, label, 0, "a size in bytes"),
-    "poll_interval_s": _poll_interval,
-    "invocation_type": _invocation_type,
-    "max_concurrency": _max_concurrency,
-    "lambda_endpoint_url": lambda v, label: _text(v, label, optional=True),
-}
-
-_SWITCHES = ("speculate", "durable", "keep_temp", "progress", "verbose")
-_WHOLE = ("memory_mb", "workers", "retries", "inline_args_max", "reply_inline_max", "max_concurrency")
-_REAL = ("timeout_s", "poll_interval_s")
+def _optional_switch(value: Any, label: str) -> bool | None:
+    return check_switch(value, label, optional=True)
 
 
-def _parse_env(name: str, raw: str) -> Any:
-    """The value of ``LAMBDAMR_{NAME}``, parsed strictly by the field's kind."""
-    var = f"LAMBDAMR_{name.upper()}"
-    text = raw.strip()
-    if name in _SWITCHES:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigurationError(f"{var}={raw!r}: use 1/0, true/false, yes/no or on/off")
-    if name in _WHOLE:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigurationError(f"{var}={raw!r}: give a whole number") from None
-    if name in _REAL:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigurationError(f"{var}={raw!r}: give a number") from None
-    return raw
+@dataclass(frozen=True)
+class ExecutorConfig(Settings):
+    """Settings every backend shares. Build it with ``ExecutorConfig.resolve(**overrides)``;
+    ``backend_options`` holds the chosen backend's own (``LocalOptions``, ``AwsOptions``...)."""
+
+    backend: str = setting("local", _text)
+    storage: str = setting("", _text)  # URL: s3://bucket/prefix, file:///folder or a folder; "" = default folder
+    prefix: str = setting("lambdamr", normalize_prefix)
+    region: str | None = setting(None, _optional_text)
+    endpoint_url: str | None = setting(None, _optional_text)  # S3-compatible endpoint (MinIO, moto server...)
+    memory_mb: int = setting(1024, validate_memory, parse_whole)
+    timeout_s: float = setting(300.0, validate_timeout, parse_real)
+    retries: int = setting(2, validate_retries, parse_whole)  # re-runs after an infrastructure failure (or retry_on)
+    retry_on: tuple[type[BaseException], ...] = setting((), validate_retry_on, None)  # user exceptions retried too
+    speculate: bool = setting(False, check_switch, parse_switch)  # a backup of a straggler near the end of a job
+    durable: bool | None = setting(None, _optional_switch, parse_switch)  # results + task manifest in storage
+    keep_temp: bool = setting(False, check_switch, parse_switch)  # keep a job's temp objects after shutdown
+    progress: bool | None = setting(None, _optional_switch, parse_switch, none_is_a_value=True)  # None = a bar on a terminal
+    verbose: bool = setting(False, check_switch, parse_switch)  # print a job summary when a map finishes
+    inline_args_max: int = setting(64 * 1024, _size, parse_whole)  # pickled arguments up to this travel in the event
+    reply_inline_max: int = setting(1024 * 1024, _size, parse_whole)  # results up to this may come back in the response
+    poll_interval_s: float = setting(0.25, _poll_interval, parse_real)  # storage listing period (fire-and-forget)
+    backend_options: BackendOptions = field(default_factory=BackendOptions)  # the chosen backend's own options
+
+    @classmethod
+    def resolve(cls, **overrides: Any) -> ExecutorConfig:
+        """Defaults, then ``LAMBDAMR_*`` environment variables, then these keyword arguments
+        (shared settings and ``backend_options``; ``lambdamr.backends.executor_config`` routes a
+        backend's own keywords to its options class).
+
+        Raises:
+            ConfigurationError: a value is out of range, or a keyword is no shared setting.
+        """
+        known = {*cls.setting_names(), "backend_options"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown executor option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = cls.resolve_settings(overrides)
+        if "region" not in values:
+            values["region"] = region_from_environment()  # the profile's, if None, comes from boto3
+        return cls(**values)
+
+    def with_options(self, **overrides: Any) -> ExecutorConfig:
+        """A copy with some settings changed (validated again)."""
+        return replace(self, **overrides)
+
+    @property
+    def storage_url(self) -> str:
+        """The storage URL in force (the default folder when none is set)."""
+        return self.storage or default_storage_url()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ The hierarchy::
 
     LambdaMRError                      base of everything raised by lambdamr itself
     ├── ConfigurationError             a setting is missing or wrong (bad backend name, bad memory...)
+    │   ├── RuntimeMismatchError       the deployed runtime cannot run this driver's tasks: redeploy
+    │   ├── ResourceNotOursError       deploy found a resource of that name it did not make
+    │   ├── LayerTooLargeError         the runtime layer is over an AWS Lambda size limit
+    │   └── LayerPlatformError         the layer holds code the target runtime's OS cannot load
     ├── SerializationError             a function, argument or result cannot be pickled / unpickled
     ├── PayloadTooLargeError           an object exceeds what a backend or store accepts
     ├── ProtocolError                  driver and runtime disagree on the task format or version
@@ -15,7 +19,8 @@ The hierarchy::
     │   ├── StorageFullError           the store has no space left (disk full, quota reached)
     │   └── StorageUnavailable         transient: the store is throttling or failing (retryable)
     ├── BackendError                   the backend could not launch or track an invocation
-    │   └── ThrottledError             the backend refused for capacity reasons (retryable)
+    │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
+    ├── DeployError                    a step of ``lambdamr deploy`` failed
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
         ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
@@ -26,11 +31,15 @@ The hierarchy::
         ├── InitializerError           the executor's initializer raised where the task was to run
         └── RemoteError                the user's exception could not be sent back as itself
 
+What AWS answers is translated into these by one table, ``lambdamr.aws_errors``.
+
 A user's own exception raised inside a task is re-raised in the driver as itself (same type),
 with the remote traceback attached; it is not wrapped in any of these.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class LambdaMRError(Exception):
@@ -39,6 +48,31 @@ class LambdaMRError(Exception):
 
 class ConfigurationError(LambdaMRError, ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class RuntimeMismatchError(ConfigurationError):
+    """The deployed runtime cannot run this driver's tasks (lambdamr or Python version)."""
+
+
+class ResourceNotOursError(ConfigurationError):
+    """A resource with the name deploy wants exists but was not made by lambdamr deploy."""
+
+    @classmethod
+    def named(cls, kind: str, name: str) -> ResourceNotOursError:
+        """The refusal to touch ``kind`` ``name``, saying what to do instead."""
+        return cls(
+            f"{kind} {name!r} exists but was not created by lambdamr deploy (it lacks the "
+            "lambdamr:managed tag), so lambdamr will not change it; pick another --function-name, "
+            "or remove it yourself"
+        )
+
+
+class LayerTooLargeError(ConfigurationError):
+    """The runtime layer is over an AWS Lambda size limit."""
+
+
+class LayerPlatformError(ConfigurationError):
+    """The layer holds compiled code that the target runtime's OS cannot load (too new a glibc)."""
 
 
 class SerializationError(LambdaMRError, TypeError):
@@ -91,9 +125,14 @@ class BackendError(LambdaMRError):
 
 
 class ThrottledError(BackendError):
-    """The backend refused an invocation for capacity reasons; retry with backoff."""
+    """The backend refused an invocation for now (throttling, a 5xx, the function being
+    updated); retry with backoff."""
 
     retryable = True
+
+
+class DeployError(LambdaMRError):
+    """A deployment step failed."""
 
 
 class TaskError(LambdaMRError):
@@ -143,14 +182,14 @@ class TaskError(LambdaMRError):
         """Titled blocks printed after the message; the log tail always comes last."""
         return [("last log lines", self.logs)]
 
-    def __reduce__(self):  # keep keyword attributes through pickling
+    def __reduce__(self) -> tuple[Any, ...]:  # keep keyword attributes through pickling
         return (
             _rebuild_task_error,
             (type(self), self.args[0] if self.args else "", self.__dict__.copy()),
         )
 
 
-def _rebuild_task_error(cls, message, state):
+def _rebuild_task_error(cls: type[TaskError], message: str, state: dict[str, Any]) -> TaskError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     err.__dict__.update(state)
@@ -200,7 +239,7 @@ class InitializerError(TaskError):
 
     retryable = False
 
-    def __init__(self, message: str, *, remote_traceback: str = "", **where) -> None:
+    def __init__(self, message: str, *, remote_traceback: str = "", **where: Any) -> None:
         super().__init__(message, **where)
         self.remote_traceback = remote_traceback
 
@@ -223,7 +262,7 @@ class RemoteError(TaskError):
         *,
         remote_type: str = "",
         remote_traceback: str = "",
-        **where,
+        **where: Any,
     ) -> None:
         super().__init__(message, **where)
         self.remote_type = remote_type

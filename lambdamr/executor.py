@@ -27,8 +27,8 @@ import concurrent.futures
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from lambdamr.backends import Backend, backend_class
-from lambdamr.config import ExecutorConfig, JobOptions
+from lambdamr.backends import Backend, backend_class, executor_config
+from lambdamr.config import JobOptions
 from lambdamr.data.shared import Shared
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
@@ -59,9 +59,11 @@ class LambdaExecutor(concurrent.futures.Executor):
             or warm Lambda container before its first task (as in ``ProcessPoolExecutor``;
             the inline backend runs it once in this process). When it raises, the tasks sent
             there fail with ``InitializerError`` naming it.
-        **options: any ``ExecutorConfig`` field (memory_mb, timeout_s, workers, retries,
-            keep_temp, progress, verbose, prefix, region, endpoint_url...). Unset options come
-            from ``LAMBDAMR_*`` environment variables, then defaults.
+        **options: any ``ExecutorConfig`` field (memory_mb, timeout_s, retries, keep_temp,
+            progress, verbose, prefix, region, endpoint_url...) or an option of the chosen
+            backend (local: workers; aws: function_name, invocation_type, max_concurrency,
+            lambda_endpoint_url). Unset options come from ``LAMBDAMR_*`` environment
+            variables, then defaults.
 
     Raises:
         ConfigurationError: an option is unknown or out of range.
@@ -85,7 +87,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             check_plain_function(initializer, "initializer")
         backend_name = backend.name if isinstance(backend, Backend) else backend
         storage_url = storage if isinstance(storage, str) else None
-        self.config = ExecutorConfig.resolve(backend=backend_name, storage=storage_url, **options)
+        self.config = executor_config(backend=backend_name, storage=storage_url, **options)
         store, base_prefix = self._open_storage(storage)
         if not isinstance(backend, Backend):
             cls = backend_class(self.config.backend)

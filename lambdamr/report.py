@@ -17,12 +17,68 @@ a small skew between machines is clamped away when drawing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from lambdamr.driver.job import Job
+
+class TaskOutcomeRecord(Protocol):
+    """How a settled task's calls ended (``lambdamr.driver.job.TaskOutcome``)."""
+
+    @property
+    def failed(self) -> int: ...
+
+    @property
+    def cancelled(self) -> int: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class TaskRecord(Protocol):
+    """What a report reads of one task (``lambdamr.driver.job.Task``)."""
+
+    @property
+    def task_id(self) -> int: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def timings(self) -> dict[str, Any] | None: ...
+
+    @property
+    def logs(self) -> str | None: ...
+
+    @property
+    def outcome(self) -> TaskOutcomeRecord | None: ...
+
+
+class JobRecord(Protocol):
+    """What a report reads of a job (``lambdamr.driver.job.Job``): this module stays below the driver."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def submitted_at(self) -> float: ...
+
+    @property
+    def finished_at(self) -> float | None: ...
+
+    @property
+    def tasks(self) -> Sequence[TaskRecord]: ...
+
+    def task_timing(self, task_id: int) -> dict[str, Any] | None: ...
+
+    def done(self) -> bool: ...
+
+    def summary(self) -> Any: ...
+
 
 #: (phase, from, to, colour) in drawing order
 PHASES = (
@@ -59,7 +115,7 @@ class TaskPhases:
         return run[1] if run else None
 
 
-def task_phases(job: Job) -> list[TaskPhases]:
+def task_phases(job: JobRecord) -> list[TaskPhases]:
     """The phases of every settled task that was dispatched, in task order."""
     rows = []
     origin = job.submitted_at
@@ -87,7 +143,7 @@ def task_phases(job: Job) -> list[TaskPhases]:
     return rows
 
 
-def plot_job(job: Job, path: str | Path) -> Path:
+def plot_job(job: JobRecord, path: str | Path) -> Path:
     """Save the job's timeline (one bar per task, coloured by phase) and a histogram of its
     task durations as an image at ``path`` (format from the suffix, e.g. ``.png``).
 
@@ -100,7 +156,7 @@ def plot_job(job: Job, path: str | Path) -> Path:
     return path
 
 
-def timeline_figure(job: Job) -> Any:
+def timeline_figure(job: JobRecord) -> Any:
     """The timeline and histogram as a matplotlib ``Figure`` (drawn with Agg, no GUI)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -181,7 +237,7 @@ def _bars(axes: Any, rows: list[TaskPhases], phase: str, colour: str, height: fl
     axes.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors="none", linewidths=0))
 
 
-def job_logs(job: Job, task_id: int | None = None) -> str:
+def job_logs(job: JobRecord, task_id: int | None = None) -> str:
     """Captured output of task ``task_id`` (its bare text), or of every task that printed or
     failed, each under a header line."""
     if task_id is not None:

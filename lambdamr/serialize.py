@@ -67,7 +67,7 @@ def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
     return constructor, args
 
 
-class _ModuleRecordingPickler(cloudpickle.CloudPickler):
+class _ModuleRecordingPickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # cloudpickle has no types
     """A CloudPickler that notes the modules of everything it pickles by reference."""
 
     dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.CloudPickler.dispatch_table)
@@ -103,7 +103,8 @@ def dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True) ->
     """
     if not ship_local_modules:  # the runtime's results: their classes came from the driver
         try:
-            return cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+            pickled: bytes = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+            return pickled
         except Exception as exc:
             raise SerializationError(_unpicklable_message(obj, what, exc, to_driver=True)) from exc
     registered: list[types.ModuleType] = []

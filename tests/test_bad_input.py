@@ -93,7 +93,7 @@ def test_missing_aws_credentials_say_how_to_configure_them(monkeypatch, tmp_path
         ({"workers": 2.5}, r"workers=2.5: give at least 1 worker"),
         ({"retries": "3"}, r"retries='3': use 0 to disable retries"),
         ({"retries": 1.5}, r"retries=1.5"),
-        ({"max_concurrency": 2.5}, r"max_concurrency=2.5: give the most tasks in flight"),
+        ({"backend": "aws", "max_concurrency": 2.5}, r"max_concurrency=2.5: give the most tasks in flight"),
         ({"reply_inline_max": "big"}, r"reply_inline_max='big': give a size in bytes"),
         ({"inline_args_max": -1}, r"inline_args_max=-1: give a size in bytes"),
         ({"poll_interval_s": float("nan")}, r"poll_interval_s=nan: give the polling period in seconds as a finite"),
@@ -235,13 +235,15 @@ def test_map_reduce_over_an_endless_c_iterator_stops_on_ctrl_c(ex):
         ("LAMBDAMR_TIMEOUT_S", "0", r"LAMBDAMR_TIMEOUT_S='0': AWS Lambda allows 1 to 900"),
         ("LAMBDAMR_TIMEOUT_S", "nan", r"LAMBDAMR_TIMEOUT_S='nan'"),
         ("LAMBDAMR_POLL_INTERVAL_S", "nan", r"LAMBDAMR_POLL_INTERVAL_S='nan': give the polling period"),
-        ("LAMBDAMR_MAX_CONCURRENCY", "0", r"LAMBDAMR_MAX_CONCURRENCY='0'"),
+        ("LAMBDAMR_MAX_CONCURRENCY", "0", r"LAMBDAMR_MAX_CONCURRENCY='0'"),  # read with LAMBDAMR_BACKEND=aws
         ("LAMBDAMR_KEEP_TEMP", "maybe", r"LAMBDAMR_KEEP_TEMP='maybe': use 1/0"),
         ("LAMBDAMR_PREFIX", "/abs", r"LAMBDAMR_PREFIX='/abs': use a relative key prefix"),
     ],
 )
 def test_bad_environment_value_is_refused_naming_the_variable(monkeypatch, tmp_path, var, raw, fragment):
     monkeypatch.setenv(var, raw)
+    if var == "LAMBDAMR_MAX_CONCURRENCY":  # a backend's own variable is read only when it is chosen
+        monkeypatch.setenv("LAMBDAMR_BACKEND", "aws")
     with pytest.raises(ConfigurationError, match=fragment):
         LambdaExecutor(storage=str(tmp_path), progress=False)
 

@@ -100,7 +100,8 @@ class Backend(ABC):
     @classmethod
     @abstractmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> Backend:
-        """Build the backend an executor's configuration describes."""
+        """Build the backend an executor's configuration describes: the shared settings are
+        ``config``'s, the backend's own its options class's (``MyOptions.of(config)``)."""
 
     @classmethod
     def default_storage_url(cls, config: ExecutorConfig) -> str | None:

@@ -11,14 +11,31 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.config import BackendOptions, check_whole, parse_whole, setting
 from lambdamr.errors import BackendError, WorkerLostError
 
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
     from lambdamr.storage import Storage
+
+
+#: threads when ``workers`` is not given
+DEFAULT_THREADS = 4
+
+
+def _threads(value: Any, label: str) -> int | None:
+    return check_whole(value, label, 1, f"the number of threads, or None for {DEFAULT_THREADS}", optional=True)
+
+
+@dataclass(frozen=True)
+class InlineOptions(BackendOptions):
+    """``LambdaExecutor(backend="inline", workers=2)``: options of the inline backend."""
+
+    workers: int | None = setting(None, _threads, parse_whole)  # threads of the driver; None = 4
 
 
 class _Context:
@@ -40,14 +57,14 @@ class InlineBackend(Backend):
     reports_outcomes = True
     claims_handover = True  # a call is running once a thread starts it
 
-    def __init__(self, workers: int = 4) -> None:
+    def __init__(self, workers: int = DEFAULT_THREADS) -> None:
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._on_outcome: OutcomeCallback | None = None
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> InlineBackend:
-        return cls(workers=config.workers or 4)
+        return cls(workers=InlineOptions.of(config).workers or DEFAULT_THREADS)
 
     @property
     def capacity(self) -> int:

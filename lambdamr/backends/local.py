@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
+from lambdamr.backends.local_options import LocalOptions, validate_workers
 from lambdamr.backends.local_worker import OUT_OF_MEMORY
-from lambdamr.config import validate_workers
 from lambdamr.errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
 from lambdamr.signing import KEY_ENV
 
@@ -103,7 +103,7 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> LocalBackend:
-        return cls(workers=config.workers)
+        return cls(workers=LocalOptions.of(config).workers)
 
     @property
     def capacity(self) -> int:

@@ -8,11 +8,11 @@ The same operations as the ``lambdamr`` command line::
 """
 
 from lambdamr.deploy.deployer import DeployReport, clean, clean_preview, deploy, status, teardown
-from lambdamr.deploy.errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
 from lambdamr.deploy.options import DeployOptions
 from lambdamr.deploy.plan import DeployPlan
 from lambdamr.deploy.planner import plan_deploy
-from lambdamr.deploy.secret import rotate_key
+from lambdamr.deploy.rotation import rotate_key
+from lambdamr.errors import DeployError, LayerPlatformError, LayerTooLargeError, ResourceNotOursError
 
 __all__ = [
     "DeployError",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.deploy.contents import bucket_contents, list_objects, plural
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions, partition_of
 from lambdamr.driver.lease import keys_to_clean
@@ -60,7 +61,7 @@ def bucket_tags(s3: Any, bucket: str) -> dict[str, str] | None:
     try:
         return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
     except ClientError as exc:
-        code = exc.response["Error"]["Code"]
+        code = error_code(exc)
         if code in ("NoSuchTagSet", "NoSuchTagSetError"):
             return {}
         if code in ("NoSuchBucket", "404"):
@@ -92,7 +93,7 @@ def bucket_exists(s3: Any, bucket: str) -> bool:
         s3.head_bucket(Bucket=bucket)
         return True
     except ClientError as exc:
-        code = exc.response["Error"]["Code"]
+        code = error_code(exc)
         if code in ("403", "AccessDenied", "Forbidden"):
             raise ConfigurationError(
                 f"bucket {bucket!r} exists but belongs to another account (or denies you); "
@@ -141,7 +142,7 @@ def _get(call: Any, key: str, missing: tuple[str, ...], **kwargs: Any) -> Any:
     try:
         return call(**kwargs).get(key)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in missing:
+        if error_code(exc) in missing:
             return None
         raise
 

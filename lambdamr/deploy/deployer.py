@@ -20,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from lambdamr._version import __version__
+from lambdamr.aws_errors import error_code, translate
 from lambdamr.aws_region import resolve_region
 from lambdamr.backends.aws.function import (
     ENV_SIGNING_KEY,
     DeployedRuntime,
-    RuntimeMismatchError,
     check_compatible,
     ensure_alias,
 )
 from lambdamr.backends.aws.grants import ENV_GRANTS, Grants
 from lambdamr.backends.aws.versions import prune_versions
 from lambdamr.deploy.bucket import clean_keys, cleanable_objects, delete_bucket, ensure_bucket
-from lambdamr.deploy.errors import translate
 from lambdamr.deploy.function import (
     delete_function,
     ensure_async_config,
@@ -47,7 +46,7 @@ from lambdamr.deploy.layer import PipRunner, build_layer, layer_packages, layer_
 from lambdamr.deploy.options import DeployOptions, check_region
 from lambdamr.deploy.package import function_package, unzipped_size
 from lambdamr.deploy.secret import delete_secret, ensure_secret, ensure_secret_policy, remove_plaintext_versions
-from lambdamr.errors import ConfigurationError, LambdaMRError
+from lambdamr.errors import ConfigurationError, LambdaMRError, RuntimeMismatchError
 
 
 @dataclass
@@ -269,7 +268,7 @@ def deploy(
     except LambdaMRError:
         raise
     except Exception as exc:
-        raise translate(exc, step, clients.region) from exc
+        raise translate(exc, "deploy", step, region=clients.region) from exc
     return DeployReport(function_arn, name, f"s3://{name}", role_arn, layer_arn, alias, changes, grants, warnings)
 
 
@@ -297,13 +296,13 @@ def status(
     try:
         current = clients.lam.get_function(FunctionName=function_name)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             report["problem"] = f"nothing deployed: run `lambdamr deploy --region {clients.region}`"
             report["compatible"] = False
             return report
-        raise translate(exc, "reading the function", clients.region) from exc
+        raise translate(exc, "deploy", "reading the function", region=clients.region) from exc
     except Exception as exc:
-        raise translate(exc, "reading the function", clients.region) from exc
+        raise translate(exc, "deploy", "reading the function", region=clients.region) from exc
     runtime = DeployedRuntime.from_configuration(current["Configuration"])
     aliases = clients.lam.list_aliases(FunctionName=function_name).get("Aliases", [])
     report.update(
@@ -379,7 +378,7 @@ def teardown(
     except LambdaMRError:
         raise
     except Exception as exc:
-        raise translate(exc, "tearing down", clients.region) from exc
+        raise translate(exc, "deploy", "tearing down", region=clients.region) from exc
     return {"removed": removed, "kept": kept}
 
 
@@ -413,7 +412,7 @@ def clean(
     try:
         return clean_keys(clients.s3, name, f"{options.prefix}/", older_than_s, only=only)
     except Exception as exc:
-        raise translate(exc, "deleting temp objects", clients.region) from exc
+        raise translate(exc, "deploy", "deleting temp objects", region=clients.region) from exc
 
 
 def clean_preview(
@@ -433,7 +432,7 @@ def clean_preview(
     try:
         return name, cleanable_objects(clients.s3, name, f"{options.prefix}/", older_than_s)
     except Exception as exc:
-        raise translate(exc, "listing temp objects", clients.region) from exc
+        raise translate(exc, "deploy", "listing temp objects", region=clients.region) from exc
 
 
 def _clean_target(
@@ -457,5 +456,5 @@ def _clean_target(
     try:
         name = options.bucket or _deployed_bucket(clients, function_name) or default_bucket(clients)
     except Exception as exc:
-        raise translate(exc, "finding the bucket", clients.region) from exc
+        raise translate(exc, "deploy", "finding the bucket", region=clients.region) from exc
     return clients, name, options

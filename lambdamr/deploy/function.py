@@ -9,16 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdamr._version import __version__
+from lambdamr.aws_errors import error_code
 from lambdamr.backends.aws.function import ALIAS_PREFIX, ENV_PROTOCOL, ENV_STORAGE, ENV_VERSION, wait_updated
 from lambdamr.backends.aws.grants import ENV_GRANTS, Grants
 from lambdamr.backends.aws.versions import ensure_no_async_retries, max_event_age
-from lambdamr.deploy.errors import not_ours
 from lambdamr.deploy.iam import retry_until_role_usable
 from lambdamr.deploy.layer import LayerBuild
 from lambdamr.deploy.options import DEPLOY_PREFIX, HANDLER, LOG_RETENTION_DAYS, MANAGED_TAG, DeployOptions
 from lambdamr.deploy.package import code_sha256
 from lambdamr.deploy.secret import SecretRef
-from lambdamr.errors import ConfigurationError
+from lambdamr.errors import ConfigurationError, ResourceNotOursError
 from lambdamr.protocol import PROTOCOL_VERSION
 from lambdamr.runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 
@@ -37,7 +37,7 @@ def find_layer(lam: Any, layer_name: str, spec_hash: str) -> str | None:
                 if f"spec={spec_hash}" in (version.get("Description") or ""):
                     return str(version["LayerVersionArn"])
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
     return None
 
@@ -129,7 +129,7 @@ def ensure_function(
     try:
         current = lam.get_function(FunctionName=options.function_name)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         current = None
     settings = function_settings(options, role_arn=role_arn, layer_arn=layer_arn, bucket=bucket, key=key, grants=grants)
@@ -149,7 +149,7 @@ def ensure_function(
         return str(answer["FunctionArn"])
     config = current["Configuration"]
     if (current.get("Tags") or {}).get(MANAGED_TAG) != "true":
-        raise not_ours("Lambda function", options.function_name)
+        raise ResourceNotOursError.named("Lambda function", options.function_name)
     architecture = (config.get("Architectures") or ["x86_64"])[0]
     if config.get("CodeSha256") != code_sha256(package) or architecture != options.architecture:
         lam.update_function_code(FunctionName=options.function_name, ZipFile=package, Architectures=[options.architecture])
@@ -238,7 +238,7 @@ def ensure_log_group(logs: Any, options: DeployOptions, changes: list[str]) -> N
 
 def log_group_is_ours(logs: Any, name: str) -> bool:
     tags = logs.list_tags_log_group(logGroupName=name).get("tags", {})
-    return tags.get(MANAGED_TAG) == "true"
+    return bool(tags.get(MANAGED_TAG) == "true")
 
 
 def delete_function(
@@ -257,7 +257,7 @@ def delete_function(
         else:
             kept.append(f"function {options.function_name} (not created by lambdamr deploy)")
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
     try:
         for page in lam.get_paginator("list_layer_versions").paginate(LayerName=options.layer_name):
@@ -267,7 +267,7 @@ def delete_function(
                     if not dry_run:
                         lam.delete_layer_version(LayerName=options.layer_name, VersionNumber=version["Version"])
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
     groups = logs.describe_log_groups(logGroupNamePrefix=options.log_group).get("logGroups", [])
     if any(g["logGroupName"] == options.log_group for g in groups):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.backends.aws.grants import Grants
 from lambdamr.deploy.options import DeployOptions
 
@@ -22,7 +23,7 @@ def deployed_variables(lam: Any, function_name: str) -> dict[str, str]:
     try:
         cfg = lam.get_function_configuration(FunctionName=function_name)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         return {}
     return dict((cfg.get("Environment") or {}).get("Variables") or {})

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from lambdamr.aws_errors import describe_failure, error_code
 from lambdamr.backends.aws.grants import Grants
 from lambdamr.deploy.options import DeployOptions, partition_of
 
@@ -91,7 +92,8 @@ def runtime_policy(
 
 def _document(value: Any) -> dict[str, Any]:
     # IAM returns documents URL-encoded (the raw API) or already decoded (boto3 does it).
-    return json.loads(unquote(value)) if isinstance(value, str) else value
+    document: dict[str, Any] = json.loads(unquote(value)) if isinstance(value, str) else value
+    return document
 
 
 def checked_runtime_policy(
@@ -118,17 +120,17 @@ def existing_role(iam: Any, role_name: str) -> dict[str, Any] | None:
     """
     from botocore.exceptions import ClientError
 
-    from lambdamr.deploy.errors import not_ours
+    from lambdamr.errors import ResourceNotOursError
 
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
+        if error_code(exc) != "NoSuchEntity":
             raise
         return None
     tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name).get("Tags", [])}
     if tags.get("lambdamr:managed") != "true":
-        raise not_ours("IAM role", role_name)
+        raise ResourceNotOursError.named("IAM role", role_name)
     return dict(role)
 
 
@@ -139,7 +141,7 @@ def current_policy(iam: Any, role_name: str) -> dict[str, Any] | None:
     try:
         return _document(iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"])
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
+        if error_code(exc) != "NoSuchEntity":
             raise
         return None
 
@@ -172,7 +174,7 @@ def delete_role(iam: Any, role_name: str, removed: list[str], *, dry_run: bool =
     try:
         tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name).get("Tags", [])}
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "NoSuchEntity":
+        if error_code(exc) == "NoSuchEntity":
             return
         raise
     if tags.get("lambdamr:managed") != "true":
@@ -197,8 +199,8 @@ def retry_until_role_usable(
         try:
             return call()
         except ClientError as exc:
-            message = exc.response["Error"].get("Message", "")
-            if exc.response["Error"]["Code"] != "InvalidParameterValueException" or "role" not in message.lower():
+            failure = describe_failure(exc)
+            if failure.code != "InvalidParameterValueException" or "role" not in failure.message.lower():
                 raise
             if time.monotonic() > deadline:
                 raise

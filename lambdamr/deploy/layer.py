@@ -33,8 +33,8 @@ from pathlib import Path
 
 from lambdamr._version import __version__
 from lambdamr.deploy.elf import ElfFormatError, is_elf, required_glibc
-from lambdamr.deploy.errors import DeployError, LayerPlatformError, LayerTooLargeError
 from lambdamr.deploy.runtimes import RUNTIMES, LambdaRuntime, runtime_for
+from lambdamr.errors import DeployError, LayerPlatformError, LayerTooLargeError
 
 BASE_PACKAGES = ("cloudpickle", "tblib", "numpy")
 #: a layer (or function) zip uploaded inline in the API request

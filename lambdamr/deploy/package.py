@@ -14,7 +14,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from lambdamr.deploy.errors import DeployError
+from lambdamr.errors import DeployError
 from lambdamr.runtime.remote_modules import REMOTE_MODULES
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # zip entries get one date: same content, same bytes, same hash

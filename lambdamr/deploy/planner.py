@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from lambdamr.aws_errors import error_code, translate
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY, DeployedRuntime, alias_name, lambda_timeout
 from lambdamr.backends.aws.grants import ENV_GRANTS
 from lambdamr.backends.aws.versions import max_event_age
@@ -21,7 +22,6 @@ from lambdamr.deploy.at_rest import AtRest, at_rest
 from lambdamr.deploy.bucket import bucket_steps, tls_only_policy
 from lambdamr.deploy.contents import bucket_size, human_size
 from lambdamr.deploy.deployer import AwsClients, default_bucket, deploy_options
-from lambdamr.deploy.errors import not_ours, translate
 from lambdamr.deploy.function import (
     LAYER_DESCRIPTION,
     alias_timeout,
@@ -44,7 +44,7 @@ from lambdamr.deploy.secret import (
     secret_policy_change,
     wanted_secret_policy,
 )
-from lambdamr.errors import LambdaMRError
+from lambdamr.errors import LambdaMRError, ResourceNotOursError
 
 #: the fields of a published version that must match $LATEST for its alias to be kept (ensure_alias)
 _ALIAS_FIELDS = ("code_sha256", "layers", "lambdamr_version", "signing_key", "signing_key_version", "storage_url")
@@ -99,7 +99,7 @@ def plan_deploy(
     except LambdaMRError:
         raise
     except Exception as exc:
-        raise translate(exc, "planning the deployment", clients.region) from exc
+        raise translate(exc, "deploy", "planning the deployment", region=clients.region) from exc
 
 
 class _Planner:
@@ -167,7 +167,7 @@ class _Planner:
         self._new_secret = False
         self._secret_deleted = bool(description.get("DeletedDate"))
         if not is_ours(description):
-            raise not_ours("Secrets Manager secret", o.secret_name)
+            raise ResourceNotOursError.named("Secrets Manager secret", o.secret_name)
         if description.get("DeletedDate"):
             plan.steps.append(PlannedStep(resource, f"restore {resource} (teardown had scheduled its deletion)"))
         else:
@@ -255,7 +255,7 @@ class _Planner:
         try:
             current = lam.get_function(FunctionName=o.function_name)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
             plan.steps.append(
                 PlannedStep(
@@ -265,7 +265,7 @@ class _Planner:
             self._retries(plan, "$LATEST", float(o.timeout_s), exists=False)
             return None
         if (current.get("Tags") or {}).get("lambdamr:managed") != "true":
-            raise not_ours("Lambda function", o.function_name)
+            raise ResourceNotOursError.named("Lambda function", o.function_name)
         config = current["Configuration"]
         changed = False
         if config.get("CodeSha256") != code_sha256(package) or (config.get("Architectures") or ["x86_64"])[0] != o.architecture:
@@ -306,7 +306,7 @@ class _Planner:
                 if all(current.get(k) == v for k, v in wanted.items()):
                     return
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
         plan.steps.append(
             PlannedStep(
@@ -337,7 +337,7 @@ class _Planner:
                 version = DeployedRuntime.from_configuration(published)
                 keep = all(getattr(version, f) == getattr(latest, f) for f in _ALIAS_FIELDS)
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
         if keep:
             plan.unchanged.append(f"alias {name}")
@@ -394,7 +394,7 @@ def _layer_versions(lam: Any, layer_name: str) -> list[dict[str, Any]]:
             for v in page.get("LayerVersions", [])
         ]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         return []
 

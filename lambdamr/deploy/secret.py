@@ -22,13 +22,13 @@ and every published version that still carries it is deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.backends.aws.function import ENV_SIGNING_KEY
-from lambdamr.deploy.errors import not_ours
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions
+from lambdamr.errors import ResourceNotOursError
 from lambdamr.signing import new_key_hex
 
 #: Secrets Manager's shortest recovery window
@@ -57,7 +57,7 @@ def describe_secret(sm: Any, name: str) -> dict[str, Any] | None:
     try:
         return dict(sm.describe_secret(SecretId=name))
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
 
@@ -87,7 +87,7 @@ def ensure_secret(sm: Any, options: DeployOptions, *, plaintext_key: str | None,
         )
         description = describe_secret(sm, name) or {}
     elif not is_ours(description):
-        raise not_ours("Secrets Manager secret", name)
+        raise ResourceNotOursError.named("Secrets Manager secret", name)
     elif description.get("DeletedDate"):
         sm.restore_secret(SecretId=name)
         changes.append(f"restored Secrets Manager secret {name} (teardown had scheduled its deletion)")
@@ -196,53 +196,3 @@ def delete_secret(
         removed.append(f"Secrets Manager secret {options.secret_name} (deleted in {RECOVERY_WINDOW_DAYS} days unless restored)")
         if not dry_run:
             sm.delete_secret(SecretId=description["ARN"], RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
-
-
-def rotate_key(
-    region: str | None = None,
-    function_name: str = "lambdamr-runtime",
-    *,
-    endpoint_url: str | None = None,
-    lambda_endpoint_url: str | None = None,
-    session: Any = None,
-    sleep: Callable[[float], None] | None = None,
-) -> SecretRef:
-    """Replace the deployment's signing key with a fresh one.
-
-    The function's environment then names the new key version, so every published version
-    the drivers invoke is re-published (and its containers start afresh with the new key).
-    Results and arguments signed with the old key no longer verify: jobs running now fail
-    with ``IntegrityError`` and durable jobs can no longer be attached.
-
-    Raises:
-        ConfigurationError: nothing deployed, or the deployment has no secret (redeploy first).
-    """
-    import time
-
-    from lambdamr.backends.aws.function import DeployedRuntime, wait_updated
-    from lambdamr.deploy.deployer import AwsClients, deploy_options
-    from lambdamr.deploy.errors import translate
-    from lambdamr.errors import ConfigurationError, LambdaMRError
-    from lambdamr.runtime.key_source import ENV_KEY_VERSION
-
-    options = deploy_options(
-        region=region, function_name=function_name, endpoint_url=endpoint_url, lambda_endpoint_url=lambda_endpoint_url
-    )
-    clients = AwsClients.create(options, session)
-    try:
-        cfg = clients.lam.get_function_configuration(FunctionName=function_name)
-        runtime = DeployedRuntime.from_configuration(cfg)
-        if not runtime.signing_key_secret:
-            raise ConfigurationError(
-                f"the function {function_name!r} keeps no signing key in Secrets Manager yet: run `lambdamr deploy` first"
-            )
-        secret = put_new_key(clients.secrets, runtime.signing_key_secret)
-        variables = dict((cfg.get("Environment") or {}).get("Variables") or {})
-        variables[ENV_KEY_VERSION] = secret.version_id
-        clients.lam.update_function_configuration(FunctionName=function_name, Environment={"Variables": variables})
-        wait_updated(clients.lam, function_name, sleep=sleep or time.sleep)
-    except LambdaMRError:
-        raise
-    except Exception as exc:
-        raise translate(exc, "rotating the signing key", clients.region) from exc
-    return secret

@@ -37,6 +37,7 @@ from lambdamr.errors import (
     TaskTimeoutError,
     ThrottledError,
 )
+from lambdamr.shuffle.notes import add_note
 
 log = logging.getLogger("lambdamr")
 
@@ -134,7 +135,7 @@ class Phase:
                         again.append((index, attempt + 1))
                     else:
                         self.cancel()
-                        exc.add_note(f"(lambdamr map_reduce: {self.name} task {index} failed, {self._tries(future, exc)})")
+                        add_note(exc, f"(lambdamr map_reduce: {self.name} task {index} failed, {self._tries(future, exc)})")
                         raise exc
                 if again:
                     self.retried += len(again)

@@ -172,5 +172,5 @@ def own_copy(exc: BaseException) -> BaseException:
     duplicate.__traceback__ = exc.__traceback__
     notes = getattr(exc, "__notes__", None)
     if notes is not None:
-        duplicate.__notes__ = list(notes)
+        setattr(duplicate, "__notes__", list(notes))  # noqa: B010 - no __notes__ attribute on python3.10
     return duplicate

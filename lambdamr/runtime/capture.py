@@ -34,7 +34,8 @@ import logging
 import os
 import sys
 import threading
-from typing import TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 HEAD_CHARS = 16 * 1024
 TAIL_CHARS = 48 * 1024
@@ -109,7 +110,7 @@ class _Router(io.TextIOBase):
             self.real.write(text)
         return len(text)
 
-    def writelines(self, lines) -> None:  # type: ignore[override]
+    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
         for line in lines:
             self.write(line)
 
@@ -133,7 +134,7 @@ class _Router(io.TextIOBase):
     def errors(self) -> str | None:  # type: ignore[override]
         return getattr(self.real, "errors", None)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)  # .buffer, .mode, .line_buffering...
 
 
@@ -186,7 +187,7 @@ def _install() -> None:
     _saved = (sys.stdout, sys.stderr)
     if _routers is None or (_routers[0].real, _routers[1].real) != _saved:
         _routers = (_Router(sys.stdout), _Router(sys.stderr))
-    sys.stdout, sys.stderr = _routers  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _routers
     logging.getLogger().addHandler(_handler)
 
 

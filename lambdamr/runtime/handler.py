@@ -31,6 +31,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
+from types import TracebackType
 from typing import Any
 
 import cloudpickle
@@ -105,7 +106,7 @@ def _initialize(store: Storage, task: TaskEvent) -> None:
         _initialized.add(key)
 
 
-def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
+def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     if task.args_inline is not None:
         data = task.inline_args_bytes()
         what = f"inline arguments of task {task.task_id}"
@@ -119,7 +120,10 @@ def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple, dict]]:
         what = f"arguments of task {task.task_id} in {rng.key}"
     else:
         raise SerializationError(f"task {task.task_id} carries no arguments")
-    return serialize.loads(_signer().verify(data, task.arguments_context(), what=what), what="task arguments")
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = serialize.loads(
+        _signer().verify(data, task.arguments_context(), what=what), what="task arguments"
+    )
+    return calls
 
 
 def _peak_rss_mb() -> float:
@@ -128,7 +132,7 @@ def _peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def _user_traceback(exc: BaseException):
+def _user_traceback(exc: BaseException) -> TracebackType | None:
     """The exception's traceback without the runtime's own calling frame."""
     tb = exc.__traceback__
     own = (_run_calls.__code__, _run_call.__code__, _initialize.__code__)
@@ -160,11 +164,11 @@ def encode_exception(exc: BaseException) -> tuple[CallOutcome, bytes]:
     return outcome, frame
 
 
-def _run_call(fn: Any, args: tuple, kwargs: dict) -> Any:
+def _run_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
 
-def _run_calls(fn: Any, calls: list[tuple[tuple, dict]]) -> tuple[list[CallOutcome], list[bytes]]:
+def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> tuple[list[CallOutcome], list[bytes]]:
     outcomes: list[CallOutcome] = []
     frames: list[bytes] = []
     for args, kwargs in calls:

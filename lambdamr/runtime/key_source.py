@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lambdamr.aws_errors import translate
 from lambdamr.errors import ConfigurationError
 
 ENV_SECRET = "LAMBDAMR_SIGNING_KEY_SECRET"
@@ -44,18 +45,8 @@ def fetch_key_hex(secret_id: str, version_id: str | None = None, *, region: str 
         kwargs["VersionId"] = version_id
     try:
         value = client.get_secret_value(**kwargs).get("SecretString")
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        raise ConfigurationError(
-            f"cannot read the signing key from Secrets Manager secret {secret_id} ({code}): the execution "
-            "role and the deploying user need secretsmanager:GetSecretValue on it; redeploy with "
-            "`lambdamr deploy` if it was deleted"
-        ) from None
-    except BotoCoreError as exc:
-        raise ConfigurationError(
-            f"cannot reach Secrets Manager to read the signing key from {secret_id} ({type(exc).__name__}); "
-            "check the region and the network (or AWS_ENDPOINT_URL_SECRETS_MANAGER)"
-        ) from None
+    except (ClientError, BotoCoreError) as exc:  # from None: the key's secret stays out of tracebacks
+        raise translate(exc, "secrets", f"cannot read the signing key from Secrets Manager secret {secret_id}") from None
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"the secret {secret_id} holds no signing key; run `lambdamr rotate-key` to set one")
     return value

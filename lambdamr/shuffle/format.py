@@ -36,12 +36,12 @@ import pickle
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import cloudpickle
 
 from lambdamr.errors import IntegrityError, SerializationError, StorageError
-from lambdamr.text import short_repr
+from lambdamr.shuffle.notes import short_repr
 
 MAGIC = b"LMRS"
 FORMAT_VERSION = 2
@@ -74,7 +74,15 @@ class Segment:
         return (self.offset, self.length, self.pairs, self.sorted, self.digest)
 
 
-def new_digest() -> Any:
+class Digest(Protocol):
+    """What a segment's hash offers (``hashlib``'s objects are not a public type)."""
+
+    def update(self, data: Buffer, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_digest() -> Digest:
     """The hash that authenticates a segment (or any stored pickle) through its digest:
     SHA-256, which CPUs accelerate (SHA-NI: 1.4 GB/s here, against 0.56 GB/s for BLAKE2b)."""
     return hashlib.sha256()
@@ -235,7 +243,7 @@ class _Truncated(Exception):
 class _Reader:
     """Exact reads from a binary stream, hashed as they come, never beyond ``limit`` bytes."""
 
-    def __init__(self, stream: IO[bytes], limit: int | None, hasher: Any) -> None:
+    def __init__(self, stream: IO[bytes], limit: int | None, hasher: Digest | None) -> None:
         self.stream = stream
         self.left = limit
         self.hasher = hasher
@@ -309,7 +317,8 @@ def loads_frame(frame: Buffer | RawFrame) -> list[tuple[Any, Any]]:
     """Unpickle one frame (a pickle, or a pickle and its out-of-band buffers)."""
     data, buffers = frame if isinstance(frame, tuple) else (frame, [])
     try:
-        return pickle.loads(data, buffers=buffers)
+        pairs: list[tuple[Any, Any]] = pickle.loads(data, buffers=buffers)
+        return pairs
     except Exception as exc:
         raise SerializationError(f"cannot unpickle intermediate pairs: {type(exc).__name__}: {exc}") from exc
 

@@ -10,7 +10,7 @@ value — small — carries the object's name and index back to the driver.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -18,10 +18,10 @@ from typing import Any
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle.format import encode_parts
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.partition import stable_partition
 from lambdamr.shuffle.plan import MapPlan
 from lambdamr.storage import open_cached
-from lambdamr.text import short_repr
 
 #: values kept per key before ``combine`` folds them (bounds a mapper's memory per key)
 COMBINE_EVERY = 256
@@ -70,7 +70,7 @@ class _Router:
         except SerializationError as exc:
             raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {self.where})") from exc
         except Exception as exc:
-            exc.add_note(f"(in the partition function, for key {short_repr(key)} of item {short_repr(item)})")
+            add_note(exc, f"(in the partition function, for key {short_repr(key)} of item {short_repr(item)})")
             raise
         if isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers:
             raise ConfigurationError(
@@ -95,7 +95,8 @@ def _pairs_of(produced: Any, item: Any) -> Iterable[Any]:
             f"map_fn returned a {type(produced).__name__} for item {short_repr(item)}: return or yield (key, value) pairs"
         )
     try:
-        return iter(produced)
+        pairs: Iterable[Any] = iter(produced)
+        return pairs
     except TypeError:
         raise SerializationError(
             f"map_fn returned {short_repr(produced)} (a {type(produced).__name__}) for item {short_repr(item)}: "
@@ -149,20 +150,20 @@ class MapTask:
             timings={"map": mapped - started, "encode": encoded - mapped, "put": done - encoded},
         )
 
-    def _each_pair(self, items: list[Any]):
+    def _each_pair(self, items: list[Any]) -> Iterator[tuple[Any, Any]]:
         """(item, pair) for every pair ``map_fn`` produces, with the item named on errors."""
         for item in items:
             try:
                 produced = self.plan.map_fn(item)
             except Exception as exc:
-                exc.add_note(f"(in map_fn, for item {short_repr(item)})")
+                add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
             pairs = _pairs_of(produced, item)
             try:
                 for pair in pairs:  # a generator runs the user's code here
                     yield item, pair
             except Exception as exc:
-                exc.add_note(f"(in map_fn, for item {short_repr(item)})")
+                add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
 
     def _routed(self, items: list[Any], router: _Router) -> int:
@@ -206,7 +207,7 @@ def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:
     try:
         return combine(key, values)
     except Exception as exc:
-        exc.add_note(f"(in combine, for key {short_repr(key)} with {len(values)} values)")
+        add_note(exc, f"(in combine, for key {short_repr(key)} with {len(values)} values)")
         raise
 
 

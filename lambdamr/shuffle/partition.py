@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from lambdamr.errors import ConfigurationError, SerializationError
-from lambdamr.text import short_repr
+from lambdamr.shuffle.notes import short_repr
 
 _LEN = struct.Struct("<I")
 
@@ -61,7 +61,8 @@ def canonical_bytes(key: Any) -> bytes:
     except Exception:
         pass
     try:  # classes defined in the user's __main__ or modules shipped by value
-        return b"c" + cloudpickle.dumps(key, protocol=4)
+        pickled: bytes = cloudpickle.dumps(key, protocol=4)
+        return b"c" + pickled
     except Exception as exc:
         raise SerializationError(
             f"a key cannot be pickled: {short_repr(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "

@@ -41,7 +41,7 @@ class MapReduceOptions:
 
     reducers: int | None = None
     partition: Callable[[Any, int], int] | None = None
-    combine: Callable[[Any, list], Any] | None = None
+    combine: Callable[[Any, list[Any]], Any] | None = None
     output: str | None = None
     output_format: str = "pickle"
     mappers: int | None = None
@@ -154,14 +154,14 @@ class MapPlan:
     storage: dict[str, Any]
     layout: ShuffleLayout
     partition: Callable[[Any, int], int] | None = None
-    combine: Callable[[Any, list], Any] | None = None
+    combine: Callable[[Any, list[Any]], Any] | None = None
 
 
 @dataclass(frozen=True)
 class ReducePlan:
     """What every reduce task of a run is told (pickled once per phase)."""
 
-    reduce_fn: Callable[[Any, list], Any]
+    reduce_fn: Callable[[Any, list[Any]], Any]
     storage: dict[str, Any]
     layout: ShuffleLayout
     budget_bytes: int

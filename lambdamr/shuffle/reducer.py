@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 from lambdamr.errors import ConfigurationError, StorageError
 from lambdamr.shuffle.format import RawFrame, digest_of, pairs_of, read_segment
 from lambdamr.shuffle.merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.output import OutputWriter
 from lambdamr.shuffle.plan import ReducePlan, estimated_memory
 from lambdamr.storage import Storage, open_cached
-from lambdamr.text import short_repr
 
 #: concurrent ranged GETs per reducer (S3 latency, not bandwidth, bounds one GET)
 FETCH_THREADS = 8
@@ -147,10 +147,10 @@ class ReduceTask:
         try:
             return self.plan.reduce_fn(key, values)
         except Exception as exc:
-            exc.add_note(f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
+            add_note(exc, f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
             raise
 
-    def _in_memory(self, segments: list[SegmentRef], store: Storage, gets) -> Iterator[tuple[Any, list[Any]]]:
+    def _in_memory(self, segments: list[SegmentRef], store: Storage, gets: Iterator[int]) -> Iterator[tuple[Any, list[Any]]]:
         if not segments:
             return iter(())
 
@@ -166,7 +166,7 @@ class ReduceTask:
             groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
         return ((key, groups.pop(key)) for key in sorted_keys(groups))
 
-    def _spill(self, segments: list[SegmentRef], fetch, where: str) -> SpillMerger:
+    def _spill(self, segments: list[SegmentRef], fetch: Callable[[str, int, int], bytes], where: str) -> SpillMerger:
         if not all(s.sorted for s in segments):
             raise ConfigurationError(
                 f"{where}: its partition ({sum(s.length for s in segments) / 2**20:.1f} MB) is over its memory budget "

@@ -14,10 +14,10 @@ from typing import Any
 
 from lambdamr import serialize
 from lambdamr.shuffle.format import digest_of, verify
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.plan import ShuffleLayout
 from lambdamr.shuffle.reducer import FETCH_THREADS
 from lambdamr.storage import open_cached
-from lambdamr.text import short_repr
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class StoreResultTask:
         try:
             value = self.plan.fn(item)
         except Exception as exc:
-            exc.add_note(f"(in map_fn, for item {short_repr(item)})")
+            add_note(exc, f"(in map_fn, for item {short_repr(item)})")
             raise
         data = serialize.dumps(value, what=f"result of map_fn for item {short_repr(item)}", ship_local_modules=False)
         name = self.plan.layout.new_name("m", index, attempt)

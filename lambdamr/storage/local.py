@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from lambdamr.errors import (
     ConfigurationError,
@@ -172,7 +172,8 @@ class LocalStorage(Storage):
             raise
         length = max(0, min(end, size) - start)
         self.stats.add(gets=1, bytes_read=length)
-        return _RangeReader(fh, length)
+        # A raw stream, not a BufferedReader around one: readinto() fills the caller's buffer in one copy.
+        return cast(IO[bytes], _RangeReader(fh, length))
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         self.stats.add(lists=1)
@@ -267,7 +268,7 @@ def _discard(path: str) -> None:
 class _RangeReader(io.RawIOBase):
     """A file read from its current position for at most ``length`` bytes."""
 
-    def __init__(self, fh: IO[bytes], length: int) -> None:
+    def __init__(self, fh: io.BufferedReader, length: int) -> None:
         super().__init__()
         self._fh = fh
         self._left = length

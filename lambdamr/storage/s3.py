@@ -2,7 +2,7 @@
 
 Transient errors (5xx, SlowDown, throttling) are retried by botocore's ``standard`` retry
 mode with exponential backoff and jitter; what is left after that is translated through one
-table into lambdamr's own exceptions.
+table (``lambdamr.aws_errors``) into lambdamr's own exceptions.
 """
 
 from __future__ import annotations
@@ -11,58 +11,14 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lambdamr.errors import (
-    ConfigurationError,
-    LambdaMRError,
-    ObjectNotFound,
-    StorageError,
-    StoragePermissionError,
-    StorageUnavailable,
-)
+from lambdamr.aws_errors import error_code, translate
+from lambdamr.errors import ConfigurationError, StorageError
 from lambdamr.storage.base import ObjectInfo, Storage
 
 #: S3 refuses DeleteObjects with more keys than this.
 DELETE_BATCH_LIMIT = 1000
 #: Objects larger than this go up as a concurrent multipart upload.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
-
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-_PERMISSION = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
-_TRANSIENT = {"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
-
-
-def translate_error(exc: Exception, what: str) -> LambdaMRError:
-    """Map a botocore error to lambdamr's storage errors, with a message that says what to do."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return StoragePermissionError(
-            f"{what}: no AWS credentials found; configure them (aws configure, AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
-        )
-    if isinstance(exc, EndpointConnectionError):
-        return StorageUnavailable(f"{what}: cannot reach the S3 endpoint ({exc}); check endpoint_url and the network")
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        message = exc.response.get("Error", {}).get("Message", "")
-        if code == "NoSuchBucket":
-            return ConfigurationError(
-                f"{what}: the bucket does not exist; create it with `lambdamr deploy` or name "
-                "an existing one with bucket=... / LAMBDAMR_STORAGE=s3://BUCKET/prefix"
-            )
-        if code in _NOT_FOUND:
-            return ObjectNotFound(f"{what}: no such object")
-        if code in _PERMISSION:
-            return StoragePermissionError(
-                f"{what}: access denied ({code}); the driver's credentials need s3:GetObject, "
-                "s3:PutObject, s3:ListBucket and s3:DeleteObject on this prefix, the Lambda runtime's "
-                "role a `lambdamr deploy --read/--write` grant (`lambdamr status` lists them)"
-            )
-        if code in _TRANSIENT:
-            return StorageUnavailable(f"{what}: S3 is throttling or failing ({code}: {message}); retry later")
-        return StorageError(f"{what}: {code}: {message}")
-    return StorageError(f"{what}: {exc!r}")
-
 
 class S3Storage(Storage):
     """Objects in one S3 bucket. ``endpoint_url`` points it at any S3-compatible server."""
@@ -97,7 +53,7 @@ class S3Storage(Storage):
                 "s3", region_name=region, endpoint_url=endpoint_url, config=config
             )
         self.client = client
-        self._transfer_config = None
+        self._transfer_config: Any = None  # boto3's TransferConfig, made on the first multipart upload
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -110,13 +66,12 @@ class S3Storage(Storage):
                 extra = {"IfNoneMatch": "*"} if if_absent else {}
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **extra)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if if_absent and error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 self.stats.add(puts=1)
                 return False
-            raise translate_error(exc, f"writing {self.url(key)}") from exc
+            raise translate(exc, "s3", f"writing {self.url(key)}") from exc
         except BotoCoreError as exc:
-            raise translate_error(exc, f"writing {self.url(key)}") from exc
+            raise translate(exc, "s3", f"writing {self.url(key)}") from exc
         self.stats.add(puts=1, bytes_written=size)
         return True
 
@@ -139,14 +94,14 @@ class S3Storage(Storage):
             kwargs["Range"] = f"bytes={first}-" + ("" if end is None else str(end - 1))
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"]
-            data = body.read()
+            data: bytes = body.read()
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
+            if error_code(exc) == "InvalidRange":
                 self.stats.add(gets=1)
                 return b""
-            raise translate_error(exc, f"reading {self.url(key)}") from exc
+            raise translate(exc, "s3", f"reading {self.url(key)}") from exc
         except BotoCoreError as exc:
-            raise translate_error(exc, f"reading {self.url(key)}") from exc
+            raise translate(exc, "s3", f"reading {self.url(key)}") from exc
         self.stats.add(gets=1, bytes_read=len(data))
         return data
 
@@ -163,7 +118,7 @@ class S3Storage(Storage):
             try:
                 page = self.client.list_objects_v2(**kwargs)
             except (ClientError, BotoCoreError) as exc:
-                raise translate_error(exc, f"listing {self.url(prefix)}") from exc
+                raise translate(exc, "s3", f"listing {self.url(prefix)}") from exc
             self.stats.add(lists=1)
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
@@ -184,7 +139,7 @@ class S3Storage(Storage):
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 )
             except (ClientError, BotoCoreError) as exc:
-                raise translate_error(exc, f"deleting {len(batch)} objects under {self.url()}") from exc
+                raise translate(exc, "s3", f"deleting {len(batch)} objects under {self.url()}") from exc
             requests += 1
             self.stats.add(deletes=1)
             errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]

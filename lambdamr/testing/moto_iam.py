@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 BOOTSTRAP_REQUESTS = 3
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -81,7 +82,7 @@ class MotoIamServer:
         """The first (unchecked) requests: an administrator and its keys."""
         return self._user_keys("lambdamr-test-admin", ADMIN_POLICY, AdminKeys("bootstrap", "bootstrap"))
 
-    def _user_keys(self, name: str, policy: dict, caller: AdminKeys) -> AdminKeys:
+    def _user_keys(self, name: str, policy: dict[str, Any], caller: AdminKeys) -> AdminKeys:
         import boto3
 
         iam = boto3.client(

@@ -22,9 +22,8 @@ from botocore.exceptions import ClientError
 
 from lambdamr import serialize
 from lambdamr.backends.aws.backend import ASYNC_PAYLOAD_LIMIT, AwsLambdaBackend
-from lambdamr.backends.aws.function import RuntimeMismatchError
 from lambdamr.backends.base import Invocation, InvocationOutcome
-from lambdamr.errors import ConfigurationError, PayloadTooLargeError, TaskTimeoutError
+from lambdamr.errors import ConfigurationError, PayloadTooLargeError, RuntimeMismatchError, TaskTimeoutError
 from lambdamr.protocol import (
     TaskEvent,
     arguments_context,

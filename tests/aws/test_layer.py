@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lambdamr.deploy import LayerTooLargeError, layer
-from lambdamr.deploy.errors import DeployError
+from lambdamr.errors import DeployError
 
 from .conftest import fake_pip
 

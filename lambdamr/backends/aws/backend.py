@@ -34,12 +34,13 @@ from lambdamr.backends.aws.function import (
     DeployedRuntime,
     alias_name,
     check_compatible,
-    control_plane_error,
     describe_function,
     ensure_alias,
+    lambda_error,
     wait_updated,
 )
 from lambdamr.backends.aws.invoke import BotoClientPerTimeout, LambdaInvoker
+from lambdamr.backends.aws.options import AwsOptions
 from lambdamr.backends.base import Backend, Invocation, OutcomeCallback
 from lambdamr.errors import ConfigurationError, TaskError, WorkerLostError
 
@@ -119,12 +120,13 @@ class AwsLambdaBackend(Backend):
 
     @classmethod
     def from_config(cls, config: ExecutorConfig, storage: Storage) -> AwsLambdaBackend:
+        options = AwsOptions.of(config)
         return cls(
-            config.function_name,
+            options.function_name,
             region=config.region,
-            endpoint_url=config.lambda_endpoint_url,
-            invocation_type=config.invocation_type,
-            max_concurrency=config.max_concurrency,
+            endpoint_url=options.lambda_endpoint_url,
+            invocation_type=options.invocation_type,
+            max_concurrency=options.max_concurrency,
             memory_mb=config.memory_mb,
             timeout_s=config.timeout_s,
         )
@@ -132,11 +134,12 @@ class AwsLambdaBackend(Backend):
     @classmethod
     def default_storage_url(cls, config: ExecutorConfig) -> str | None:
         """The bucket ``lambdamr deploy`` made for the function (read from its environment)."""
-        backend = cls(config.function_name, region=config.region, endpoint_url=config.lambda_endpoint_url)
-        runtime = describe_function(backend.client, config.function_name, region=config.region)
+        options = AwsOptions.of(config)
+        backend = cls(options.function_name, region=config.region, endpoint_url=options.lambda_endpoint_url)
+        runtime = describe_function(backend.client, options.function_name, region=config.region)
         if not runtime.storage_url:
             raise ConfigurationError(
-                f"the function {config.function_name!r} does not name its bucket; pass "
+                f"the function {options.function_name!r} does not name its bucket; pass "
                 "storage='s3://BUCKET' or redeploy with `lambdamr deploy`"
             )
         return runtime.storage_url
@@ -313,7 +316,7 @@ class AwsLambdaBackend(Backend):
                 try:
                     name = ensure_alias(self.client, self.function_name, memory_mb, timeout_s, self._latest)
                 except (ClientError, BotoCoreError) as exc:
-                    raise control_plane_error(
+                    raise lambda_error(
                         exc, self.function_name, self.region, f"publishing {alias_name(memory_mb, timeout_s)}"
                     ) from exc
                 self._qualifiers[key] = name

@@ -1,18 +1,14 @@
-"""What the Lambda service says when something other than the user's code goes wrong, as
+"""What the Lambda *runtime* says when something other than the user's code went wrong, as
 lambdamr exceptions that say what to do.
 
-Two sources, one table:
+A ``FunctionError`` answer means the function ran but the runtime failed (timeout, out of
+memory, import failure, an exception escaping the handler) — ``function_error``; the same
+classification reads a log tail (``classify_logs``), which is how a lost asynchronous
+invocation is explained after its deadline.
 
-* the Invoke API's own errors (``ClientError`` codes: function missing, payload too large,
-  access denied) — ``invoke_client_error``;
-* which Invoke errors are worth retrying (``is_retryable``): throttling, and every 5xx but the
-  ones that name a broken function configuration (``FUNCTION_SETUP_ERRORS``);
-* a TLS certificate the driver does not trust (``certificate_error``): fails at once, since
-  retrying cannot fix a CA bundle or an endpoint;
-* a ``FunctionError`` answer: the function ran but the runtime failed (timeout, out of
-  memory, import failure, an exception escaping the handler) — ``function_error``; the same
-  classification reads a log tail (``classify_logs``), which is how a lost asynchronous
-  invocation is explained after its deadline.
+What the Lambda *API* answers (throttling, a missing function, access denied, a certificate
+the driver does not trust) is not decided here: that is the one botocore table,
+``lambdamr.aws_errors``.
 
 The user's own exceptions never come through here: the runtime catches them and writes them
 into the result record.
@@ -22,14 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.errors import (
-    BackendError,
-    ConfigurationError,
     LambdaRuntimeError,
-    PayloadTooLargeError,
     RuntimeImportError,
     TaskError,
     TaskOutOfMemoryError,
@@ -39,93 +31,6 @@ from lambdamr.errors import (
 
 if TYPE_CHECKING:
     from lambdamr.backends.base import Invocation
-
-
-#: Invoke error codes that ask the caller to slow down
-THROTTLING_CODES = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling", "EC2ThrottledException"})
-
-#: Invoke error codes that mean "not now": retried with backoff whatever their HTTP status
-#: (botocore's Lambda model lists every Invoke error with its status; see docs/reliability.md)
-RETRYABLE_CODES = frozenset(
-    {
-        "TooManyRequestsException",  # 429
-        "ThrottlingException",
-        "Throttling",
-        "ServiceException",  # 500: "The Lambda service encountered an internal error"
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "RequestTimeout",
-        "EC2ThrottledException",  # 502
-        "EC2UnexpectedException",  # 502
-        "ENILimitReachedException",  # 502
-        "ENINotReadyException",  # 502
-        "SubnetIPAddressLimitReachedException",  # 502: frees up as other ENIs are reclaimed
-        "ResourceNotReadyException",  # 502: an inactive function's VPC connection is coming back
-        "ResourceConflictException",  # 409: the function is being updated
-        "SnapStartNotReadyException",  # 409
-        "SnapStartTimeoutException",  # 408
-        "EFSMountTimeoutException",  # 408
-        "EFSMountConnectivityException",  # 408
-    }
-)
-
-#: 5xx answers that say the function's own configuration is broken: retrying cannot help
-FUNCTION_SETUP_ERRORS = {
-    "EC2AccessDeniedException": "the execution role lacks the EC2 permissions a VPC function needs",
-    "InvalidSecurityGroupIDException": "a security group in the function's VPC configuration does not exist",
-    "InvalidSubnetIDException": "a subnet in the function's VPC configuration does not exist",
-    "InvalidRuntimeException": "the function's runtime is not supported any more",
-    "InvalidZipFileException": "Lambda cannot unzip the function's package",
-    "KMSAccessDeniedException": "the execution role may not decrypt the environment with its KMS key",
-    "KMSDisabledException": "the KMS key of the function's environment is disabled",
-    "KMSInvalidStateException": "the KMS key of the function's environment is not usable",
-    "KMSNotFoundException": "the KMS key of the function's environment does not exist",
-}
-
-
-def is_retryable(code: str, status: int | None) -> bool:
-    """Whether an Invoke ``ClientError`` may succeed when sent again.
-
-    Throttling codes, and any 5xx (a bare 500/502/503/504 from a load balancer carries no
-    error type at all) except the ones that name a broken function configuration.
-    """
-    if code in RETRYABLE_CODES:
-        return True
-    if code in FUNCTION_SETUP_ERRORS:
-        return False
-    if status is None and code.isdigit():
-        status = int(code)
-    return status is not None and 500 <= status <= 599
-
-
-def is_certificate_error(exc: BaseException) -> bool:
-    """Whether ``exc``, or an error it wraps, is a failed TLS certificate check."""
-    import ssl
-
-    return any(
-        isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause)
-        for cause in _causes(exc)
-    )
-
-
-def _causes(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        kwargs = getattr(exc, "kwargs", None)  # botocore keeps the underlying error here
-        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
-        exc = wrapped if isinstance(wrapped, BaseException) else (exc.__cause__ or exc.__context__)
-
-
-def certificate_error(exc: BaseException, endpoint: str) -> ConfigurationError:
-    """A ``ConfigurationError`` for a TLS certificate the driver does not trust."""
-    return ConfigurationError(
-        f"the TLS certificate of {endpoint} is not trusted ({exc}); if a proxy or private "
-        "endpoint signs with its own CA, point AWS_CA_BUNDLE (or ca_bundle in the AWS profile) "
-        "at that CA's PEM file; otherwise check that the endpoint (lambda_endpoint_url, "
-        "AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL) and the region are right"
-    )
 
 
 _MEMORY_RE = re.compile(r"Memory Size: (\d+) MB\s+Max Memory Used: (\d+) MB")
@@ -219,31 +124,3 @@ def classify_logs(logs: str, invocation: Invocation, request_id: str | None) -> 
         )
     lines = [line for line in logs.splitlines() if "rror" in line]
     return classify(error_type, lines[-1] if lines else "", logs, invocation, request_id)
-
-
-def invoke_client_error(exc: Any, function_name: str, invocation: Invocation) -> Exception:
-    """Translate a non-retryable ``ClientError`` of the Invoke API."""
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    if code in FUNCTION_SETUP_ERRORS:
-        return ConfigurationError(
-            f"Lambda cannot start {function_name!r}: {FUNCTION_SETUP_ERRORS[code]} ({code}: "
-            f"{message}); fix the function's configuration, or redeploy it with `lambdamr deploy`"
-        )
-    if code == "ResourceNotFoundException":
-        return ConfigurationError(
-            f"the Lambda function {function_name!r} (or the requested version) does not exist in "
-            f"this region ({message}); deploy it with `lambdamr deploy`, or set function_name / "
-            "region to the ones you deployed"
-        )
-    if code in ("RequestEntityTooLargeException", "413"):
-        return PayloadTooLargeError(
-            f"the Lambda service refused task {invocation.event.task_id}'s event of "
-            f"{len(invocation.payload):,} bytes as too large ({message}); lower inline_args_max"
-        )
-    if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"):
-        return ConfigurationError(
-            f"AWS refused to invoke {function_name!r} ({code}: {message}); the driver's "
-            "credentials need lambda:InvokeFunction on it (and valid, unexpired keys)"
-        )
-    return BackendError(f"invoking {function_name!r} failed: {code}: {message}")

@@ -134,8 +134,8 @@ def tls_context(verify: bool | str) -> ssl.SSLContext:
         return context
     from botocore.httpsession import get_cert_path
 
-    path = get_cert_path(verify)
-    if os.path.isdir(path):
+    path = get_cert_path(verify)  # type: ignore[arg-type]  # botocore takes True or a CA bundle path
+    if path is not None and os.path.isdir(path):
         return ssl.create_default_context(capath=path)
     return ssl.create_default_context(cafile=path)
 
@@ -244,7 +244,7 @@ class FastInvokeClient:
         if answer.will_close:
             self._drop_connection()
         request_id = answer.headers.get("x-amzn-RequestId", "")
-        meta = {
+        meta: Any = {
             "RequestId": request_id,
             "HTTPStatusCode": answer.status,
             "HTTPHeaders": {k.lower(): v for k, v in answer.headers.items()},

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdamr._version import __version__
-from lambdamr.aws_region import HOW_TO_SET_REGION
-from lambdamr.backends.aws.errors import certificate_error, is_certificate_error
+from lambdamr.aws_errors import error_code, translate
 from lambdamr.backends.aws.grants import ENV_GRANTS
 from lambdamr.backends.aws.versions import ensure_no_async_retries, prune_versions, retry_conflicts
-from lambdamr.errors import BackendError, ConfigurationError
+from lambdamr.errors import BackendError, RuntimeMismatchError
 from lambdamr.protocol import PROTOCOL_VERSION
 from lambdamr.runtime.key_source import ENV_KEY_VERSION, ENV_SECRET
 
@@ -42,10 +41,6 @@ ENV_STORAGE = "LAMBDAMR_STORAGE"  # s3://bucket/prefix the function's role may u
 ENV_SIGNING_KEY = "LAMBDAMR_SIGNING_KEY"  # the key payloads are signed with (lambdamr.signing)
 ALIAS_PREFIX = "m"
 log = logging.getLogger("lambdamr")
-
-
-class RuntimeMismatchError(ConfigurationError):
-    """The deployed runtime cannot run this driver's tasks (lambdamr or Python version)."""
 
 
 @dataclass(frozen=True)
@@ -98,41 +93,9 @@ class DeployedRuntime:
         )
 
 
-def control_plane_error(exc: Exception, function_name: str, region: str | None, what: str) -> Exception:
-    """Translate a botocore error of a Lambda control-plane call."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
-
-    if isinstance(exc, NoCredentialsError):
-        return ConfigurationError(
-            f"{what}: no AWS credentials found; configure them (aws configure, AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
-        )
-    if isinstance(exc, NoRegionError):
-        return ConfigurationError(f"{what}: no AWS region is set; {HOW_TO_SET_REGION}")
-    if is_certificate_error(exc):
-        return certificate_error(exc, "the Lambda endpoint")
-    if isinstance(exc, EndpointConnectionError):
-        return ConfigurationError(
-            f"{what}: cannot reach the Lambda endpoint ({exc}); check that region {region!r} "
-            "exists and that the network (or lambda_endpoint_url) is right"
-        )
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        if code == "ResourceNotFoundException":
-            return ConfigurationError(
-                f"{what}: the Lambda function {function_name!r} is not deployed in region "
-                f"{region or '(default)'}; run `lambdamr deploy"
-                + (f" --region {region}" if region else "")
-                + (f" --function-name {function_name}" if function_name != "lambdamr-runtime" else "")
-                + "` first"
-            )
-        if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"):
-            return ConfigurationError(
-                f"{what}: AWS refused the request ({code}: {message}); check the credentials and their permissions"
-            )
-        return BackendError(f"{what}: {code}: {message}")
-    return BackendError(f"{what}: {exc!r}")
+def lambda_error(exc: Exception, function_name: str, region: str | None, what: str) -> Exception:
+    """A failed call of the Lambda control plane, as the error table says (``lambdamr.aws_errors``)."""
+    return translate(exc, "lambda", what, function_name=function_name, region=region, endpoint="the Lambda endpoint")
 
 
 def describe_function(
@@ -147,7 +110,7 @@ def describe_function(
     try:
         return DeployedRuntime.from_configuration(client.get_function_configuration(**kwargs))
     except (ClientError, BotoCoreError) as exc:
-        raise control_plane_error(exc, function_name, region, f"reading the configuration of {function_name!r}") from exc
+        raise lambda_error(exc, function_name, region, f"reading the configuration of {function_name!r}") from exc
 
 
 def check_compatible(runtime: DeployedRuntime, *, python: str | None = None, version: str = __version__) -> None:
@@ -217,7 +180,7 @@ def wait_updated(
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        cfg = client.get_function_configuration(FunctionName=function_name)
+        cfg: dict[str, Any] = client.get_function_configuration(FunctionName=function_name)
         failed = failure_reason(cfg)
         if failed:
             raise BackendError(
@@ -261,8 +224,8 @@ def ensure_alias(
                 changes.append(f"turned off Lambda's automatic retries of {function_name}:{name}")
             return name
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise control_plane_error(exc, function_name, None, f"reading alias {name}") from exc
+        if error_code(exc) != "ResourceNotFoundException":
+            raise lambda_error(exc, function_name, None, f"reading alias {name}") from exc
     for _ in range(5):  # another driver may change $LATEST between our update and publish
         _update_configuration(client, function_name, MemorySize=memory_mb, Timeout=timeout, sleep=sleep)
         cfg = wait_updated(client, function_name, sleep=sleep)
@@ -287,7 +250,7 @@ def ensure_alias(
                 Description="lambdamr: memory and timeout of this version",
             )
         except ClientError as exc:  # another driver created it first: point it at ours
-            if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+            if error_code(exc) != "ResourceConflictException":
                 raise
             client.update_alias(FunctionName=function_name, Name=name, FunctionVersion=version)
     # Put $LATEST back as deployed, so `lambdamr status` and the next deploy see no drift.

@@ -35,14 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lambdamr.backends.aws.errors import (
-    THROTTLING_CODES,
-    certificate_error,
-    function_error,
-    invoke_client_error,
-    is_certificate_error,
-    is_retryable,
-)
+from lambdamr.aws_errors import THROTTLING_CODES, error_code, translate
+from lambdamr.backends.aws.errors import function_error
 from lambdamr.backends.base import Invocation, InvocationOutcome, OutcomeCallback
 from lambdamr.counters import Counters
 from lambdamr.errors import ConfigurationError, LambdaMRError, PayloadTooLargeError, ThrottledError, WorkerLostError
@@ -266,37 +260,35 @@ class LambdaInvoker:
         first = self._clock()
         retry = 0
         while True:
-            reason = ""
             try:
                 self.stats.add(requests=1)
-                return self.client.invoke(**kwargs)
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if not is_retryable(code, status):
-                    self._fail(invocation, invoke_client_error(exc, self.function_name, invocation))
-                    return None
-                self.stats.add(throttled=1)
-                reason = f"HTTP {code} with no error type" if code.isdigit() else code
-            except NoCredentialsError:
-                self._fail(
-                    invocation,
-                    ConfigurationError(
-                        "no AWS credentials found to invoke the function; configure them (aws "
-                        "configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
-                    ),
-                )
-                return None
+                answer: dict[str, Any] = self.client.invoke(**kwargs)
+                return answer
             except ReadTimeoutError as exc:
                 if self.sync:  # the function may still be running: it is lost to us
                     self._fail(invocation, self._abandoned(invocation, kwargs, exc))
                     return None
-                reason = "read timeout"
-            except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, SSLError) as exc:
-                if is_certificate_error(exc):  # retrying cannot fix a CA bundle or an endpoint
-                    self._fail(invocation, certificate_error(exc, _endpoint(self.client)))
-                    return None
-                reason = type(exc).__name__
+                failure: Exception = exc
+            except (
+                ClientError, NoCredentialsError, EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, SSLError
+            ) as exc:
+                failure = exc
+            error = translate(
+                failure,
+                "invoke",
+                f"invoking {self.function_name!r}",
+                function_name=self.function_name,
+                task_id=invocation.event.task_id,
+                size=len(invocation.payload),
+                endpoint=_endpoint(self.client),
+            )
+            if not getattr(error, "retryable", False):  # the table's verdict: retrying cannot fix it
+                self._fail(invocation, error)
+                return None
+            if isinstance(failure, ClientError):
+                self.stats.add(throttled=1)
+            code = error_code(failure)
+            reason = f"HTTP {code} with no error type" if code.isdigit() else code
             delay = self._rng() * min(self.backoff_cap_s, self.backoff_base_s * (2**retry))
             if self._clock() + delay - first > self.throttle_deadline_s:
                 self._fail(invocation, self._gave_up(invocation, reason, retry + 1))

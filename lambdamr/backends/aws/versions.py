@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lambdamr.aws_errors import error_code
 from lambdamr.driver.scheduler import LOST_GRACE_S
 
 #: Lambda's bounds of MaximumEventAgeInSeconds
@@ -53,7 +54,7 @@ def ensure_no_async_retries(
             return False
         write = client.update_function_event_invoke_config
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
     retry_conflicts(lambda: write(**target, **wanted), sleep=sleep)
     return True
@@ -86,7 +87,7 @@ def prune_versions(client: Any, function_name: str) -> list[str]:
                 client.delete_function(FunctionName=function_name, Qualifier=number)
                 deleted.append(number)
             except ClientError as exc:  # gone already, or an alias took it meanwhile
-                if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFoundException", "ResourceConflictException"):
+                if error_code(exc) not in ("ResourceNotFoundException", "ResourceConflictException"):
                     raise
     return deleted
 
@@ -99,6 +100,6 @@ def retry_conflicts(call: Callable[[], Any], *, sleep: Callable[[float], None], 
         try:
             return call()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceConflictException" or attempt == attempts - 1:
+            if error_code(exc) != "ResourceConflictException" or attempt == attempts - 1:
                 raise
             sleep(1.0)

@@ -18,6 +18,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lambdamr.errors import ConfigurationError
 
@@ -60,7 +61,7 @@ class CodeStore:
             else:
                 self._packages[code_sha256(zip_bytes)] = zip_bytes
 
-    def _zip_of(self, code: dict | None) -> bytes | None:
+    def _zip_of(self, code: dict[str, Any] | None) -> bytes | None:
         if not code:
             return None
         if code.get("ZipFile"):

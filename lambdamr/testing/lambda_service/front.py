@@ -12,15 +12,29 @@ from __future__ import annotations
 import http.client
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
-from lambdamr.testing.lambda_service.event_config import ConfigError
-from lambdamr.testing.lambda_service.functions import NotFound
-from lambdamr.testing.lambda_service.service import Reply, error_reply
+from lambdamr.testing.lambda_service.code_store import CodeStore
+from lambdamr.testing.lambda_service.event_config import ConfigError, EventInvokeConfigs
+from lambdamr.testing.lambda_service.functions import FunctionDirectory, FunctionVersion, NotFound
+from lambdamr.testing.lambda_service.reply import Reply, error_reply
+from lambdamr.testing.lambda_service.signature import SignatureVerifier
 
-if TYPE_CHECKING:
-    from lambdamr.testing.lambda_service.service import LambdaService
+
+class ServiceApi(Protocol):
+    """What the front asks of ``service.LambdaService`` (which starts the front: a protocol, not an import)."""
+
+    control_url: str | None
+    account_concurrency: int
+    verifier: SignatureVerifier
+    code: CodeStore
+    configs: EventInvokeConfigs
+    directory: FunctionDirectory | None
+
+    def resolve(self, name: str, qualifier: str | None) -> FunctionVersion | None: ...
+
+    def invoke(self, name: str, qualifier: str | None, kind: str, payload: bytes, tail: bool) -> Reply: ...
 
 _FUNCTIONS = "/2015-03-31/functions/"
 _EVENT_CONFIG = "/2019-09-25/functions/"
@@ -39,7 +53,7 @@ def function_and_qualifier(raw: str, query: str) -> tuple[str, str | None]:
     return name, qualifier or None
 
 
-def relay(service: LambdaService, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+def relay(service: ServiceApi, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
     """Send a control-plane request on to moto; keep uploaded code; forget cached resolutions."""
     if not service.control_url:
         return error_reply(404, "ResourceNotFoundException", f"the stand-in does not implement {method} {path}")
@@ -59,7 +73,7 @@ def relay(service: LambdaService, method: str, path: str, headers: dict[str, str
     return reply
 
 
-def event_invoke_config(service: LambdaService, method: str, path: str, query: str, body: bytes) -> Reply:
+def event_invoke_config(service: ServiceApi, method: str, path: str, query: str, body: bytes) -> Reply:
     rest = path[len(_EVENT_CONFIG) :]
     raw_name, _, tail = rest.partition("/event-invoke-config")
     name, qualifier = function_and_qualifier(raw_name, query)
@@ -86,7 +100,7 @@ def event_invoke_config(service: LambdaService, method: str, path: str, query: s
     return Reply(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
 
-def account_settings(service: LambdaService) -> Reply:
+def account_settings(service: ServiceApi) -> Reply:
     limit = service.account_concurrency
     doc = {
         "AccountLimit": {
@@ -101,7 +115,7 @@ def account_settings(service: LambdaService) -> Reply:
     return Reply(200, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
 
-def route(service: LambdaService, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Reply:
+def route(service: ServiceApi, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Reply:
     refusal = service.verifier.check(method, headers.get("Host", ""), raw_path, headers, body)
     if refusal is not None:
         return error_reply(refusal.status, refusal.code, refusal.message)
@@ -119,7 +133,7 @@ def route(service: LambdaService, method: str, raw_path: str, headers: dict[str,
     return relay(service, method, raw_path, headers, body)
 
 
-def serve(service: LambdaService) -> ThreadingHTTPServer:
+def serve(service: ServiceApi) -> ThreadingHTTPServer:
     """Start the front on a free loopback port, in a daemon thread."""
     import threading
 
@@ -129,7 +143,7 @@ def serve(service: LambdaService) -> ThreadingHTTPServer:
     return server
 
 
-def _handler_class(service: LambdaService) -> type[BaseHTTPRequestHandler]:
+def _handler_class(service: ServiceApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses its connections
         disable_nagle_algorithm = True  # or every answer waits ~40 ms for a delayed ACK

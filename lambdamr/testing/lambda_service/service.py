@@ -23,13 +23,13 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lambdamr.testing.lambda_service.async_queue import EventQueue, QueuedEvent
 from lambdamr.testing.lambda_service.code_store import CodeStore
-from lambdamr.testing.lambda_service.environment import Credentials, InvocationResult
+from lambdamr.testing.lambda_service.environment import Credentials, ExecutionEnvironment, InvocationResult
 from lambdamr.testing.lambda_service.event_config import EventInvokeConfigs
 from lambdamr.testing.lambda_service.faults import Faults, task_attempt
 from lambdamr.testing.lambda_service.functions import (
@@ -39,26 +39,13 @@ from lambdamr.testing.lambda_service.functions import (
     Throttled,
     make_setup_factory,
 )
+from lambdamr.testing.lambda_service.reply import Reply, error_reply
 from lambdamr.testing.lambda_service.runtime_folder import build_runtime_folder
 from lambdamr.testing.lambda_service.signature import SignatureVerifier
 
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # "For asynchronous invocations, the maximum payload size is 1 MB"
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 LOG_TAIL_BYTES = 4096  # X-Amz-Log-Result: "the last 4 KB of the execution log"
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_reply(status: int, code: str, message: str, **extra: Any) -> Reply:
-    """A Lambda API error: the code in ``x-amzn-ErrorType`` and a JSON document."""
-    doc = {"Type": "User", "message": message, **extra}
-    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())}
-    return Reply(status, json.dumps(doc).encode(), headers)
 
 
 @dataclass(frozen=True)
@@ -163,7 +150,7 @@ class LambdaService:
         self.stop()
 
     # ---- AWS clients of the stand-in itself -----------------------------------------------
-    def _client(self, service: str, as_lambda: bool = False) -> Any:
+    def _client(self, service: Literal["lambda", "s3", "sts", "logs"], as_lambda: bool = False) -> Any:
         with self._lock:
             if (service, as_lambda) not in self._clients:
                 import boto3
@@ -277,7 +264,9 @@ class LambdaService:
     def _event_settings(self, function: FunctionVersion) -> tuple[int, int]:
         return self.configs.effective(function.name, function.qualifier)
 
-    def _run(self, function: FunctionVersion, environment: Any, payload: bytes, request_id: str, kind: str) -> InvocationResult:
+    def _run(
+        self, function: FunctionVersion, environment: ExecutionEnvironment, payload: bytes, request_id: str, kind: str
+    ) -> InvocationResult:
         pair = task_attempt(payload)
         try:
             result = environment.invoke(payload, request_id=request_id, hang=pair in self.faults.timeout)
