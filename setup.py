@@ -22,6 +22,9 @@ TEST = [
     # types for mypy: boto3's clients (one stubs package per AWS service the code calls), tqdm
     "boto3-stubs[s3,lambda,iam,sts,secretsmanager,logs]>=1.35",
     "types-tqdm>=4.66",
+    # drives Debian's headless chromium (apt: chromium chromium-driver) in the dashboard's
+    # end-to-end tests; scripts/test.sh installs the browser
+    "selenium>=4.15",
     *EXAMPLES,
 ]
 
@@ -33,7 +36,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lambdamr", "lambdamr.*"]),
-    package_data={"lambdamr": ["py.typed"]},  # PEP 561: users' type checkers read lambdamr's own annotations
+    package_data={
+        "lambdamr": ["py.typed"],  # PEP 561: users' type checkers read lambdamr's own annotations
+        "lambdamr.dashboard": ["static/*"],  # the dashboard's page, script and style
+    },
     install_requires=[
         "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
         "cloudpickle>=3.0",

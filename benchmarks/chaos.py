@@ -264,6 +264,8 @@ def main() -> int:
     parser.add_argument("--path", choices=["local", "aws", "both"], default="both")
     parser.add_argument("--kills-per-s", type=float, default=KILLS_PER_S, help="local: workers killed from outside")
     args = parser.parse_args()
+    # A timeout's SIGTERM ends the run through SystemExit, so that the temp folders go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ok = True
     if args.path in ("local", "both"):
         runs = run_local(args.tasks, args.workers, args.kills_per_s)

@@ -15,7 +15,10 @@ one list per poll.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +69,9 @@ def main() -> None:
     args = parser.parse_args()
 
     storage = args.storage or tempfile.mkdtemp(prefix="lambdamr-bench-")
+    if not args.storage:  # ours: removed at exit, also when a timeout's SIGTERM ends the run
+        atexit.register(shutil.rmtree, storage, True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n, tiles, workers = args.tasks, args.tiles, args.workers
     print(f"{n} empty tasks and {tiles} Mandelbrot tiles, {workers} workers, storage {storage}")
 

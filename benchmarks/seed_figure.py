@@ -11,8 +11,9 @@ forest only), ``lambdamr-local`` (the embedded backend, a worker per core) and
 ``lambdamr-aws`` (only with ``--aws``). Pools and executors are started and warmed up before
 the clock starts; each timed run includes sharing the data and collecting the results.
 
-Writes docs/figures/seed_{random_forest,mandelbrot}.{png,csv} and seed_results.json, and
-prints every time with its speed-up over sequential.
+Writes seed_{random_forest,mandelbrot}.{png,csv} and seed_results.json to ``--out`` (default
+``seed_figure_results/`` in the current folder; ``--update-docs`` writes them over the figures
+in docs/figures/ instead), and prints every time with its speed-up over sequential.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from lambdamr.cost import (
     lambda_wall_seconds,
 )
 
-FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"  # written only with --update-docs
+DEFAULT_OUT = Path("seed_figure_results")
 # The seed measured ~8 s per tree on a laptop core and ~16 s per tree on Lambda: without
 # --aws, the modelled Lambda series assumes the same 2x per task.
 SEED_LAMBDA_SLOWDOWN = 2.0
@@ -354,8 +356,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip", choices=("random_forest", "mandelbrot"), action="append", default=[], help="a workload not to run, repeatable"
     )
-    parser.add_argument("--out", type=Path, default=FIGURES, help="folder for the figure and its data")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the figures and their data")
+    where.add_argument(
+        "--update-docs", action="store_true", help=f"write them over the tracked figures in {FIGURES} instead"
+    )
     args = parser.parse_args(argv)
+    if args.update_docs:
+        args.out = FIGURES
     quick = args.quick
     args.max_trees = args.max_trees or (8 if quick else 64)
     args.rows = args.rows or (20_000 if quick else 100_000)

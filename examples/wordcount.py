@@ -1,6 +1,10 @@
 """Word count over a text corpus in storage with ``map_reduce``; checked against ``Counter``.
 
     python -m examples.wordcount                          # generate 300 MB (cached), count it
+
+Without a corpus location it writes a generated corpus (300 MB by default) to
+``~/.cache/lambdamr/wordcount-300mb`` (``$XDG_CACHE_HOME`` if set; ``--corpus-dir`` for another
+folder) and keeps it there for the next run; every run prints where it is.
     python -m examples.wordcount --size-mb 50 --reducers 4
     python -m examples.wordcount s3://bucket/books/ --backend aws --storage s3://bucket/lambdamr
 
@@ -137,8 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
             folder = args.corpus_dir or os.path.join(cache, "lambdamr", f"wordcount-{args.size_mb:g}mb")
             started = time.perf_counter()
+            reused = (Path(folder) / "COMPLETE").exists()
             location = generate_corpus(folder, args.size_mb)
-            print(f"corpus: {location} ({time.perf_counter() - started:.1f} s to make or find)")
+            print(
+                f"corpus: {args.size_mb:g} MB {'found' if reused else 'written'} in {location} "
+                f"({time.perf_counter() - started:.1f} s; kept there for the next run: delete the folder to "
+                "free the space, or give --corpus-dir)"
+            )
             if executor.storage.kind == "s3":
                 location = upload_corpus(executor, location, f"lambdamr-examples/wordcount-{args.size_mb:g}mb")
         started = time.perf_counter()

@@ -345,6 +345,15 @@ class LambdaExecutor(concurrent.futures.Executor):
         jobs = self.session.jobs
         return jobs[-1] if jobs else None
 
+    def dashboard(self, port: int = 0, *, host: str = "127.0.0.1") -> Any:
+        """Serve the live dashboard of this executor's storage (every job there, any driver's)
+        and return it: ``.url``, ``.close()``; a notebook shows it inline (``lambdamr.dashboard``)."""
+        from lambdamr.dashboard import open_dashboard
+        from lambdamr.storage import reopen_storage
+
+        # a connection of its own: the page's reads must not count in this executor's jobs
+        return open_dashboard(reopen_storage(self.storage), self.key_prefix, self.signer, host=host, port=port)
+
     def summary(self) -> JobSummary | None:
         """The summary of the most recent job."""
         job = self.last_job

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -50,7 +49,10 @@ from concurrent.futures import (
     wait,
 )
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from lambdamr.report import SummaryPrinter
 
 T = TypeVar("T")
 
@@ -156,7 +158,7 @@ class MapIterator(Iterator[T]):
         buffersize: int,
         exhausted: bool,
         deadline: float | None,
-        verbose: bool,
+        summary: SummaryPrinter | None = None,
     ) -> None:
         self.job = job
         # feed and seal hold the executor: dropped once the input ended, so that an executor
@@ -169,14 +171,14 @@ class MapIterator(Iterator[T]):
         self._window: collections.deque[tuple[LambdaFuture, bool]] = collections.deque()  # (future, its task's last)
         self._open_tasks = 0  # tasks with a future in the window
         self._deadline = deadline
-        self._verbose = verbose
+        self._summary = summary  # verbose=True: prints the job's summary once
         self._input_error: Exception | None = None  # raised once the results before it are consumed
         self._add(first)
 
     @classmethod
     def empty(cls) -> MapIterator[Any]:
         """The iterator of a map over empty input."""
-        return cls(None, [], None, None, buffersize=1, exhausted=True, deadline=None, verbose=False)
+        return cls(None, [], None, None, buffersize=1, exhausted=True, deadline=None)
 
     def __iter__(self) -> MapIterator[T]:
         return self
@@ -191,7 +193,8 @@ class MapIterator(Iterator[T]):
             if self._input_error is not None:
                 error, self._input_error = self._input_error, None
                 raise error
-            self._finish()
+            if self._summary is not None:
+                self._summary.print()
             raise StopIteration
         future, last_of_task = self._window[0]
         remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
@@ -250,10 +253,6 @@ class MapIterator(Iterator[T]):
             self._window.extend((future, i == len(futures) - 1) for i, future in enumerate(futures))
         self._open_tasks += len(tasks)
 
-    def _finish(self) -> None:
-        if self._verbose and self.job is not None:
-            print(self.job.summary(), file=sys.stderr)
-            self._verbose = False
 
 
 

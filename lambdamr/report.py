@@ -17,6 +17,9 @@ a small skew between machines is clamped away when drawing.
 
 from __future__ import annotations
 
+import sys
+import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +81,8 @@ class JobRecord(Protocol):
     def done(self) -> bool: ...
 
     def summary(self) -> Any: ...
+
+    def add_done_callback(self, fn: Any) -> None: ...
 
 
 #: (phase, from, to, colour) in drawing order
@@ -143,14 +148,17 @@ def task_phases(job: JobRecord) -> list[TaskPhases]:
     return rows
 
 
-def plot_job(job: JobRecord, path: str | Path) -> Path:
-    """Save the job's timeline (one bar per task, coloured by phase) and a histogram of its
-    task durations as an image at ``path`` (format from the suffix, e.g. ``.png``).
+def plot_job(job: JobRecord, path: str | Path | None = None) -> Any:
+    """The job's timeline (one bar per task, coloured by phase) and a histogram of its task
+    durations: saved as an image at ``path`` (format from the suffix, e.g. ``.png``), which
+    is returned; without ``path`` the matplotlib ``Figure`` itself (a notebook shows it).
 
     Raises:
         ImportError: matplotlib is not installed (it is the ``plot`` extra).
     """
     figure = timeline_figure(job)
+    if path is None:
+        return figure
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path
@@ -237,6 +245,25 @@ def _bars(axes: Any, rows: list[TaskPhases], phase: str, colour: str, height: fl
     axes.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors="none", linewidths=0))
 
 
+class SummaryPrinter:
+    """``verbose=True``: prints a job's summary on stderr once — when the caller has consumed
+    its last result (``print()``), or when the job ends, whichever comes first, so that a job
+    whose results raised is reported too."""
+
+    def __init__(self, job: JobRecord) -> None:
+        self._job = job
+        self._lock = threading.Lock()
+        self._printed = False
+        job.add_done_callback(lambda _: self.print())
+
+    def print(self) -> None:
+        with self._lock:
+            if self._printed:
+                return
+            self._printed = True
+        print(self._job.summary(), file=sys.stderr, flush=True)
+
+
 def job_logs(job: JobRecord, task_id: int | None = None) -> str:
     """Captured output of task ``task_id`` (its bare text), or of every task that printed or
     failed, each under a header line."""
@@ -265,3 +292,17 @@ def task_header(task_id: int, attempt: int, timings: dict[str, Any] | None, erro
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         status = ": " + text.splitlines()[0] if text else ""
     return f"=== task {task_id} ({', '.join(facts)}){status} ==="
+
+
+#: how much of a failed call's traceback a task's record (and the job history) keeps
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def exception_traceback(exc: BaseException) -> str:
+    """What Python prints for ``exc`` (its remote traceback when one came back as text), the
+    last ``MAX_TRACEBACK_CHARS`` characters of it."""
+    text = "".join(traceback.format_exception(exc))
+    remote = getattr(exc, "remote_traceback", None)
+    if remote and remote not in text:
+        text = f"{text}\nremote traceback:\n{remote}"
+    return text[-MAX_TRACEBACK_CHARS:]

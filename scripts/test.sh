@@ -3,6 +3,19 @@
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The dashboard's end-to-end tests drive Debian's headless Chromium (tests/dashboard/): a
+# machine without it gets it from apt (as root, or through sudo); without apt they fail
+# with what to install.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        as_root=""
+        [ "$(id -u)" -eq 0 ] || as_root="sudo"
+        $as_root apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -q chromium chromium-driver
+    else
+        echo "scripts/test.sh: no apt-get here: install chromium and its chromedriver for tests/dashboard" >&2
+    fi
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'

@@ -18,7 +18,9 @@ from lambdamr.cli.help import CommandParser
 from lambdamr.errors import LambdaMRError
 
 #: modules that add subcommands, in the order they appear in ``lambdamr --help``
-COMMAND_MODULES: tuple[str, ...] = ("lambdamr.cli.deploy", "lambdamr.cli.cleanup", "lambdamr.cli.observe")
+COMMAND_MODULES: tuple[str, ...] = (
+    "lambdamr.cli.deploy", "lambdamr.cli.cleanup", "lambdamr.cli.observe", "lambdamr.cli.dashboard"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

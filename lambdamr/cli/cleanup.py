@@ -47,12 +47,17 @@ def register(subparsers: Any) -> None:
         "clean",
         help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)",
         description="Delete the objects under the temp prefix that no live driver owns, after listing them by "
-        "session. Nothing outside the temp prefix is touched.",
+        "session. Nothing outside the temp prefix is touched; the job history under it is kept (pruned to its "
+        "bounds). Without --bucket, --region or an AWS region in the environment it cleans the local storage "
+        "folder (LAMBDAMR_STORAGE, else the default one).",
     )
     common_aws_options(p)
     p.add_argument("--bucket", help="(default: the function's bucket, or lambdamr-ACCOUNT-REGION)")
     p.add_argument(
-        "--storage", metavar="FOLDER", help="clean a local storage folder (no AWS needed) instead (default: the bucket)"
+        "--storage",
+        metavar="FOLDER",
+        help="clean a local storage folder (no AWS needed) instead (default: the bucket, or the local folder "
+        "when no AWS region is configured)",
     )
     p.add_argument("--prefix", default="lambdamr", help="the executors' temp prefix")
     p.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="only objects older than this")
@@ -112,7 +117,7 @@ def _clean(args: argparse.Namespace) -> int:
     from lambdamr.deploy import clean, clean_preview
     from lambdamr.deploy.contents import group_by_session, human_size, plural
 
-    if args.storage:
+    if args.storage or _no_aws_named(args):
         return _clean_folder(args)
     older_than_s = args.older_than * 3600
     common = {
@@ -142,26 +147,44 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_aws_named(args: argparse.Namespace) -> bool:
+    """No bucket, endpoint or region anywhere: the user means the local storage folder."""
+    from lambdamr.aws_region import resolve_region
+
+    if args.bucket or args.endpoint_url or args.region:
+        return False
+    try:
+        return resolve_region(None) is None
+    except Exception:  # a broken AWS profile: there is nothing on AWS to clean either
+        return True
+
+
 def _clean_folder(args: argparse.Namespace) -> int:
+    from lambdamr.config import ExecutorConfig
     from lambdamr.deploy.contents import group_by_session, human_size, plural
+    from lambdamr.driver.history import HistoryPolicy, keys_to_prune, list_history_folder
     from lambdamr.driver.lease import keys_to_clean
     from lambdamr.errors import ConfigurationError
     from lambdamr.storage import storage_from_url
 
-    store, base = storage_from_url(args.storage)
+    folder = args.storage or ExecutorConfig.resolve().storage_url  # LAMBDAMR_STORAGE, else the default folder
+    store, base = storage_from_url(folder)
     if store.kind != "local":
-        raise ConfigurationError(f"--storage {args.storage!r}: give a local folder; for S3 use --bucket")
+        raise ConfigurationError(
+            f"storage {folder!r} is not a local folder: for S3 give --bucket (and --region), or --storage FOLDER"
+        )
     prefix = "/".join(p for p in (base, args.prefix.strip("/")) if p)
     older_than_s = args.older_than * 3600
 
     def cleanable() -> dict[str, int]:
         listing = [info for info in store.list(prefix + "/") if info.modified is not None]
         doomed = set(keys_to_clean([(i.key, float(i.modified or 0)) for i in listing], prefix, older_than_s=older_than_s))
+        doomed.update(keys_to_prune(list_history_folder(store, prefix), HistoryPolicy.from_env()))  # past its bounds
         return {i.key: i.size for i in listing if i.key in doomed}
 
     objects = cleanable()
     if not objects:
-        print(f"nothing to delete under {store.url(prefix)} (sessions of live drivers are kept)")
+        print(f"nothing to delete under {store.url(prefix)} (sessions of live drivers and the job history are kept)")
         return 0
     root = store.url("").rstrip("/")
     _print_list(

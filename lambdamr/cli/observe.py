@@ -1,9 +1,9 @@
 """``lambdamr jobs`` and ``lambdamr logs JOB_ID [TASK]``: what ran, and what it printed.
 
-Both read the job manifests (``lambdamr.driver.jobstore``) in the configured storage: the one an
-executor with the same settings would use (``--storage``, else ``LAMBDAMR_STORAGE``, else the
-backend's default). Jobs stay there while their executor runs, and afterwards only when it
-was created with ``keep_temp=True``.
+Both read the configured storage: the one an executor with the same settings would use
+(``--storage``, else ``LAMBDAMR_STORAGE``, else the backend's default) — the job history
+(``lambdamr.driver.history``), which outlives the executors, and the manifests of jobs whose
+objects are still there (``lambdamr.driver.jobstore``: running, or kept with ``keep_temp``).
 
 Storage is untrusted here as everywhere: only manifests, logs and result records that verify
 with the deployment's key, for the job and task they are shown as, are printed (the rest are
@@ -18,9 +18,13 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from lambdamr.driver.history_reader import list_history, read_history_logs, read_record
 from lambdamr.driver.jobstore import find_job, list_jobs, read_task_logs
+from lambdamr.driver.lease import LEASE_NAME, LEASE_TTL_S
+from lambdamr.errors import ObjectNotFound
 from lambdamr.report import task_header
 from lambdamr.runtime.capture import log_tail
 from lambdamr.signing import Signer
@@ -34,7 +38,8 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _storage_options(parser: argparse.ArgumentParser) -> None:
+def storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--storage``, ``--backend``, ``--prefix``, ``--region``: which storage an executor would use."""
     parser.add_argument(
         "--storage", help="storage URL: s3://BUCKET/prefix or a folder (default: LAMBDAMR_STORAGE, else the backend's)"
     )
@@ -46,8 +51,8 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``jobs`` and ``logs`` subcommands."""
-    p = subparsers.add_parser("jobs", help="list the jobs in storage (running ones, and those kept with keep_temp)")
-    _storage_options(p)
+    p = subparsers.add_parser("jobs", help="list the jobs in storage: the job history, running jobs, kept ones")
+    storage_options(p)
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N jobs (default: %(default)s; 0 = all)")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=_jobs)
@@ -57,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "task", metavar="TASK", type=int, nargs="?", help="one task's number (default: every task that printed or failed)"
     )
-    _storage_options(p)
+    storage_options(p)
     p.add_argument("--tail", type=int, default=0, metavar="N", help="only the last N lines of each task")
     p.set_defaults(func=_logs)
 
@@ -89,16 +94,42 @@ def configured_signer(args: argparse.Namespace, storage: Any) -> Signer:
     return Signer(backend_class(config.backend).from_config(config, storage).signing_key())
 
 
+def stored_jobs(storage: Any, prefix: str, signer: Signer, limit: int = 0) -> list[dict[str, Any]]:
+    """Every job storage knows, newest first: the job history's records, and the manifests
+    of kept or running jobs it does not hold (history off, an older driver). A manifest
+    left ``running`` by a driver whose session lease lapsed is shown ``abandoned``."""
+    records = {doc["job_id"]: doc for doc in list_history(storage, prefix, signer, limit=limit)}
+    for doc in list_jobs(storage, prefix, signer):
+        job_id = str(doc.get("job_id"))
+        known = records.get(job_id)
+        if known is not None:
+            if known.get("state") == "running" and doc.get("state") not in ("running", None):
+                records[job_id] = doc  # the manifest's last write landed before the history's
+            continue
+        if doc.get("state") == "running" and not _lease_is_fresh(storage, str(doc.get("prefix", ""))):
+            doc["state"] = "abandoned"
+        records[job_id] = doc
+    jobs = sorted(records.values(), key=lambda doc: doc.get("submitted") or 0, reverse=True)
+    return jobs[:limit] if limit > 0 else jobs
+
+
+def _lease_is_fresh(storage: Any, job_prefix: str) -> bool:
+    session = job_prefix.rsplit("/", 1)[0]
+    leases = [i for i in storage.list(f"{session}/{LEASE_NAME}") if i.key == f"{session}/{LEASE_NAME}"]
+    return any(i.modified is not None and time.time() - i.modified < LEASE_TTL_S for i in leases)
+
+
 def _jobs(args: argparse.Namespace) -> int:
     storage, prefix = open_configured_storage(args)
-    jobs = list_jobs(storage, prefix, configured_signer(args, storage))
-    if args.limit > 0:
-        jobs = jobs[: args.limit]
+    jobs = stored_jobs(storage, prefix, configured_signer(args, storage), args.limit)
     if args.json:
         print(json.dumps(jobs, indent=2, default=str))
         return 0
     if not jobs:
-        print(f"no jobs under {storage.url(prefix)} (a job's objects are deleted at shutdown unless keep_temp=True)")
+        print(
+            f"no jobs under {storage.url(prefix)}: no executor used this storage and prefix, or "
+            "LAMBDAMR_HISTORY_MAX_JOBS=0 kept no history"
+        )
         return 0
     print(printable(format_jobs(jobs)))
     return 0
@@ -130,12 +161,38 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
     )
 
 
+def job_log_entries(
+    storage: Any, prefix: str, job_id: str, task: int | None, signer: Signer
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """A job's manifest or history record, and its tasks' output: from the job's own objects
+    while they exist (a running or kept job), else from the job history.
+
+    Raises:
+        ObjectNotFound: neither the job's objects nor its history record are in storage.
+    """
+    try:
+        manifest = find_job(storage, prefix, job_id, signer)
+    except ObjectNotFound as missing:
+        try:
+            record = read_record(storage, prefix, job_id, signer)
+        except ObjectNotFound:
+            raise missing from None
+        kept = read_history_logs(storage, prefix, job_id, signer) or {}
+        entries = (
+            {"task_id": int(key), **kept[key]}
+            for key in sorted((k for k in kept if k.isdigit() and isinstance(kept[k], dict)), key=int)
+            if task is None or int(key) == task
+        )
+        return record, entries
+    return manifest, read_task_logs(storage, manifest, task, signer)
+
+
 def _logs(args: argparse.Namespace) -> int:
     storage, prefix = open_configured_storage(args)
     signer = configured_signer(args, storage)
-    manifest = find_job(storage, prefix, args.job_id, signer)
+    manifest, entries = job_log_entries(storage, prefix, args.job_id, args.task, signer)
     printed = 0
-    for entry in read_task_logs(storage, manifest, args.task, signer):
+    for entry in entries:
         text = entry.get("logs") or ""
         if args.tail > 0:
             text = log_tail(text, lines=args.tail, chars=sys.maxsize)

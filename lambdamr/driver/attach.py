@@ -61,9 +61,10 @@ def collect_stored_results(storage: Storage, job: Job, signer: Signer) -> list[T
                 else:
                     future.set_exception(call.exception)
             task.attempt = latest[task.task_id]
+            task.attempt_base = task.attempt - len(stored[task.task_id])  # priced: the records found
             job.mark_task_done(task)
             break
         else:
-            task.attempt = latest.get(task.task_id, 0) + RERUN_ATTEMPT_BASE
+            task.attempt = task.attempt_base = latest.get(task.task_id, 0) + RERUN_ATTEMPT_BASE
             remaining.append(task)
     return remaining

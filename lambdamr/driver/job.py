@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from lambdamr.driver.summary import JobSummary, estimate_cost, peak_concurrency, task_billed_ms
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import ArgsRange
+from lambdamr.report import exception_traceback
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
@@ -31,6 +32,7 @@ class TaskOutcome(NamedTuple):
     failed: int
     cancelled: int
     error: str | None  # "Type: message" (first line) of the first call that raised
+    traceback: str | None = None  # that call's traceback as printed (the job history shows it)
 
 
 @dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
@@ -49,6 +51,7 @@ class Task:
     args_inline: str | None = None
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
+    attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
     live: set[int] = field(default_factory=set)  # attempts in flight
     backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
@@ -81,7 +84,7 @@ class Task:
         """Called once settled: record the outcome, drop what only a new attempt would need
         and the futures that were claimed (the job's lock is held)."""
         succeeded = failed = cancelled = 0
-        error = None
+        error = error_traceback = None
         for future in self.futures:
             if not future.done():
                 continue
@@ -91,9 +94,10 @@ class Task:
                 failed += 1
                 if error is None:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+                    error_traceback = exception_traceback(exc)
             else:
                 succeeded += 1
-        self.outcome = TaskOutcome(succeeded, failed, cancelled, error)
+        self.outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
         if self.runtime:  # what ``task_timing`` reports, not the rest of every response
@@ -190,8 +194,9 @@ class Job:
 
     @property
     def invocations(self) -> int:
-        """Invocations billed so far: every attempt launched, retries and backups included."""
-        return sum(task.attempt for task in self.tasks)
+        """Invocations billed so far: every attempt launched, retries and backups included
+        (not those of a dead driver whose job ``attach`` collected: its attempts start at 1001)."""
+        return sum(task.attempt - task.attempt_base for task in self.tasks)
 
     def claim(self, future: LambdaFuture) -> None:
         """``future`` is the caller's from now on: once settled, the job lets go of it (its
@@ -333,8 +338,9 @@ class Job:
 
         return job_logs(self, task_id)
 
-    def plot(self, path: str | Path) -> Path:
-        """Save a timeline of every task and a histogram of task durations (matplotlib)."""
+    def plot(self, path: str | Path | None = None) -> Any:
+        """A timeline of every task and a histogram of task durations (matplotlib): saved
+        at ``path`` (returned), or without one returned as a ``Figure`` (inline in a notebook)."""
         from lambdamr.report import plot_job
 
         return plot_job(self, path)

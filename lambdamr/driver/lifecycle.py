@@ -29,6 +29,7 @@ from lambdamr.errors import LambdaMRError
 
 if TYPE_CHECKING:
     from lambdamr.backends import Backend
+    from lambdamr.driver.history import JobHistory
     from lambdamr.driver.lease import SessionLease
     from lambdamr.driver.record_writer import JobRecordWriter
     from lambdamr.driver.scheduler import Scheduler
@@ -57,6 +58,7 @@ class ExecutorResources:
         storage: Storage,
         manifests: JobRecordWriter,
         lease: SessionLease,
+        history: JobHistory,
         session_prefix: str,
         keep_temp: bool,
     ) -> None:
@@ -65,6 +67,7 @@ class ExecutorResources:
         self.storage = storage
         self.manifests = manifests
         self.lease = lease
+        self.history = history
         self.session_prefix = session_prefix
         self.keep_temp = keep_temp
         self.adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
@@ -125,6 +128,7 @@ class ExecutorResources:
                     self.scheduler.stop()  # with abandon: what still runs fails with BackendError
                     self.backend.shutdown(wait=not abandon)
                 self.manifests.close(flush=self.keep_temp)  # before cleanup deletes them
+                self.history.close()  # the jobs' last records; they outlive the session
                 self.lease.release(delete_adopted=not self.keep_temp)
                 if not self.keep_temp:
                     self.cleanup()

@@ -19,12 +19,11 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-import tblib
-
 from lambdamr import serialize
 from lambdamr.errors import IntegrityError, RemoteError, SerializationError
 from lambdamr.protocol import CallOutcome, call_outcomes, decode_result, result_context
 from lambdamr.runtime.capture import log_tail
+from lambdamr.runtime.tracebacks import traceback_from_dict
 from lambdamr.signing import Signer
 
 
@@ -76,7 +75,7 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
         else:
             if tb_dict:
                 try:
-                    exc = exc.with_traceback(tblib.Traceback.from_dict(tb_dict).as_traceback())
+                    exc = exc.with_traceback(traceback_from_dict(tb_dict))  # at the failing line and columns
                 except Exception:  # a traceback we cannot rebuild is not worth losing the error
                     pass
             if hasattr(exc, "add_note"):

@@ -29,6 +29,7 @@ from lambdamr.data.shared import Shared
 from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.history import JobHistory
 from lambdamr.driver.inputs import Call, check_buffersize, check_map_timeout, chunks_of, default_buffersize, strict_rows
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
@@ -41,6 +42,7 @@ from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
 from lambdamr.errors import ConfigurationError, StorageUnavailable
 from lambdamr.futures import LambdaFuture, MapIterator
+from lambdamr.report import SummaryPrinter
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage
 
@@ -100,9 +102,10 @@ class Session:
         self._history: collections.deque[Job | MapReduceJob] = collections.deque(maxlen=JOB_HISTORY)
         self._records = JobRecordWriter(storage, self.signer, keep_logs=config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(storage, self.prefix)  # what `lambdamr clean` spares
+        self._job_history = JobHistory(storage, self.signer, self.key_prefix)  # {prefix}/history/: outlives the session
         self._resources = ExecutorResources(
             scheduler=self.scheduler, backend=backend, storage=storage, manifests=self._records,
-            lease=self._lease, session_prefix=self.prefix, keep_temp=config.keep_temp,
+            lease=self._lease, history=self._job_history, session_prefix=self.prefix, keep_temp=config.keep_temp,
         )
         # Garbage collected: released once its calls finish. Exit is lifecycle's hook, which
         # waits for the calls first.
@@ -126,6 +129,8 @@ class Session:
         tasks = self._add_tasks(job, calls)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
+        if progress and self.config.verbose:  # a map_reduce phase: its summary when it ends
+            SummaryPrinter(job)
         self._launch(job, tasks, fn)
         return job
 
@@ -185,7 +190,8 @@ class Session:
 
         return MapIterator(
             job, [task.futures for task in tasks], feed, lambda: self.seal(job),
-            buffersize=window, exhausted=len(first) < window, deadline=deadline, verbose=self.config.verbose,
+            buffersize=window, exhausted=len(first) < window, deadline=deadline,
+            summary=SummaryPrinter(job) if self.config.verbose else None,
         )
 
     def seal(self, job: Job) -> None:
@@ -207,6 +213,7 @@ class Session:
         self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
         remaining = collect_stored_results(self.storage, job, self.signer)
         self._records.job_attached(job)
+        self._job_history.track(job)
         with self._lock:
             self.check_open()
             self._resources.adopted_prefixes.append(job_prefix)
@@ -341,3 +348,4 @@ class Session:
                 self.scheduler.seal(job)
         if fn is not None:
             self._records.job_submitted(job, fn)
+            self._job_history.track(job, fn)

@@ -64,8 +64,9 @@ class JobSummary:
             f"lambdamr job {self.job_id} on {self.backend}: {self.tasks:,} tasks ({self.calls:,} calls): "
             f"{self.succeeded:,} ok, {self.failed:,} failed, {self.cancelled:,} cancelled; "
             f"{self.retries} retries, {self.backups} backups{won}{extra}",
-            f"  wall {_duration(self.wall_s)}, task time {_duration(self.task_seconds)} "
-            f"(max {_duration(self.max_task_s)}): {self.speedup:.1f}x parallel, "
+            f"  wall {_duration(self.wall_s)} (submitted to last task settled), task time "
+            f"{_duration(self.task_seconds)} (tasks' own run times summed, max {_duration(self.max_task_s)}): "
+            f"{self.speedup:.1f}x parallel, "
             f"{self.parallel_efficiency:.0%} efficiency at peak concurrency {self.peak_concurrency}",
             f"  {self.cold_starts} cold starts, peak memory {self.peak_memory_mb:.0f} of {self.memory_mb} MB"
             + (f"; storage requests: {requests}" if requests else ""),

@@ -35,13 +35,13 @@ from types import TracebackType
 from typing import Any
 
 import cloudpickle
-import tblib
 
 from lambdamr import serialize
 from lambdamr._version import __version__
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
 from lambdamr.runtime.capture import capture_task_output
+from lambdamr.runtime.tracebacks import traceback_to_dict
 from lambdamr.signing import Signer, check_content_key, process_key
 from lambdamr.storage import Storage, open_cached
 
@@ -149,7 +149,7 @@ def encode_exception(exc: BaseException) -> tuple[CallOutcome, bytes]:
     frame = b""
     pickled = False
     try:
-        frame = cloudpickle.dumps((exc, tblib.Traceback(tb).as_dict() if tb else None), protocol=5)
+        frame = cloudpickle.dumps((exc, traceback_to_dict(tb) if tb else None), protocol=5)  # with positions
         pickle.loads(frame)  # exceptions whose __init__ needs other arguments fail only here
         pickled = True
     except Exception:
