@@ -41,6 +41,7 @@ setup(
         "lambdamr.dashboard": ["static/*"],  # the dashboard's page, script and style
     },
     install_requires=[
+        "blake3>=1.0",  # the digest of big buffers and shuffle segments: 2.6x SHA-256 (lambdamr.data.digest)
         "boto3>=1.35",  # S3 conditional writes (IfNoneMatch) need 1.35+
         "cloudpickle>=3.0",
         "numpy>=1.24",

@@ -1,7 +1,7 @@
 """The driver's memory while a long map streams: flat in the number of tasks.
 
     PYTHONPATH=. python benchmarks/memory.py                      # 10,000 and 50,000 x 1 MB, 1,000,000-item generator
-    PYTHONPATH=. python benchmarks/memory.py --results 2000 --generator 100000 --out /tmp/memory.json
+    PYTHONPATH=. python benchmarks/memory.py --results 2000 --generator 100000 --out /tmp/memory
 
 Two cases, each in a fresh driver process (so that its peak RSS is its own):
 
@@ -13,8 +13,9 @@ Two cases, each in a fresh driver process (so that its peak RSS is its own):
 
 For each: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
 (``ru_maxrss``), the wall time and the calls per second. The local backend runs the tasks
-(``--workers`` processes); each case's temp folder is deleted afterwards. Nothing is written
-but ``--out`` (JSON), when given.
+(``--workers`` processes); each case's temp folder is deleted afterwards. With two or more
+task counts the growth between the smallest and the largest is printed per 10,000 tasks:
+"flat" means close to zero. Nothing is written but ``--out`` (a folder: ``memory.json``).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--generator", type=int, default=1_000_000, metavar="N", help="items of the generator case")
     parser.add_argument("--chunksize", type=int, default=1000, help="calls per task in the generator case")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", help="also write the figures here (JSON)")
+    parser.add_argument("--out", help="a folder to write memory.json into")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,9 +115,17 @@ def main() -> int:
             f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['wall_s']:>7} {row['calls_per_s']:>8,} "
             f"{row['traced_peak_mb']:>15} {row['rss_peak_mb']:>12}"
         )
+    sized = sorted((r for r in rows if r["case"] == "results"), key=lambda r: r["calls"])
+    if len(sized) >= 2 and sized[-1]["calls"] > sized[0]["calls"]:
+        first, last = sized[0], sized[-1]
+        per = 10_000 / (last["calls"] - first["calls"])
+        print(f"growth from {first['calls']:,} to {last['calls']:,} tasks, per 10,000 tasks: traced "
+              f"{(last['traced_peak_mb'] - first['traced_peak_mb']) * per:+.1f} MB, RSS "
+              f"{(last['rss_peak_mb'] - first['rss_peak_mb']) * per:+.1f} MB")
     print(f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} cores")
     if args.out:
-        with open(args.out, "w") as fh:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "memory.json"), "w") as fh:
             json.dump({"rows": rows, "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count()}, fh, indent=2)
     return 0
 

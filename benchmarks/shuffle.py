@@ -1,7 +1,10 @@
 """Shuffle throughput of ``map_reduce``, next to raw storage bandwidth and multiprocessing.
 
-    python -m benchmarks.shuffle                 # local folder and moto's S3 server, ~2 minutes
-    python -m benchmarks.shuffle --quick         # small sizes, for a smoke test
+    python -m benchmarks.shuffle --out DIR                 # local folder and moto's S3 server, ~2 minutes
+    python -m benchmarks.shuffle --out DIR --quick         # small sizes, for a smoke test
+
+It writes only under ``--out`` (its temporary folder, removed afterwards, and
+``shuffle.json`` with every run), and prints the four shuffle-path / raw ratios last.
 
 Workloads (the local backend, ``--workers`` worker processes):
 
@@ -29,6 +32,7 @@ import bisect
 import collections
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import statistics
@@ -79,7 +83,7 @@ class Row:
 
 # ---- the raw baseline: the shuffle's own requests, with bytes that need no encoding -------------------------
 # M tasks PUT one object each (the mappers' PUTs), then R tasks each make one ranged GET of
-# their slice of every object, FETCH_THREADS at a time (the reducers' GETs): the same bytes,
+# their slice of every object, as many at a time as reducers make (the reducers' GETs): the same bytes,
 # the same requests and the same concurrency as the shuffle, through the same Storage API.
 # The plain whole-object GET (M GETs) is measured too, for comparison.
 def raw_put(spec: dict, key: str, size: int) -> float:
@@ -104,7 +108,7 @@ def raw_get_ranges(spec: dict, keys: list[str], start: int, end: int) -> float:
 
     store = open_cached(spec)
     started = time.perf_counter()
-    with ThreadPoolExecutor(min(FETCH_THREADS, len(keys))) as pool:
+    with ThreadPoolExecutor(min(FETCH_THREADS, store.concurrent_requests, len(keys))) as pool:
         sizes = list(pool.map(lambda key: len(store.get(key, start, end)), keys))
     elapsed = time.perf_counter() - started
     assert sizes == [end - start] * len(keys)
@@ -308,6 +312,7 @@ def median_row(runs: list[Row]) -> Row:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shuffle", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for shuffle.json and the temporary data (removed afterwards)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the local backend")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--no-s3", action="store_true", help="skip the moto S3 server runs")
@@ -333,7 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    with tempfile.TemporaryDirectory(prefix="lambdamr-bench-") as folder, get_context("spawn").Pool(args.workers) as pool:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory(prefix="lambdamr-bench-", dir=out) as folder,
+        get_context("spawn").Pool(args.workers) as pool,
+    ):
         kinds = ["folder"] if args.no_s3 else ["s3"] if args.s3_only else ["folder", "s3"]
         for kind in kinds:
             options: dict[str, Any] = {"storage": os.path.join(folder, "store")}
@@ -354,8 +365,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server.stop()
     print()
     medians = f", medians of {args.repeat} runs" if args.repeat > 1 else ""
+    load_end = os.getloadavg()
     print(f"{os.cpu_count()} CPUs, {args.workers} workers, Python {sys.version.split()[0]}{medians}")
+    loads = "load average (1, 5, 15 min) at the start {:.2f} {:.2f} {:.2f}, at the end {:.2f} {:.2f} {:.2f}"
+    print(loads.format(*load_start, *load_end))
     print(markdown(rows))
+    for kind in sorted({r.storage for r in rows}):
+        ratios = ", ".join(f"{r.workload} {r.ratio:.0%}" for r in rows if r.storage == kind)
+        print(f"shuffle-path / raw PUT+GET, {kind}: {ratios}")
+    record = {"load_start": load_start, "load_end": load_end, "args": vars(args), "rows": [dataclasses.asdict(r) for r in rows]}
+    (out / "shuffle.json").write_text(json.dumps(record, indent=1))
     return 0
 
 

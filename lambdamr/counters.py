@@ -12,6 +12,7 @@ class Counters:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._names = tuple(f.name for f in fields(self))  # read per task: not dataclasses.fields() each time
 
     def add(self, **counts: int) -> None:
         """Add to one or more counters atomically."""
@@ -22,4 +23,4 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         """A consistent copy of every counter."""
         with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self)}
+            return {name: getattr(self, name) for name in self._names}

@@ -87,6 +87,9 @@ class TaskEvent:
     timeout_s: float
     memory_mb: int
     args_inline: str | None = None  # base64 of the pickled list of (args, kwargs)
+    #: the same pickled calls as raw bytes, on a transport that carries bytes (the local
+    #: wire); ``to_dict`` sends them base64-encoded
+    args_raw: bytes | None = field(default=None, repr=False)
     args_range: ArgsRange | None = None
     store_result: bool = True  # write the result record to storage
     reply_inline_max: int = 0  # also return the record in the response when this small
@@ -112,6 +115,8 @@ class TaskEvent:
         }
         if self.args_inline is not None:
             data["args_inline"] = self.args_inline
+        elif self.args_raw is not None:
+            data["args_inline"] = encode_inline_args(self.args_raw)
         if self.args_range is not None:
             data["args_range"] = asdict(self.args_range)
         if self.deadline is not None:
@@ -177,8 +182,15 @@ class TaskEvent:
         """Whether the event arrived after its deadline (then it must not run)."""
         return self.deadline is not None and now > self.deadline
 
+    @property
+    def has_inline_args(self) -> bool:
+        """Whether the calls travel in the event (rather than as a range of stored arguments)."""
+        return self.args_raw is not None or self.args_inline is not None
+
     def inline_args_bytes(self) -> bytes:
-        """Decode the inline arguments (the caller checked ``args_inline`` is set)."""
+        """The inline arguments' bytes (the caller checked ``has_inline_args``)."""
+        if self.args_raw is not None:
+            return self.args_raw
         assert self.args_inline is not None
         return base64.b64decode(self.args_inline)
 
@@ -213,10 +225,23 @@ class CallOutcome:
     exception_pickled: bool = False  # frame holds the pickled exception itself
 
 
+#: a call that returned: the header lists only what differs from ``CallOutcome``'s defaults
+CALL_OK = CallOutcome(ok=True)
+_CALL_OK_ENTRY = {"ok": True}
+_encode_header = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder, reused per task
+
+
+def call_entry(outcome: CallOutcome) -> dict[str, Any]:
+    """A call's entry in a result header (a call that returned is just ``{"ok": true}``)."""
+    if outcome == CALL_OK:
+        return _CALL_OK_ENTRY
+    return dict(outcome.__dict__)
+
+
 def encode_result(header: dict[str, Any], frames: list[bytes]) -> bytes:
     """Assemble a result record from its JSON header and its frames."""
     header = dict(header, lambdamr=PROTOCOL_VERSION, frames=[len(f) for f in frames])
-    head = json.dumps(header, separators=(",", ":"), default=str).encode()
+    head = _encode_header(header).encode()
     return b"".join([RESULT_MAGIC, _HEADER_LEN.pack(len(head)), head, *frames])
 
 
@@ -248,4 +273,4 @@ def decode_result(data: bytes | memoryview) -> tuple[dict[str, Any], list[memory
 
 def call_outcomes(header: dict[str, Any]) -> list[CallOutcome]:
     """The per-call outcomes listed in a result header."""
-    return [CallOutcome(**c) for c in header.get("calls", [])]
+    return [CALL_OK if c == _CALL_OK_ENTRY else CallOutcome(**c) for c in header.get("calls", [])]

@@ -3,6 +3,11 @@
 A function defined in ``__main__``, a notebook, or one of the user's own modules (anything
 not installed in site-packages or the standard library) cannot be imported by the Lambda
 runtime, so such modules are pickled *by value*: the code travels with the function.
+
+Big values travel out of band: given a ``BufferSink`` (``lambdamr.data.buffers``), ``dumps``
+stores every large buffer pickle protocol 5 exposes (numpy arrays, ``PickleBuffer``) as an
+object of its own and returns a small frame that lists them with their digests; ``loads``
+recognises such a frame, checks every buffer and unpickles the value in place.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import sysconfig
 import types
 from collections import ChainMap
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from lambdamr.errors import SerializationError
+from lambdamr.errors import IntegrityError, SerializationError, StorageError
+
+if TYPE_CHECKING:
+    from lambdamr.data.buffers import BufferSink
 
 PICKLE_PROTOCOL = 5
 
@@ -72,8 +80,8 @@ class _ModuleRecordingPickler(cloudpickle.CloudPickler):  # type: ignore[misc]  
 
     dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.CloudPickler.dispatch_table)
 
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, protocol=PICKLE_PROTOCOL)
+    def __init__(self, file: io.BytesIO, buffer_callback: Any = None) -> None:
+        super().__init__(file, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback)
         self.modules: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
@@ -89,50 +97,90 @@ class _ModuleRecordingPickler(cloudpickle.CloudPickler):  # type: ignore[misc]  
         return super().reducer_override(obj)
 
 
-def _dump_once(obj: Any) -> tuple[bytes, set[str]]:
+class _OutOfBand:
+    """The buffer callback of one pickling pass: buffers of at least ``min_bytes`` are kept
+    out of band (returned False), smaller ones go in the stream."""
+
+    def __init__(self, min_bytes: int) -> None:
+        self.min_bytes = min_bytes
+        self.buffers: list[memoryview] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: in band
+            return True
+        if raw.nbytes < self.min_bytes:
+            return True
+        self.buffers.append(raw)
+        return False
+
+
+def _dump_once(obj: Any, sink: BufferSink | None) -> tuple[bytes, set[str], list[memoryview]]:
     buffer = io.BytesIO()
-    pickler = _ModuleRecordingPickler(buffer)
+    out_of_band = _OutOfBand(sink.min_bytes) if sink is not None else None
+    pickler = _ModuleRecordingPickler(buffer, out_of_band)
     pickler.dump(obj)
-    return buffer.getvalue(), pickler.modules
+    return buffer.getvalue(), pickler.modules, out_of_band.buffers if out_of_band else []
 
 
-def dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True) -> bytes:
+def _framed(data: bytes, sink: BufferSink | None, buffers: list[memoryview]) -> bytes:
+    if not buffers or sink is None:
+        return data
+    from lambdamr.data.buffers import frame
+
+    return frame(data, sink, buffers)
+
+
+def dumps(
+    obj: Any, *, what: str = "object", ship_local_modules: bool = True, sink: BufferSink | None = None
+) -> bytes:
     """Pickle ``obj`` for the other side, shipping the user's local modules by value.
+
+    With ``sink``, large buffers (numpy arrays) are stored through it, out of band, and the
+    result is a small buffered frame that names them (``lambdamr.data.buffers``).
 
     Raises ``SerializationError`` naming the part of ``obj`` that cannot be pickled.
     """
     if not ship_local_modules:  # the runtime's results: their classes came from the driver
+        out_of_band = _OutOfBand(sink.min_bytes) if sink is not None else None
         try:
-            pickled: bytes = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
-            return pickled
+            data = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL, buffer_callback=out_of_band)
         except Exception as exc:
             raise SerializationError(_unpicklable_message(obj, what, exc, to_driver=True)) from exc
+        return _framed(data, sink, out_of_band.buffers if out_of_band else [])
     registered: list[types.ModuleType] = []
     try:
         for _ in range(8):  # by-value modules may reference further local modules
             try:
-                data, modules = _dump_once(obj)
+                data, modules, buffers = _dump_once(obj, sink)
             except Exception as exc:
                 raise SerializationError(_unpicklable_message(obj, what, exc)) from exc
             local = {m.partition(".")[0] for m in modules if is_local_module(m)}
             new = [sys.modules[m] for m in sorted(local) if sys.modules[m] not in registered]
             if not new:
-                return data
+                break
             for module in new:
                 cloudpickle.register_pickle_by_value(module)
                 registered.append(module)
-        return data
     finally:
         for module in registered:
             try:
                 cloudpickle.unregister_pickle_by_value(module)
             except ValueError:
                 pass
+    return _framed(data, sink, buffers)
 
 
-def loads(data: bytes | memoryview, *, what: str = "object") -> Any:
-    """Unpickle ``data``; a failure becomes a ``SerializationError`` that says what to do."""
+def loads(data: bytes | bytearray | memoryview, *, what: str = "object") -> Any:
+    """Unpickle ``data`` (a plain pickle, or a buffered frame whose buffers are checked
+    against their digests first); a failure becomes a ``SerializationError`` that says what
+    to do, a buffer changed in storage an ``IntegrityError``."""
+    from lambdamr.data import buffers
+
     try:
+        if buffers.is_buffered(data):
+            return buffers.loads(data, what=what)
         return pickle.loads(data)
     except ModuleNotFoundError as exc:
         raise SerializationError(
@@ -140,6 +188,8 @@ def loads(data: bytes | memoryview, *, what: str = "object") -> Any:
             "loaded; add the package to the runtime layer (`lambdamr deploy --package ...`) or "
             "install it in the driver's environment"
         ) from exc
+    except (IntegrityError, SerializationError, StorageError):
+        raise  # a buffer changed or gone: already says what happened
     except Exception as exc:
         raise SerializationError(f"cannot unpickle the {what}: {type(exc).__name__}: {exc}") from exc
 

@@ -1,5 +1,8 @@
-"""Shared fixtures: fake AWS credentials, moto's S3 server on 127.0.0.1, and executors over
-every storage the suite runs against (a local folder, and S3 through real HTTP)."""
+"""Shared fixtures: fake AWS credentials, moto's S3 server on 127.0.0.1, local-backend
+executors over every storage (a local folder, and S3 through real HTTP: ``executor``,
+``make_executor``, ``shared_local_executor``), and executors of every backend × storage for
+the behaviour suites (``target``, ``target_options``, ``target_executor``,
+``executor_factory``; tests/targets.py). The AWS fixtures are in tests/aws_fixtures.py."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-pytest_plugins = ["loopback_guard"]  # every connection stays on 127.0.0.1 (tests/loopback_guard.py)
+# every connection stays on 127.0.0.1 (tests/loopback_guard.py); the AWS account, deployment and
+# Lambda stand-in fixtures (tests/aws_fixtures.py) serve tests/backends/aws, deploy, cli, testing...
+pytest_plugins = ["tests.loopback_guard", "tests.aws_fixtures"]
 
 # Set before anything builds a boto3 client; worker processes inherit them. Never real keys.
 os.environ.update(
@@ -21,6 +26,8 @@ os.environ.update(
 )
 for _var in ("AWS_PROFILE", "LAMBDAMR_BACKEND", "LAMBDAMR_STORAGE", "LAMBDAMR_VERBOSE", "LAMBDAMR_PROGRESS"):
     os.environ.pop(_var, None)
+
+from tests.targets import TARGETS, Target, build_executor, close_all, target_environment  # noqa: E402
 
 STORAGES = ["folder", "s3"]
 
@@ -93,3 +100,55 @@ def make_executor(storage_options: dict) -> Iterator[Callable[..., object]]:
 def executor(make_executor):
     """A local-backend executor (2 worker processes) over the storage under test."""
     return make_executor()
+
+
+@pytest.fixture(scope="module", params=[Target("local", "folder"), Target("local", "s3")], ids=str)
+def shared_local_executor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local-backend executor per storage for a module's tests. A module whose tests
+    leave nothing behind binds it as its ``executor`` (starting two worker processes per test
+    costs more than most tests); a test there that needs a fresh one uses ``make_executor``."""
+    target = request.param
+    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
+        shared = build_executor(target, options)
+        yield shared
+        shared.shutdown(wait=True, cancel_futures=True)
+
+
+# ---- every backend over every storage (tests/targets.py) ------------------------------------
+@pytest.fixture(scope="module", params=TARGETS, ids=str)
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each module using it runs once per backend × storage (tests grouped by target)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def target_options(
+    target: Target, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
+    """Executor keyword arguments selecting the target's storage (one per module) and, for
+    ``aws``, its deployment and stand-in."""
+    with target_environment(target, request, tmp_path_factory.mktemp(str(target))) as options:
+        yield options
+
+
+@pytest.fixture(scope="module")
+def target_executor(target: Target, target_options: dict) -> Iterator[object]:
+    """The module's executor of the target, shared by its tests; shut down after the last."""
+    executor = build_executor(target, target_options)
+    yield executor
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def executor_factory(target: Target, target_options: dict) -> Iterator[Callable[..., object]]:
+    """Build executors of the target that a test may configure or shut down itself; whatever
+    they still run is stopped after the test."""
+    made: list = []
+
+    def factory(**overrides):
+        executor = build_executor(target, target_options, **overrides)
+        made.append(executor)
+        return executor
+
+    yield factory
+    close_all(made)

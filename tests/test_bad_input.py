@@ -1,6 +1,6 @@
 """A user's mistake is refused before anything is launched, with a message that says what to
-fix (more cases live beside the feature they guard: test_config, test_remote_errors,
-test_storage, test_protocol, tests/aws)."""
+fix (more cases live beside the feature they guard: test_config, test_serialize,
+test_storage, test_protocol, tests/backends/aws)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,12 @@ from examples.random_forest import (
 # --- Mandelbrot ---------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    """One executor per storage for this module's tests (tests/conftest.py)."""
+    return shared_local_executor
+
+
 def test_known_points_escape_when_they_should():
     re = np.array([0.0, -1.0, 1.0, 2.0])
     counts = escape_counts(re, np.array([0.0]), max_iter=50)

@@ -9,7 +9,8 @@ import socket
 
 import boto3
 import pytest
-from loopback_guard import (
+
+from tests.loopback_guard import (
     UNCONFIGURED_AWS_ENDPOINT,
     NonLoopbackConnectionError,
     expected_refusals,

@@ -20,6 +20,12 @@ from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.runtime.capture import CapturedText, capture_task_output, log_tail
 
 
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    """One executor per storage for this module's tests (tests/conftest.py)."""
+    return shared_local_executor
+
+
 def chatty(x):
     print(f"out {x}")
     print(f"err {x}", file=sys.stderr)

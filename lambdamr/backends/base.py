@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.protocol import TaskEvent
@@ -29,17 +29,29 @@ if TYPE_CHECKING:
     from lambdamr.storage import Storage
 
 
-@dataclass(frozen=True)
 class Invocation:
     """One attempt at one task: the event to hand to the runtime handler."""
 
-    event: TaskEvent
-    payload: bytes = field(repr=False, default=b"")  # the event as JSON, made once
+    __slots__ = ("event", "_payload")
+
+    def __init__(self, event: TaskEvent, payload: bytes | None = None) -> None:
+        self.event = event
+        self._payload = payload
 
     @classmethod
     def of(cls, event: TaskEvent) -> Invocation:
-        """Wrap an event, serialising it once."""
-        return cls(event=event, payload=event.to_json())
+        """Wrap an event (serialised once, when a backend first asks for ``payload``)."""
+        return cls(event)
+
+    @property
+    def payload(self) -> bytes:
+        """The event as the JSON payload of an invoke request (the local wire never needs it)."""
+        if self._payload is None:
+            self._payload = self.event.to_json()
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Invocation(event={self.event!r})"
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -51,8 +63,9 @@ class Invocation:
 class InvocationOutcome:
     """How an invocation ended, as far as the backend knows.
 
-    Exactly one of ``response`` (the handler's return value) and ``error`` (a lambdamr
-    ``TaskError`` or ``BackendError`` saying why there is no response) is set.
+    Exactly one of ``response`` (the handler's return value), ``record`` (the result record
+    itself, authenticated by the backend) and ``error`` (a lambdamr ``TaskError`` or
+    ``BackendError`` saying why there is no response) is set.
     """
 
     invocation: Invocation
@@ -60,6 +73,9 @@ class InvocationOutcome:
     error: BaseException | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    #: an unsigned result record the backend already authenticated as this invocation's (the
+    #: local wire signs a frame of records at once); set instead of ``response``
+    record: bytes | memoryview | None = None
 
 
 OutcomeCallback = Callable[[InvocationOutcome], None]

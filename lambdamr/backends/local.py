@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
@@ -32,21 +33,38 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lambdamr.backends import local_wire as wire
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome, OutcomeCallback
 from lambdamr.backends.local_options import LocalOptions, validate_workers
-from lambdamr.backends.local_worker import OUT_OF_MEMORY
-from lambdamr.errors import BackendError, TaskOutOfMemoryError, TaskTimeoutError, WorkerLostError
+from lambdamr.backends.local_worker import ENFORCE_MEMORY_ENV, LOW_WATER_ENV, OUT_OF_MEMORY
+from lambdamr.errors import (
+    BackendError,
+    IntegrityError,
+    ProtocolError,
+    TaskOutOfMemoryError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from lambdamr.protocol import TaskEvent
 from lambdamr.signing import KEY_ENV
 
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
     from lambdamr.storage import Storage
 
+log = logging.getLogger("lambdamr")
+
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+#: job slots the dispatcher remembers (a job seen again after that gets a new slot)
+_SLOTS_KEPT = 1024
+#: tasks shorter than this (on a recent average) are queued twice ``prefetch`` deep, so that a
+#: worker batches their completions and never waits for the driver; longer ones only
+#: ``prefetch`` deep, so that few wait behind a slow one (and stay cancellable)
+SHORT_TASK_S = 0.005
 _DRIVER_BUFFER_PER_WORKER = 6
 #: workers in a row that exit by themselves before they are ready (a broken interpreter or
 #: environment, not a kill from outside) before the tasks waiting for them fail
@@ -56,20 +74,23 @@ MAX_STARTUP_EXITS = 3
 STARTUP_STALL_S = 60.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     invocation: Invocation
-    request_id: str
+    number: int  # the request number on the wire (the request id is "{prefix}-{number}")
+    slot: int  # the job slot it was sent under
     started_at: float | None = None  # None while queued behind another in the worker
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen
-    conn: Connection
+    sock: socket.socket
+    reader: wire.FrameReader
     queue: collections.deque[_Running] = field(default_factory=collections.deque)
-    pending_reply: dict[str, Any] | None = None
     ready: bool = False  # its imports are done: what it was sent can start
+    #: the job slots this worker holds, oldest first (it forgets them in the same order)
+    slots: collections.OrderedDict[int, None] = field(default_factory=collections.OrderedDict)
 
 
 class LocalBackend(Backend):
@@ -94,6 +115,10 @@ class LocalBackend(Backend):
         self._idle = False
         self._id_prefix = uuid.uuid4().hex[:12]
         self._request_numbers = itertools.count(1)
+        self._slots: dict[tuple, int] = {}  # job key -> slot, bounded (wire.job_key)
+        self._slot_numbers = itertools.count(1)
+        self._key = b""  # the signing key the workers sign their completion frames with
+        self._recent_task_s = 1.0  # moving average of task times; long until measured
         self.workers_started = 0
         self.workers_lost = 0
         self.workers_lost_starting = 0  # died before they were ready: no task charged
@@ -117,6 +142,7 @@ class LocalBackend(Backend):
         if self._thread is not None:
             return
         self._on_outcome = on_outcome
+        self._key = self.signing_key()
         self._last_ready_at = time.monotonic()
         self._pool = [self._spawn() for _ in range(self.workers)]
         self._thread = threading.Thread(target=self._run, name="lambdamr-local-backend", daemon=True)
@@ -127,9 +153,11 @@ class LocalBackend(Backend):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         env[KEY_ENV] = self.signing_key().hex()
+        env[ENFORCE_MEMORY_ENV] = "1" if self.enforce_memory else "0"
+        env[LOW_WATER_ENV] = str(max(1, self.prefetch // 2))
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "lambdamr.backends.local_worker", str(child.fileno())],
+                [sys.executable, "-m", "lambdamr.backends.local_worker", str(child.fileno()), self._id_prefix],
                 pass_fds=(child.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -140,7 +168,8 @@ class LocalBackend(Backend):
         finally:
             child.close()
         self.workers_started += 1
-        return _Worker(process=process, conn=Connection(parent.detach()))
+        parent.setblocking(True)
+        return _Worker(process=process, sock=parent, reader=wire.FrameReader(parent))
 
     def invoke(self, invocations: Sequence[Invocation]) -> None:
         if self._thread is None:
@@ -174,7 +203,7 @@ class LocalBackend(Backend):
 
     def _stop_worker(self, worker: _Worker, kill: bool) -> None:
         try:
-            worker.conn.close()  # the worker's recv sees EOF and exits
+            worker.sock.close()  # the worker's recv sees EOF and exits
         except OSError:
             pass
         if kill:
@@ -201,7 +230,7 @@ class LocalBackend(Backend):
             with self._lock:
                 if self._pending and any(len(w.queue) < self.prefetch for w in self._pool):
                     timeout = 0
-            ready = wait([self._wake_r, *(w.conn for w in self._pool)], timeout)
+            ready = wait([self._wake_r, *(w.sock for w in self._pool)], timeout)
             self._idle = False
             for obj in ready:
                 if obj is self._wake_r:
@@ -211,89 +240,164 @@ class LocalBackend(Backend):
                     except (BlockingIOError, OSError):
                         pass
                     continue
-                worker = next((w for w in self._pool if w.conn is obj), None)
+                worker = next((w for w in self._pool if w.sock is obj), None)
                 if worker is not None:
                     self._receive(worker)
             self._enforce_timeouts()
 
+    def _depth(self, worker: _Worker, now: float) -> int:
+        """How many invocations ``worker`` may hold: deeper while tasks are short and its
+        current one is too."""
+        head = worker.queue[0] if worker.queue else None
+        head_short = head is None or head.started_at is None or now - head.started_at < SHORT_TASK_S
+        if self._recent_task_s < SHORT_TASK_S and head_short:
+            return 2 * self.prefetch
+        return self.prefetch
+
     def _assign(self) -> None:
+        now = time.time()
         with self._lock:
+            batches: dict[_Worker, list[Invocation]] = {}
             while self._pending and self._pool:
                 # Always the least busy worker, so work spreads before any worker queues;
                 # between equals a ready one, rather than one still starting.
-                worker = min(self._pool, key=lambda w: (len(w.queue), not w.ready))
-                if len(worker.queue) >= self.prefetch:
-                    return
+                worker = min(self._pool, key=lambda w: (len(w.queue) + len(batches.get(w, ())), not w.ready))
+                if len(worker.queue) + len(batches.get(worker, ())) >= self._depth(worker, now):
+                    break
                 invocation = self._pending.popleft()
                 if not self.claim(invocation):
                     continue  # cancelled while it waited here
-                if not self._send(worker, invocation):
-                    self._pending.appendleft(invocation)
-                    return
+                batches.setdefault(worker, []).append(invocation)
+            for worker, invocations in batches.items():
+                if not self._send(worker, invocations):
+                    self._pending.extendleft(reversed(invocations))
 
-    def _send(self, worker: _Worker, invocation: Invocation) -> bool:
-        event = invocation.event
-        request_id = f"{self._id_prefix}-{next(self._request_numbers)}"
+    def _slot(self, event: TaskEvent) -> int:
+        """The job slot of ``event``'s job (a new one for a job not seen lately)."""
+        key = wire.job_key(event)
+        slot = self._slots.get(key)
+        if slot is None:
+            if len(self._slots) >= _SLOTS_KEPT:
+                del self._slots[next(iter(self._slots))]
+            slot = self._slots[key] = next(self._slot_numbers)
+        return slot
+
+    def _send(self, worker: _Worker, invocations: list[Invocation]) -> bool:
+        """Write ``invocations`` to ``worker`` in one TASKS frame (after the JOB frames it lacks)."""
         now = time.time()
-        running = _Running(invocation, request_id, started_at=None if worker.queue or not worker.ready else now)
-        meta = {
-            "rid": request_id,
-            "memory_mb": event.memory_mb,
-            "enforce_memory": self.enforce_memory,
-            "deadline": now + event.timeout_s,  # refined when the task actually starts
-        }
+        parts: list[bytes | memoryview] = []
+        entries = []
+        running: list[_Running] = []
+        for invocation in invocations:
+            event = invocation.event
+            slot = self._slot(event)
+            if slot not in worker.slots:
+                parts += wire.encode_job(slot, event)
+                worker.slots[slot] = None
+                while len(worker.slots) > wire.JOB_SLOTS_PER_WORKER:
+                    worker.slots.popitem(last=False)
+            number = next(self._request_numbers)
+            args = event.inline_args_bytes() if event.has_inline_args else None
+            entries.append((number, slot, event, args))
+            started = None if worker.queue or running or not worker.ready else now
+            running.append(_Running(invocation, number, slot, started_at=started))
+        parts += wire.encode_tasks(entries)
         try:
-            # One frame: the JSON header, a newline (JSON never contains a raw one), the event.
-            worker.conn.send_bytes(json.dumps(meta).encode() + b"\n" + invocation.payload)
+            wire.send_parts(worker.sock, parts)
         except OSError:
-            return False  # the worker is dead; _receive will replace it
-        worker.queue.append(running)
+            worker.slots.clear()  # the worker is dead; _receive will replace it
+            return False
+        worker.queue.extend(running)
         return True
 
     def _receive(self, worker: _Worker) -> None:
         try:
-            reply = json.loads(worker.conn.recv_bytes())
+            while True:
+                body = worker.reader.read()
+                if not self._take(worker, body) or not worker.reader.buffered():
+                    return
         except (EOFError, OSError):
             self._replace(worker, reason=None)
-            return
+
+    def _take(self, worker: _Worker, body: memoryview) -> bool:
+        """Handle one frame from ``worker``; False when the worker was replaced meanwhile."""
         now = time.time()
-        if reply.get("ready"):
+        kind = bytes(body[:1])
+        if kind == wire.READY:
             worker.ready = True
             self._startup_exits = self._startup_deaths = 0
             self._last_ready_at = time.monotonic()
             if worker.queue:
                 worker.queue[0].started_at = now
-            return
-        if not worker.queue:
-            return
-        running = worker.queue.popleft()
-        if worker.queue:
-            worker.queue[0].started_at = now
-        error = reply.get("error")
-        if error and error.get("errorType") == OUT_OF_MEMORY:
-            self._replace(worker, reason=error, failed=running)
-            return
-        if error:
-            outcome = InvocationOutcome(
-                running.invocation,
-                error=WorkerLostError(
-                    f"the runtime handler failed: {error.get('errorType')}: {error.get('errorMessage')}",
-                    **self._where(running),
-                    logs="\n".join(error.get("stackTrace", [])[-10:]),
-                ),
-                started_at=running.started_at,
-                ended_at=now,
-            )
-        else:
-            outcome = InvocationOutcome(
-                running.invocation, response=reply["response"], started_at=running.started_at, ended_at=now
-            )
-        self._report(outcome)
+            return True
+        if kind == wire.FATAL:
+            reply = wire.decode_json(body)
+            failed = worker.queue[0] if worker.queue and worker.queue[0].number == reply.get("rid") else None
+            self._replace(worker, reason=reply.get("error"), failed=failed)
+            return False
+        if kind != wire.DONE:
+            self._replace(worker, reason=None, error=ProtocolError(f"a local worker sent an unknown frame {kind!r}"))
+            return False
+        try:
+            entries = wire.decode_done(self._key, body)
+        except (IntegrityError, ProtocolError) as exc:
+            log.warning("lambdamr: %s", exc)
+            self._replace(worker, reason=None, error=exc)
+            return False
+        for done in entries:
+            if not worker.queue or worker.queue[0].number != done.number:
+                self._replace(worker, reason=None, error=ProtocolError(
+                    f"a local worker answered request {done.number}, which it was not running"))
+                return False
+            running = worker.queue.popleft()
+            if worker.queue:
+                worker.queue[0].started_at = now
+            if running.started_at is not None:
+                self._recent_task_s += 0.2 * (now - running.started_at - self._recent_task_s)
+            self._report(self._outcome(running, done, now))
+        return True
 
-    @staticmethod
-    def _where(running: _Running) -> dict[str, Any]:
+    def _outcome(self, running: _Running, done: wire.Done, now: float) -> InvocationOutcome:
+        """The outcome a completion entry reports, once it is checked to be about ``running``."""
+        invocation = running.invocation
+        event = invocation.event
+        started_at = running.started_at
+        if (done.slot, done.task_id, done.attempt) != (running.slot, event.task_id, event.attempt):
+            # The frame's signature covers the entry, so only a worker holding the key gets here;
+            # the attempt is refused and, like a lost one, runs again.
+            refused = IntegrityError(
+                f"refusing a local worker's completion: it is for job slot {done.slot} task {done.task_id} "
+                f"attempt {done.attempt}, the request was slot {running.slot} task {event.task_id} "
+                f"attempt {event.attempt}"
+            )
+            lost = WorkerLostError(f"the worker's answer was refused: {refused}", **self._where(running))
+            lost.__cause__ = refused
+            return InvocationOutcome(invocation, error=lost, started_at=started_at, ended_at=now)
+        if done.kind == wire.RECORD:
+            return InvocationOutcome(invocation, record=done.payload, started_at=started_at, ended_at=now)
+        if done.kind == wire.STORED:
+            return InvocationOutcome(invocation, response={"result_key": event.result_key}, started_at=started_at, ended_at=now)
+        if done.kind == wire.EXPIRED:
+            expired = {"expired": True, "late_s": done.late_s}
+            return InvocationOutcome(invocation, response=expired, started_at=started_at, ended_at=now)
+        error = json.loads(bytes(done.payload)) if done.kind == wire.FAILED else {"errorType": "?", "errorMessage": "?"}
+        return InvocationOutcome(
+            invocation,
+            error=WorkerLostError(
+                f"the runtime handler failed: {error.get('errorType')}: {error.get('errorMessage')}",
+                **self._where(running),
+                logs="\n".join(error.get("stackTrace", [])[-10:]),
+            ),
+            started_at=started_at,
+            ended_at=now,
+        )
+
+    def _where(self, running: _Running) -> dict[str, Any]:
         event = running.invocation.event
-        return {"job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt, "request_id": running.request_id}
+        return {
+            "job_id": event.job_id, "task_id": event.task_id, "attempt": event.attempt,
+            "request_id": f"{self._id_prefix}-{running.number}",
+        }
 
     def _replace(
         self, worker: _Worker, reason: dict | None, failed: _Running | None = None, error: BaseException | None = None

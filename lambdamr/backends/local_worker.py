@@ -1,12 +1,13 @@
-"""A local worker: one fresh Python process that runs the runtime handler, like a warm
-Lambda container. Started by ``LocalBackend`` as ``python -m lambdamr.backends.local_worker FD``.
+"""A local worker: one fresh Python process that runs the runtime, like a warm Lambda
+container. Started by ``LocalBackend`` as ``python -m lambdamr.backends.local_worker FD PREFIX``.
 
-It talks to the driver over one socket (``FD``) with ``multiprocessing.connection`` framing.
-Once its imports are done the worker sends ``{"ready": true}``: until then nothing it was
-sent has started, so a worker killed while starting costs its tasks no attempt. The driver
-sends a small JSON header (request id, memory limit, deadline), a newline and the event
-payload exactly as Lambda would receive it, in one frame; the worker answers with one JSON
-frame holding the handler's response or, like Lambda's ``FunctionError``, the handler's error.
+It talks to the driver over one socket (``FD``) in the frames of ``local_wire``. Once its
+imports are done the worker sends READY: until then nothing it was sent has started, so a
+worker killed while starting costs its tasks no attempt. It keeps the jobs it was sent (their
+constant fields, their store) and the tasks queued for it, runs each through
+``runtime.handler.run_task`` — the same runtime, records and signatures as on Lambda — and
+sends the completions back a few at a time in one signed frame; like Lambda's
+``FunctionError``, a failure of the runtime itself is reported as the task's error.
 
 Memory is watched like Lambda does: a thread samples the resident set size and, when it
 passes the task's limit, reports ``Runtime.OutOfMemory`` and ends the process.
@@ -14,20 +15,34 @@ passes the task's limit, reports ``Runtime.OutOfMemory`` and ends the process.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
-from typing import Any
+
+from lambdamr.backends import local_wire as wire
+from lambdamr.errors import ProtocolError
+from lambdamr.protocol import TaskEvent
 
 OUT_OF_MEMORY = "Runtime.OutOfMemory"
-READY = {"ready": True}
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MEMORY_SAMPLE_S = 0.02
+#: completions of short tasks wait at most this long (or until the worker is about to run
+#: out of queued tasks) to go back together in one frame
+HOLD_MAX_S = 0.001
+HOLD_MAX_BYTES = 1024 * 1024
+#: send what is held once this few tasks are left queued (the driver refills meanwhile);
+#: the local backend passes half its prefetch
+LOW_WATER_ENV = "LAMBDAMR_LOCAL_LOW_WATER"
+LOW_WATER = int(os.environ.get(LOW_WATER_ENV, "1"))
+#: the local backend's ``enforce_memory``, passed in the environment
+ENFORCE_MEMORY_ENV = "LAMBDAMR_LOCAL_ENFORCE_MEMORY"
+_ENFORCE_MEMORY = os.environ.get(ENFORCE_MEMORY_ENV, "1") != "0"
 
 
 class LocalContext:
@@ -63,12 +78,12 @@ class _MemoryWatch(threading.Thread):
     """Ends the process, after telling the driver, when RSS passes the current limit, and
     without a word when the driver process is gone (no orphans left computing)."""
 
-    def __init__(self, conn: Connection, send_lock: threading.Lock) -> None:
+    def __init__(self, sock: socket.socket, send_lock: threading.Lock) -> None:
         super().__init__(name="lambdamr-memory-watch", daemon=True)
-        self.conn = conn
+        self.sock = sock
         self.send_lock = send_lock
         self.limit_bytes = 0
-        self.request_id = ""
+        self.request_number = 0
 
     def run(self) -> None:
         parent = os.getppid()
@@ -87,45 +102,129 @@ class _MemoryWatch(threading.Thread):
                 }
                 with self.send_lock:
                     try:
-                        self.conn.send_bytes(json.dumps({"rid": self.request_id, "error": error}).encode())
+                        wire.send_parts(self.sock, wire.encode_fatal(self.request_number, error))
                     finally:
                         os._exit(137)
 
 
-def serve(conn: Connection) -> None:
-    """Answer invocations until the driver closes the connection."""
-    from lambdamr.runtime.handler import handler
+class _Completions:
+    """Completions waiting to go back to the driver in one signed frame.
 
+    Short tasks are reported in batches; a task that ran for ``HOLD_MAX_S`` or longer, a
+    batch that waited that long, or a worker about to run out of queued tasks sends at once,
+    so the driver refills the worker before it idles and a result never waits on another task.
+    """
+
+    def __init__(self, sock: socket.socket, send_lock: threading.Lock, key: bytes) -> None:
+        self.sock = sock
+        self.send_lock = send_lock
+        self.key = key
+        self.parts: list[bytes | memoryview] = []
+        self.count = 0
+        self.size = 0
+        self.since = 0.0
+
+    def add(self, parts: list[bytes | memoryview]) -> None:
+        if not self.count:
+            self.since = time.monotonic()
+        self.parts += parts
+        self.count += 1
+        self.size += sum(len(p) for p in parts)
+
+    def due(self, queued: int, ran_s: float) -> bool:
+        """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``."""
+        return (
+            queued <= LOW_WATER
+            or ran_s >= HOLD_MAX_S
+            or time.monotonic() - self.since >= HOLD_MAX_S
+            or self.size >= HOLD_MAX_BYTES
+            or self.count >= wire.MAX_PER_FRAME
+        )
+
+    def send(self) -> None:
+        if not self.count:
+            return
+        data = wire.encode_done(self.key, self.count, self.parts)
+        self.parts, self.count, self.size = [], 0, 0
+        with self.send_lock:
+            wire.send_parts(self.sock, data)
+
+
+def _run_one(
+    number: int, slot: int, event: TaskEvent, jobs: wire.WorkerJobs, id_prefix: str, watch: _MemoryWatch
+) -> list[bytes | memoryview]:
+    """Run one task through the runtime; the parts of its completion entry."""
+    from lambdamr.runtime.handler import expired_response, run_task
+
+    now = time.time()
+    if event.expired(now):
+        late = expired_response(event, now)["late_s"]
+        return wire.done_entry(number, slot, event, wire.EXPIRED, late_s=late)
+    watch.request_number = number
+    watch.limit_bytes = event.memory_mb * 1024 * 1024 if _ENFORCE_MEMORY else 0
+    context = LocalContext(f"{id_prefix}-{number}", event.memory_mb, now + event.timeout_s)
+    try:
+        run = run_task(event, jobs.store(slot), context, _raw_size)
+    except BaseException as exc:  # noqa: BLE001 - like Lambda, the process answers and stays warm
+        error = {
+            "errorType": type(exc).__name__,
+            "errorMessage": str(exc),
+            "stackTrace": traceback.format_exc().splitlines(),
+        }
+        return wire.done_entry(number, slot, event, wire.FAILED, payload=json.dumps(error).encode())
+    finally:
+        watch.limit_bytes = 0
+    flags = (wire.FLAG_STORED if run.stored else 0) | (wire.FLAG_OK if run.ok else 0)
+    if run.inline:
+        return wire.done_entry(number, slot, event, wire.RECORD, flags, run.record)
+    return wire.done_entry(number, slot, event, wire.STORED, flags)
+
+
+def _raw_size(size: int) -> int:
+    return size  # the local wire carries records as they are
+
+
+def serve(sock: socket.socket, id_prefix: str) -> None:
+    """Answer invocations until the driver closes the connection."""
+    import lambdamr.runtime.handler  # noqa: F401 - the imports a task needs, before READY
+    from lambdamr.runtime.capture import keep_installed
+    from lambdamr.signing import process_key
+
+    keep_installed()
     send_lock = threading.Lock()
-    watch = _MemoryWatch(conn, send_lock)
+    watch = _MemoryWatch(sock, send_lock)
     watch.start()
+    reader = wire.FrameReader(sock)
+    jobs = wire.WorkerJobs()
+    queued: collections.deque[tuple[int, int, TaskEvent]] = collections.deque()
+    done = _Completions(sock, send_lock, process_key())
+
+    def take(body: memoryview) -> None:
+        kind = bytes(body[:1])
+        if kind == wire.JOB:
+            jobs.add(body)
+        elif kind == wire.TASKS:
+            queued.extend(wire.decode_tasks(body, jobs))
+        else:
+            raise ProtocolError(f"unknown local wire frame {kind!r}")
+
     with send_lock:
-        conn.send_bytes(json.dumps(READY).encode())
+        wire.send_parts(sock, wire.frame([wire.READY]))
     while True:
         try:
-            frame = conn.recv_bytes()
-            head, _, payload = frame.partition(b"\n")
-            meta = json.loads(head)
-            event = json.loads(payload)
-        except (EOFError, OSError):
+            if not queued:
+                done.send()
+            while not queued:  # a JOB frame comes alone, or just ahead of its tasks
+                take(reader.read())
+            while reader.buffered():
+                take(reader.read())
+        except EOFError:
             return
-        request_id = meta["rid"]
-        watch.request_id = request_id
-        watch.limit_bytes = int(meta["memory_mb"]) * 1024 * 1024 if meta.get("enforce_memory") else 0
-        context = LocalContext(request_id, int(meta["memory_mb"]), float(meta["deadline"]))
-        reply: dict[str, Any] = {"rid": request_id}
-        try:
-            reply["response"] = handler(event, context)
-        except BaseException as exc:  # noqa: BLE001 - like Lambda, the process answers and stays warm
-            reply["error"] = {
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_exc().splitlines(),
-            }
-        watch.limit_bytes = 0
-        data = json.dumps(reply).encode()
-        with send_lock:
-            conn.send_bytes(data)
+        number, slot, event = queued.popleft()
+        started = time.monotonic()
+        done.add(_run_one(number, slot, event, jobs, id_prefix, watch))
+        if done.due(len(queued), time.monotonic() - started):
+            done.send()
 
 
 def main() -> None:
@@ -135,14 +234,16 @@ def main() -> None:
     at once and quietly, since nobody is left to read a result or a traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    conn = Connection(int(sys.argv[1]))
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    sock.setblocking(True)
+    id_prefix = sys.argv[2] if len(sys.argv) > 2 else "local"
     try:
-        serve(conn)
+        serve(sock, id_prefix)
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
         try:
-            conn.close()
+            sock.close()
         except OSError:
             pass
 

@@ -6,7 +6,7 @@ manylinux tag the runtime's OS can load (``runtimes.LambdaRuntime.platform_tags`
 
     pip install --only-binary=:all: --implementation cp --python-version 3.12
         --platform manylinux_2_34_x86_64 ... --platform manylinux_2_17_x86_64
-        --platform manylinux2014_x86_64 --no-compile --target python/ cloudpickle tblib numpy [extras]
+        --platform manylinux2014_x86_64 --no-compile --target python/ cloudpickle tblib numpy blake3 [extras]
 
 python3.10 and 3.11 (Amazon Linux 2, glibc 2.26) get at most ``manylinux_2_26`` wheels,
 python3.12+ (Amazon Linux 2023, glibc 2.34) up to ``manylinux_2_34``. Without
@@ -36,7 +36,7 @@ from lambdamr.deploy.elf import ElfFormatError, is_elf, required_glibc
 from lambdamr.deploy.runtimes import RUNTIMES, LambdaRuntime, runtime_for
 from lambdamr.errors import DeployError, LayerPlatformError, LayerTooLargeError
 
-BASE_PACKAGES = ("cloudpickle", "tblib", "numpy")
+BASE_PACKAGES = ("cloudpickle", "tblib", "numpy", "blake3")  # blake3: lambdamr.data.digest
 #: a layer (or function) zip uploaded inline in the API request
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 #: the function and all its layers, unzipped

@@ -23,6 +23,13 @@ from lambdamr.report import exception_traceback
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
+#: the timings a task keeps, packed in this order into a tuple (a dict costs three times more)
+TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched")
+_ABSENT = object()  # a timing the record did not have
+_NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
+_NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
+_TIMING_KEY_SET = frozenset(TIMING_KEYS)
+_COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
 
 
 class TaskOutcome(NamedTuple):
@@ -53,20 +60,48 @@ class Task:
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
-    live: set[int] = field(default_factory=set)  # attempts in flight
-    backup_attempts: set[int] = field(default_factory=set)  # attempts launched as backups
+    # attempts in flight: the shared empty frozenset until launched, a set of its own then
+    live: set[int] = _NO_ATTEMPTS  # type: ignore[assignment]
+    backup_attempts: frozenset[int] = _NO_ATTEMPTS  # attempts launched as backups
     invocation: Any = None  # the latest attempt's Invocation (to ask the backend why it was lost)
     done: bool = False
     dispatched_at: float | None = None
     first_dispatched_at: float | None = None
     completed_at: float | None = None
-    timings: dict[str, Any] | None = None  # from the winning result record
-    runtime: dict[str, Any] | None = None
+    _timings: tuple[Any, ...] | dict[str, Any] | None = None  # from the winning result record, packed
+    _runtime: tuple[Any, ...] | dict[str, Any] | None = None
     logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
     outcome: TaskOutcome | None = None  # once settled
     _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
     _kept: int = 0  # entries of _held that are not None
     _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
+
+    @property
+    def timings(self) -> dict[str, Any] | None:
+        """The winning record's timings (started, loaded, finished, cold...), with its attempt."""
+        packed = self._timings
+        if isinstance(packed, tuple):
+            return {k: v for k, v in zip(TIMING_KEYS, packed) if v is not _ABSENT}
+        return packed
+
+    @timings.setter
+    def timings(self, value: dict[str, Any] | None) -> None:
+        if value is not None and value.keys() <= _TIMING_KEY_SET:
+            self._timings = tuple(value.get(k, _ABSENT) for k in TIMING_KEYS)
+        else:  # other keys (a platform's billed figure): kept as they came
+            self._timings = value
+
+    @property
+    def runtime(self) -> dict[str, Any] | None:
+        """What the runtime said of itself (request id, pid once settled)."""
+        packed = self._runtime
+        if isinstance(packed, tuple):
+            return {k: v for k, v in zip(RUNTIME_KEPT, packed) if v is not _ABSENT}
+        return packed
+
+    @runtime.setter
+    def runtime(self, value: dict[str, Any] | None) -> None:
+        self._runtime = value
 
     @property
     def futures(self) -> list[LambdaFuture]:
@@ -97,16 +132,22 @@ class Task:
                     error_traceback = exception_traceback(exc)
             else:
                 succeeded += 1
-        self.outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
+        outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
+        # Most tasks end alike (every call ok): they share one outcome object.
+        common = not failed and not cancelled and succeeded <= 64
+        self.outcome = _COMMON_OUTCOMES.setdefault(outcome, outcome) if common else outcome
         self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
         self.invocation = None
-        if self.runtime:  # what ``task_timing`` reports, not the rest of every response
-            self.runtime = {k: self.runtime[k] for k in RUNTIME_KEPT if k in self.runtime}
-        if self.timings:  # each record decoded its own copy of the key strings: share one
-            self.timings = {sys.intern(k): v for k, v in self.timings.items()}
+        self.live = _NO_ATTEMPTS  # type: ignore[assignment]  # a settled task runs no attempt
+        runtime = self._runtime
+        if isinstance(runtime, dict):  # what ``task_timing`` reports, not the rest of every response
+            self._runtime = tuple(runtime.get(k, _ABSENT) for k in RUNTIME_KEPT)
+        timings = self._timings
+        if isinstance(timings, dict):  # each record decoded its own copy of the key strings: share one
+            self._timings = {sys.intern(k): v for k, v in timings.items()}
         for index in self._claimed:
             self._release(index)
-        self._claimed = []
+        self._claimed = _NO_CALLS  # type: ignore[assignment]
 
     def _release(self, index: int) -> None:
         held = self._held
@@ -114,7 +155,7 @@ class Task:
             held[index] = None
             self._kept -= 1
             if not self._kept:
-                self._held = []  # nothing left to keep: not even a slot per call
+                self._held = _NO_CALLS  # type: ignore[assignment]  # nothing left to keep: not even a slot per call
 
 
 class Job:
@@ -166,7 +207,8 @@ class Job:
         self.storage_after: dict[str, int] = {}
         self.runtime_requests: collections.Counter[str] = collections.Counter()  # made by the runtime
         self._settled = 0
-        self._done = threading.Event()
+        self._finished = False  # every task settled and the job sealed
+        self._finished_event: threading.Event | None = None  # made for the first wait() (one per job is 1 KB)
         self._lock = threading.Lock()
         self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
 
@@ -224,19 +266,27 @@ class Job:
             self._finish_if_complete(None)
 
     def _finish_if_complete(self, last_completed: float | None) -> None:
-        if self.sealed and self._settled == len(self.tasks) and not self._done.is_set():
+        if self.sealed and self._settled == len(self.tasks) and not self._finished:
             if last_completed is None:  # sealed after its tasks settled: it ended with the last one
                 last_completed = max((t.completed_at or 0.0 for t in self.tasks), default=0.0) or time.time()
             self.finished_at = last_completed
-            self._done.set()
+            self._finished = True
+            if self._finished_event is not None:
+                self._finished_event.set()
 
     def done(self) -> bool:
         """Whether every task has settled (result, error or cancellation)."""
-        return self._done.is_set()
+        return self._finished
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is done; return whether it is."""
-        return self._done.wait(timeout)
+        with self._lock:
+            if self._finished:
+                return True
+            if self._finished_event is None:
+                self._finished_event = threading.Event()
+            event = self._finished_event
+        return event.wait(timeout)
 
     def add_done_callback(self, fn: Callable[[Job], None]) -> None:
         """Call ``fn(job)`` once the job is done and its numbers are final (at once if so)."""
@@ -301,7 +351,7 @@ class Job:
             succeeded += outcome.succeeded
             failed += outcome.failed
             cancelled += outcome.cancelled
-        timed = [t.timings for t in self.tasks if t.timings and "finished" in t.timings]
+        timed = [tm for t in self.tasks if (tm := t.timings) and "finished" in tm]  # unpacked once each
         durations = [tm["finished"] - tm["started"] for tm in timed]
         end = self.finished_at or time.time()
         after = self.storage_after or self.storage_before
@@ -319,7 +369,7 @@ class Job:
             cancelled=cancelled,
             retries=self.retries,
             duplicates=self.duplicates,
-            cold_starts=sum(1 for t in self.tasks if t.timings and t.timings.get("cold")),
+            cold_starts=sum(1 for tm in timed if tm.get("cold")),
             wall_s=end - self.submitted_at,
             task_seconds=sum(durations),
             max_task_s=max(durations, default=0.0),

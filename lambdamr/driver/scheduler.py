@@ -310,7 +310,10 @@ class Scheduler:
         now = time.time()
         task.dispatched_at = now
         task.first_dispatched_at = task.first_dispatched_at or now
-        task.live.add(task.attempt)
+        if task.live:
+            task.live.add(task.attempt)
+        else:  # maybe the shared empty frozenset of a task never launched: a set of its own
+            task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
         invocation = task.invocation = Invocation.of(self._event(task))
@@ -347,7 +350,7 @@ class Scheduler:
                 if self._live + len(batch) >= self.backend.capacity:
                     break
                 invocation = self._launch(task)
-                task.backup_attempts.add(task.attempt)
+                task.backup_attempts = task.backup_attempts | {task.attempt}
                 job.backups += 1
                 log.info("lambdamr: task %s of job %s is a straggler; launched backup attempt %s",
                          task.task_id, job.job_id, task.attempt)
@@ -387,6 +390,9 @@ class Scheduler:
             self._drop_attempt(task, event.attempt)
             if not task.live:  # while another attempt runs, this failure changes nothing
                 self._fail_or_retry(task, outcome.error)
+            return
+        if outcome.record is not None:  # authenticated by the backend (the local wire)
+            self._complete(task, event.attempt, outcome.record, authenticated=True)
             return
         response = outcome.response or {}
         if response.get("expired"):
@@ -439,14 +445,14 @@ class Scheduler:
 
         self._fetcher.submit(fetch)
 
-    def _complete(self, task: Task, attempt: int, data: bytes) -> None:
+    def _complete(self, task: Task, attempt: int, data: bytes | memoryview, authenticated: bool = False) -> None:
         if task.done:
             task.job.duplicates += 1
             return
         try:
             record = open_record(
-                self.signer, data, job_id=task.job.job_id, task_id=task.task_id, attempt=attempt,
-                key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
+                None if authenticated else self.signer, data, job_id=task.job.job_id, task_id=task.task_id,
+                attempt=attempt, key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
             )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt)
@@ -504,8 +510,9 @@ class Scheduler:
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
-        self._live -= len(task.live)
-        task.live.clear()
+        if task.live:  # a settled task holds the shared empty set
+            self._live -= len(task.live)
+            task.live.clear()
         self._in_flight.pop((task.job.job_id, task.task_id), None)
         task.job.mark_task_done(task)
         self._maybe_finish_job(task.job)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lambdamr import serialize
+from lambdamr.data.buffers import BufferSink
 from lambdamr.data.shared import Shared, shared_context
 from lambdamr.driver.inputs import Call
 from lambdamr.driver.job import Task
@@ -68,7 +69,8 @@ class Stager:
 
     def share(self, obj: Any) -> Shared[Any]:
         """Store ``obj`` once and return a handle tasks can read it through."""
-        key, size = self._put_once("shared", shared_context, serialize.dumps(obj, what="shared object"))
+        payload = serialize.dumps(obj, what="shared object", sink=BufferSink(self.storage, f"{self.session_prefix}/values"))
+        key, size = self._put_once("shared", shared_context, payload)
         return Shared(self.storage.spec(), key, size, session=self.session_id)
 
     def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[Call]]) -> None:
@@ -77,11 +79,12 @@ class Stager:
         offset = 0
         # A streaming map stages its tasks in batches: one packed object per batch.
         key = f"{job_prefix}/args" if not tasks or tasks[0].task_id == 0 else f"{job_prefix}/args.{tasks[0].task_id:06d}"
+        sink = BufferSink(self.storage, f"{job_prefix}/values")  # big buffers (numpy arrays): objects of their own
         for task, task_calls in zip(tasks, calls):
             what = (
                 f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"
             )
-            payload = serialize.dumps(list(task_calls), what=what)
+            payload = serialize.dumps(list(task_calls), what=what, sink=sink)
             inline = arguments_context(task.job.job_id, task.task_id, None)
             data = self.signer.sign(payload, inline)
             if len(data) <= self.inline_args_max:

@@ -21,7 +21,10 @@ While a capture is active:
 * with ``tee`` (on by default on AWS Lambda) writes also reach the real stream, so CloudWatch
   still shows them.
 
-When the last capture ends, the original streams come back and the handler is removed.
+When the last capture ends, the original streams come back and the handler is removed —
+except in a process that only runs tasks (a local worker, a Lambda container:
+``keep_installed()``), where both stay and pass writes between tasks straight through, so
+that a task pays for its own buffer only.
 Output written straight to file descriptors 1 and 2 (C extensions, subprocesses) is not
 captured: on Lambda it still reaches CloudWatch.
 """
@@ -175,6 +178,7 @@ _saved: tuple[TextIO, TextIO] | None = None
 _routers: tuple[_Router, _Router] | None = None  # reused while the real streams stay the same
 _handler = _RecordCapture()
 _handler.setFormatter(logging.Formatter(LOG_FORMAT))
+_keep_installed = False
 
 
 def _route() -> CapturedText | None:
@@ -184,6 +188,11 @@ def _route() -> CapturedText | None:
 
 def _install() -> None:
     global _saved, _routers
+    if _saved is not None:  # still installed: a process that keeps its capture between tasks
+        if sys.stdout is not _routers[0] or sys.stderr is not _routers[1]:  # type: ignore[index]
+            _restore_streams()  # the last task put its own stream there
+            _install()
+        return
     _saved = (sys.stdout, sys.stderr)
     if _routers is None or (_routers[0].real, _routers[1].real) != _saved:
         _routers = (_Router(sys.stdout), _Router(sys.stderr))
@@ -191,9 +200,8 @@ def _install() -> None:
     logging.getLogger().addHandler(_handler)
 
 
-def _uninstall() -> None:
+def _restore_streams() -> None:
     global _saved
-    logging.getLogger().removeHandler(_handler)
     if _saved is not None:
         for stream in (sys.stdout, sys.stderr):
             if not isinstance(stream, _Router):  # the task put its own stream there
@@ -203,6 +211,24 @@ def _uninstall() -> None:
                     pass
         sys.stdout, sys.stderr = _saved
         _saved = None
+
+
+def _uninstall() -> None:
+    if _keep_installed:  # a runtime process: the next task captures again at no cost
+        if sys.stdout is not _routers[0] or sys.stderr is not _routers[1]:  # type: ignore[index]
+            _restore_streams()  # the task put its own stream there: the real ones come back
+            _install()
+        return
+    logging.getLogger().removeHandler(_handler)
+    _restore_streams()
+
+
+def keep_installed() -> None:
+    """Leave the capture machinery in place between tasks (a process that only runs tasks:
+    a local worker, a Lambda container), so a task pays for none of it but its own buffer.
+    Between tasks, writes go straight through to the real streams."""
+    global _keep_installed
+    _keep_installed = True
 
 
 def on_lambda() -> bool:
@@ -218,6 +244,8 @@ def capture_enabled() -> bool:
 # Read once: a Lambda container's or a worker's environment does not change between tasks.
 _ENABLED = capture_enabled()
 _TEE = on_lambda()
+if _TEE:
+    keep_installed()
 
 
 class capture_task_output:  # noqa: N801 - used like a function: ``with capture_task_output():``

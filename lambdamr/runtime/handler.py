@@ -14,6 +14,11 @@
    and returns a small JSON response (carrying the record itself when it is small enough and
    the invoker asked for it).
 
+Steps 1-4 are ``run_task``, which both transports share: ``handler`` answers Lambda (and the
+inline backend) in JSON, a record inline signed on its own and base64-encoded; the local
+workers (``backends.local_worker``) call ``run_task`` directly and send the same records as
+raw bytes over the local wire, signed a frame at a time (``backends.local_wire``).
+
 It imports the protocol, storage, serialization and errors modules only — never the executor.
 Errors of the runtime itself (storage unreachable, malformed event) propagate, so the
 invoking service reports them as a function error and the driver retries the task.
@@ -30,7 +35,8 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -38,8 +44,17 @@ import cloudpickle
 
 from lambdamr import serialize
 from lambdamr._version import __version__
+from lambdamr.data.buffers import BufferSink, result_values_prefix
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
-from lambdamr.protocol import INITIALIZER_OPTION, PROTOCOL_VERSION, CallOutcome, TaskEvent, encode_result, inline_size
+from lambdamr.protocol import (
+    INITIALIZER_OPTION,
+    PROTOCOL_VERSION,
+    CallOutcome,
+    TaskEvent,
+    call_entry,
+    encode_result,
+    inline_size,
+)
 from lambdamr.runtime.capture import capture_task_output
 from lambdamr.runtime.tracebacks import traceback_to_dict
 from lambdamr.signing import Signer, check_content_key, process_key
@@ -51,11 +66,23 @@ _cold = True
 _functions: OrderedDict[str, Any] = OrderedDict()
 _initialized: set[str] = set()  # initializers that ran in this process, by key
 _initializer_lock = threading.Lock()
+_REQUEST_KINDS = ("puts", "gets", "lists", "deletes")
+#: what every result header says of the runtime process, the same for each of its tasks
+_RUNTIME_FACTS = {"python": "{}.{}".format(*sys.version_info[:2]), "lambdamr": __version__}
 
+
+
+_signer_cache: tuple[bytes, Signer] | None = None
 
 
 def _signer() -> Signer:
-    return Signer(process_key())
+    """This process's signer, made once per key (its key id costs an HMAC to derive)."""
+    global _signer_cache
+    key = process_key()
+    cached = _signer_cache
+    if cached is None or cached[0] != key:
+        cached = _signer_cache = (key, Signer(key))
+    return cached[1]
 
 
 def _load_function(store: Storage, task: TaskEvent) -> Any:
@@ -107,7 +134,7 @@ def _initialize(store: Storage, task: TaskEvent) -> None:
 
 
 def _load_calls(store: Storage, task: TaskEvent) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    if task.args_inline is not None:
+    if task.has_inline_args:
         data = task.inline_args_bytes()
         what = f"inline arguments of task {task.task_id}"
     elif task.args_range is not None:
@@ -168,7 +195,9 @@ def _run_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
 
-def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> tuple[list[CallOutcome], list[bytes]]:
+def _run_calls(
+    fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]], sink: BufferSink | None = None
+) -> tuple[list[CallOutcome], list[bytes]]:
     outcomes: list[CallOutcome] = []
     frames: list[bytes] = []
     for args, kwargs in calls:
@@ -178,7 +207,7 @@ def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> 
             outcome, frame = encode_exception(exc)
         else:
             try:
-                frame = serialize.dumps(value, what="task's return value", ship_local_modules=False)
+                frame = serialize.dumps(value, what="task's return value", ship_local_modules=False, sink=sink)
                 outcome = CallOutcome(ok=True)
             except SerializationError as exc:
                 outcome, frame = encode_exception(exc)
@@ -194,7 +223,7 @@ def _run_calls(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> 
     return outcomes, frames
 
 
-def _expired_response(task: TaskEvent, now: float) -> dict[str, Any]:
+def expired_response(task: TaskEvent, now: float) -> dict[str, Any]:
     """The answer to an event that arrived after its deadline: nothing loaded, nothing run,
     nothing stored (the driver counts the attempt as lost)."""
     assert task.deadline is not None
@@ -215,16 +244,30 @@ def _expired_response(task: TaskEvent, now: float) -> dict[str, Any]:
     }
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Run one lambdamr task. This is the AWS Lambda entry point (and the local workers')."""
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """What running one task produced, for the transport that answers the invoker."""
+
+    record: bytes  # the result record, unsigned (``protocol.encode_result``)
+    signed: bytes | None  # the record signed for its attempt, when it was written to storage
+    stored: bool  # written to ``result_key`` (write-once)
+    inline: bool  # small enough to go back in the answer, and the invoker asked for it
+    ok: bool  # every call returned
+
+
+def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callable[[int], int]) -> TaskRun:
+    """Run one task and write its result record where the event says.
+
+    The transport decides how a record crosses back: ``encoded_size(n)`` is what ``n`` bytes
+    of record cost in its answer (base64 in Lambda's JSON response, nothing on the local
+    wire), measured against the event's ``reply_inline_max``. A stored record is signed for
+    its attempt here; one that only goes back inline is left to the transport to sign (the
+    JSON response signs it alone, the local wire one frame of records at a time).
+    """
     global _cold
     started = time.time()
     with _state_lock:
         cold, _cold = _cold, False
-    task = TaskEvent.from_dict(event)
-    if task.expired(started):
-        return _expired_response(task, started)
-    store = open_cached(task.storage)  # warm invocations reuse its connections
     requests_before = store.stats.snapshot()
 
     task_error: CallOutcome | None = None
@@ -234,7 +277,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             _initialize(store, task)
             calls = _load_calls(store, task)
             loaded = time.time()
-            outcomes, frames = _run_calls(fn, calls)
+            # big buffers of the values (numpy arrays) go to storage as objects of their own
+            outcomes, frames = _run_calls(fn, calls, BufferSink(store, result_values_prefix(task.result_key)))
         except (SerializationError, IntegrityError, InitializerError) as exc:
             # A function or arguments that cannot be loaded here (or an initializer that fails)
             # fail every call of the task the same way; retrying would not help, so it is
@@ -255,19 +299,18 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             outcomes, frames = [], [frame]
     finished = time.time()
 
-    request_id = getattr(context, "aws_request_id", "") or ""
     record_size = sum(len(f) for f in frames)
-    # The response carries the record in base64 inside JSON; leave room for the header.
-    inline = bool(task.reply_inline_max) and inline_size(record_size) + 8192 <= task.reply_inline_max
+    # Leave room for the header, which is not written yet.
+    inline = bool(task.reply_inline_max) and encoded_size(record_size) + 8192 <= task.reply_inline_max
     store_it = task.store_result or not inline
     requests_now = store.stats.snapshot()
-    requests = {k: requests_now[k] - requests_before[k] for k in ("puts", "gets", "lists", "deletes")}
+    requests = {k: requests_now[k] - requests_before[k] for k in _REQUEST_KINDS}
     requests["puts"] += int(store_it)
     header = {
         "job_id": task.job_id,
         "task_id": task.task_id,
         "attempt": task.attempt,
-        "calls": [outcome.__dict__ for outcome in outcomes],
+        "calls": [call_entry(outcome) for outcome in outcomes],
         "task_error": task_error.__dict__ if task_error else None,
         "timings": {
             "started": started,
@@ -280,33 +323,43 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "requests": requests,
         "logs": captured.text(),
         "runtime": {
-            "request_id": request_id,
+            "request_id": getattr(context, "aws_request_id", "") or "",
             "function_name": getattr(context, "function_name", ""),
             "memory_limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
-            "python": "{}.{}".format(*sys.version_info[:2]),
-            "lambdamr": __version__,
+            **_RUNTIME_FACTS,
             "pid": os.getpid(),
         },
     }
-    record = _signer().sign(encode_result(header, frames), task.result_context())
-    inline = inline and inline_size(len(record)) + 1024 <= task.reply_inline_max
-    store_it = store_it or not inline
-    stored = False
-    if store_it:
+    record = encode_result(header, frames)
+    inline = inline and encoded_size(len(record)) + 1024 <= task.reply_inline_max
+    signed = None
+    if store_it or not inline:
         # Write-once per attempt: a duplicate delivery of the same attempt finds the key taken
         # and leaves the first record alone.
-        store.put(task.result_key, record, if_absent=True)
-        stored = True
+        signed = _signer().sign(record, task.result_context())
+        store.put(task.result_key, signed, if_absent=True)
+    ok = task_error is None and all(o.ok for o in outcomes)
+    return TaskRun(record=record, signed=signed, stored=signed is not None, inline=inline, ok=ok)
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Run one lambdamr task. This is the AWS Lambda entry point (and the inline backend's)."""
+    now = time.time()
+    task = TaskEvent.from_dict(event)
+    if task.expired(now):
+        return expired_response(task, now)
+    run = run_task(task, open_cached(task.storage), context, inline_size)  # warm invocations reuse its connections
     response: dict[str, Any] = {
         "lambdamr": PROTOCOL_VERSION,
         "job_id": task.job_id,
         "task_id": task.task_id,
         "attempt": task.attempt,
-        "result_key": task.result_key if stored else None,
-        "ok": task_error is None and all(o.ok for o in outcomes),
+        "result_key": task.result_key if run.stored else None,
+        "ok": run.ok,
     }
-    if inline:
-        response["record"] = base64.b64encode(record).decode("ascii")
+    if run.inline:
+        signed = run.signed or _signer().sign(run.record, task.result_context())
+        response["record"] = base64.b64encode(signed).decode("ascii")
     return response
 
 

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from lambdamr.errors import ConfigurationError, IntegrityError
-from lambdamr.shuffle.format import FRAME_BYTES, new_digest, read_file_frames, write_frames
+from lambdamr.data.digest import hasher_for, matches, refused
+from lambdamr.errors import ConfigurationError
+from lambdamr.shuffle.format import FRAME_BYTES, read_file_frames, write_frames
 from lambdamr.shuffle.partition import not_a_groupable_key
 
 #: a decoded frame takes about this many times its pickled size in memory
@@ -91,21 +92,19 @@ class SpillMerger:
         several threads; ``digest`` is checked before anything in the run is unpickled.
         """
         path = self._new_path()
-        hasher = new_digest()
+        hasher = hasher_for(digest) if digest is not None else None
         try:
             with open(path, "wb", buffering=_FILE_BUFFER) as fh:
                 for piece in pieces:
-                    hasher.update(piece)
+                    if hasher is not None:
+                        hasher.update(piece)
                     fh.write(piece)
                     with self._lock:
                         self.spilled_bytes += len(piece)
         except OSError as exc:
             raise self._disk_error(exc) from exc
-        if digest is not None and hasher.hexdigest()[:32] != digest:
-            raise IntegrityError(
-                f"{what} does not match the digest its writer reported: it was changed or replaced in "
-                "storage after it was written; refusing to unpickle it"
-            )
+        if digest is not None and not matches(hasher, digest):
+            raise refused(what)
         if position is None:
             self.runs.append(path)
         else:

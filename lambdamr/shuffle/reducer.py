@@ -97,17 +97,18 @@ class ReduceTask:
                 merger = self._spill(segments, fetch, where)
                 groups_iter = merger.groups()
             fetched = time.perf_counter()
-            reduce_s = 0.0  # reduce_fn, and adding its results to the output
-            keys = 0
-            for key, values in groups_iter:
-                t = time.perf_counter()
-                value = self._reduce(key, values, where)
-                if writer is not None:
-                    writer.add(key, value)
-                else:
-                    results.append((key, value))  # type: ignore[union-attr]
-                reduce_s += time.perf_counter() - t
-                keys += 1
+            add: Callable[[Any, Any], None] = writer.add if writer is not None else _appender(results)
+            if merger is None:  # grouped already: the loop is reduce_fn and the output alone
+                keys = self._reduce_groups(groups_iter, add, where)
+                reduce_s = time.perf_counter() - fetched
+            else:  # the merge runs inside the loop: time reduce_fn apart from it
+                reduce_s = 0.0
+                keys = 0
+                for key, values in groups_iter:
+                    t = time.perf_counter()
+                    add(key, self._reduce(key, values, where))
+                    reduce_s += time.perf_counter() - t
+                    keys += 1
         finally:
             if merger is not None:
                 merger.close()
@@ -137,11 +138,25 @@ class ReduceTask:
             merge_passes=merger.passes if merger else 0,
             timings={
                 "read": fetched - started,  # GETs, decoding and in-memory grouping, or writing runs
-                "merge": grouped - fetched - reduce_s,  # the k-way merge from /tmp (spill path)
+                "merge": grouped - fetched - reduce_s,  # the k-way merge from /tmp (spill path; else 0)
                 "reduce": reduce_s,
                 "write": done - grouped,
             },
         )
+
+    def _reduce_groups(self, groups: Iterator[tuple[Any, list[Any]]], add: Callable[[Any, Any], None], where: str) -> int:
+        """``add(key, reduce_fn(key, values))`` for every group; return the number of keys."""
+        reduce_fn = self.plan.reduce_fn
+        keys = 0
+        for key, values in groups:
+            try:
+                value = reduce_fn(key, values)
+            except Exception as exc:
+                add_note(exc, f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
+                raise
+            add(key, value)
+            keys += 1
+        return keys
 
     def _reduce(self, key: Any, values: list[Any], where: str) -> Any:
         try:
@@ -150,7 +165,9 @@ class ReduceTask:
             add_note(exc, f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
             raise
 
-    def _in_memory(self, segments: list[SegmentRef], store: Storage, gets: Iterator[int]) -> Iterator[tuple[Any, list[Any]]]:
+    def _in_memory(
+        self, segments: list[SegmentRef], store: Storage, gets: Iterator[int]
+    ) -> Iterator[tuple[Any, list[Any]]]:
         if not segments:
             return iter(())
 
@@ -162,8 +179,12 @@ class ReduceTask:
                 next(gets)
                 return read_segment(stream, s.length, s.digest, what=f"segment [{s.offset}, {s.offset + s.length}) of {s.name}")
 
-        with ThreadPoolExecutor(min(FETCH_THREADS, len(segments))) as pool:
-            groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
+        threads = min(FETCH_THREADS, store.concurrent_requests, len(segments))
+        if threads == 1:  # a local store: no pool to start
+            groups = group_in_memory(pairs_of(fetch_checked(s)) for s in segments)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
         return ((key, groups.pop(key)) for key in sorted_keys(groups))
 
     def _spill(self, segments: list[SegmentRef], fetch: Callable[[str, int, int], bytes], where: str) -> SpillMerger:
@@ -194,6 +215,13 @@ class ReduceTask:
             merger.close()
             raise
         return merger
+
+
+def _appender(results: list[tuple[Any, Any]] | None) -> Callable[[Any, Any], None]:
+    """``add(key, value)`` appending the pair to ``results``."""
+    assert results is not None
+    append = results.append
+    return lambda key, value: append((key, value))
 
 
 class NumberedReduce:

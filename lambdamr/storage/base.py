@@ -44,6 +44,9 @@ class Storage(ABC):
 
     #: the name of this implementation in the registry (``lambdamr.storage.STORES``)
     kind: str = ""
+    #: requests worth making at once from one task: a remote store hides its latency with
+    #: several in flight; a local one gains nothing but threads fighting over two cores
+    concurrent_requests: int = 8
 
     def __init__(self) -> None:
         self.stats = StorageStats()
@@ -91,6 +94,30 @@ class Storage(ABC):
         after use. Stores that can stream override it, so that a reader may read pieces
         straight into their own objects; by default the range is read with ``get``."""
         return io.BytesIO(self.get(key, start, end))
+
+    def store_buffer(self, key: str, data: bytes | memoryview) -> None:
+        """Store a big buffer (an out-of-band part of a pickled value) under its
+        content-addressed ``key``. Stores override it to write in parallel parts (S3)."""
+        self.put(key, data)
+
+    def load_buffer(self, key: str, size: int) -> memoryview:
+        """The object at ``key`` as writable memory (a numpy array is rebuilt on it), read
+        whole: a private copy-on-write map of a local file, parallel ranged GETs on S3; by
+        default one read into a ``bytearray`` of ``size`` bytes.
+
+        The caller checks the bytes against their digest before using them.
+
+        Raises ``ObjectNotFound`` when the key does not exist.
+        """
+        memory = memoryview(bytearray(size))
+        count = 0
+        with self.open_range(key, 0, size) as stream:
+            while count < size:
+                got = stream.readinto(memory[count:])  # type: ignore[attr-defined]
+                if not got:
+                    break
+                count += got
+        return memory[:count]
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; return the number of objects deleted."""

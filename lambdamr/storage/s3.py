@@ -7,18 +7,16 @@ table (``lambdamr.aws_errors``) into lambdamr's own exceptions.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lambdamr.aws_errors import error_code, translate
 from lambdamr.errors import ConfigurationError, StorageError
 from lambdamr.storage.base import ObjectInfo, Storage
+from lambdamr.storage.transfer import MULTIPART_THRESHOLD, Transfers
 
 #: S3 refuses DeleteObjects with more keys than this.
 DELETE_BATCH_LIMIT = 1000
-#: Objects larger than this go up as a concurrent multipart upload.
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 class S3Storage(Storage):
     """Objects in one S3 bucket. ``endpoint_url`` points it at any S3-compatible server."""
@@ -53,7 +51,7 @@ class S3Storage(Storage):
                 "s3", region_name=region, endpoint_url=endpoint_url, config=config
             )
         self.client = client
-        self._transfer_config: Any = None  # boto3's TransferConfig, made on the first multipart upload
+        self._transfers = Transfers(client)
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -61,7 +59,7 @@ class S3Storage(Storage):
         size = len(data)
         try:
             if size > MULTIPART_THRESHOLD and not if_absent:
-                self._upload_multipart(key, data)
+                self._transfers.upload(self.bucket, key, data)
             else:
                 extra = {"IfNoneMatch": "*"} if if_absent else {}
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **extra)
@@ -75,12 +73,31 @@ class S3Storage(Storage):
         self.stats.add(puts=1, bytes_written=size)
         return True
 
-    def _upload_multipart(self, key: str, data: bytes | memoryview) -> None:
-        from boto3.s3.transfer import TransferConfig
+    def store_buffer(self, key: str, data: bytes | memoryview) -> None:
+        """A multipart upload of parts read straight from ``data`` when it is large."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._transfer_config is None:
-            self._transfer_config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=8)
-        self.client.upload_fileobj(io.BytesIO(data), self.bucket, key, Config=self._transfer_config)
+        try:
+            parts = self._transfers.upload(self.bucket, key, data)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "s3", f"writing {self.url(key)}") from exc
+        self.stats.add(puts=parts, bytes_written=memoryview(data).nbytes)
+
+    def load_buffer(self, key: str, size: int) -> memoryview:
+        """Parallel ranged GETs into one ``bytearray`` when the object is large."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            view, gets = self._transfers.download(self.bucket, key, size)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "s3", f"reading {self.url(key)}") from exc
+        except ValueError as exc:  # larger than its writer said
+            raise StorageError(f"reading {self.url(key)}: {exc}") from exc
+        self.stats.add(gets=gets, bytes_read=view.nbytes)
+        return view
+
+    def close(self) -> None:
+        self._transfers.close()
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,7 +1,8 @@
 """One behaviour suite, many executors: CPython's ``test_concurrent_futures`` behaviours, as
-this project ports them, run against ``LambdaExecutor`` on the inline and local backends over a
-local folder and S3 (moto's server on 127.0.0.1), and — as the control that the tests state
-the stdlib's contract, not ours — against ``ProcessPoolExecutor``.
+this project ports them, run against ``LambdaExecutor`` on every target of tests/targets.py
+(the inline and local backends over a local folder and S3 on moto's server, the AWS backend
+through a Lambda stand-in over the session's deployment) and — as the control that the
+tests state the stdlib's contract, not ours — against ``ProcessPoolExecutor``.
 
 ``executor`` is shared by the tests of a module (an executor per kind: starting worker
 processes for every test would cost minutes); ``new_executor`` builds one a test may shut
@@ -13,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-WORKERS = 2
+from tests.targets import WORKERS, Target, build_executor, target_environment
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class Kind:
     def remote(self) -> bool:
         return self.backend is not None
 
+    @property
+    def target(self) -> Target:
+        assert self.backend is not None and self.storage is not None, "the stdlib's pool is no target"
+        return Target(self.backend, self.storage)
+
     def __str__(self) -> str:
         return self.name
 
@@ -48,25 +53,26 @@ KINDS = [
     Kind("inline-s3", "inline", "s3"),
     Kind("local-folder", "local", "folder"),
     Kind("local-s3", "local", "s3"),
+    Kind("aws-s3", "aws", "s3"),
 ]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Drop the cases an executor cannot run at all, each listed in docs/futures.md: on the
-    inline backend, those whose task ends the process it runs in (the driver, there) and
-    ``terminate_workers`` (its running calls are driver threads nothing can stop); on the
-    stdlib's pool, LambdaExecutor-only guarantees and what its Python does not have yet."""
-    from .test_deadlock import NOT_ON_INLINE
+    inline backend, those whose task ends the process it runs in (the driver, there), needs a
+    process of its own (timeouts, memory, imports) and ``terminate_workers`` (its running calls
+    are driver threads nothing can stop); on the stdlib's pool, LambdaExecutor-only guarantees
+    and what its Python does not have yet."""
+    from .test_deadlock import NOT_ON_INLINE, NOT_ON_STDLIB
 
     not_on_inline = {*NOT_ON_INLINE, "test_terminate_workers_does_not_wait"}
-    not_on_stdlib = {"test_each_failed_call_of_a_task_has_its_own_exception"}
+    not_on_stdlib = {*NOT_ON_STDLIB, "test_each_failed_call_of_a_task_has_its_own_exception"}
     if sys.version_info < (3, 14):  # ProcessPoolExecutor.terminate_workers() is new in 3.14
         not_on_stdlib.add("test_terminate_workers_does_not_wait")
 
     def cannot_run(item: pytest.Item) -> bool:
         callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("kind") if callspec is not None else None
-        if not isinstance(kind, Kind):
+        if callspec is None or not isinstance(kind := callspec.params.get("kind"), Kind):
             return False
         names = {getattr(item, "originalname", ""), callspec.params.get("case")}
         if kind.backend == "inline":
@@ -82,18 +88,14 @@ def kind(request: pytest.FixtureRequest) -> Kind:
 
 
 @pytest.fixture(scope="module")
-def storage_of_kind(kind: Kind, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
-    """Executor keyword arguments selecting the kind's storage (one folder or bucket per module)."""
-    if kind.storage == "folder":
-        return {"storage": str(tmp_path_factory.mktemp("store"))}
-    if kind.storage == "s3":
-        import boto3
-
-        endpoint = request.getfixturevalue("moto_endpoint")
-        bucket = f"lambdamr-contract-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-        return {"storage": f"s3://{bucket}/runs", "endpoint_url": endpoint, "region": "us-east-1"}
-    return {}
+def storage_of_kind(kind: Kind, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[dict]:
+    """Executor keyword arguments selecting the kind's storage (one folder or bucket per
+    module) and, for ``aws``, its deployment and stand-in (tests/targets.py)."""
+    if not kind.remote:
+        yield {}
+        return
+    with target_environment(kind.target, request, tmp_path_factory.mktemp(str(kind))) as options:
+        yield options
 
 
 def build(kind: Kind, storage: dict, workers: int = WORKERS, **options: Any) -> concurrent.futures.Executor:
@@ -103,9 +105,12 @@ def build(kind: Kind, storage: dict, workers: int = WORKERS, **options: Any) -> 
         # copy a lock another thread holds into a worker that then never exits.
         context = multiprocessing.get_context("forkserver")
         return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
-    from lambdamr import LambdaExecutor
-
-    return LambdaExecutor(kind.backend, workers=workers, progress=False, retries=2, **storage, **options)
+    if kind.backend == "aws":
+        # Synchronous invokes: a call whose container dies is known at once. Asynchronous
+        # ones (the default, run by tests/test_executor.py) find it lost only at its deadline,
+        # the timeout plus 10 s, which would stretch the crash table over minutes.
+        options = {"invocation_type": "RequestResponse", **options}
+    return build_executor(kind.target, storage, workers=workers, retries=2, **options)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")

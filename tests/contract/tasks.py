@@ -163,3 +163,52 @@ def touch_sleep_write(started, seconds, out):
     time.sleep(seconds)
     Path(out).write_text("done")
     return "done"
+
+
+# ---- the rest of the crash table: what only a remote executor can tell apart ---------------
+class NeedsTwoArgs(Exception):
+    """Pickles fine but cannot be unpickled: __init__ wants two arguments, args holds one."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+class HoldsALock(Exception):
+    """Cannot be pickled: it holds a lock."""
+
+    def __init__(self):
+        super().__init__("with a lock inside")
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def raise_needs_two():
+    raise NeedsTwoArgs(1, 2)
+
+
+def raise_holds_lock():
+    raise HoldsALock()
+
+
+def return_a_lock():
+    import threading
+
+    return threading.Lock()
+
+
+def allocate(megabytes, hold_s=30.0):
+    """Touch ``megabytes`` of memory (resident, not just reserved) and keep it ``hold_s``, as a
+    task that works on it would: memory limits are enforced by sampling the process's size."""
+    print(f"allocating {megabytes} MB", flush=True)
+    block = b"x" * (megabytes * 2**20)
+    time.sleep(hold_s)
+    return len(block)
+
+
+def read_shared(handle):
+    return handle.value
+
+
+def identity_of(obj):
+    return type(obj).__name__

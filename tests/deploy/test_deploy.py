@@ -14,8 +14,7 @@ from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardow
 from lambdamr.deploy import layer as layer_module
 from lambdamr.deploy import package as package_module
 from lambdamr.errors import ConfigurationError
-
-from .conftest import REGION, fake_pip, no_sleep
+from tests.aws_fixtures import REGION, fake_pip, no_sleep
 
 BUCKET = "lambdamr-123456789012-us-east-1"  # moto's account id
 ROLE = "lambdamr-runtime-role"
@@ -110,7 +109,7 @@ def test_the_layer_and_function_are_created_for_the_chosen_platform(aws, pip_cal
     (version,) = lam.list_layer_versions(LayerName="lambdamr-runtime-deps")["LayerVersions"]
     assert version["CompatibleRuntimes"] == ["python3.12"] and version["CompatibleArchitectures"] == ["arm64"]
     (command,) = pip_calls
-    assert command[command.index("--target") + 2 :] == ["cloudpickle", "tblib", "numpy", "scikit-learn"]
+    assert command[command.index("--target") + 2 :] == ["cloudpickle", "tblib", "numpy", "blake3", "scikit-learn"]
     assert "manylinux_2_28_aarch64" in command and command[command.index("--python-version") + 1] == "3.12"
     assert lam.get_function_event_invoke_config(FunctionName="lambdamr-runtime")["MaximumRetryAttempts"] == 0
     assert [a["Name"] for a in lam.list_aliases(FunctionName="lambdamr-runtime")["Aliases"]] == ["m512-t60"]

@@ -1,7 +1,7 @@
 """The Lambda stand-in itself: what it lets run and what it refuses, as the service would.
 
 Every test here runs against the session's real deployment (function package and layer as
-deploy built them) on moto with IAM enforced; see tests/aws/conftest.py.
+deploy built them) on moto with IAM enforced; see tests/aws_fixtures.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from lambdamr.backends.base import Invocation
 from lambdamr.protocol import TaskEvent
 from lambdamr.testing.lambda_service import SYNC_PAYLOAD_LIMIT
 from lambdamr.testing.lambda_service.functions import EnvironmentPool, FunctionVersion, Throttled
-
-from .conftest import REGION
-from .test_executor_aws import aws_executor  # noqa: F401  (the fixture)
-from .test_invoke_path import _backend, _events, _storage
+from tests.aws_fixtures import REGION
+from tests.backends.aws.test_invoke_path import _backend, _events, _storage
 
 NO_RETRY = Config(retries={"total_max_attempts": 1})
 
@@ -53,7 +51,7 @@ def what_the_environment_sees():
     }
 
 
-def test_the_environment_holds_only_the_package_the_layer_and_the_runtime(aws_executor, deployment):  # noqa: F811
+def test_the_environment_holds_only_the_package_the_layer_and_the_runtime(aws_executor, deployment):
     executor, _ = aws_executor()
     seen = executor.submit(what_the_environment_sees).result(timeout=60)
     assert seen["missing"] == ["pytest", "moto", "lambdamr.executor", "lambdamr.deploy"]  # only in the driver's venv
@@ -199,7 +197,7 @@ def allocate(megabytes):
     return len(b"x" * (megabytes * 2**20))  # touched, so resident
 
 
-def test_a_task_past_its_memory_size_is_killed_as_out_of_memory(aws_executor):  # noqa: F811
+def test_a_task_past_its_memory_size_is_killed_as_out_of_memory(aws_executor):
     from lambdamr.errors import TaskOutOfMemoryError
 
     executor, service = aws_executor(invocation_type="RequestResponse", retries=0)

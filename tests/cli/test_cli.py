@@ -11,8 +11,7 @@ from moto import mock_aws
 
 from lambdamr.cli import build_parser, main
 from lambdamr.deploy import layer as layer_module
-
-from .conftest import fake_pip
+from tests.aws_fixtures import fake_pip
 
 
 @pytest.fixture

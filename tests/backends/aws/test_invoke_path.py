@@ -4,7 +4,7 @@ moto's server, IAM enforced.
 
 Faults are injected by the stand-in: throttling, lost invocations, duplicate deliveries and
 timeouts. Events are built by hand here so that the backend is tested on its own; the
-executor runs over the same path in test_executor_aws.py.
+executor runs over the same path in tests/backends/aws/test_backend.py.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from lambdamr.protocol import (
 from lambdamr.signing import Signer, content_hash, read_context
 from lambdamr.storage.s3 import S3Storage
 from lambdamr.testing.lambda_service import Faults
-
-from .conftest import REGION
+from tests.aws_fixtures import REGION
 
 
 def square(x):

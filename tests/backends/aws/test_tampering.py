@@ -8,8 +8,7 @@ import time
 from lambdamr import LambdaExecutor
 from lambdamr.errors import ObjectNotFound
 from lambdamr.storage import open_cached
-
-from .conftest import REGION
+from tests.aws_fixtures import REGION
 
 
 def copy_task0_over_task3(i: int, spec: dict, results_prefix: str) -> int:

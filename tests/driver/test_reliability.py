@@ -15,6 +15,12 @@ import pytest
 from lambdamr import IntegrityError
 
 
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    """One executor per storage for this module's tests (tests/conftest.py)."""
+    return shared_local_executor
+
+
 def flaky(marker_dir, value, failures):
     """Raise ConnectionError the first ``failures`` times it runs for ``value``."""
     marker = Path(marker_dir) / f"runs-{value}"
@@ -82,7 +88,8 @@ def test_without_speculation_no_backup_runs(make_executor, tmp_path):
     assert future.result(timeout=30) == 1 and ex.last_job.backups == 0
 
 
-def test_tampered_function_object_is_refused(executor):
+def test_tampered_function_object_is_refused(make_executor):
+    executor = make_executor()  # its own: the tampered function stays in the session
     list(executor.map(abs, [-1]))  # stage abs once
     [info] = list(executor.storage.list(executor.session_prefix + "/fn/"))
     blob = bytearray(executor.storage.get(info.key))
@@ -134,7 +141,7 @@ def test_ctrl_c_stops_workers_and_removes_temp_objects_promptly(tmp_path):
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
     store = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     driver = subprocess.Popen(
         [sys.executable, str(script), str(store), str(pids_dir)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -181,7 +188,7 @@ def test_attach_collects_a_job_whose_driver_died(tmp_path, monkeypatch):
     script = tmp_path / "driver.py"
     script.write_text(ATTACH_DRIVER)
     store = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     driver = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True, env=env)
     job_id = driver.stdout.readline().strip()
     assert [driver.stdout.readline().strip() for _ in range(6)] == [str(i * 10) for i in range(6)]

@@ -180,8 +180,8 @@ def driver_payloads(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[byte
     payloads: list[bytes] = []
     real_dumps = serialize.dumps
 
-    def recording_dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True) -> bytes:
-        out = real_dumps(obj, what=what, ship_local_modules=ship_local_modules)
+    def recording_dumps(obj: Any, *, what: str = "object", ship_local_modules: bool = True, sink: Any = None) -> bytes:
+        out = real_dumps(obj, what=what, ship_local_modules=ship_local_modules, sink=sink)
         if ship_local_modules:  # the driver's side (the runtime pickles results without)
             payloads.append(out)
         return out

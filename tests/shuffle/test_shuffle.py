@@ -1,10 +1,16 @@
 """map_reduce end to end on the local backend, over a local folder and over S3 (moto, HTTP):
 results equal a local reference, the request counts hold, failures are retried without
-re-running the other phase, and every temp key is gone afterwards."""
+re-running the other phase, and every temp key is gone afterwards.
+
+The tests share one executor per storage (``executor`` is ``shared_local_executor``): a map_reduce leaves
+nothing behind but its result, and starting worker processes for each of some fifty tests
+cost more than the tests. A test that interrupts its executor, keeps its intermediate
+objects or counts its jobs builds its own with ``make_executor``."""
 
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import signal
 import threading
@@ -25,6 +31,11 @@ TEXT = [
     "a b c d e f g h i j k l m n o p",
     "zebra zebra zebra the end",
 ] * 4
+
+
+@pytest.fixture(scope="module")
+def executor(shared_local_executor):
+    return shared_local_executor
 
 
 def words(line):
@@ -197,7 +208,8 @@ class Unpicklable:
         return "<Unpicklable key>"
 
 
-def test_unpicklable_key_is_a_clear_error_and_not_retried(executor):
+def test_unpicklable_key_is_a_clear_error_and_not_retried(make_executor):
+    executor = make_executor()
     with pytest.raises(SerializationError, match=r"a key cannot be pickled: <Unpicklable key>") as info:
         executor.map_reduce(lambda i: [(Unpicklable(), i)], range(3), total, reducers=2)
     assert "map task" in str(info.value)
@@ -225,25 +237,48 @@ def test_partition_out_of_range_is_a_clear_error(executor):
         executor.map_reduce(lambda i: [("a", 1)], [0], total, reducers=2, partition=lambda k, n: 7)
 
 
-def slow_words(line):
-    time.sleep(0.5)
+def gated_words(line, started, gate):
+    """Marks that a mapper runs, then waits for a gate the test never opens (bounded, so a
+    broken test cannot hang a worker): the job is certainly mid-map when Ctrl-C comes."""
+    with open(started, "a"):
+        pass
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return list(words(line))
 
 
-def test_ctrl_c_during_the_job_removes_every_temp_key(executor):
+def test_ctrl_c_during_the_job_removes_every_temp_key(make_executor, tmp_path, monkeypatch):
+    from lambdamr.driver import map_reduce
+
+    # The blocked mappers never settle: cleanup waits this long for them, then deletes.
+    monkeypatch.setattr(map_reduce, "CLEANUP_WAIT_S", 0.5)
+    executor = make_executor()
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
     main = threading.main_thread().ident
-    timer = threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def interrupt_once_a_mapper_runs():
+        while not stop.is_set():
+            if os.path.exists(started):
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            stop.wait(0.01)
+
+    interrupter = threading.Thread(target=interrupt_once_a_mapper_runs, daemon=True)
+    interrupter.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            executor.map_reduce(slow_words, TEXT[:8], total, reducers=2)
+            executor.map_reduce(functools.partial(gated_words, started=started, gate=gate), TEXT[:8], total, reducers=2)
     finally:
-        timer.cancel()
+        stop.set()
+        interrupter.join()
     assert executor.jobs  # it had started
     assert shuffle_keys(executor) == []
 
 
-def test_keep_intermediate_keeps_one_object_per_mapper(executor):
+def test_keep_intermediate_keeps_one_object_per_mapper(make_executor):
+    executor = make_executor()
     result = executor.map_reduce(words, TEXT[:4], total, reducers=2, keep_intermediate=True)
     kept = shuffle_keys(executor)
     assert len(kept) == 4 and all("/m0000" in k for k in kept)
@@ -302,7 +337,7 @@ def test_text_output(executor, tmp_path):
 
 
 def test_map_reduce_over_storage_objects(executor, tmp_path):
-    from tests.test_inputs import _write_inputs
+    from tests.data.test_objects import _write_inputs
 
     data = "\n".join(TEXT * 5).encode()
     location = _write_inputs(executor, tmp_path, {"a.txt": data, "b.txt": data[:333]})

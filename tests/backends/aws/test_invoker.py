@@ -31,8 +31,8 @@ from lambdamr.errors import (
     WorkerLostError,
 )
 from lambdamr.protocol import TaskEvent
+from tests.aws_fixtures import REGION
 
-from .conftest import REGION
 from .scripted_lambda import ACCEPTED, HANG, Answer, scripted_lambda, self_signed_certificate
 
 

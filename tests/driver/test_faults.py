@@ -84,7 +84,7 @@ def load_chaos_benchmark():
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chaos.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
     spec = importlib.util.spec_from_file_location("chaos_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up

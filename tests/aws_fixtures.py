@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from lambdamr import LambdaExecutor
 from lambdamr.testing.aws_account import AwsAccount
 from lambdamr.testing.lambda_service import Faults, LambdaService
 
@@ -54,21 +55,26 @@ def aws_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsAccount
     account.stop()
 
 
-@pytest.fixture
-def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    """The driver (and boto3 in the tests) act as the account's administrator."""
-    key, secret = aws_account.admin
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
-    # every other service the driver reaches (e.g. Secrets Manager) is on moto too
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws_account.endpoint)
+def act_as_administrator(patch: pytest.MonkeyPatch, account: AwsAccount) -> None:
+    """The driver (and boto3 in the tests) act as the account's administrator while ``patch``
+    is active; every other service the driver reaches (e.g. Secrets Manager) is on moto too."""
+    key, secret = account.admin
+    patch.setenv("AWS_ACCESS_KEY_ID", key)
+    patch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    patch.delenv("AWS_SESSION_TOKEN", raising=False)
+    patch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    patch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", account.endpoint)
     # boto3's default session keeps the credentials it first found: make it read these
     import boto3
 
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    return key, secret
+    patch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+@pytest.fixture
+def admin_credentials(aws_account: AwsAccount, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The driver (and boto3 in the tests) act as the account's administrator."""
+    act_as_administrator(monkeypatch, aws_account)
+    return aws_account.admin
 
 
 @pytest.fixture
@@ -115,6 +121,15 @@ def shared_deployment(aws_account: AwsAccount) -> Iterator[Deployment]:
     service.stop()
 
 
+@pytest.fixture(scope="session")
+def suite_standin(aws_account: AwsAccount, shared_deployment: Deployment) -> Iterator[LambdaService]:
+    """The stand-in the behaviour suites' ``aws-s3`` executors invoke (tests/targets.py): one
+    for the session, so its warm environments serve test after test, as Lambda's would."""
+    service = aws_account.standin(retry_delay_scale=RETRY_DELAY_SCALE, max_environments=2)
+    yield service
+    service.stop()
+
+
 @pytest.fixture
 def deployment(shared_deployment: Deployment, admin_credentials: tuple[str, str]) -> Deployment:
     """The session's deployment; tests keep apart by their own job ids and prefixes."""
@@ -125,3 +140,31 @@ def deployment(shared_deployment: Deployment, admin_credentials: tuple[str, str]
 def fresh_deployment(aws_account: AwsAccount, standin: Callable[..., LambdaService]) -> Deployment:
     """A deployment of its own, for a test that changes the function."""
     return _deploy(aws_account, standin())
+
+
+@pytest.fixture
+def aws_executor(deployment: Deployment, standin: Callable[..., LambdaService]) -> Iterator[Callable[..., tuple]]:
+    """Build AWS-backend executors on the session's deployment, each through a stand-in of its
+    own (with ``faults``); all shut down after."""
+    made = []
+
+    def factory(faults: Faults | None = None, **options):
+        service = standin(faults)
+        merged = {
+            "storage": f"s3://{deployment.bucket}",
+            "endpoint_url": deployment.endpoint,
+            "region": REGION,
+            "function_name": deployment.function_name,
+            "lambda_endpoint_url": service.url,
+            "memory_mb": 256,
+            "timeout_s": 20,
+            "progress": False,
+            **options,
+        }
+        executor = LambdaExecutor(backend="aws", **merged)
+        made.append(executor)
+        return executor, service
+
+    yield factory
+    for executor in made:
+        executor.shutdown(wait=False, cancel_futures=True)

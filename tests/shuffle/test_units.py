@@ -140,7 +140,7 @@ def test_spill_merge_groups_sorted_runs_in_several_passes_keeping_run_order():
 def test_spill_run_with_a_wrong_digest_is_refused():
     with SpillMerger(1, where="test") as merger:
         with pytest.raises(IntegrityError, match="refusing to unpickle"):
-            merger.add_run([_run_bytes([(1, 2)])], digest="0" * 32, what="segment x")
+            merger.add_run([_run_bytes([(1, 2)])], digest="b3:" + "0" * 32, what="segment x")
 
 
 # ---- map and reduce tasks, run in this process ----------------------------------------------------
@@ -221,3 +221,30 @@ def test_mapper_output_is_partitioned_and_sorted(store_spec):
         assert all(stable_partition(k, 4) == r for k, _ in part)
         seen.update(part)
     assert seen == {"a": 3, "b": 1, "c": 1, "d": 1}
+
+
+# ---- frames pickled without a memo ----------------------------------------------------------------
+def test_pairs_sharing_one_object_keep_the_memo_and_stay_small():
+    import pickle
+
+    shared = list(range(100_000))
+    pairs = [(i, shared) for i in range(200)]
+    data, index = encode_object([pairs], [True], where="test")
+    # without the memo each pair would carry its own copy (200 x); with it, a few per frame
+    assert index[0].length < 20 * len(pickle.dumps(shared, protocol=5))
+    back = list(iter_pairs(memoryview(data)[: index[0].length]))
+    assert [k for k, _ in back] == list(range(200)) and all(v == shared for _, v in back)
+
+
+def test_a_cyclic_value_falls_back_to_the_memo():
+    cyclic: list = [1]
+    cyclic.append(cyclic)
+    data, index = encode_object([[("k", cyclic), ("j", 2)]], [False], where="test")
+    (key, value), second = iter_pairs(memoryview(data)[: index[0].length])
+    assert key == "k" and value[0] == 1 and value[1] is value and second == ("j", 2)
+
+
+def test_small_pairs_round_trip_in_fast_frames():
+    pairs = [(f"w{i:05d}", i) for i in range(20_000)] + [(b"k" * 10, b"v" * 90)] * 3
+    data, index = encode_object([pairs], [False], where="test")
+    assert list(iter_pairs(memoryview(data)[: index[0].length])) == pairs

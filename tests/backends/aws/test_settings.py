@@ -105,8 +105,7 @@ def test_the_backend_reports_the_deployed_functions_architecture(moto_endpoint):
     import uuid
 
     from lambdamr.deploy import deploy
-
-    from .conftest import REGION, fake_pip, no_sleep
+    from tests.aws_fixtures import REGION, fake_pip, no_sleep
 
     name = f"lmr-arm-{uuid.uuid4().hex[:8]}"
     deploy(

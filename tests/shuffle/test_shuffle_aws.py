@@ -10,8 +10,6 @@ import pytest
 import lambdamr
 from lambdamr.testing.lambda_service import Faults
 
-from .test_executor_aws import aws_executor  # noqa: F401  (the fixture)
-
 LINES = ["the fox and the dog", "a dog a cat", "the end"] * 3
 
 
@@ -24,7 +22,7 @@ def total(key, values):
 
 
 @pytest.mark.parametrize("invocation_type", ["Event", "RequestResponse"])
-def test_word_count_on_the_aws_backend_with_duplicate_deliveries(aws_executor, invocation_type):  # noqa: F811
+def test_word_count_on_the_aws_backend_with_duplicate_deliveries(aws_executor, invocation_type):
     # Task 0 of every job runs twice: a second copy of mapper 0 writes its own object,
     # which no reducer reads; a second copy of reducer 0 changes nothing.
     executor, service = aws_executor(Faults(duplicate={(0, 1)}), invocation_type=invocation_type)
@@ -34,7 +32,7 @@ def test_word_count_on_the_aws_backend_with_duplicate_deliveries(aws_executor, i
     assert list(executor.storage.list(executor.session_prefix + "/shuffle/")) == []
 
 
-def test_storage_inputs_and_outputs_on_the_aws_backend(aws_executor, deployment):  # noqa: F811
+def test_storage_inputs_and_outputs_on_the_aws_backend(aws_executor, deployment):
     from lambdamr.deploy import deploy
 
     executor, _ = aws_executor()

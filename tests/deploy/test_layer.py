@@ -1,6 +1,6 @@
 """Building the layer: pip for the runtime's platform, pruning, size limits. pip itself is
-replaced by a fake that writes small packages (tests/aws/test_glibc.py checks real ones; the
-function package has tests/aws/test_function_package.py)."""
+replaced by a fake that writes small packages (tests/deploy/test_glibc.py checks real ones; the
+function package has tests/deploy/test_function_package.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pytest
 
 from lambdamr.deploy import LayerTooLargeError, layer
 from lambdamr.errors import DeployError
-
-from .conftest import fake_pip
+from tests.aws_fixtures import fake_pip
 
 
 def test_the_pip_command_targets_the_runtimes_platform():
@@ -76,7 +75,7 @@ def test_lambdas_runtimes_are_offered_and_the_default_is_the_drivers(monkeypatch
 
 
 def test_base_packages_come_first_without_duplicates():
-    assert layer.layer_packages(["numpy", "scikit-learn"]) == ["cloudpickle", "tblib", "numpy", "scikit-learn"]
+    assert layer.layer_packages(["numpy", "scikit-learn"]) == ["cloudpickle", "tblib", "numpy", "blake3", "scikit-learn"]
 
 
 def test_the_layer_zip_holds_python_folder_without_tests(tmp_path):
@@ -85,7 +84,7 @@ def test_the_layer_zip_holds_python_folder_without_tests(tmp_path):
     assert "python/numpy/__init__.py" in names and "python/scikit_learn/__init__.py" in names
     assert all(name.startswith("python/") for name in names)
     assert not any("/tests/" in name for name in names)  # pruned
-    assert build.packages == ("cloudpickle", "tblib", "numpy", "scikit-learn")
+    assert build.packages == ("cloudpickle", "tblib", "numpy", "blake3", "scikit-learn")
     assert not build.needs_s3_upload and build.unzipped_size < 2000
 
 
@@ -130,14 +129,14 @@ def test_the_cli_offers_exactly_lambdas_runtimes(capsys):
 
 
 def test_a_layer_package_of_another_version_than_the_drivers_is_warned_about(tmp_path):
-    # fake_pip installs every package as version 1.0; this driver has newer cloudpickle, tblib
-    # and numpy (and no "not-installed-here"): those three are reported, with what to do.
+    # fake_pip installs every package as version 1.0; this driver has newer cloudpickle, tblib,
+    # numpy and blake3 (and no "not-installed-here"): those four are reported, with what to do.
     import numpy
 
     build = layer.build_layer("3.11", "x86_64", ["not-installed-here"], workdir=tmp_path, pip=fake_pip)
     assert build.versions["numpy"] == "1.0" and build.versions["not-installed-here"] == "1.0"
     warnings = layer.version_skew(build.versions, layer.layer_packages(["not-installed-here"]))
-    assert [w.split()[3] for w in warnings] == ["cloudpickle", "tblib", "numpy"]
+    assert [w.split()[3] for w in warnings] == ["cloudpickle", "tblib", "numpy", "blake3"]
     assert f"the layer has numpy 1.0 but this driver has {numpy.__version__}" in warnings[2]
     assert f"install numpy==1.0 here, or pin it in the layer (--package 'numpy=={numpy.__version__}')" in warnings[2]
     assert layer.version_skew({**build.versions, "numpy": numpy.__version__}, ["numpy>=1.24"]) == []

@@ -1,6 +1,9 @@
 """``LambdaExecutor(backend="aws")`` end to end: executor → AWS backend → Lambda stand-in →
-runtime handler in worker processes → S3 on moto's server, including the seed's examples
-and a lost invocation found by its deadline and re-invoked."""
+runtime handler in worker processes → S3 on moto's server: what only this backend has
+(synchronous invokes, the backend chosen by the environment, a lost invocation found by its
+deadline and re-invoked, a synchronous timeout) and the seed's examples. The executor's
+behaviour on this backend is tested with every other backend's, in tests/test_executor.py;
+its crashes in tests/contract/test_deadlock.py."""
 
 from __future__ import annotations
 
@@ -12,8 +15,7 @@ from examples.random_forest import TreeParams, fit_forest, split, synthetic_data
 from lambdamr import LambdaExecutor
 from lambdamr.errors import TaskTimeoutError
 from lambdamr.testing.lambda_service import Faults
-
-from .conftest import REGION
+from tests.aws_fixtures import REGION
 
 
 def cube(x):
@@ -24,34 +26,9 @@ def fails(x):
     raise ValueError(f"bad input {x}")
 
 
-@pytest.fixture
-def aws_executor(deployment, standin):
-    made = []
-
-    def factory(faults: Faults | None = None, **options):
-        service = standin(faults)
-        merged = {
-            "storage": f"s3://{deployment.bucket}",
-            "endpoint_url": deployment.endpoint,
-            "region": REGION,
-            "function_name": deployment.function_name,
-            "lambda_endpoint_url": service.url,
-            "memory_mb": 256,
-            "timeout_s": 20,
-            "progress": False,
-            **options,
-        }
-        executor = LambdaExecutor(backend="aws", **merged)
-        made.append(executor)
-        return executor, service
-
-    yield factory
-    for executor in made:
-        executor.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.mark.parametrize("invocation_type", ["Event", "RequestResponse"])
-def test_map_runs_on_the_aws_backend(aws_executor, invocation_type):
+def test_map_runs_on_the_aws_backend_with_synchronous_invokes(aws_executor):
+    # asynchronous invokes (the default) run the whole behaviour suite: tests/test_executor.py
+    invocation_type = "RequestResponse"
     executor, service = aws_executor(invocation_type=invocation_type)
     assert list(executor.map(cube, range(8))) == [x**3 for x in range(8)]
     with pytest.raises(ValueError, match="bad input 3"):

@@ -17,7 +17,7 @@ from lambdamr.deploy.package import package_entries
 from lambdamr.deploy.runtimes import LAMBDA_PYTHONS
 from lambdamr.runtime.remote_modules import REMOTE_MODULES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p for folder in ("examples", "benchmarks") for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py")
 #: scripts whose options this change gave defaults; chaos.py, chaos_aws.py, invoke.py are others'
 DEFAULTS_SHOWN = {"mandelbrot", "random_forest", "sort", "wordcount", "seed_figure", "shuffle", "overhead"}

@@ -1,0 +1,180 @@
+"""Big values out of band: numpy buffers as objects of their own, checked by digest."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from lambdamr import IntegrityError, LambdaExecutor, serialize
+from lambdamr.data import buffers, digest
+from lambdamr.data.buffers import BufferSink
+from lambdamr.storage.local import LocalStorage
+from lambdamr.storage.s3 import S3Storage
+from lambdamr.storage.transfer import MULTIPART_THRESHOLD, PART_BYTES
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def store(storage_kind, tmp_path, request):
+    if storage_kind == "folder":
+        return LocalStorage(tmp_path / "store")
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
+    return S3Storage(bucket, endpoint_url=endpoint, region="us-east-1")
+
+
+def stored_buffers(store, prefix="job/values"):
+    return [info.key for info in store.list(prefix + "/")]
+
+
+def test_arrays_round_trip_out_of_band(store):
+    sink = BufferSink(store, "job/values")
+    big = np.random.default_rng(1).random(300_000)  # 2.4 MB: out of band
+    fortran = np.asfortranarray(np.arange(400_000, dtype=np.int32).reshape(800, 500))  # 1.6 MB
+    small = np.arange(10)  # in band
+    value = {"big": big, "fortran": fortran, "small": small, "text": "kept"}
+    frame = serialize.dumps(value, sink=sink)
+    assert buffers.is_buffered(frame)
+    assert len(frame) < 4096  # the pickle holds only the buffers' places
+    assert len(stored_buffers(store)) == 2
+    back = serialize.loads(frame)
+    assert back["text"] == "kept"
+    for name in ("big", "fortran", "small"):
+        np.testing.assert_array_equal(back[name], value[name])
+        assert back[name].dtype == value[name].dtype
+    assert back["fortran"].flags.f_contiguous
+    back["big"][0] = -1.0  # writable, and the reader's own memory
+    assert big[0] != -1.0
+    assert serialize.loads(frame)["big"][0] == big[0]  # the stored buffer did not change
+
+
+def test_a_read_only_array_comes_back_read_only(tmp_path):
+    store = LocalStorage(tmp_path)
+    frozen = np.frombuffer(bytes(2 * MB), dtype=np.uint8)
+    back = serialize.loads(serialize.dumps(frozen, sink=BufferSink(store, "v")))
+    assert not back.flags.writeable
+    np.testing.assert_array_equal(back, frozen)
+
+
+def test_values_without_big_buffers_stay_plain_pickles(tmp_path):
+    store = LocalStorage(tmp_path)
+    sink = BufferSink(store, "v")
+    value = {"numbers": list(range(1000)), "blob": b"x" * (3 * MB), "array": np.arange(100)}
+    frame = serialize.dumps(value, sink=sink)
+    assert not buffers.is_buffered(frame)
+    assert frame == serialize.dumps(value)  # the same bytes as without a sink
+    back = serialize.loads(frame)
+    assert back["blob"] == value["blob"] and back["numbers"] == value["numbers"]
+    assert list(store.list("")) == []
+
+
+def test_the_same_buffer_is_stored_once(tmp_path):
+    store = LocalStorage(tmp_path)
+    array = np.ones(MB)
+    frame = serialize.dumps([array, array.copy()], sink=BufferSink(store, "v"))
+    assert len(stored_buffers(store, "v")) == 1  # content-addressed
+    first, second = serialize.loads(frame)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_a_tampered_buffer_is_refused(store):
+    array = np.arange(MB // 4, dtype=np.float64)  # 2 MB
+    frame = serialize.dumps(array, sink=BufferSink(store, "job/values"))
+    (key,) = stored_buffers(store)
+    data = bytearray(store.get(key))
+    data[12345] ^= 0xFF
+    store.put(key, bytes(data))
+    with pytest.raises(IntegrityError, match="does not match the digest"):
+        serialize.loads(frame)
+
+
+def test_a_buffer_swapped_for_another_or_truncated_is_refused(tmp_path):
+    store = LocalStorage(tmp_path)
+    sink = BufferSink(store, "v")
+    first = serialize.dumps(np.zeros(MB // 4), sink=sink)
+    serialize.dumps(np.ones(MB // 4), sink=sink)
+    other_key = next(k for k in stored_buffers(store, "v") if k not in first.decode("latin-1"))
+    manifest, _ = buffers.split(first)
+    key = manifest["buffers"][0][0]
+    store.put(key, store.get(other_key))  # a validly written buffer, moved
+    with pytest.raises(IntegrityError):
+        serialize.loads(first)
+    store.put(key, store.get(other_key)[: MB])  # half of it
+    with pytest.raises(IntegrityError, match="has 1048576 bytes"):
+        serialize.loads(first)
+
+
+def test_a_buffer_written_by_another_user_is_read_not_mapped(tmp_path, monkeypatch):
+    """A file someone else may write is copied into private memory, never mapped (a map
+    would show their later writes after the check)."""
+    store = LocalStorage(tmp_path)
+    frame = serialize.dumps(np.arange(MB // 2), sink=BufferSink(store, "v"))
+    (key,) = stored_buffers(store, "v")
+    os.chmod(tmp_path / key, 0o620)  # group-writable
+    mapped = []
+    monkeypatch.setattr("mmap.mmap", lambda *a, **k: mapped.append(a) or pytest.fail("mapped"))
+    back = serialize.loads(frame)
+    np.testing.assert_array_equal(back, np.arange(MB // 2))
+    assert back.flags.writeable and not mapped
+
+
+def test_digests_name_their_algorithm_and_refuse_strangers():
+    found = digest.digest_of(b"abc")
+    assert found.startswith(digest.PREFERRED + ":") and len(found) == 3 + digest.DIGEST_HEX
+    digest.check(b"abc", found, what="x")
+    sha = "s2:" + __import__("hashlib").sha256(b"abc").hexdigest()[:32]
+    digest.check(b"abc", sha, what="x")  # a SHA-256 writer is still understood
+    with pytest.raises(IntegrityError):
+        digest.check(b"abd", sha, what="x")
+    with pytest.raises(IntegrityError, match="not a lambdamr digest"):
+        digest.check(b"abc", "md5:" + "0" * 32, what="x")
+
+
+def test_s3_big_buffers_go_in_parts(moto_endpoint, s3_bucket):
+    store = S3Storage(s3_bucket, endpoint_url=moto_endpoint, region="us-east-1")
+    array = np.random.default_rng(2).integers(0, 255, MULTIPART_THRESHOLD + 3 * MB, dtype=np.uint8)
+    before = store.stats.snapshot()
+    frame = serialize.dumps(array, sink=BufferSink(store, "job/values"))
+    parts = -(-array.nbytes // PART_BYTES)
+    assert store.stats.snapshot()["puts"] - before["puts"] == parts  # a multipart upload
+    before = store.stats.snapshot()
+    back = buffers.loads(frame, what="value")  # the module's own store: count on a fresh one
+    np.testing.assert_array_equal(back, array)
+    reader = buffers._store_of(store.spec())
+    assert reader.stats.snapshot()["gets"] >= parts  # parallel ranged GETs
+    assert back.flags.writeable
+
+
+def test_the_executor_moves_big_arrays_out_of_band_both_ways(tmp_path):
+    array = np.random.default_rng(3).random(MB // 2)  # 4 MB
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False) as ex:
+        (back,) = ex.map(np.negative, [array])
+        np.testing.assert_array_equal(back, -array)
+        job = ex.last_job
+        values = [info for info in ex.storage.list(f"{job.prefix}/values/")]
+        assert {info.size for info in values} == {array.nbytes}
+        assert len(values) == 2  # the argument and the result, one object each
+
+
+def test_a_shared_array_tampered_in_storage_fails_the_task(tmp_path):
+    array = np.arange(MB // 2, dtype=np.float64)
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, retries=0) as ex:
+        handle = ex.share(array)
+        (key,) = [info.key for info in ex.storage.list(f"{ex.session_prefix}/values/")]
+        data = bytearray(ex.storage.get(key))
+        data[-1] ^= 1
+        ex.storage.put(key, bytes(data))
+        with pytest.raises(IntegrityError, match="does not match the digest"):
+            ex.submit(_shared_sum, handle).result()
+
+
+def _shared_sum(handle):
+    return float(handle.value.sum())
+
+
+def test_plain_pickles_of_other_objects_load_as_before():
+    value = {"a": [1, 2, 3], "b": (b"x", 2.5)}
+    assert serialize.loads(pickle.dumps(value, protocol=5)) == value
