@@ -55,7 +55,7 @@ from examples import sort, wordcount
 from lambdamr import LambdaExecutor
 from lambdamr.cli.help import HelpFormatter
 from lambdamr.data.objects import Chunk
-from lambdamr.storage import open_storage
+from lambdamr.storage import open_cached, open_storage
 
 MB = 2**20
 
@@ -87,19 +87,15 @@ class Row:
 # the same requests and the same concurrency as the shuffle, through the same Storage API.
 # The plain whole-object GET (M GETs) is measured too, for comparison.
 def raw_put(spec: dict, key: str, size: int) -> float:
-    from lambdamr.runtime.handler import store_for
-
     data = np.random.default_rng(len(key)).bytes(size)
     started = time.perf_counter()
-    store_for(spec).put(key, data)
+    open_cached(spec).put(key, data)
     return time.perf_counter() - started
 
 
 def raw_get(spec: dict, key: str, size: int) -> float:
-    from lambdamr.runtime.handler import store_for
-
     started = time.perf_counter()
-    data = store_for(spec).get(key)
+    data = open_cached(spec).get(key)
     elapsed = time.perf_counter() - started
     assert len(data) == size
     return elapsed
@@ -108,10 +104,9 @@ def raw_get(spec: dict, key: str, size: int) -> float:
 def raw_get_ranges(spec: dict, keys: list[str], start: int, end: int) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
-    from lambdamr.runtime.handler import store_for
     from lambdamr.shuffle.reducer import FETCH_THREADS
 
-    store = store_for(spec)
+    store = open_cached(spec)
     started = time.perf_counter()
     with ThreadPoolExecutor(min(FETCH_THREADS, store.concurrent_requests, len(keys))) as pool:
         sizes = list(pool.map(lambda key: len(store.get(key, start, end)), keys))

@@ -17,7 +17,7 @@ from lambdamr._version import __version__
 
 _EXPORTS = {
     "LambdaExecutor": "lambdamr.executor",
-    "MapIterator": "lambdamr.map_iterator",
+    "MapIterator": "lambdamr.futures",
     "ExecutorConfig": "lambdamr.config",
     "LambdaFuture": "lambdamr.futures",
     "wait": "lambdamr.futures",
@@ -29,7 +29,7 @@ _EXPORTS = {
     "TimeoutError": "lambdamr.futures",
     "InvalidStateError": "lambdamr.futures",
     "Job": "lambdamr.driver.job",
-    "JobSummary": "lambdamr.driver.job",
+    "JobSummary": "lambdamr.driver.summary",
     "Shared": "lambdamr.data.shared",
     "objects": "lambdamr.data.objects",
 }
@@ -62,7 +62,8 @@ __all__ = [
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
     from lambdamr.data.shared import Shared
-    from lambdamr.driver.job import Job, JobSummary
+    from lambdamr.driver.job import Job
+    from lambdamr.driver.summary import JobSummary
     from lambdamr.errors import *  # noqa: F403
     from lambdamr.executor import LambdaExecutor
     from lambdamr.futures import (
@@ -72,11 +73,11 @@ if TYPE_CHECKING:
         CancelledError,
         InvalidStateError,
         LambdaFuture,
+        MapIterator,
         TimeoutError,
         as_completed,
         wait,
     )
-    from lambdamr.map_iterator import MapIterator
 
 
 def __getattr__(name: str) -> Any:

@@ -14,11 +14,30 @@ traceback grow: ``result()`` re-raises it with the traceback it arrived with eac
 
 ``TimeoutError`` here is ``concurrent.futures.TimeoutError`` (on Python 3.10 it is not the
 builtin one); ``FuturesTimeoutError`` is the same class under a name that does not shadow it.
+
+``MapIterator`` is what ``LambdaExecutor.map`` returns: the results in input order, over a
+bounded window. ``map`` reads its input lazily, like ``Executor.map(buffersize=...)`` of
+Python 3.14: at most ``buffersize`` tasks are launched and not yet consumed. Each result handed
+to the caller makes room for more, read from the input then (so ``itertools.count()``
+streams and the driver's memory stays flat)::
+
+    input ──read chunksize items──► task ──► scheduler ──► future ─┐
+      ▲                                                          window (≤ buffersize tasks)
+      └────────── top up when a quarter of the window is free ◄── __next__ yields, lets go
+
+A future leaves the window, and the job's strong hold (``Job.claim``), once its value is
+yielded: the value then lives only as long as the caller keeps it (CPython's bpo-14406).
+
+Nothing here imports the driver: a future knows its job as a ``FutureOwner`` (what
+``lambdamr.driver.job.Job`` provides), so the driver builds on this module, never the reverse.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -30,16 +49,33 @@ from concurrent.futures import (
     wait,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from lambdamr.driver.job import Job
+    from lambdamr.report import SummaryPrinter
+
+T = TypeVar("T")
 
 
-class LambdaFuture(concurrent.futures.Future):
+class FutureOwner(Protocol):
+    """What a future and a map iterator ask of the job they belong to (``driver.job.Job``)."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    def task_timing(self, task_id: int) -> dict[str, Any] | None: ...
+
+    def task_logs(self, task_id: int) -> str | None: ...
+
+    def claim(self, future: LambdaFuture) -> None: ...
+
+    def summary(self) -> Any: ...
+
+
+class LambdaFuture(concurrent.futures.Future[Any]):
     """The future of one call: ``job`` is the job it belongs to, ``task_id`` its task."""
 
-    def __init__(self, job: Job, task_id: int, index: int = 0) -> None:
+    def __init__(self, job: FutureOwner, task_id: int, index: int = 0) -> None:
         super().__init__()
         self.job = job
         self.task_id = task_id
@@ -82,8 +118,7 @@ class LambdaFuture(concurrent.futures.Future):
 
         A task with ``chunksize`` > 1 runs several calls: they share one log.
         """
-        task = self.job.tasks[self.task_id]
-        return (task.logs or "") if task.done else None
+        return self.job.task_logs(self.task_id)
 
     def __repr__(self) -> str:
         with self._condition:  # worded like the stdlib's: state=finished raised ValueError
@@ -96,6 +131,130 @@ class LambdaFuture(concurrent.futures.Future):
 
 FuturesTimeoutError = TimeoutError
 
+#: ``feed(n)``: read, stage and launch up to ``n`` more tasks, returning each one's futures;
+#: fewer means the input ended (the job is then sealed). ``seal()``: stop reading.
+Feed = Callable[[int], list[list[LambdaFuture]]]
+
+
+class MapIterator(Iterator[T]):
+    """The results of ``LambdaExecutor.map`` in input order; ``.job`` is the job behind them.
+
+    Like ``concurrent.futures``: a result is returned, or its exception raised, when
+    iteration reaches it; ``timeout`` bounds the whole iteration from the ``map`` call;
+    ``close()`` (or an exception) cancels the calls not started yet and stops reading the
+    input. An error reading or staging the input (an argument that cannot be pickled,
+    iterables of different lengths) is raised after the results of the items before it.
+    Dropping the iterator unfinished stops reading the input too; the calls already
+    launched run on and their futures stay with ``job``.
+    """
+
+    def __init__(
+        self,
+        job: FutureOwner | None,
+        first: list[list[LambdaFuture]],
+        feed: Feed | None,
+        seal: Callable[[], None] | None,
+        *,
+        buffersize: int,
+        exhausted: bool,
+        deadline: float | None,
+        summary: SummaryPrinter | None = None,
+    ) -> None:
+        self.job = job
+        # feed and seal hold the executor: dropped once the input ended, so that an executor
+        # the user dropped is garbage collected (and its workers released) while its last
+        # map's results are still being consumed.
+        self._feed = None if exhausted else feed
+        self._seal = None if exhausted else seal
+        self._buffersize = buffersize
+        self._exhausted = exhausted or feed is None
+        self._window: collections.deque[tuple[LambdaFuture, bool]] = collections.deque()  # (future, its task's last)
+        self._open_tasks = 0  # tasks with a future in the window
+        self._deadline = deadline
+        self._summary = summary  # verbose=True: prints the job's summary once
+        self._input_error: Exception | None = None  # raised once the results before it are consumed
+        self._add(first)
+
+    @classmethod
+    def empty(cls) -> MapIterator[Any]:
+        """The iterator of a map over empty input."""
+        return cls(None, [], None, None, buffersize=1, exhausted=True, deadline=None)
+
+    def __iter__(self) -> MapIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            self._top_up()
+        except BaseException:
+            self.close()
+            raise
+        if not self._window:
+            if self._input_error is not None:
+                error, self._input_error = self._input_error, None
+                raise error
+            if self._summary is not None:
+                self._summary.print()
+            raise StopIteration
+        future, last_of_task = self._window[0]
+        remaining = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        try:
+            value: T = future.result(remaining)
+        except BaseException:
+            self.close()
+            raise
+        self._window.popleft()
+        if last_of_task:
+            self._open_tasks -= 1
+        future.job.claim(future)  # the value is the caller's now: the job lets go of it
+        return value
+
+    def close(self) -> None:
+        """Cancel every call not started yet and stop reading the input."""
+        while self._window:
+            future, _ = self._window.popleft()
+            future.cancel()
+            future.job.claim(future)
+        self._open_tasks = 0
+        self._stop_reading()
+
+    def __del__(self) -> None:
+        try:
+            self._stop_reading()
+        except Exception:  # at interpreter exit the executor may be half gone
+            pass
+
+    def _stop_reading(self) -> None:
+        seal, self._seal, self._feed = self._seal, None, None
+        if not self._exhausted:
+            self._exhausted = True
+            if seal is not None:
+                seal()
+
+    def _top_up(self) -> None:
+        room = self._buffersize - self._open_tasks
+        # In batches (a quarter of the window) rather than one task per result: each batch is
+        # one staging pass, one scheduler message and, for durable jobs, one manifest part.
+        if self._exhausted or self._feed is None or room < max(1, self._buffersize // 4) and self._window:
+            return
+        try:
+            tasks = self._feed(room)
+        except Exception as exc:  # bad input further on: first hand out the results before it
+            self._input_error = exc
+            self._stop_reading()
+            return
+        if len(tasks) < room:  # the input ended; feed sealed the job
+            self._exhausted = True
+            self._feed = self._seal = None
+        self._add(tasks)
+
+    def _add(self, tasks: list[list[LambdaFuture]]) -> None:
+        for futures in tasks:
+            self._window.extend((future, i == len(futures) - 1) for i, future in enumerate(futures))
+        self._open_tasks += len(tasks)
+
+
+
 
 __all__ = [
     "ALL_COMPLETED",
@@ -105,6 +264,7 @@ __all__ = [
     "FuturesTimeoutError",
     "InvalidStateError",
     "LambdaFuture",
+    "MapIterator",
     "TimeoutError",
     "as_completed",
     "wait",

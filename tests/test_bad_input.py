@@ -54,7 +54,7 @@ def test_bad_call_is_refused_before_launch(ex, call, error, fragment):
     with pytest.raises(error, match=fragment):
         call(ex)
     assert ex.jobs == []
-    assert not ex._started
+    assert not ex.session.started
 
 
 def test_arguments_larger_than_storage_can_take(ex, monkeypatch):
@@ -199,13 +199,13 @@ def infinite():
     ],
 )
 def test_bad_call_of_the_wrong_type_is_refused_before_launch(ex, monkeypatch, call, error, fragment):
-    import lambdamr.map_iterator
+    import lambdamr.driver.inputs
 
-    monkeypatch.setattr(lambdamr.map_iterator, "MAX_MATERIALISED_ITEMS", 1000)
+    monkeypatch.setattr(lambdamr.driver.inputs, "MAX_MATERIALISED_ITEMS", 1000)
     with pytest.raises(error, match=fragment):
         call(ex)
     assert ex.jobs == []
-    assert not ex._started
+    assert not ex.session.started
 
 
 def test_map_reduce_over_an_endless_c_iterator_stops_on_ctrl_c(ex):

@@ -16,7 +16,8 @@ from lambdamr.cost import (
     lambda_wall_seconds,
     local_wall_seconds,
 )
-from lambdamr.driver.job import Job, task_billed_ms
+from lambdamr.driver.job import Job
+from lambdamr.driver.summary import task_billed_ms
 from lambdamr.errors import ConfigurationError
 
 

@@ -192,7 +192,7 @@ def test_a_signed_function_of_an_earlier_session_copied_over_this_ones_is_refuse
         assert list(earlier.map(which_session, [0])) == ["earlier"]
         [old] = list((store / earlier.session_prefix / "fn").iterdir())
     with LambdaExecutor(storage=str(store), workers=2, progress=False) as ex:
-        key = ex._stager.stage_function(this_session)  # staged, not yet run anywhere
+        key = ex.session.stager.stage_function(this_session)  # staged, not yet run anywhere
         _copy_atomically(old, store / key)  # the attacker, between staging and the first run
         error = ex.submit(this_session, 0).exception(timeout=60)  # before: "earlier" ran
     assert isinstance(error, IntegrityError)

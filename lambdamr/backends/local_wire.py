@@ -257,9 +257,9 @@ class WorkerJobs:
         """The store the job in ``slot`` names, looked up once per job (not per task)."""
         store = self._stores.get(slot)
         if store is None:
-            from lambdamr.runtime.handler import store_for
+            from lambdamr.storage import open_cached
 
-            store = self._stores[slot] = store_for(self[slot].storage)
+            store = self._stores[slot] = open_cached(self[slot].storage)
         return store
 
     def __getitem__(self, slot: int) -> WorkerJob:

@@ -186,8 +186,8 @@ def _raw_size(size: int) -> int:
 
 def serve(sock: socket.socket, id_prefix: str) -> None:
     """Answer invocations until the driver closes the connection."""
+    import lambdamr.runtime.handler  # noqa: F401 - the imports a task needs, before READY
     from lambdamr.runtime.capture import keep_installed
-    from lambdamr.runtime.handler import store_for  # noqa: F401 - the imports a task needs, before READY
     from lambdamr.signing import process_key
 
     keep_installed()

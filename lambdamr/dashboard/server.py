@@ -26,7 +26,7 @@ import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,8 +54,12 @@ SECURITY_HEADERS = {
 }
 
 
+STATIC_FOLDER = Path(__file__).resolve().parent / "static"
+
+
 def static_file(name: str) -> bytes:
-    return resources.files("lambdamr.dashboard").joinpath("static", name).read_bytes()
+    # Beside this module (package data): naming the package by string would be an import cycle.
+    return (STATIC_FOLDER / name).read_bytes()
 
 
 class DashboardHandler(BaseHTTPRequestHandler):

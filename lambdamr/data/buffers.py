@@ -26,12 +26,11 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-import threading
 from typing import Any
 
 from lambdamr.data import digest
 from lambdamr.errors import IntegrityError, SerializationError
-from lambdamr.storage import Storage, open_storage
+from lambdamr.storage import Storage, open_cached
 
 MAGIC = b"LMOB"
 #: buffers smaller than this stay in the pickle (an object per buffer costs a request)
@@ -39,8 +38,6 @@ OUT_OF_BAND_MIN = 1024 * 1024
 _LEN = struct.Struct("<I")
 _MAX_MANIFEST = 16 * 1024 * 1024
 
-_stores_lock = threading.Lock()
-_stores: dict[str, Storage] = {}
 
 
 class BufferSink:
@@ -84,12 +81,7 @@ def is_buffered(data: bytes | bytearray | memoryview) -> bool:
 
 
 def _store_of(spec: dict[str, Any]) -> Storage:
-    key = json.dumps(spec, sort_keys=True)
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = open_storage(spec)
-        return store
+    return open_cached(spec)  # the one per-process store of a spec (the runtime's too)
 
 
 def split(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:

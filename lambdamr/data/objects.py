@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamr.errors import ConfigurationError
-from lambdamr.storage import Storage, open_storage, storage_from_url
+from lambdamr.storage import Storage, open_cached, open_storage, storage_from_url
 
 #: default chunk size: a comfortable mapper input on Lambda at 1-2 GB of memory
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
@@ -202,9 +202,7 @@ class Chunk:
 
     def read(self) -> bytes:
         """The chunk's bytes: whole lines (``lines`` mode) or exactly ``[start, end)``."""
-        from lambdamr.runtime.handler import store_for
-
-        store = store_for(self.storage)
+        store = open_cached(self.storage)
         if self.mode != "lines":
             self.requests += 1
             return store.get(self.key, self.start, self.end)
@@ -240,10 +238,10 @@ class Chunk:
         """The chunk's lines, without line endings."""
         return self.text(encoding, errors).splitlines()
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return (self.storage, self.key, self.start, self.end, self.object_size, self.mode, self.index)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.storage, self.key, self.start, self.end, self.object_size, self.mode, self.index = state
         self.requests = 0
 

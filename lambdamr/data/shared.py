@@ -11,21 +11,19 @@ object copied over another, or from another session, is refused.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 from lambdamr import serialize
 from lambdamr.signing import Context, Signer, check_content_key, process_key
-from lambdamr.storage import Storage, open_storage
+from lambdamr.storage import open_cached
 
 T = TypeVar("T")
 
 _CACHE_ENTRIES = 8
 _lock = threading.Lock()
 _values: OrderedDict[str, Any] = OrderedDict()
-_stores: dict[str, Storage] = {}
 
 
 def shared_context(session: str, key: str) -> Context:
@@ -50,25 +48,23 @@ class Shared(Generic[T]):
         with _lock:
             if self.key in _values:
                 _values.move_to_end(self.key)
-                return _values[self.key]
-            spec_key = json.dumps(self.storage_spec, sort_keys=True)
-            store = _stores.get(spec_key)
-            if store is None:
-                store = _stores[spec_key] = open_storage(self.storage_spec)
+                cached: T = _values[self.key]
+                return cached
+        store = open_cached(self.storage_spec)
         what = f"shared object {self.key}"
         payload = Signer(process_key()).verify(store.get(self.key), shared_context(self.session, self.key), what=what)
         check_content_key(payload, self.key, what=what)
-        value = serialize.loads(payload, what=f"shared object {self.key}")
+        value: T = serialize.loads(payload, what=f"shared object {self.key}")
         with _lock:
             _values[self.key] = value
             while len(_values) > _CACHE_ENTRIES:
                 _values.popitem(last=False)
         return value
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return (self.storage_spec, self.key, self.size, self.session)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.storage_spec, self.key, self.size, self.session = state
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdamr.data.objects import Chunk
 from lambdamr.data.shared import Shared
+from lambdamr.driver.inputs import Call
 
 
 def _location(spec: dict[str, Any], key: str) -> str:
@@ -22,7 +23,7 @@ def _location(spec: dict[str, Any], key: str) -> str:
     return f"{spec.get('kind', 'local')}:{spec.get('root', '')}/{key}"
 
 
-def referenced_reads(calls: Iterable[Iterable[tuple[tuple, dict]]]) -> Iterator[str]:
+def referenced_reads(calls: Iterable[Iterable[Call]]) -> Iterator[str]:
     """The location of every chunk and shared object among the calls' top-level arguments."""
     for task_calls in calls:
         for args, kwargs in task_calls:

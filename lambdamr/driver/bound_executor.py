@@ -3,28 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from lambdamr.config import JobOptions
-from lambdamr.futures import LambdaFuture
-from lambdamr.map_iterator import MapIterator
-
-if TYPE_CHECKING:
-    from lambdamr.executor import LambdaExecutor
+from lambdamr.driver.session import Session
+from lambdamr.futures import LambdaFuture, MapIterator
 
 T = TypeVar("T")
 
 
 class BoundExecutor:
-    """A view of an executor whose jobs run with other settings (memory, timeout, retries...)."""
+    """A view of an executor whose jobs run with other settings (memory, timeout, retries...).
 
-    def __init__(self, executor: LambdaExecutor, options: JobOptions) -> None:
-        self.executor = executor
+    Args:
+        session: the executor's session, which runs the view's ``submit`` and ``map``.
+        options: the view's per-job settings.
+        map_reduce / map_then_reduce: the executor's own methods (the view sets their
+            memory and timeout), handed in so that nothing here imports the executor.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        options: JobOptions,
+        *,
+        map_reduce: Callable[..., dict[Any, Any]],
+        map_then_reduce: Callable[..., Any],
+    ) -> None:
+        self.session = session
         self.options = options
+        self._map_reduce = map_reduce
+        self._map_then_reduce = map_then_reduce
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
         """``LambdaExecutor.submit`` with this view's options."""
-        return self.executor._submit(fn, args, kwargs, self.options)
+        return self.session.submit(fn, args, kwargs, self.options)
 
     def map(
         self,
@@ -38,16 +51,22 @@ class BoundExecutor:
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
         options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
-        return self.executor._map(fn, iterables, timeout, chunksize, options, buffersize)
+        return self.session.map(
+            fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize
+        )
 
-    def map_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> dict[Any, Any]:
+    def map_reduce(
+        self, map_fn: Callable[..., Any], inputs: Iterable[Any], reduce_fn: Callable[..., Any], **kwargs: Any
+    ) -> dict[Any, Any]:
         """``LambdaExecutor.map_reduce`` with this view's memory and timeout."""
         kwargs.setdefault("memory_mb", self.options.memory_mb)
         kwargs.setdefault("timeout_s", self.options.timeout_s)
-        return self.executor.map_reduce(map_fn, inputs, reduce_fn, **kwargs)
+        return self._map_reduce(map_fn, inputs, reduce_fn, **kwargs)
 
-    def map_then_reduce(self, map_fn: Callable, inputs: Iterable[Any], reduce_fn: Callable, **kwargs: Any) -> Any:
+    def map_then_reduce(
+        self, map_fn: Callable[..., Any], inputs: Iterable[Any], reduce_fn: Callable[..., Any], **kwargs: Any
+    ) -> Any:
         """``LambdaExecutor.map_then_reduce`` with this view's memory and timeout."""
         kwargs.setdefault("memory_mb", self.options.memory_mb)
         kwargs.setdefault("timeout_s", self.options.timeout_s)
-        return self.executor.map_then_reduce(map_fn, inputs, reduce_fn, **kwargs)
+        return self._map_then_reduce(map_fn, inputs, reduce_fn, **kwargs)

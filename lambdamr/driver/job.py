@@ -1,4 +1,4 @@
-"""A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its summary.
+"""A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its tasks.
 
 A job owns its tasks (each task: one invocation of the runtime with one or more calls), the
 futures of their calls, their timings and the counters its summary reports.
@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lambdamr.cost import billed_ms
-from lambdamr.errors import ConfigurationError
+from lambdamr.driver.summary import JobSummary, estimate_cost, peak_concurrency, task_billed_ms
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import ArgsRange
 from lambdamr.report import exception_traceback
@@ -28,7 +27,7 @@ RUNTIME_KEPT = ("request_id", "pid")
 TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched")
 _ABSENT = object()  # a timing the record did not have
 _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
-_NO_CALLS: tuple = ()  # the futures a task holds once it let go of all of them (shared)
+_NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
 
@@ -109,9 +108,6 @@ class Task:
         """Every call's future while the task is unsettled; then those nobody claimed."""
         return [f for f in self._held if f is not None]
 
-    def result_key(self, attempt: int) -> str:
-        return f"{self.job.prefix}/results/{self.task_id:06d}.{attempt}"
-
     def claim(self, index: int) -> None:
         """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
         if self.done:
@@ -160,99 +156,6 @@ class Task:
             self._kept -= 1
             if not self._kept:
                 self._held = _NO_CALLS  # type: ignore[assignment]  # nothing left to keep: not even a slot per call
-
-
-@dataclass
-class JobSummary:
-    """What a job did, in numbers. ``str()`` gives a few readable lines."""
-
-    job_id: str
-    backend: str
-    tasks: int
-    calls: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    retries: int
-    duplicates: int
-    cold_starts: int
-    wall_s: float
-    task_seconds: float  # sum of the runtime's own measurement of every finished task
-    max_task_s: float
-    memory_mb: int
-    storage_requests: dict[str, int] = field(default_factory=dict)
-    cost: Any = None  # a lambdamr.cost.CostEstimate when the cost model is available
-    backups: int = 0  # speculative copies of slow tasks launched
-    backups_won: int = 0  # tasks whose result came from a backup
-    peak_concurrency: int = 0  # most tasks seen running at the same moment
-    peak_memory_mb: float = 0.0  # largest peak RSS any task reported
-
-    @property
-    def speedup(self) -> float:
-        """Sum of task time over wall time: how many tasks ran at once, on average."""
-        return self.task_seconds / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def parallel_efficiency(self) -> float:
-        """Sum of task time over (wall time x peak concurrency), 0..1: how busy the slots the
-        job reached were kept, start-up, stragglers and driver overhead included."""
-        slots = max(self.peak_concurrency, 1)
-        return min(1.0, self.speedup / slots) if self.wall_s > 0 else 0.0
-
-    def __str__(self) -> str:
-        requests = ", ".join(f"{v:,} {k}" for k, v in self.storage_requests.items() if v)
-        extra = f", {self.duplicates} duplicates" if self.duplicates else ""
-        won = f" ({self.backups_won} won)" if self.backups else ""
-        lines = [
-            f"lambdamr job {self.job_id} on {self.backend}: {self.tasks:,} tasks ({self.calls:,} calls): "
-            f"{self.succeeded:,} ok, {self.failed:,} failed, {self.cancelled:,} cancelled; "
-            f"{self.retries} retries, {self.backups} backups{won}{extra}",
-            f"  wall {_duration(self.wall_s)} (submitted to last task settled), task time "
-            f"{_duration(self.task_seconds)} (tasks' own run times summed, max {_duration(self.max_task_s)}): "
-            f"{self.speedup:.1f}x parallel, "
-            f"{self.parallel_efficiency:.0%} efficiency at peak concurrency {self.peak_concurrency}",
-            f"  {self.cold_starts} cold starts, peak memory {self.peak_memory_mb:.0f} of {self.memory_mb} MB"
-            + (f"; storage requests: {requests}" if requests else ""),
-        ]
-        if self.cost is not None:
-            lines.append(f"  estimated cost on AWS Lambda: {self.cost}")
-        return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def task_billed_ms(timings: dict[str, Any]) -> int:
-    """Billed milliseconds of a task: the backend's figure when it has one (Lambda's REPORT
-    line), else started..finished plus a cold start's INIT phase, rounded up to 1 ms as
-    Lambda bills (INIT is billed for on-demand zip functions since 1 August 2025)."""
-    if timings.get("billed_ms") is not None:
-        return int(timings["billed_ms"])
-    return billed_ms(task_run_s(timings), task_init_s(timings))
-
-
-def task_run_s(timings: dict[str, Any]) -> float:
-    """How long the runtime ran the task (its started..finished)."""
-    return max(0.0, timings["finished"] - timings["started"])
-
-
-def task_init_s(timings: dict[str, Any]) -> float:
-    """The INIT phase billed with a task: the runtime's ``init_ms`` on a cold start, else 0."""
-    init_ms = timings.get("init_ms")
-    if not timings.get("cold") or not isinstance(init_ms, (int, float)) or not init_ms > 0:
-        return 0.0
-    return float(init_ms) / 1000.0
-
-
-def peak_concurrency(timings: list[dict[str, Any]]) -> int:
-    """The most tasks running at one moment, from their started..finished intervals."""
-    edges = sorted([(tm["started"], 1) for tm in timings] + [(tm["finished"], -1) for tm in timings])
-    running = peak = 0
-    for _, step in edges:  # at a tie, -1 sorts first: a task ending as another starts is not overlap
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 class Job:
@@ -331,6 +234,12 @@ class Job:
         """How many calls the job's tasks hold so far."""
         return sum(task.calls for task in self.tasks)
 
+    @property
+    def invocations(self) -> int:
+        """Invocations billed so far: every attempt launched, retries and backups included
+        (not those of a dead driver whose job ``attach`` collected: its attempts start at 1001)."""
+        return sum(task.attempt - task.attempt_base for task in self.tasks)
+
     def claim(self, future: LambdaFuture) -> None:
         """``future`` is the caller's from now on: once settled, the job lets go of it (its
         value leaves memory when the caller drops it)."""
@@ -397,6 +306,11 @@ class Job:
             except Exception:  # a callback's bug must not stop the scheduler
                 logging.getLogger("lambdamr").exception("lambdamr: a job done-callback failed")
 
+    def task_logs(self, task_id: int) -> str | None:
+        """What one task printed or logged once it has settled, else None."""
+        task = self.tasks[task_id]
+        return (task.logs or "") if task.done else None
+
     def task_timing(self, task_id: int) -> dict[str, Any] | None:
         """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side."""
         task = self.tasks[task_id]
@@ -461,33 +375,12 @@ class Job:
             max_task_s=max(durations, default=0.0),
             memory_mb=self.memory_mb,
             storage_requests=requests,
-            cost=self._estimate_cost(timed, requests),
+            cost=estimate_cost(self, timed, requests),
             backups=self.backups,
             backups_won=self.backups_won,
             peak_concurrency=peak_concurrency(timed),
             peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
         )
-
-    def _estimate_cost(self, timed: list[dict[str, Any]], requests: dict[str, int]) -> Any:
-        from lambdamr.cost import estimate_job_cost
-
-        # A backend's billed figure (a REPORT line) already holds the INIT phase.
-        reported = [tm.get("billed_ms") is not None for tm in timed]
-        durations = [task_billed_ms(tm) / 1000.0 if known else task_run_s(tm) for tm, known in zip(timed, reported)]
-        inits = [0.0 if known else task_init_s(tm) for tm, known in zip(timed, reported)]
-        try:
-            return estimate_job_cost(
-                durations,
-                self.memory_mb,
-                invocations=sum(t.attempt - t.attempt_base for t in self.tasks),  # attach starts at 1001
-                storage_requests=requests,
-                region=self.region,
-                architecture=self.architecture,
-                init_seconds=inits,
-            )
-        except ConfigurationError as exc:  # a region without prices must not break a summary
-            logging.getLogger("lambdamr").info("lambdamr: no cost estimate for job %s: %s", self.job_id, exc)
-            return None
 
     def logs(self, task_id: int | None = None) -> str:
         """The captured output of one task, or of every task that printed or failed."""

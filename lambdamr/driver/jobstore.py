@@ -1,21 +1,24 @@
-"""Job manifests: what ``lambdamr jobs`` and ``lambdamr logs`` read back from storage.
+"""The one owner of a job's storage layout: every key of a job is built and parsed here.
 
-For every job the driver writes ``{job.prefix}/job.json``: at submission (state ``running``,
-the function, task count, backend, memory) and again when the job ends (state ``done``,
-``failed`` or ``cancelled``, and the summary's numbers). With ``keep_temp`` it also writes
-``{job.prefix}/logs.json``, the captured output of every task that printed or failed, because
-backends that answer with the result record inline never store the records themselves.
+Under the executor's session prefix, each job has a folder ``{session}/{number}``::
 
-The writes run on one background thread, so the scheduler never waits for storage; pending
-writes of one job collapse into the latest. They use their own connection to the store, so
-a job's storage counters (``job.summary()``) count only the job's own requests. Manifests
-live under the executor's session prefix and go away with its temp objects at shutdown
-unless ``keep_temp=True``.
+    {job}/job.json             the job record: state, function, counts, summary (``lambdamr jobs``)
+    {job}/logs.json            captured output of the tasks that printed or failed (``keep_temp``)
+    {job}/tasks[.NNNNNN]       the task manifest of a durable job: what re-running a task needs
+                               (``attach``); a streaming map adds a part per batch, NNNNNN its first task
+    {job}/args[.NNNNNN]        the packed arguments (``driver.staging``)
+    {job}/results/TTTTTT.A     the result record of task T, attempt A (written by the runtime)
 
-Both are signed for their job and key, like every other object (``lambdamr.signing``), and
-the readers here treat storage as untrusted: a manifest, a logs document or a result record
-that does not verify — or was signed for another job, task or attempt — is skipped with a
-warning, never shown.
+The job record is written at submission (state ``running``) and again when the job ends
+(``done``, ``failed`` or ``cancelled``, with the summary's numbers) by ``driver.record_writer``
+on a thread of its own. The task manifest is written as tasks are staged. All of them live
+under the session prefix and go away with its temp objects at shutdown unless
+``keep_temp=True``.
+
+Every document is signed for its job and key, like every other object (``lambdamr.signing``),
+and the readers here treat storage as untrusted: a job record, a logs document, a task manifest
+or a result record that does not verify — or was signed for another job, task or attempt — is
+refused (``attach``) or skipped with a warning (the CLI), never shown.
 """
 
 from __future__ import annotations
@@ -24,37 +27,36 @@ import json
 import logging
 import os
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
 from lambdamr._version import __version__
-from lambdamr.driver.attach import job_prefix_of
-from lambdamr.errors import IntegrityError, LambdaMRError, ObjectNotFound
-from lambdamr.protocol import decode_result, result_context, session_of
+from lambdamr.driver.job import Job, Task
+from lambdamr.errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
+from lambdamr.protocol import ArgsRange, decode_result, result_context, session_of
 from lambdamr.signing import Context, Signer, process_key
-from lambdamr.storage import Storage, reopen_storage
-
-if TYPE_CHECKING:
-    from lambdamr.driver.job import Job
+from lambdamr.storage import Storage
 
 log = logging.getLogger("lambdamr")
 
-MANIFEST_NAME = "job.json"
+JOB_RECORD_NAME = "job.json"
 LOGS_NAME = "logs.json"
+TASKS_NAME = "tasks"
+RESULTS_FOLDER = "results"
 STATES = ("running", "done", "failed", "cancelled")
+TASK_MANIFEST_VERSION = 2
 
 
-def manifest_key(job_prefix: str) -> str:
-    """Where a job's manifest lives."""
-    return f"{job_prefix}/{MANIFEST_NAME}"
-
-
-def document_context(job_id: str, key: str) -> Context:
-    """What a job's manifest (``job.json``) or logs document (``logs.json``) is signed for."""
-    kind = "task-logs" if key.endswith("/" + LOGS_NAME) else "job-record"
-    return Context(kind, session=session_of(job_id), job=job_id, key=key)
+# ---- the layout ---------------------------------------------------------------------------
+def job_prefix_of(base_prefix: str, job_id: str) -> str:
+    """The storage prefix of a job, from its id (``{session}-{number}``)."""
+    session, sep, number = job_id.rpartition("-")
+    if not sep or not number.isdigit() or session.count("-") != 2:
+        raise ConfigurationError(
+            f"{job_id!r} is not a lambdamr job id (they look like 20261124-235959-a1b2c3-0001); "
+            "`lambdamr jobs` lists them"
+        )
+    return f"{base_prefix}/{session}/{number}"
 
 
 def job_id_of_key(key: str) -> str | None:
@@ -65,6 +67,58 @@ def job_id_of_key(key: str) -> str | None:
     return f"{parts[-3]}-{parts[-2]}"
 
 
+def job_record_key(job_prefix: str) -> str:
+    """Where a job's record (``job.json``) lives."""
+    return f"{job_prefix}/{JOB_RECORD_NAME}"
+
+
+def logs_key(job_prefix: str) -> str:
+    """Where a job's logs document (``logs.json``) lives."""
+    return f"{job_prefix}/{LOGS_NAME}"
+
+
+def task_manifest_key(job_prefix: str, first_task: int) -> str:
+    """Where the task manifest part starting at task ``first_task`` lives."""
+    return f"{job_prefix}/{TASKS_NAME}" if first_task == 0 else f"{job_prefix}/{TASKS_NAME}.{first_task:06d}"
+
+
+def results_prefix(job_prefix: str) -> str:
+    """The folder of a job's result records (listed by the scheduler, ``attach`` and the CLI)."""
+    return f"{job_prefix}/{RESULTS_FOLDER}/"
+
+
+def result_key(job_prefix: str, task_id: int, attempt: int) -> str:
+    """Where the runtime writes the result record of one attempt of one task (write-once).
+    Task ids are zero-padded so that keys list in task order."""
+    return f"{results_prefix(job_prefix)}{task_id:06d}.{attempt}"
+
+
+def results_before(job_prefix: str, task_id: int) -> str:
+    """A listing's ``start_after`` that skips the records of every task before ``task_id``."""
+    return f"{results_prefix(job_prefix)}{task_id:06d}"
+
+
+def parse_result_key(key: str) -> tuple[int, int] | None:
+    """``(task_id, attempt)`` of a result key; None for any other key."""
+    task, dot, attempt = key.rsplit("/", 1)[-1].partition(".")
+    if not dot or not task.isdigit() or not attempt.isdigit():
+        return None
+    return int(task), int(attempt)
+
+
+# ---- signing contexts ---------------------------------------------------------------------
+def document_context(job_id: str, key: str) -> Context:
+    """What a job's manifest (``job.json``) or logs document (``logs.json``) is signed for."""
+    kind = "task-logs" if key.endswith("/" + LOGS_NAME) else "job-record"
+    return Context(kind, session=session_of(job_id), job=job_id, key=key)
+
+
+def task_manifest_context(job_id: str, key: str) -> Context:
+    """What a job's task manifest is signed for."""
+    return Context("task-manifest", session=session_of(job_id), job=job_id, key=key)
+
+
+# ---- job records: job.json and logs.json --------------------------------------------------
 def sign_document(signer: Signer, job_id: str, key: str, doc: dict[str, Any]) -> bytes:
     """A manifest or logs document as stored: JSON, signed for its job and key."""
     return signer.sign(json.dumps(doc, default=str).encode(), document_context(job_id, key))
@@ -95,8 +149,8 @@ def function_name(fn: Any) -> str:
     return f"{module}.{name}" if module and module != "__main__" else name
 
 
-def submitted_manifest(job: Job, fn: Any) -> dict[str, Any]:
-    """The manifest of a job that has just been submitted."""
+def submitted_record(job: Job, fn: Any) -> dict[str, Any]:
+    """The record of a job that has just been submitted."""
     return {
         "lambdamr": __version__,
         "job_id": job.job_id,
@@ -115,8 +169,8 @@ def submitted_manifest(job: Job, fn: Any) -> dict[str, Any]:
     }
 
 
-def final_manifest(job: Job, submitted: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of a job that has ended, with its summary's numbers."""
+def final_record(job: Job, submitted: dict[str, Any]) -> dict[str, Any]:
+    """The record of a job that has ended, with its summary's numbers."""
     summary = job.summary()
     state = "failed" if summary.failed else "cancelled" if summary.cancelled else "done"
     numbers = {
@@ -151,105 +205,96 @@ def task_log_entries(job: Job) -> dict[str, dict[str, Any]]:
     return entries
 
 
-class ManifestWriter:
-    """Writes the manifests of one executor's jobs on a background thread."""
+# ---- the task manifest (durable jobs) -------------------------------------------------------
+def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: list[Task] | None = None) -> None:
+    """Store what re-running any task of ``job`` needs: one put per job, or per ``batch``
+    of tasks a streaming map launches (they follow one another)."""
+    batch = job.tasks if batch is None else batch
+    first = batch[0].task_id if batch else 0
+    tasks = []
+    for task in batch:
+        entry: dict[str, Any] = {"calls": task.calls}
+        if task.args_inline is not None:
+            entry["args_inline"] = task.args_inline
+        if task.args_range is not None:
+            entry["args_range"] = [task.args_range.key, task.args_range.start, task.args_range.length]
+        tasks.append(entry)
+    manifest = {
+        "version": TASK_MANIFEST_VERSION,
+        "job_id": job.job_id,
+        "function_key": job.function_key,
+        "memory_mb": job.memory_mb,
+        "timeout_s": job.timeout_s,
+        "max_retries": job.max_retries,
+        "submitted_at": job.submitted_at,
+        "first_task": first,
+        "tasks": tasks,
+    }
+    key = task_manifest_key(job.prefix, first)
+    data = json.dumps(manifest, separators=(",", ":")).encode()
+    storage.put(key, signer.sign(data, task_manifest_context(job.job_id, key)))
 
-    def __init__(self, storage: Storage, signer: Signer, *, keep_logs: bool) -> None:
-        self._source = storage
-        self._signer = signer
-        self._keep_logs = keep_logs
-        self._store: Storage | None = None
-        self._pending: dict[str, tuple[str, Callable[[], dict[str, Any] | None]]] = {}
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
 
-    def job_submitted(self, job: Job, fn: Any) -> None:
-        """Record a new job (state ``running``); its final state is written when it ends."""
-        doc = submitted_manifest(job, fn)
-        self._enqueue(job.job_id, manifest_key(job.prefix), lambda: doc)
-        job.add_done_callback(lambda done: self._job_done(done, doc))
+def load_job(
+    storage: Storage, job_prefix: str, job_id: str, signer: Signer, *, backend: str, region: str | None
+) -> Job:
+    """Rebuild a job (its tasks and fresh futures) from its task manifest.
 
-    def job_attached(self, job: Job) -> None:
-        """Record the end of a job collected with ``attach``, in the manifest its first driver
-        wrote (the state it left there, ``running``, would otherwise stay forever)."""
-        try:
-            doc = read_document(self._source, self._signer, job.job_id, manifest_key(job.prefix))
-        except ObjectNotFound:
-            return
-        except IntegrityError as exc:
-            log.warning("lambdamr: not updating the manifest of job %s: %s", job.job_id, exc)
-            return
-        job.add_done_callback(lambda done: self._job_done(done, doc))
-
-    def _job_done(self, job: Job, submitted: dict[str, Any]) -> None:
-        self._enqueue(job.job_id, manifest_key(job.prefix), lambda: final_manifest(job, submitted))
-        if self._keep_logs:
-            self._enqueue(
-                job.job_id,
-                f"{job.prefix}/{LOGS_NAME}",
-                lambda: {"job_id": job.job_id, "tasks": entries} if (entries := task_log_entries(job)) else None,
+    Raises:
+        ConfigurationError: the job has no manifest (not durable, or deleted).
+        IntegrityError: the manifest is unsigned, modified, or another job's.
+    """
+    key = task_manifest_key(job_prefix, 0)
+    try:
+        manifest = _read_manifest_part(storage, key, job_id, signer)
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"job {job_id} has no task manifest at {storage.url(job_prefix)}: it was not durable "
+            "(run it with durable=True), or its temp objects were already deleted"
+        ) from None
+    job = Job(
+        job_id,
+        job_prefix,
+        manifest["function_key"],
+        memory_mb=int(manifest["memory_mb"]),
+        timeout_s=float(manifest["timeout_s"]),
+        backend=backend,
+        region=region,
+        max_retries=int(manifest.get("max_retries", 2)),
+    )
+    job.submitted_at = float(manifest.get("submitted_at", job.submitted_at))
+    parts = [manifest]
+    later = sorted(info.key for info in storage.list(f"{key}.") if info.key.rsplit(".", 1)[-1].isdigit())
+    parts += [_read_manifest_part(storage, part_key, job_id, signer) for part_key in later]
+    for part in parts:
+        if part.get("first_task", 0) != len(job.tasks):  # a part missing, or one moved under another name
+            raise IntegrityError(
+                f"the task manifest of job {job_id} is incomplete: a part starts at task "
+                f"{part.get('first_task')} where task {len(job.tasks)} was expected"
             )
-
-    def _enqueue(self, job_id: str, key: str, build: Callable[[], dict[str, Any] | None]) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._pending.pop(key, None)  # a newer state replaces one not yet written, keeps order
-            self._pending[key] = (job_id, build)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="lambdamr-manifest", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    if self._store is not None and self._store is not self._source:
-                        self._store.close()
-                    return
-                key = next(iter(self._pending))
-                job_id, build = self._pending.pop(key)
-                self._busy = True
-            try:
-                doc = build()
-                if doc is not None:
-                    self._writer().put(key, sign_document(self._signer, job_id, key, doc))
-            except Exception as exc:  # a manifest is a convenience: never fail a job for it
-                log.warning("lambdamr: could not write %s: %s", key, exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def _writer(self) -> Storage:
-        if self._store is None:
-            self._store = reopen_storage(self._source)
-        return self._store
-
-    def close(self, *, flush: bool, timeout: float = 30.0) -> None:
-        """Stop the thread: write what is pending first with ``flush``, else drop it; either
-        way wait for a write in progress (shutdown deletes temp objects next)."""
-        with self._cond:
-            if not flush:
-                self._pending.clear()
-            deadline = time.monotonic() + timeout
-            while (self._pending or self._busy) and self._thread is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("lambdamr: job manifests still unwritten after %.0f s; giving up", timeout)
-                    self._pending.clear()
-                    break
-                self._cond.wait(remaining)
-            self._closed = True
-            self._cond.notify_all()
+        for entry in part["tasks"]:
+            task = job.new_task(int(entry["calls"]))
+            task.args_inline = entry.get("args_inline")
+            if entry.get("args_range"):
+                args_key, start, length = entry["args_range"]
+                task.args_range = ArgsRange(args_key, int(start), int(length))
+    return job
 
 
-# ---- reading back (the CLI) -------------------------------------------------------------
+def _read_manifest_part(storage: Storage, key: str, job_id: str, signer: Signer) -> dict[str, Any]:
+    payload = signer.verify(storage.get(key), task_manifest_context(job_id, key), what=f"task manifest of job {job_id}")
+    try:
+        manifest = json.loads(bytes(payload))
+    except ValueError as exc:
+        raise IntegrityError(f"the task manifest of job {job_id} is signed but not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"the task manifest of job {job_id} is signed but not a JSON object")
+    if manifest.get("version") != TASK_MANIFEST_VERSION or manifest.get("job_id") != job_id:
+        raise ConfigurationError(f"the task manifest of job {job_id} is of another version or job")
+    return manifest
+
+
+# ---- reading back (the CLI) -----------------------------------------------------------------
 def _default_signer(signer: Signer | None) -> Signer:
     return signer if signer is not None else Signer(process_key())
 
@@ -263,7 +308,7 @@ def list_jobs(storage: Storage, prefix: str, signer: Signer | None = None) -> li
     signer = _default_signer(signer)
     jobs = []
     for info in storage.list(prefix.rstrip("/") + "/" if prefix else ""):
-        if not info.key.endswith("/" + MANIFEST_NAME):
+        if not info.key.endswith("/" + JOB_RECORD_NAME):
             continue
         job_id = job_id_of_key(info.key)
         if job_id is None:
@@ -285,7 +330,7 @@ def find_job(storage: Storage, prefix: str, job_id: str, signer: Signer | None =
         IntegrityError: its manifest does not verify.
     """
     signer = _default_signer(signer)
-    key = manifest_key(job_prefix_of(prefix.strip("/"), job_id))
+    key = job_record_key(job_prefix_of(prefix.strip("/"), job_id))
     try:
         return read_document(storage, signer, job_id, key)
     except ObjectNotFound:
@@ -325,7 +370,7 @@ def read_task_logs(
     job_id = str(manifest["job_id"])
     kept: dict[str, Any] | None
     try:
-        kept = read_document(storage, signer, job_id, f"{prefix}/{LOGS_NAME}")["tasks"]
+        kept = read_document(storage, signer, job_id, logs_key(prefix))["tasks"]
     except ObjectNotFound:
         kept = None
     except (IntegrityError, KeyError, TypeError) as exc:
@@ -337,11 +382,11 @@ def read_task_logs(
                 yield {"task_id": int(key), **kept[key]}
         return
     stored: dict[int, list[tuple[int, str]]] = {}
-    for info in storage.list(f"{prefix}/results/"):
-        try:
-            task, attempt = (int(part) for part in info.key.rsplit("/", 1)[-1].split("."))
-        except ValueError:
+    for info in storage.list(results_prefix(prefix)):
+        parsed = parse_result_key(info.key)
+        if parsed is None:
             continue
+        task, attempt = parsed
         if task_id is None or task == task_id:
             stored.setdefault(task, []).append((attempt, info.key))
     for task, attempts in sorted(stored.items()):

@@ -30,8 +30,8 @@ from lambdamr.errors import LambdaMRError
 if TYPE_CHECKING:
     from lambdamr.backends import Backend
     from lambdamr.driver.history import JobHistory
-    from lambdamr.driver.jobstore import ManifestWriter
     from lambdamr.driver.lease import SessionLease
+    from lambdamr.driver.record_writer import JobRecordWriter
     from lambdamr.driver.scheduler import Scheduler
     from lambdamr.storage import Storage
 
@@ -56,7 +56,7 @@ class ExecutorResources:
         scheduler: Scheduler,
         backend: Backend,
         storage: Storage,
-        manifests: ManifestWriter,
+        manifests: JobRecordWriter,
         lease: SessionLease,
         history: JobHistory,
         session_prefix: str,

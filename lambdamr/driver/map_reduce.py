@@ -14,12 +14,15 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lambdamr.data.objects import ObjectSource
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.inputs import read_all
+from lambdamr.driver.map_reduce_job import MapReduceJob
 from lambdamr.driver.map_reduce_result import MapReduceResult, MapReduceStats
 from lambdamr.driver.phases import Phase
+from lambdamr.driver.session import Session
 from lambdamr.errors import ConfigurationError, LambdaMRError
 from lambdamr.shuffle.mapper import MapOutput, MapTask
 from lambdamr.shuffle.plan import (
@@ -35,9 +38,6 @@ from lambdamr.shuffle.reducer import NumberedReduce, ReduceOutput, ReduceTask, S
 from lambdamr.shuffle.whole import ReduceAllTask, StoreResultTask, WholePlan
 from lambdamr.storage import Storage, storage_from_url
 
-if TYPE_CHECKING:
-    from lambdamr.executor import LambdaExecutor
-
 log = logging.getLogger("lambdamr")
 
 #: how long cleanup waits for tasks still running after a failure or Ctrl-C
@@ -49,16 +49,16 @@ def _check_callable(name: str, fn: Any) -> None:
     check_plain_function(fn, f"map_reduce: {name}")
 
 
-def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Storage]]:
+def resolve_inputs(session: Session, inputs: Any) -> tuple[list[Any], list[Storage]]:
     """The list of items (``ObjectSource`` resolved into chunks) and the stores listed."""
     if isinstance(inputs, ObjectSource):
-        store, listing = inputs.open(region=ex.config.region, endpoint_url=ex.config.endpoint_url)
-        if store.kind == "local" and not ex.backend.supports_local_storage:
+        store, listing = inputs.open(region=session.config.region, endpoint_url=session.config.endpoint_url)
+        if store.kind == "local" and not session.backend.supports_local_storage:
             raise ConfigurationError(
-                f"inputs {inputs.location!r} are in a local folder, which the {ex.backend.name!r} backend "
+                f"inputs {inputs.location!r} are in a local folder, which the {session.backend.name!r} backend "
                 "cannot read: upload them to S3 and pass lambdamr.objects('s3://bucket/prefix/')"
             )
-        ex.backend.check_access(reads=(store.url(key) for key, _ in listing))
+        session.backend.check_access(reads=(store.url(key) for key, _ in listing))
         return inputs.split(store, listing), [store]
     if isinstance(inputs, (str, bytes)):
         raise ConfigurationError(
@@ -67,9 +67,7 @@ def resolve_inputs(ex: LambdaExecutor, inputs: Any) -> tuple[list[Any], list[Sto
         )
     if not isinstance(inputs, Iterable):
         raise ConfigurationError(f"map_reduce inputs must be iterable, got {type(inputs).__name__}")
-    from lambdamr.map_iterator import read_all  # the shuffle needs every input before it starts
-
-    return read_all(inputs, "map_reduce inputs"), []
+    return read_all(inputs, "map_reduce inputs"), []  # the shuffle needs every input before it starts
 
 
 def group_items(items: list[Any], mappers: int | None) -> list[list[Any]]:
@@ -85,18 +83,18 @@ def group_items(items: list[Any], mappers: int | None) -> list[list[Any]]:
     return groups
 
 
-def resolve_output(ex: LambdaExecutor, options: MapReduceOptions) -> tuple[OutputTarget, Storage] | None:
+def resolve_output(session: Session, options: MapReduceOptions) -> tuple[OutputTarget, Storage] | None:
     """Where reducers write, after checking it holds no output of an earlier run."""
     if options.output is None:
         return None
-    store, prefix = storage_from_url(options.output, region=ex.config.region, endpoint_url=ex.config.endpoint_url)
-    if store.kind == "local" and not ex.backend.supports_local_storage:
+    store, prefix = storage_from_url(options.output, region=session.config.region, endpoint_url=session.config.endpoint_url)
+    if store.kind == "local" and not session.backend.supports_local_storage:
         raise ConfigurationError(
-            f"output {options.output!r} is a local folder, which the {ex.backend.name!r} backend cannot write: "
+            f"output {options.output!r} is a local folder, which the {session.backend.name!r} backend cannot write: "
             "give output='s3://bucket/prefix'"
         )
     target = OutputTarget(store.spec(), prefix.strip("/"), options.output_format)
-    ex.backend.check_access(writes=[store.url(target.key(0).rsplit("part-", 1)[0]) + "part-*"])
+    session.backend.check_access(writes=[store.url(target.key(0).rsplit("part-", 1)[0]) + "part-*"])
     existing = next(iter(store.list(target.key(0).rsplit("part-", 1)[0] + "part-")), None)
     if existing is not None:
         raise ConfigurationError(
@@ -128,7 +126,7 @@ def _count_requests(stores: list[Storage], before: list[dict[str, int]], phases:
 
 
 def cleanup(
-    ex: LambdaExecutor,
+    session: Session,
     layout: ShuffleLayout,
     phases: list[Phase],
     *,
@@ -146,7 +144,7 @@ def cleanup(
             log.warning(
                 "lambdamr: map_reduce tasks were still running at cleanup; what they write under %s is removed "
                 "when the executor shuts down",
-                ex.storage.url(layout.prefix),
+                session.storage.url(layout.prefix),
             )
     except KeyboardInterrupt:
         interrupted = True
@@ -155,26 +153,26 @@ def cleanup(
         if not keep:
             # The phases' own job folders (arguments, manifests) belong to the executor's
             # session and go at its shutdown, like those of every map.
-            deleted += ex.storage.delete_prefix(layout.prefix + "/")
+            deleted += session.storage.delete_prefix(layout.prefix + "/")
         if partial_output is not None:
             partial_output[0].delete(list(partial_output[1]))
     except LambdaMRError as exc:
-        log.warning("lambdamr: could not delete the temp objects under %s: %s", ex.storage.url(layout.prefix), exc)
+        log.warning("lambdamr: could not delete the temp objects under %s: %s", session.storage.url(layout.prefix), exc)
     if interrupted:
         raise KeyboardInterrupt
     return deleted
 
 
 def run_map_reduce(
-    ex: LambdaExecutor, map_fn: Callable, inputs: Any, reduce_fn: Callable, options: MapReduceOptions
+    session: Session, map_fn: Callable[..., Any], inputs: Any, reduce_fn: Callable[..., Any], options: MapReduceOptions
 ) -> MapReduceResult:
     """``LambdaExecutor.map_reduce``: the keyed form, with a shuffle through storage."""
     _check_callable("map_fn", map_fn)
     _check_callable("reduce_fn", reduce_fn)
     started = time.monotonic()
-    stores: list[Storage] = [ex.storage]
+    stores: list[Storage] = [session.storage]
     before = _snapshot(stores)
-    items, listed = resolve_inputs(ex, inputs)
+    items, listed = resolve_inputs(session, inputs)
     stores += listed
     before += [dict.fromkeys(_KINDS, 0) for _ in listed]  # count their listing too
     groups = group_items(items, options.mappers)
@@ -182,23 +180,23 @@ def run_map_reduce(
     if not groups:
         return result
     mappers = len(groups)
-    reducers = options.reducers or default_reducers(mappers, ex.backend.capacity)
-    output = resolve_output(ex, options)
+    reducers = options.reducers or default_reducers(mappers, session.backend.capacity)
+    output = resolve_output(session, options)
     if output is not None:
         stores.append(output[1])
         before.append(dict.fromkeys(_KINDS, 0))
-    memory_mb = options.memory_mb or ex.config.memory_mb
-    layout = ShuffleLayout(f"{ex.session_prefix}/shuffle/mr-{secrets.token_hex(4)}")
-    spec = ex.storage.spec()
+    memory_mb = options.memory_mb or session.config.memory_mb
+    layout = ShuffleLayout(f"{session.prefix}/shuffle/mr-{secrets.token_hex(4)}")
+    spec = session.storage.spec()
     map_plan = MapPlan(map_fn, reducers, spec, layout, options.partition, options.combine)
     budget = reduce_budget_bytes(memory_mb, options.reduce_budget_mb)
     reduce_plan = ReducePlan(reduce_fn, spec, layout, budget, output[0] if output else None)
     map_phase = Phase(
-        ex, MapTask(map_plan), "map", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
+        session, MapTask(map_plan), "map", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
     reduce_task = NumberedReduce(ReduceTask(reduce_plan))
     reduce_phase = Phase(
-        ex, reduce_task, "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
+        session, reduce_task, "reduce", memory_mb=options.memory_mb, timeout_s=options.timeout_s, retries=options.retries
     )
     succeeded = False
     try:
@@ -214,7 +212,11 @@ def run_map_reduce(
     finally:
         cleanup_started = time.monotonic()
         partial = (output[1], [output[0].key(r) for r in range(reducers)]) if output and not succeeded else None
-        deleted = cleanup(ex, layout, [map_phase, reduce_phase], keep=options.keep_intermediate, partial_output=partial)
+        try:
+            deleted = cleanup(session, layout, [map_phase, reduce_phase], keep=options.keep_intermediate, partial_output=partial)
+        finally:  # a failed run (a second Ctrl-C during cleanup too) is one job in the history as well
+            if not succeeded:
+                record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)
     stats = result.stats
     _fill_stats(stats, map_outputs, reduce_outputs, mappers, reducers, [map_phase, reduce_phase])
     stats.temp_objects_deleted = deleted
@@ -222,10 +224,33 @@ def run_map_reduce(
     stats.wall_s = time.monotonic() - started
     stats.requests = _count_requests(stores, before, [map_phase, reduce_phase])
     result.jobs = map_phase.jobs + reduce_phase.jobs
+    result.job = record_whole_job(
+        session, [map_phase, reduce_phase], requests=stats.requests, bytes_shuffled=stats.bytes_shuffled, wall_s=stats.wall_s
+    )
     if output is not None:
         result.output_storage = output[0].storage
         result.output_format = output[0].format
     return result
+
+
+def record_whole_job(
+    session: Session,
+    phases: list[Phase],
+    *,
+    requests: dict[str, int] | None = None,
+    bytes_shuffled: int | None = None,
+    wall_s: float,
+) -> MapReduceJob | None:
+    """Put the run in the session's history as ONE job in place of its phases' jobs (so
+    ``ex.last_job`` is the whole run); None when no phase started."""
+    if not any(phase.jobs for phase in phases):
+        return None
+    whole = MapReduceJob(
+        [(phase.name, phase.jobs) for phase in phases], requests=requests, bytes_shuffled=bytes_shuffled, wall_s=wall_s
+    )
+    session.forget(whole.jobs)
+    session.remember(whole)
+    return whole
 
 
 def _collect(result: MapReduceResult, outputs: list[ReduceOutput]) -> None:
@@ -275,10 +300,10 @@ def _fill_stats(
 
 
 def run_map_then_reduce(
-    ex: LambdaExecutor,
-    map_fn: Callable,
+    session: Session,
+    map_fn: Callable[..., Any],
     inputs: Any,
-    reduce_fn: Callable,
+    reduce_fn: Callable[..., Any],
     *,
     retries: int,
     keep_intermediate: bool,
@@ -289,17 +314,18 @@ def run_map_then_reduce(
     _check_callable("map_fn", map_fn)
     _check_callable("reduce_fn", reduce_fn)
     MapReduceOptions(retries=retries, memory_mb=memory_mb, timeout_s=timeout_s)  # validates
-    items, _ = resolve_inputs(ex, inputs)
-    layout = ShuffleLayout(f"{ex.session_prefix}/shuffle/mtr-{secrets.token_hex(4)}")
-    spec = ex.storage.spec()
-    map_phase = Phase(
-        ex, StoreResultTask(WholePlan(map_fn, spec, layout)), "map", memory_mb=memory_mb, timeout_s=timeout_s, retries=retries
-    )
-    reduce_phase = Phase(
-        ex, ReduceAllTask(WholePlan(reduce_fn, spec, layout)), "reduce", memory_mb=memory_mb, timeout_s=timeout_s, retries=retries
-    )
+    items, _ = resolve_inputs(session, inputs)
+    layout = ShuffleLayout(f"{session.prefix}/shuffle/mtr-{secrets.token_hex(4)}")
+    spec = session.storage.spec()
+    limits: dict[str, Any] = {"memory_mb": memory_mb, "timeout_s": timeout_s, "retries": retries}
+    map_phase = Phase(session, StoreResultTask(WholePlan(map_fn, spec, layout)), "map", **limits)
+    reduce_phase = Phase(session, ReduceAllTask(WholePlan(reduce_fn, spec, layout)), "reduce", **limits)
+    started = time.monotonic()
     try:
         stored = map_phase.run(items)
         return reduce_phase.run([stored])[0]
     finally:
-        cleanup(ex, layout, [map_phase, reduce_phase], keep=keep_intermediate)
+        try:
+            cleanup(session, layout, [map_phase, reduce_phase], keep=keep_intermediate)
+        finally:
+            record_whole_job(session, [map_phase, reduce_phase], wall_s=time.monotonic() - started)

@@ -11,6 +11,7 @@ from lambdamr.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from lambdamr.driver.job import Job
+    from lambdamr.driver.map_reduce_job import MapReduceJob
 
 
 @dataclass
@@ -68,11 +69,12 @@ class MapReduceStats:
         return "\n".join(lines)
 
 
-class MapReduceResult(dict):
+class MapReduceResult(dict[Any, Any]):
     """``key -> reduce_fn(key, values)`` for every key — a plain dict with extras:
 
     * ``stats``: a ``MapReduceStats`` (requests, bytes shuffled, times);
     * ``jobs``: the lambdamr jobs that ran (map phase, reduce phase, retries);
+    * ``job``: all of them as one ``MapReduceJob`` (its ``summary()`` shows both phases);
     * ``output_keys``: with ``output=...``, the object each reducer wrote (the dict is then
       empty; ``read_output()`` streams the pairs of ``pickle``-format output back).
 
@@ -83,6 +85,7 @@ class MapReduceResult(dict):
         super().__init__()
         self.stats = MapReduceStats()
         self.jobs: list[Job] = []
+        self.job: MapReduceJob | None = None  # the whole run: both phases summed (``ex.last_job``)
         self.output_keys: list[str] = []
         self.output_digests: list[str] = []
         self.output_storage: dict[str, Any] | None = None

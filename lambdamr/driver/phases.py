@@ -1,38 +1,43 @@
 """Running one phase — every map task, or every reduce task — with task-level retries.
 
-The scheduler already re-runs a task whose worker or container was lost. A phase also
+The scheduler already re-runs a task whose worker or container was lost (a ``TaskError``
+it calls retryable), up to the job's ``retries``; the phase does not run those again. A phase
 re-runs a task that *raised* (a flaky dependency, a storage hiccup, a first-attempt
 failure), up to ``retries`` times, as a new one-task job whose attempt number is part of the
 task's arguments — a retried mapper writes a new write-once key and cannot disturb what an
 earlier attempt wrote. Errors that would recur (bad output shape, unpicklable keys, a task
 over its time or memory limit) fail the phase at once.
+
+The phase waits on its futures with ``concurrent.futures.wait(FIRST_COMPLETED)`` and settles
+every completion at hand in one pass, so that the retries of one pass go in one job.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future
 from concurrent.futures import wait as wait_futures
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lambdamr.driver.job import Job
+from lambdamr.config import JobOptions
+from lambdamr.driver.inputs import Call
+from lambdamr.driver.job import Job, Task
+from lambdamr.driver.session import Session
 from lambdamr.errors import (
     BackendError,
     ConfigurationError,
     IntegrityError,
     PayloadTooLargeError,
+    RemoteError,
     SerializationError,
+    TaskError,
     TaskOutOfMemoryError,
     TaskTimeoutError,
     ThrottledError,
 )
-from lambdamr.futures import LambdaFuture
-
-if TYPE_CHECKING:
-    from lambdamr.executor import LambdaExecutor
+from lambdamr.shuffle.notes import add_note
 
 log = logging.getLogger("lambdamr")
 
@@ -47,9 +52,16 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (
 )
 
 
+def retried_by_scheduler(exc: BaseException) -> bool:
+    """Whether ``exc`` is an infrastructure failure the scheduler re-runs itself (a lost
+    worker or result, a runtime failure): it reaches the phase only once those retries are spent.
+    A ``RemoteError`` is the user's own exception that could not cross: the phase's to retry."""
+    return isinstance(exc, TaskError) and not isinstance(exc, RemoteError)
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a task that failed with ``exc`` is worth running again."""
-    if isinstance(exc, NOT_RETRIED) or isinstance(exc, CancelledError):
+    """Whether a task that failed with ``exc`` is worth running again by the phase."""
+    if isinstance(exc, NOT_RETRIED) or isinstance(exc, CancelledError) or retried_by_scheduler(exc):
         return False
     if isinstance(exc, BackendError) and not isinstance(exc, ThrottledError):
         return False  # e.g. the executor was shut down
@@ -61,7 +73,7 @@ class Phase:
 
     def __init__(
         self,
-        executor: LambdaExecutor,
+        session: Session,
         task_fn: Callable[[int, int, Any], Any],
         name: str,
         *,
@@ -69,31 +81,28 @@ class Phase:
         timeout_s: float | None,
         retries: int,
     ) -> None:
-        self.executor = executor
+        self.session = session
         self.task_fn = task_fn
         self.name = name
-        self.memory_mb = memory_mb
-        self.timeout_s = timeout_s
+        self.options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s)
         self.retries = retries
         self.jobs: list[Job] = []
         self.executions = 0
         self.retried = 0
         self.wall_s = 0.0
-        self._futures: dict[LambdaFuture, tuple[int, int]] = {}
-        self._done: queue.SimpleQueue[LambdaFuture] = queue.SimpleQueue()
+        self._futures: dict[Future[Any], tuple[int, int, Task]] = {}  # future -> (index, attempt, task)
+        self._unsettled: set[Future[Any]] = set()
         self._payloads: Sequence[Any] = ()
 
     def _submit(self, tasks: list[tuple[int, int]]) -> None:
-        calls: list[list[tuple[tuple, dict]]] = [[((index, attempt, self._payloads[index]), {})] for index, attempt in tasks]
-        job = self.executor._run_job(self.task_fn, calls, memory_mb=self.memory_mb, timeout_s=self.timeout_s, progress=True)
+        calls: list[list[Call]] = [[((index, attempt, self._payloads[index]), {})] for index, attempt in tasks]
+        job = self.session.run_job(self.task_fn, calls, self.options, progress=True)
         self.jobs.append(job)
         self.executions += len(tasks)
-        for future, task in zip(job.futures, tasks):
-            self._futures[future] = task
-            future.add_done_callback(self._on_done)
-
-    def _on_done(self, future: Any) -> None:
-        self._done.put(future)
+        for task, (index, attempt) in zip(job.tasks, tasks):
+            [future] = task.futures  # one call per task
+            self._futures[future] = (index, attempt, task)
+            self._unsettled.add(future)
 
     def run(self, payloads: Sequence[Any]) -> list[Any]:
         """Run one task per payload; return their results in order.
@@ -109,18 +118,10 @@ class Phase:
             if remaining:
                 self._submit([(i, 0) for i in range(len(payloads))])
             while remaining:
-                try:
-                    done = [self._done.get(timeout=0.5)]  # a timeout keeps Ctrl-C responsive
-                except queue.Empty:
-                    continue
-                while True:  # settle every completion at hand, so that retries go in one job
-                    try:
-                        done.append(self._done.get_nowait())
-                    except queue.Empty:
-                        break
+                done, self._unsettled = wait_futures(self._unsettled, return_when=FIRST_COMPLETED)
                 again = []
-                for future in done:
-                    index, attempt = self._futures[future]
+                for future in sorted(done, key=lambda f: self._futures[f][:2]):  # task order: reproducible retries
+                    index, attempt, _ = self._futures[future]
                     if future.cancelled():
                         raise CancelledError(f"{self.name} task {index} was cancelled (was the executor shut down?)")
                     exc = future.exception()
@@ -134,8 +135,7 @@ class Phase:
                         again.append((index, attempt + 1))
                     else:
                         self.cancel()
-                        tries = f"attempt {attempt + 1} of {self.retries + 1}" if is_retryable(exc) else "not retried"
-                        exc.add_note(f"(lambdamr map_reduce: {self.name} task {index} failed, {tries})")
+                        add_note(exc, f"(lambdamr map_reduce: {self.name} task {index} failed, {self._tries(future, exc)})")
                         raise exc
                 if again:
                     self.retried += len(again)
@@ -143,6 +143,13 @@ class Phase:
         finally:
             self.wall_s = time.monotonic() - started
         return results
+
+    def _tries(self, future: Future[Any], exc: BaseException) -> str:
+        _, attempt, task = self._futures[future]
+        if retried_by_scheduler(exc):
+            runs = task.attempt
+            return f"after {runs} attempt{'s' if runs != 1 else ''} by the scheduler; not retried again"
+        return f"attempt {attempt + 1} of {self.retries + 1}" if is_retryable(exc) else "not retried"
 
     def cancel(self) -> None:
         """Cancel every task of the phase that has not started."""

@@ -45,11 +45,13 @@ class TaskRecord:
 
     @property
     def timings(self) -> dict[str, Any]:
-        return self.header.get("timings", {})
+        timings: dict[str, Any] = self.header.get("timings", {})
+        return timings
 
     @property
     def runtime(self) -> dict[str, Any]:
-        return self.header.get("runtime", {})
+        runtime: dict[str, Any] = self.header.get("runtime", {})
+        return runtime
 
 
 def _where(header: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +67,7 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
     """The exception a call raised, as close to the original as can cross the wire."""
     where = _where(header)
     if outcome.exception_pickled and len(frame):
+        exc: BaseException
         try:
             exc, tb_dict = pickle.loads(frame)
         except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__: fall back to the text
@@ -175,5 +178,5 @@ def own_copy(exc: BaseException) -> BaseException:
     duplicate.__traceback__ = exc.__traceback__
     notes = getattr(exc, "__notes__", None)
     if notes is not None:
-        duplicate.__notes__ = list(notes)
+        setattr(duplicate, "__notes__", list(notes))  # noqa: B010 - no __notes__ attribute on python3.10
     return duplicate

@@ -35,6 +35,7 @@ from typing import Any
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome
 from lambdamr.config import ExecutorConfig
 from lambdamr.driver.job import Job, Task
+from lambdamr.driver.jobstore import parse_result_key, result_key, results_before, results_prefix
 from lambdamr.driver.results import open_record, own_copy
 from lambdamr.driver.speculation import stragglers
 from lambdamr.driver.unfinished import UnfinishedJobs, settle_future
@@ -315,8 +316,8 @@ class Scheduler:
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        task.invocation = Invocation.of(self._event(task))
-        return task.invocation
+        invocation = task.invocation = Invocation.of(self._event(task))
+        return invocation
 
     def _invoke(self, batch: list[Invocation]) -> None:
         if not batch:
@@ -364,7 +365,7 @@ class Scheduler:
             attempt=task.attempt,
             storage=self._storage_spec,
             function_key=job.function_key,
-            result_key=task.result_key(task.attempt),
+            result_key=result_key(job.prefix, task.task_id, task.attempt),
             timeout_s=job.timeout_s,
             memory_mb=job.memory_mb,
             args_inline=task.args_inline,
@@ -451,7 +452,7 @@ class Scheduler:
         try:
             record = open_record(
                 None if authenticated else self.signer, data, job_id=task.job.job_id, task_id=task.task_id,
-                attempt=attempt, key=task.result_key(attempt), expected_calls=task.calls,
+                attempt=attempt, key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
             )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt)
@@ -542,9 +543,9 @@ class Scheduler:
             seen = self._seen_keys.setdefault(job_id, set())
             # Keys sort by task id: nothing before the first running task needs reading again,
             # which keeps a poll of a long job to a page or two instead of all its results.
-            prefix = f"{job.prefix}/results/"
             try:
-                listing = list(self.storage.list(prefix, start_after=f"{prefix}{first.task_id:06d}"))
+                after = results_before(job.prefix, first.task_id)
+                listing = list(self.storage.list(results_prefix(job.prefix), start_after=after))
             except LambdaMRError as exc:
                 # One failed poll only delays results to the next; say so loudly once it repeats.
                 failures = self._list_failures[job_id] = self._list_failures.get(job_id, 0) + 1
@@ -556,11 +557,10 @@ class Scheduler:
                 if info.key in seen:
                     continue
                 seen.add(info.key)
-                name = info.key.rsplit("/", 1)[-1]
-                try:
-                    task_id, attempt = (int(part) for part in name.split("."))
-                except ValueError:
+                parsed = parse_result_key(info.key)
+                if parsed is None:
                     continue
+                task_id, attempt = parsed
                 settling = self._in_flight.get((job.job_id, task_id))
                 if settling is None:
                     job.duplicates += 1

@@ -22,6 +22,7 @@ from typing import Any
 from lambdamr import serialize
 from lambdamr.data.buffers import BufferSink
 from lambdamr.data.shared import Shared, shared_context
+from lambdamr.driver.inputs import Call
 from lambdamr.driver.job import Task
 from lambdamr.errors import PayloadTooLargeError
 from lambdamr.protocol import ArgsRange, arguments_context, encode_inline_args, function_context
@@ -72,7 +73,7 @@ class Stager:
         key, size = self._put_once("shared", shared_context, payload)
         return Shared(self.storage.spec(), key, size, session=self.session_id)
 
-    def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[tuple[tuple, dict]]]) -> None:
+    def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[Call]]) -> None:
         """Pickle each task's calls; set them inline on the task or pack them into one object."""
         packed: list[bytes] = []
         offset = 0

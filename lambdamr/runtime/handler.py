@@ -27,7 +27,6 @@ invoking service reports them as a function error and the driver retries the tas
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pickle
 import resource
@@ -59,7 +58,7 @@ from lambdamr.protocol import (
 from lambdamr.runtime.capture import capture_task_output
 from lambdamr.runtime.tracebacks import traceback_to_dict
 from lambdamr.signing import Signer, check_content_key, process_key
-from lambdamr.storage import Storage, open_storage
+from lambdamr.storage import Storage, open_cached
 
 _FUNCTION_CACHE_SIZE = 32
 _state_lock = threading.Lock()
@@ -67,20 +66,10 @@ _cold = True
 _functions: OrderedDict[str, Any] = OrderedDict()
 _initialized: set[str] = set()  # initializers that ran in this process, by key
 _initializer_lock = threading.Lock()
-_stores: dict[str, Storage] = {}
 _REQUEST_KINDS = ("puts", "gets", "lists", "deletes")
 #: what every result header says of the runtime process, the same for each of its tasks
 _RUNTIME_FACTS = {"python": "{}.{}".format(*sys.version_info[:2]), "lambdamr": __version__}
 
-
-def store_for(spec: dict[str, Any]) -> Storage:
-    """The store an event names, built once per process (warm invocations reuse connections)."""
-    key = json.dumps(spec, sort_keys=True)
-    with _state_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = open_storage(spec)
-        return store
 
 
 _signer_cache: tuple[bytes, Signer] | None = None
@@ -359,7 +348,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     task = TaskEvent.from_dict(event)
     if task.expired(now):
         return expired_response(task, now)
-    run = run_task(task, store_for(task.storage), context, inline_size)
+    run = run_task(task, open_cached(task.storage), context, inline_size)  # warm invocations reuse its connections
     response: dict[str, Any] = {
         "lambdamr": PROTOCOL_VERSION,
         "job_id": task.job_id,

@@ -41,6 +41,7 @@ import cloudpickle
 
 from lambdamr.data import digest
 from lambdamr.errors import SerializationError, StorageError
+from lambdamr.shuffle.notes import short_repr
 
 MAGIC = b"LMRS"
 FORMAT_VERSION = 3  # 3: digests name their algorithm (BLAKE3)
@@ -149,21 +150,13 @@ def _culprit_message(pairs: list[tuple[Any, Any]], where: str, exc: Exception) -
             try:
                 cloudpickle.dumps(obj, protocol=5)
             except Exception as inner:
-                of_key = "" if role == "key" else f" of key {_short(key)}"
+                of_key = "" if role == "key" else f" of key {short_repr(key)}"
                 return (
-                    f"{where}: a {role}{of_key} cannot be pickled: {_short(obj)} (a {type(obj).__name__}): "
+                    f"{where}: a {role}{of_key} cannot be pickled: {short_repr(obj)} (a {type(obj).__name__}): "
                     f"{type(inner).__name__}: {inner}. Keys and values cross the shuffle through storage; "
                     "emit plain data (str, bytes, numbers, tuples, dataclasses, numpy arrays)"
                 )
     return f"{where}: the pairs cannot be pickled: {type(exc).__name__}: {exc}"
-
-
-def _short(obj: Any, limit: int = 80) -> str:
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<{type(obj).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _large_bytes_out_of_band(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:

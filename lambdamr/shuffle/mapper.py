@@ -18,9 +18,10 @@ from typing import Any
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle.format import encode_parts
-from lambdamr.shuffle.notes import add_note
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.partition import stable_partition
 from lambdamr.shuffle.plan import MapPlan
+from lambdamr.storage import open_cached
 
 #: values kept per key before ``combine`` folds them (bounds a mapper's memory per key)
 COMBINE_EVERY = 256
@@ -42,14 +43,6 @@ class MapOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _short(obj: Any, limit: int = 80) -> str:
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<{type(obj).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class _Router:
     """Partitions pairs into per-reducer lists, checking what ``map_fn`` produced."""
 
@@ -66,7 +59,7 @@ class _Router:
             found = self.cache.get(key)
         except TypeError:
             raise SerializationError(
-                f"map_fn yielded an unhashable key {_short(key)} (a {type(key).__name__}) for item {_short(item)}: "
+                f"map_fn yielded an unhashable key {short_repr(key)} (a {type(key).__name__}) for item {short_repr(item)}: "
                 "keys are grouped in a dict; use a hashable type (a tuple instead of a list, a frozenset "
                 "instead of a set, a str or bytes instead of a bytearray)"
             ) from None
@@ -75,13 +68,13 @@ class _Router:
         try:
             reducer = self.partition(key, self.reducers)
         except SerializationError as exc:
-            raise SerializationError(f"{exc} (key from item {_short(item)}, in {self.where})") from exc
+            raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {self.where})") from exc
         except Exception as exc:
-            add_note(exc, f"(in the partition function, for key {_short(key)} of item {_short(item)})")
+            add_note(exc, f"(in the partition function, for key {short_repr(key)} of item {short_repr(item)})")
             raise
         if isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers:
             raise ConfigurationError(
-                f"partition({_short(key)}, {self.reducers}) returned {reducer!r}: it must return an int "
+                f"partition({short_repr(key)}, {self.reducers}) returned {reducer!r}: it must return an int "
                 f"from 0 to {self.reducers - 1}"
             )
         if len(self.cache) < PARTITION_CACHE:
@@ -92,28 +85,28 @@ class _Router:
 def _pairs_of(produced: Any, item: Any) -> Iterable[Any]:
     if produced is None:
         raise SerializationError(
-            f"map_fn returned None for item {_short(item)}: return or yield (key, value) pairs "
+            f"map_fn returned None for item {short_repr(item)}: return or yield (key, value) pairs "
             "(an empty list when an item has none)"
         )
     if isinstance(produced, Mapping):
         return produced.items()
     if isinstance(produced, (str, bytes)):
         raise SerializationError(
-            f"map_fn returned a {type(produced).__name__} for item {_short(item)}: return or yield (key, value) pairs"
+            f"map_fn returned a {type(produced).__name__} for item {short_repr(item)}: return or yield (key, value) pairs"
         )
     try:
         pairs: Iterable[Any] = iter(produced)
         return pairs
     except TypeError:
         raise SerializationError(
-            f"map_fn returned {_short(produced)} (a {type(produced).__name__}) for item {_short(item)}: "
+            f"map_fn returned {short_repr(produced)} (a {type(produced).__name__}) for item {short_repr(item)}: "
             "return or yield (key, value) pairs, e.g. `yield word, 1`"
         ) from None
 
 
 def _bad_pair(pair: Any, item: Any) -> SerializationError:
     return SerializationError(
-        f"map_fn yielded {_short(pair)} (a {type(pair).__name__}) for item {_short(item)}: "
+        f"map_fn yielded {short_repr(pair)} (a {type(pair).__name__}) for item {short_repr(item)}: "
         "it must yield (key, value) pairs — 2-tuples such as `yield word, 1`"
     )
 
@@ -126,8 +119,6 @@ class MapTask:
         self.__name__ = f"map:{getattr(plan.map_fn, '__name__', 'map_fn')}"
 
     def __call__(self, mapper: int, attempt: int, items: list[Any]) -> MapOutput:
-        from lambdamr.runtime.handler import store_for
-
         plan = self.plan
         started = time.perf_counter()
         router = _Router(plan, f"map task {mapper}")
@@ -144,7 +135,7 @@ class MapTask:
         encoded = time.perf_counter()
         name = plan.layout.new_name("m", mapper, attempt)
         # the parts include views of large values themselves: no join, no copy before the write
-        store_for(plan.storage).put_parts(plan.layout.key(name), parts, if_absent=True)
+        open_cached(plan.storage).put_parts(plan.layout.key(name), parts, if_absent=True)
         del parts
         router.buckets = []
         done = time.perf_counter()
@@ -165,14 +156,14 @@ class MapTask:
             try:
                 produced = self.plan.map_fn(item)
             except Exception as exc:
-                add_note(exc, f"(in map_fn, for item {_short(item)})")
+                add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
             pairs = _pairs_of(produced, item)
             try:
                 for pair in pairs:  # a generator runs the user's code here
                     yield item, pair
             except Exception as exc:
-                add_note(exc, f"(in map_fn, for item {_short(item)})")
+                add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
 
     def _routed(self, items: list[Any], router: _Router) -> int:
@@ -216,7 +207,7 @@ def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:
     try:
         return combine(key, values)
     except Exception as exc:
-        add_note(exc, f"(in combine, for key {_short(key)} with {len(values)} values)")
+        add_note(exc, f"(in combine, for key {short_repr(key)} with {len(values)} values)")
         raise
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import cloudpickle
 
 from lambdamr.errors import ConfigurationError, SerializationError
+from lambdamr.shuffle.notes import short_repr
 
 _LEN = struct.Struct("<I")
 
@@ -64,7 +65,7 @@ def canonical_bytes(key: Any) -> bytes:
         return b"c" + pickled
     except Exception as exc:
         raise SerializationError(
-            f"a key cannot be pickled: {_short(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "
+            f"a key cannot be pickled: {short_repr(key)} (a {kind.__name__}): {type(exc).__name__}: {exc}. "
             "Keys cross the shuffle through storage; use plain data (str, bytes, numbers, tuples, dataclasses)"
         ) from exc
 
@@ -93,14 +94,9 @@ def _number_bytes(key: Any) -> bytes:
 def not_a_groupable_key(key: Any) -> Exception:
     """The error for a key that is not equal to itself (NaN): its values could not be grouped."""
     return ConfigurationError(
-        f"map_fn emitted the key {_short(key)}, which is not equal to itself (NaN), so its values cannot be "
+        f"map_fn emitted the key {short_repr(key)}, which is not equal to itself (NaN), so its values cannot be "
         "grouped: replace NaN keys with None or a string before emitting them"
     )
-
-
-def _short(obj: Any, limit: int = 80) -> str:
-    text = repr(obj)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def stable_hash(key: Any) -> int:

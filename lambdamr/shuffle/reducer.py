@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 from lambdamr.errors import ConfigurationError, StorageError
 from lambdamr.shuffle.format import RawFrame, digest_of, pairs_of, read_segment
 from lambdamr.shuffle.merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
-from lambdamr.shuffle.notes import add_note
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.output import OutputWriter
 from lambdamr.shuffle.plan import ReducePlan, estimated_memory
-from lambdamr.storage import Storage
+from lambdamr.storage import Storage, open_cached
 
 #: concurrent ranged GETs per reducer (S3 latency, not bandwidth, bounds one GET)
 FETCH_THREADS = 8
@@ -61,11 +61,6 @@ class ReduceOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _short(obj: Any, limit: int = 80) -> str:
-    text = repr(obj)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class ReduceTask:
     """The function a reduce phase runs: ``ReduceTask(plan)(reducer, attempt, segments)``."""
 
@@ -74,10 +69,8 @@ class ReduceTask:
         self.__name__ = f"reduce:{getattr(plan.reduce_fn, '__name__', 'reduce_fn')}"
 
     def __call__(self, reducer: int, attempt: int, segments: list[SegmentRef]) -> ReduceOutput:
-        from lambdamr.runtime.handler import store_for
-
         plan = self.plan
-        store = store_for(plan.storage)
+        store = open_cached(plan.storage)
         where = f"reducer {reducer}"
         started = time.perf_counter()
         gets = itertools.count()  # next() is atomic: fetches run in threads
@@ -126,7 +119,7 @@ class ReduceTask:
         if writer is not None and plan.output is not None:
             data = writer.getvalue()
             output_key = plan.output.key(reducer)
-            store_for(plan.output.storage).put(output_key, data)
+            open_cached(plan.output.storage).put(output_key, data)
             output_bytes = len(data)
             output_digest = digest_of(data)
         done = time.perf_counter()
@@ -159,7 +152,7 @@ class ReduceTask:
             try:
                 value = reduce_fn(key, values)
             except Exception as exc:
-                exc.add_note(f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
+                add_note(exc, f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
                 raise
             add(key, value)
             keys += 1
@@ -169,7 +162,7 @@ class ReduceTask:
         try:
             return self.plan.reduce_fn(key, values)
         except Exception as exc:
-            add_note(exc, f"(in reduce_fn, for key {_short(key)} with {len(values)} values, {where})")
+            add_note(exc, f"(in reduce_fn, for key {short_repr(key)} with {len(values)} values, {where})")
             raise
 
     def _in_memory(

@@ -14,17 +14,10 @@ from typing import Any
 
 from lambdamr import serialize
 from lambdamr.shuffle.format import digest_of, verify
-from lambdamr.shuffle.notes import add_note
+from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.plan import ShuffleLayout
 from lambdamr.shuffle.reducer import FETCH_THREADS
-
-
-def _short(obj: Any, limit: int = 80) -> str:
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<{type(obj).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+from lambdamr.storage import open_cached
 
 
 @dataclass(frozen=True)
@@ -44,16 +37,14 @@ class StoreResultTask:
         self.__name__ = f"map:{getattr(plan.fn, '__name__', 'map_fn')}"
 
     def __call__(self, index: int, attempt: int, item: Any) -> tuple[str, str]:
-        from lambdamr.runtime.handler import store_for
-
         try:
             value = self.plan.fn(item)
         except Exception as exc:
-            add_note(exc, f"(in map_fn, for item {_short(item)})")
+            add_note(exc, f"(in map_fn, for item {short_repr(item)})")
             raise
-        data = serialize.dumps(value, what=f"result of map_fn for item {_short(item)}", ship_local_modules=False)
+        data = serialize.dumps(value, what=f"result of map_fn for item {short_repr(item)}", ship_local_modules=False)
         name = self.plan.layout.new_name("m", index, attempt)
-        store_for(self.plan.storage).put(self.plan.layout.key(name), data, if_absent=True)
+        open_cached(self.plan.storage).put(self.plan.layout.key(name), data, if_absent=True)
         return name, digest_of(data)
 
 
@@ -65,9 +56,7 @@ class ReduceAllTask:
         self.__name__ = f"reduce:{getattr(plan.fn, '__name__', 'reduce_fn')}"
 
     def __call__(self, index: int, attempt: int, stored: list[tuple[str, str]]) -> Any:
-        from lambdamr.runtime.handler import store_for
-
-        store = store_for(self.plan.storage)
+        store = open_cached(self.plan.storage)
 
         def load(entry: tuple[str, str]) -> Any:
             name, digest = entry

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import threading
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,7 +33,27 @@ def open_storage(spec: dict[str, Any]) -> Storage:
             f"storage {kind!r} needs a package that is not installed ({exc.name}); "
             f"install it, e.g. pip install {exc.name}"
         ) from exc
-    return getattr(module, class_name)(**spec)
+    store_class: type[Storage] = getattr(module, class_name)
+    return store_class(**spec)
+
+
+_cached: dict[str, Storage] = {}
+_cached_lock = threading.Lock()
+
+
+def open_cached(spec: dict[str, Any]) -> Storage:
+    """The store ``spec`` names, opened once per process and shared after.
+
+    For the remote side (the runtime's handler, ``share()`` handles, ``objects()`` chunks,
+    the shuffle's tasks): a warm worker or container reuses its connections across tasks.
+    The driver opens its own stores (``open_storage``), whose request counters are its jobs'.
+    """
+    key = json.dumps(spec, sort_keys=True)
+    with _cached_lock:
+        store = _cached.get(key)
+        if store is None:
+            store = _cached[key] = open_storage(spec)
+        return store
 
 
 def reopen_storage(store: Storage) -> Storage:
@@ -72,4 +94,4 @@ def storage_from_url(url: str, *, region: str | None = None, endpoint_url: str |
     )
 
 
-__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_storage", "reopen_storage", "storage_from_url"]
+__all__ = ["STORES", "ObjectInfo", "Storage", "StorageStats", "open_cached", "open_storage", "reopen_storage", "storage_from_url"]

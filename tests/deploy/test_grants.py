@@ -235,7 +235,7 @@ def test_inputs_and_outputs_outside_the_grants_are_refused_before_launch(deploye
         with pytest.raises(ConfigurationError, match=re.escape(f"may not read s3://{DATA}/shared/lambdamr/")):
             ex.submit(len, handle)
         other.shutdown()
-        assert ex.jobs == [] and not ex._started  # nothing staged, nothing invoked
+        assert ex.jobs == [] and not ex.session.started  # nothing staged, nothing invoked
     assert _temp_objects() == []
 
 

@@ -88,7 +88,7 @@ def test_a_dead_scheduler_fails_every_future_and_refuses_work(inline, tmp_path):
     running = ex.submit(block, str(release))  # blocked until the end of the test
     while not running.running():  # a thread has it: the scheduler now waits for a message
         threading.Event().wait(0.005)
-    scheduler = ex._scheduler
+    scheduler = ex.session.scheduler
     armed = threading.Event()
     original = scheduler._dispatch
 

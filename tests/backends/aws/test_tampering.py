@@ -7,16 +7,15 @@ import time
 
 from lambdamr import LambdaExecutor
 from lambdamr.errors import ObjectNotFound
+from lambdamr.storage import open_cached
 from tests.aws_fixtures import REGION
 
 
 def copy_task0_over_task3(i: int, spec: dict, results_prefix: str) -> int:
     """Runs in the stand-in's runtime: task 3 plants task 0's record under its own first
     result key before its runtime writes it (write-once: the runtime then leaves it there)."""
-    from lambdamr.runtime.handler import store_for
-
     if i == 3:
-        store = store_for(spec)
+        store = open_cached(spec)
         deadline = time.monotonic() + 30
         while True:
             try:

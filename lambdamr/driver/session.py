@@ -1,0 +1,351 @@
+"""What one executor session owns, and ``run_job``: the one seam every job goes through.
+
+A session is one ``LambdaExecutor``'s life: its storage and backend, its prefix
+(``{prefix}/{session_id}``) under which every object it writes lives, the stager that writes
+functions and arguments there, the scheduler that runs the tasks, the job records and lease,
+the history of its jobs, and what releases all of it (``driver.lifecycle``). The executor is
+its public face; ``map_reduce``'s phases use it too, through ``run_job`` — so nothing outside
+this module builds, stages or launches a job.
+
+A session is released once garbage collected (as ``ProcessPoolExecutor`` is): a streaming map
+still reading its input holds the session, not the executor, and keeps it alive.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import random
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from lambdamr.backends import Backend
+from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
+from lambdamr.data.shared import Shared
+from lambdamr.driver.access import referenced_reads
+from lambdamr.driver.attach import collect_stored_results
+from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.history import JobHistory
+from lambdamr.driver.inputs import Call, check_buffersize, check_map_timeout, chunks_of, default_buffersize, strict_rows
+from lambdamr.driver.job import Job, Task
+from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
+from lambdamr.driver.lease import SessionLease
+from lambdamr.driver.lifecycle import ExecutorResources, interpreter_exiting
+from lambdamr.driver.map_reduce_job import MapReduceJob
+from lambdamr.driver.progress import JobProgress, progress_enabled
+from lambdamr.driver.record_writer import JobRecordWriter
+from lambdamr.driver.scheduler import Scheduler
+from lambdamr.driver.staging import Stager
+from lambdamr.errors import ConfigurationError, StorageUnavailable
+from lambdamr.futures import LambdaFuture, MapIterator
+from lambdamr.report import SummaryPrinter
+from lambdamr.signing import Signer
+from lambdamr.storage import Storage
+
+T = TypeVar("T")
+
+#: one task's calls
+Calls = list[Call]
+
+#: waits between attempts to stage a batch of tasks while the store is throttling
+STAGING_BACKOFF_S = (0.05, 0.2, 0.8)
+#: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
+JOB_HISTORY = 100
+
+
+def new_session_id() -> str:
+    """A session id: the UTC time it started and 6 random hex digits (sorts by age)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class Session:
+    """One executor's storage, backend, staging, scheduler, job records, lease and jobs.
+
+    Args:
+        config: the executor's resolved configuration.
+        storage / base_prefix: the store and the key prefix its URL carried.
+        backend: where tasks run.
+        initializer: ``(initializer, initargs)`` every worker runs before its first task.
+    """
+
+    def __init__(
+        self,
+        config: ExecutorConfig,
+        storage: Storage,
+        base_prefix: str,
+        backend: Backend,
+        initializer: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.backend = backend
+        self.session_id = new_session_id()
+        self.key_prefix = "/".join(p for p in (base_prefix, config.prefix) if p)  # every session's
+        self.prefix = f"{self.key_prefix}/{self.session_id}"  # this session's
+        self.durable = config.durable if config.durable is not None else not backend.reports_outcomes
+        temp = storage.url(f"{self.key_prefix}/") + "*"  # every session's objects, not just this one's
+        backend.check_access(reads=[temp], writes=[temp])
+        self.signer = Signer(backend.signing_key())
+        self.stager = Stager(
+            storage, self.prefix, self.signer,
+            inline_args_max=config.inline_args_max, max_payload_bytes=backend.max_payload_bytes,
+        )
+        self.scheduler = Scheduler(backend, storage, config, self.signer)
+        self._initializer = initializer
+        self._job_numbers = itertools.count(1)
+        self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
+        self._closed = False
+        self._history: collections.deque[Job | MapReduceJob] = collections.deque(maxlen=JOB_HISTORY)
+        self._records = JobRecordWriter(storage, self.signer, keep_logs=config.keep_temp)  # {job}/job.json
+        self._lease = SessionLease(storage, self.prefix)  # what `lambdamr clean` spares
+        self._job_history = JobHistory(storage, self.signer, self.key_prefix)  # {prefix}/history/: outlives the session
+        self._resources = ExecutorResources(
+            scheduler=self.scheduler, backend=backend, storage=storage, manifests=self._records,
+            lease=self._lease, history=self._job_history, session_prefix=self.prefix, keep_temp=config.keep_temp,
+        )
+        # Garbage collected: released once its calls finish. Exit is lifecycle's hook, which
+        # waits for the calls first.
+        self._finalizer = weakref.finalize(self, self._resources.close_in_background)
+        self._finalizer.atexit = False
+
+    # ---- the one seam: a job of calls --------------------------------------------------------
+    def run_job(
+        self, fn: Callable[..., Any], calls: list[Calls], options: JobOptions | None = None, *, progress: bool = False
+    ) -> Job:
+        """Stage ``fn`` and its calls (one task per inner list) and hand the job to the scheduler.
+
+        The job's futures are nobody's yet: it keeps them until it leaves the history.
+        ``progress`` shows a progress bar when the executor's ``progress`` option allows.
+
+        Raises:
+            RuntimeError: the session is shut down.
+            SerializationError: ``fn`` or an argument cannot be pickled.
+        """
+        job = self._new_job(fn, options)
+        tasks = self._add_tasks(job, calls)
+        if progress and progress_enabled(self.config.progress):
+            JobProgress(job, getattr(fn, "__name__", "map"))
+        if progress and self.config.verbose:  # a map_reduce phase: its summary when it ends
+            SummaryPrinter(job)
+        self._launch(job, tasks, fn)
+        return job
+
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions | None
+    ) -> LambdaFuture:
+        """``fn(*args, **kwargs)`` as a one-task job; its future is the caller's alone."""
+        job = self._new_job(fn, options)
+        tasks = self._add_tasks(job, [[(args, kwargs)]])
+        future = tasks[0].futures[0]  # held here before launch: once settled the job lets go of it
+        job.claim(future)
+        self._launch(job, tasks, fn)
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        iterables: tuple[Iterable[Any], ...],
+        *,
+        timeout: float | None,
+        chunksize: int,
+        options: JobOptions,
+        buffersize: int | None,
+    ) -> MapIterator[T]:
+        """A streaming map: one job, its input read as its results are consumed (``LambdaExecutor.map``)."""
+        called = time.monotonic()  # timeout counts from the call, as in concurrent.futures
+        if not iterables:
+            raise ConfigurationError("map() needs at least one iterable of arguments")
+        if not is_whole_number(chunksize) or chunksize < 1:
+            raise ConfigurationError(f"chunksize={chunksize!r}: give a whole number >= 1")
+        check_map_timeout(timeout)
+        deadline = None if timeout is None else called + timeout
+        check_buffersize(buffersize)
+        check_plain_function(fn)
+        window = int(buffersize) if buffersize is not None else default_buffersize(self.backend.capacity)
+        chunks = chunks_of(strict_rows(iterables), int(chunksize))
+        first = list(itertools.islice(chunks, window))  # read before launch: its errors are raised here
+        if not first:
+            return MapIterator.empty()
+        job = self._new_job(fn, options, sealed=False)
+        tasks = self._add_tasks(job, first)
+        progress = JobProgress(job, getattr(fn, "__name__", "map")) if progress_enabled(self.config.progress) else None
+        self._launch(job, tasks, fn, sealed=len(first) < window)
+
+        def feed(n: int) -> list[list[LambdaFuture]]:
+            batch = list(itertools.islice(chunks, n))  # the user's iterator: read outside the lock
+            if not batch:  # the input ended (after a shutdown too: that is no error)
+                self.seal(job)
+                return []
+            with self._lock:  # staged and launched before a shutdown seals the job, or not at all
+                self.check_open()
+                more = self._add_tasks(job, batch)
+                self._launch(job, more, sealed=len(batch) < n)
+            if progress is not None:
+                progress.track(more)
+            return [task.futures for task in more]
+
+        return MapIterator(
+            job, [task.futures for task in tasks], feed, lambda: self.seal(job),
+            buffersize=window, exhausted=len(first) < window, deadline=deadline,
+            summary=SummaryPrinter(job) if self.config.verbose else None,
+        )
+
+    def seal(self, job: Job) -> None:
+        """No task will be added to ``job`` (a streaming map's iterator was closed or dropped)."""
+        if self._resources.started:
+            self.scheduler.seal(job)
+
+    def share(self, obj: T) -> Shared[T]:
+        """Store ``obj`` once for every task to read through the handle's ``.value``."""
+        self.check_open()
+        self._lease.hold()
+        return self.stager.share(obj)
+
+    def attach(self, job_id: str) -> Job:
+        """Collect a durable job of another driver on this storage (``LambdaExecutor.attach``)."""
+        self.check_open()
+        job_prefix = job_prefix_of(self.key_prefix, job_id)
+        job = load_job(self.storage, job_prefix, job_id, self.signer, backend=self.backend.name, region=self.config.region)
+        self._lease.hold_session_of(job_prefix)  # the dead driver's lease has lapsed: this one keeps it
+        remaining = collect_stored_results(self.storage, job, self.signer)
+        self._records.job_attached(job)
+        self._job_history.track(job)
+        with self._lock:
+            self.check_open()
+            self._resources.adopted_prefixes.append(job_prefix)
+            self.remember(job)
+            if remaining:
+                self._start()
+        if remaining:
+            self.scheduler.submit(job)
+        else:
+            job.notify_done()  # every result was already there: the job's numbers are final
+        return job
+
+    # ---- history -----------------------------------------------------------------------------
+    @property
+    def jobs(self) -> list[Job | MapReduceJob]:
+        """The most recent jobs, oldest first (at most ``JOB_HISTORY``)."""
+        return list(self._history)
+
+    def remember(self, job: Job | MapReduceJob) -> None:
+        """Add ``job`` to the history (the oldest falls out): a map_reduce adds its whole job."""
+        self._history.append(job)
+
+    def forget(self, jobs: Iterable[Job]) -> None:
+        """Take ``jobs`` out of the history (a map_reduce's phases, once its whole job is in)."""
+        gone = {id(job) for job in jobs}
+        kept = [job for job in self._history if id(job) not in gone]
+        self._history.clear()
+        self._history.extend(kept)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """Whether the scheduler and backend were started (by the first job)."""
+        return self._resources.started
+
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` when no new work may start (shut down, interpreter exiting)."""
+        if interpreter_exiting():
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        self.scheduler.check_alive()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more work; release everything once the submitted calls have finished."""
+        with self._lock:
+            self._closed = True
+        if cancel_futures:
+            self._resources.cancel_pending()
+        if wait:
+            self._resources.close()
+        else:
+            self._resources.close_in_background()
+
+    def terminate(self) -> None:
+        """Release everything now: calls not started are cancelled, running ones fail."""
+        with self._lock:
+            self._closed = True
+        if self._resources.started:
+            self.scheduler.seal_all()
+        self._resources.close(abandon=True)
+
+    def cleanup(self) -> int:
+        """Delete every object this session wrote; return how many were deleted."""
+        return self._resources.cleanup()
+
+    # ---- building and launching jobs ---------------------------------------------------------
+    def _start(self) -> None:
+        """Start the scheduler and backend before the first job (called holding ``_lock``);
+        stage the initializer, which every event of the session names."""
+        if self._initializer is not None and self.scheduler.initializer_key is None:
+            self.scheduler.initializer_key = self.stager.stage_function(self._initializer)
+        self._resources.start()
+
+    def _new_job(self, fn: Callable[..., Any], options: JobOptions | None, *, sealed: bool = True) -> Job:
+        """A job with no task yet, its function staged; ``sealed=False`` for a streaming map."""
+        self.check_open()
+        check_plain_function(fn)
+        settings = (options or JobOptions()).resolve(self.config)
+        self._lease.hold()
+        function_key = self.stager.stage_function(fn)
+        number = next(self._job_numbers)
+        return Job(
+            f"{self.session_id}-{number:04d}",
+            f"{self.prefix}/{number:04d}",
+            function_key,
+            memory_mb=settings.memory_mb,
+            timeout_s=settings.timeout_s,
+            backend=self.backend.name,
+            region=getattr(self.backend, "region", None) or self.config.region,
+            architecture=getattr(self.backend, "architecture", "x86_64"),  # priced by the cost model
+            max_retries=settings.retries,
+            retry_on=settings.retry_on,
+            speculate=settings.speculate,
+            sealed=sealed,
+        )
+
+    def _add_tasks(self, job: Job, calls: list[Calls]) -> list[Task]:
+        """Add one task per inner list of calls to ``job``, staged (and, durable, in its manifest)."""
+        self.backend.check_access(reads=referenced_reads(calls))
+        first = len(job.tasks)
+        tasks = [job.new_task(len(task_calls)) for task_calls in calls]
+        try:
+            # A streaming map stages while results flow: a busy store (503) is waited out, as
+            # result reads are, rather than failing the rest of the map. Writes are idempotent.
+            for delay in (*STAGING_BACKOFF_S, None):
+                try:
+                    self.stager.stage_calls(job.prefix, tasks, calls)
+                    if self.durable:
+                        write_task_manifest(self.storage, job, self.signer, tasks)
+                    break
+                except StorageUnavailable:
+                    if delay is None:
+                        raise
+                    time.sleep(delay * (0.5 + random.random()))
+        except BaseException:
+            del job.tasks[first:]  # never launched: the job must not wait for them
+            raise
+        return tasks
+
+    def _launch(self, job: Job, tasks: list[Task], fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
+        """Hand ``tasks`` to the scheduler; ``fn`` on a job's first launch (it joins the
+        history); ``sealed`` when no task will follow (a streaming map's input ended)."""
+        with self._lock:
+            self.check_open()
+            self._start()
+            if fn is not None:
+                self.remember(job)
+            if tasks:
+                self.scheduler.submit(job, tasks)
+            if sealed and not job.sealed:
+                self.scheduler.seal(job)
+        if fn is not None:
+            self._records.job_submitted(job, fn)
+            self._job_history.track(job, fn)
