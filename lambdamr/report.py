@@ -82,6 +82,12 @@ class JobRecord(Protocol):
 
     def summary(self) -> Any: ...
 
+
+class WatchedJob(Protocol):
+    """A job whose end can be waited for (``verbose=True``'s summary printer)."""
+
+    def summary(self) -> Any: ...
+
     def add_done_callback(self, fn: Any) -> None: ...
 
 
@@ -250,7 +256,7 @@ class SummaryPrinter:
     its last result (``print()``), or when the job ends, whichever comes first, so that a job
     whose results raised is reported too."""
 
-    def __init__(self, job: JobRecord) -> None:
+    def __init__(self, job: WatchedJob) -> None:
         self._job = job
         self._lock = threading.Lock()
         self._printed = False

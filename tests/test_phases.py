@@ -9,7 +9,9 @@ import tempfile
 import pytest
 
 from lambdamr import LambdaExecutor
+from lambdamr.driver.map_reduce_job import RunTimeline
 from lambdamr.errors import WorkerLostError
+from lambdamr.report import task_phases
 
 RETRIES = 2
 
@@ -85,3 +87,17 @@ def test_a_failed_map_reduce_is_in_the_history_as_one_job(ex, tmp_path):
     [whole] = ex.jobs
     assert [label for label, _ in whole.phases] == ["map"]
     assert whole.done() and whole.summary().failed == 1
+
+
+def test_the_whole_run_plots_every_phase_on_one_timeline(ex, tmp_path):
+    result = ex.map_reduce(pairs_of, ["a b", "b c", "c d"], count, reducers=2)
+    whole = ex.last_job
+    rows = task_phases(RunTimeline(whole))
+    reducers = len(result.jobs[1].tasks)
+    assert [r.task_id for r in rows] == list(range(3 + reducers))  # map rows, then reduce rows
+    map_end = max(sum(r.phases["run"]) for r in rows[:3])
+    assert all(r.phases["run"][0] >= map_end for r in rows[3:])  # one clock: reducers start after the map
+    figure = whole.plot()
+    assert "(map_reduce)" in figure.axes[0].get_title() and f"{3 + reducers} tasks" in figure.axes[0].get_title()
+    saved = whole.plot(tmp_path / "run.png")
+    assert saved == tmp_path / "run.png" and saved.stat().st_size > 0

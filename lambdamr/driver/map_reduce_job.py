@@ -8,8 +8,11 @@ shuffled and every storage request of the run, and lists each phase's own summar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from lambdamr.driver.job import Job, Task
+from lambdamr.driver.job import Job, Task, TaskOutcome
 from lambdamr.driver.summary import JobSummary, added_costs
 
 
@@ -123,6 +126,54 @@ class MapReduceJob:
                     parts.append(f"--- {label} phase, job {job.job_id} ---\n{text}")
         return "".join(parts)
 
+    def plot(self, path: str | Path | None = None) -> Any:
+        """One timeline for the whole run: the map tasks, then the reduce tasks below them, on
+        one time axis from the map's submission; saved at ``path`` (returned), or without one
+        returned as a matplotlib ``Figure``. Each phase alone: ``.jobs[i].plot()``."""
+        from lambdamr.report import plot_job
+
+        return plot_job(RunTimeline(self), path)
+
     def __repr__(self) -> str:
         phases = ", ".join(f"{label}: {sum(len(j.tasks) for j in jobs)} tasks" for label, jobs in self.phases)
         return f"<MapReduceJob {self.job_id}: {phases}, {'done' if self.done() else 'running'}>"
+
+
+@dataclass(frozen=True)
+class NumberedTask:
+    """A task of one phase seen at its row in the whole run's timeline."""
+
+    task_id: int
+    attempt: int
+    timings: dict[str, Any] | None
+    logs: str | None
+    outcome: TaskOutcome | None
+
+
+class RunTimeline:
+    """What ``report.plot_job`` reads, for every job of a run at once: tasks numbered in
+    order across the phases, times measured from the first job's submission."""
+
+    def __init__(self, run: MapReduceJob) -> None:
+        self._run = run
+        self.job_id = f"{run.job_id} (map_reduce)"
+        self.backend = run.backend
+        jobs = run.jobs
+        self.submitted_at = min(job.submitted_at for job in jobs)
+        ends = [job.finished_at for job in jobs]
+        self.finished_at = None if any(end is None for end in ends) else max(e for e in ends if e is not None)
+        self._rows: list[tuple[Job, int]] = [(job, task.task_id) for job in jobs for task in job.tasks]
+        self.tasks = [
+            NumberedTask(row, task.attempt, task.timings, task.logs, task.outcome)
+            for row, task in enumerate(task for job in jobs for task in job.tasks)
+        ]
+
+    def task_timing(self, task_id: int) -> dict[str, Any] | None:
+        job, own_id = self._rows[task_id]
+        return job.task_timing(own_id)
+
+    def done(self) -> bool:
+        return self._run.done()
+
+    def summary(self) -> Any:
+        return self._run.summary()
