@@ -9,12 +9,9 @@ record was last written.
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import TYPE_CHECKING, Any
 
-from lambdamr._version import __version__
-from lambdamr.driver.jobstore import function_name
+from lambdamr.driver.jobstore import function_name, job_identity
 from lambdamr.runtime.capture import log_tail
 
 if TYPE_CHECKING:
@@ -129,18 +126,8 @@ def static_fields(job: Job, fn: Any, logs_key: str) -> dict[str, Any]:
     """What a job's record says whatever its progress (``logs_key``: its logs document)."""
     return {
         "record_version": RECORD_VERSION,
-        "lambdamr": __version__,
-        "job_id": job.job_id,
-        "function": function_name(fn) if fn is not None else "(attached)",
-        "submitted": job.submitted_at,
-        "backend": job.backend,
-        "memory_mb": job.memory_mb,
-        "timeout_s": job.timeout_s,
-        "region": job.region,
-        "prefix": job.prefix,
+        **job_identity(job, function_name(fn) if fn is not None else "(attached)"),
         "logs": logs_key,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
     }
 
 

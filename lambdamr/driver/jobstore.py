@@ -149,15 +149,12 @@ def function_name(fn: Any) -> str:
     return f"{module}.{name}" if module and module != "__main__" else name
 
 
-def submitted_record(job: Job, fn: Any) -> dict[str, Any]:
-    """The record of a job that has just been submitted."""
+def job_identity(job: Job, fn: str) -> dict[str, Any]:
+    """What any record of a job says of it whatever its progress (``fn``: its function's name)."""
     return {
         "lambdamr": __version__,
         "job_id": job.job_id,
-        "state": "running",
-        "function": function_name(fn),
-        "tasks": len(job.tasks),
-        "calls": sum(t.calls for t in job.tasks),
+        "function": fn,
         "submitted": job.submitted_at,
         "backend": job.backend,
         "memory_mb": job.memory_mb,
@@ -166,6 +163,16 @@ def submitted_record(job: Job, fn: Any) -> dict[str, Any]:
         "prefix": job.prefix,
         "host": socket.gethostname(),
         "pid": os.getpid(),
+    }
+
+
+def submitted_record(job: Job, fn: Any) -> dict[str, Any]:
+    """The record of a job that has just been submitted."""
+    return {
+        **job_identity(job, function_name(fn)),
+        "state": "running",
+        "tasks": len(job.tasks),
+        "calls": sum(t.calls for t in job.tasks),
     }
 
 

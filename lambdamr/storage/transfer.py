@@ -23,16 +23,13 @@ PART_BYTES = 8 * 1024 * 1024
 CONCURRENCY = 8
 
 
-class MemoryReader(io.RawIOBase):
-    """A seekable, readable file over a buffer (read copies one part at a time)."""
+class _MemoryFile(io.RawIOBase):
+    """A seekable file over a block of memory: the position arithmetic both directions share."""
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
         super().__init__()
         self._view = memoryview(data).cast("B")
         self._position = 0
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -45,6 +42,13 @@ class MemoryReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
+
+class MemoryReader(_MemoryFile):
+    """A seekable, readable file over a buffer (read copies one part at a time)."""
+
+    def readable(self) -> bool:
+        return True
+
     def readinto(self, buffer: Any) -> int:
         target = memoryview(buffer).cast("B")
         piece = self._view[self._position : self._position + len(target)]
@@ -53,29 +57,16 @@ class MemoryReader(io.RawIOBase):
         return len(piece)
 
 
-class MemoryWriter(io.RawIOBase):
+class MemoryWriter(_MemoryFile):
     """A seekable file that writes into a preallocated ``bytearray`` (s3transfer writes
     each downloaded range at its offset)."""
 
     def __init__(self, memory: bytearray) -> None:
-        super().__init__()
-        self._view = memoryview(memory)
-        self._position = 0
+        super().__init__(memory)
         self.written = 0
 
     def writable(self) -> bool:
         return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = base + offset
-        return self._position
 
     def write(self, data: Any) -> int:
         piece = memoryview(data).cast("B")
