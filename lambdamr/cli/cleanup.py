@@ -47,8 +47,9 @@ def register(subparsers: Any) -> None:
         "clean",
         help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)",
         description="Delete the objects under the temp prefix that no live driver owns, after listing them by "
-        "session. Nothing outside the temp prefix is touched; the job history under it is kept (pruned to its "
-        "bounds). Without --bucket, --region or an AWS region in the environment it cleans the local storage "
+        "session. Nothing outside the temp prefix is touched, except that on a local folder the job history "
+        "beside it ({prefix}-history/) is pruned to its bounds. Without --bucket, --region or an AWS region in the "
+        "environment it cleans the local storage "
         "folder (LAMBDAMR_STORAGE, else the default one).",
     )
     common_aws_options(p)

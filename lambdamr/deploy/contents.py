@@ -1,7 +1,8 @@
 """What a bucket holds, by prefix: lambdamr's own prefixes apart from everyone else's.
 
-lambdamr writes under two prefixes only: the temp prefix (``lambdamr/`` by default: task
-data, results, shuffle intermediates, leases) and ``lambdamr-deploy/`` (layer uploads).
+lambdamr writes under three prefixes only: the temp prefix (``lambdamr/`` by default: task
+data, results, shuffle intermediates, leases), the job history beside it (``lambdamr-history/``,
+``lambdamr.driver.history``) and ``lambdamr-deploy/`` (layer uploads).
 Everything else — ``map_reduce`` output under a ``--write`` grant, a user's inputs — is a
 user object: ``teardown`` and ``clean`` list it apart and never delete it unless told to.
 """
@@ -54,7 +55,9 @@ class BucketContents:
 
 def own_prefixes(temp_prefix: str) -> tuple[str, ...]:
     """The prefixes lambdamr writes under, with their trailing ``/``."""
-    return (f"{temp_prefix.strip('/')}/", f"{DEPLOY_PREFIX}/")
+    from lambdamr.driver.history import history_prefix
+
+    return (f"{temp_prefix.strip('/')}/", f"{history_prefix(temp_prefix)}/", f"{DEPLOY_PREFIX}/")
 
 
 def group_objects(bucket: str, objects: Iterable[tuple[str, int]], temp_prefix: str) -> BucketContents:

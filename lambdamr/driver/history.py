@@ -1,11 +1,12 @@
 """The job history: a small record per job that outlives its executor.
 
 A job's own objects live under its session (``{prefix}/{session}/{number}/``) and go away at
-shutdown. The history keeps, under the executor's base prefix and outside every session::
+shutdown. The history keeps, beside the temp prefix (not under it: a deployed bucket's
+lifecycle rule expires everything under ``{prefix}/`` after a day)::
 
-    {prefix}/history/{job_id}.json          state, counts, summary, every task's phases, failures
-    {prefix}/history/{job_id}.logs.json     what the tasks that printed or failed printed (at the end)
-    {prefix}/history/{session}.driver.json  the driver's heartbeat, while it has jobs running
+    {prefix}-history/{job_id}.json          state, counts, summary, every task's phases, failures
+    {prefix}-history/{job_id}.logs.json     what the tasks that printed or failed printed (at the end)
+    {prefix}-history/{session}.driver.json  the driver's heartbeat, while it has jobs running
 
 The driver writes a job's record (``lambdamr.driver.history_record``) when the job is
 submitted, again whenever it changed — at most once per ``heartbeat_s`` — and a last time
@@ -39,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 from lambdamr.driver.history_record import fingerprint, job_record, static_fields
 from lambdamr.driver.jobstore import sign_document, task_log_entries
-from lambdamr.driver.lease import HISTORY_FOLDER
 from lambdamr.errors import ConfigurationError, LambdaMRError
 from lambdamr.protocol import session_of
 from lambdamr.signing import Signer
@@ -110,8 +110,9 @@ class HistoryPolicy:
 
 # ---- layout --------------------------------------------------------------------------------
 def history_prefix(prefix: str) -> str:
-    """The folder of the history under an executor's base prefix."""
-    return f"{prefix.strip('/')}/{HISTORY_FOLDER}" if prefix.strip("/") else HISTORY_FOLDER
+    """The history's folder for an executor's temp prefix: its sibling ``{prefix}-history``
+    (``lambdamr-history`` by default), which no temp-object lifecycle rule covers."""
+    return f"{prefix.strip('/') or 'lambdamr'}-history"
 
 
 def record_key(prefix: str, job_id: str) -> str:

@@ -33,7 +33,6 @@ from lambdamr.storage import Storage, reopen_storage
 log = logging.getLogger("lambdamr")
 
 LEASE_NAME = "~lease.json"
-HISTORY_FOLDER = "history"  # lambdamr.driver.history's folder under the prefix
 #: how often a live driver rewrites its lease
 LEASE_REFRESH_S = 60.0
 #: a lease older than this belongs to a driver that is gone (5 missed refreshes)
@@ -60,8 +59,6 @@ def keys_to_clean(
         by_session.setdefault(session_of(key, prefix), []).append((key, modified))
     doomed: list[str] = []
     for session, items in by_session.items():
-        if session == prefix.rstrip("/") + "/" + HISTORY_FOLDER:
-            continue  # the job history is no session's: it outlives them (pruned by its own policy)
         leases = [modified for key, modified in items if key.rsplit("/", 1)[-1] == LEASE_NAME]
         if session is not None and leases and now - max(leases) < LEASE_TTL_S:
             continue  # a live driver's session

@@ -102,7 +102,7 @@ class Session:
         self._history: collections.deque[Job | MapReduceJob] = collections.deque(maxlen=JOB_HISTORY)
         self._records = JobRecordWriter(storage, self.signer, keep_logs=config.keep_temp)  # {job}/job.json
         self._lease = SessionLease(storage, self.prefix)  # what `lambdamr clean` spares
-        self._job_history = JobHistory(storage, self.signer, self.key_prefix)  # {prefix}/history/: outlives the session
+        self._job_history = JobHistory(storage, self.signer, self.key_prefix)  # {prefix}-history/: outlives the session
         self._resources = ExecutorResources(
             scheduler=self.scheduler, backend=backend, storage=storage, manifests=self._records,
             lease=self._lease, history=self._job_history, session_prefix=self.prefix, keep_temp=config.keep_temp,

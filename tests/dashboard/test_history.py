@@ -17,7 +17,7 @@ from lambdamr.cli import main as cli_main
 from lambdamr.cost import estimate_job_cost
 from lambdamr.driver.history import HistoryListing, HistoryPolicy, keys_to_prune, list_history_folder, record_key
 from lambdamr.driver.history_reader import list_history, read_record, record_state
-from lambdamr.driver.lease import LEASE_NAME, keys_to_clean
+from lambdamr.driver.lease import LEASE_NAME
 from lambdamr.errors import ConfigurationError, ObjectNotFound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,20 +158,18 @@ def test_the_history_keeps_the_newest_jobs_and_drops_old_ones():
     now = 100 * day
     # job ids begin with their session's time: 000004 is the newest job
     entries = [
-        (f"20261201-00000{i}-abcdef-0001", f"p/history/20261201-00000{i}-abcdef-0001.json", now - (4 - i) * day)
+        (f"20261201-00000{i}-abcdef-0001", f"p-history/20261201-00000{i}-abcdef-0001.json", now - (4 - i) * day)
         for i in range(5)
     ][::-1]
-    listing = HistoryListing("p/history", entries, {"20261201-000004-abcdef": now - 60, "20261101-000000-abcdef": 0.0})
+    listing = HistoryListing("p-history", entries, {"20261201-000004-abcdef": now - 60, "20261101-000000-abcdef": 0.0})
     doomed = keys_to_prune(listing, HistoryPolicy(max_jobs=3, max_age_days=30), now=now)
     assert doomed == [
-        "p/history/20261201-000001-abcdef-0001.json", "p/history/20261201-000001-abcdef-0001.logs.json",
-        "p/history/20261201-000000-abcdef-0001.json", "p/history/20261201-000000-abcdef-0001.logs.json",
-        "p/history/20261101-000000-abcdef.driver.json",  # a driver gone for a day; the live one stays
+        "p-history/20261201-000001-abcdef-0001.json", "p-history/20261201-000001-abcdef-0001.logs.json",
+        "p-history/20261201-000000-abcdef-0001.json", "p-history/20261201-000000-abcdef-0001.logs.json",
+        "p-history/20261101-000000-abcdef.driver.json",  # a driver gone for a day; the live one stays
     ]
     by_age = keys_to_prune(listing, HistoryPolicy(max_jobs=10, max_age_days=1.5), now=now)
-    assert [key.split("-")[1] for key in by_age[:-1:2]] == ["000002", "000001", "000000"]
-    # the history is no session: clean never takes it for a dead driver's leftovers
-    assert keys_to_clean([(key, 0.0) for _, key, _ in entries], "p", now=now) == []
+    assert [key.split("-")[2] for key in by_age[:-1:2]] == ["000002", "000001", "000000"]
 
 
 def test_an_executor_prunes_the_history_to_its_bound(make_executor, monkeypatch):

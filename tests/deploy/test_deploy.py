@@ -13,6 +13,7 @@ from moto import mock_aws
 from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardown
 from lambdamr.deploy import layer as layer_module
 from lambdamr.deploy import package as package_module
+from lambdamr.driver.history import history_prefix
 from lambdamr.errors import ConfigurationError
 from tests.aws_fixtures import REGION, fake_pip, no_sleep
 
@@ -88,6 +89,8 @@ def test_the_bucket_is_private_encrypted_tls_only_and_expires_temp_keys(aws, pip
     assert policy["Effect"] == "Deny" and policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
     assert lifecycle["Filter"]["Prefix"] == "lambdamr/" and lifecycle["Expiration"]["Days"] == 1
+    # The job history outlives the temp objects: the expiry rule does not reach it.
+    assert not history_prefix("lambdamr").startswith(lifecycle["Filter"]["Prefix"])
 
 
 def test_the_layer_and_function_are_created_for_the_chosen_platform(aws, pip_calls):

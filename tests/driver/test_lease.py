@@ -83,8 +83,9 @@ def test_clean_deletes_what_a_dead_driver_left(tmp_path):
     for key in left:
         os.utime(store.root / key, (old, old))  # as if LEASE_TTL_S had passed without a refresh
     assert clean_storage(store, "lambdamr") == len(left)
-    # The session's objects are gone; its job's history record is kept (docs/observability.md).
-    assert [info.key for info in store.list("lambdamr/")] == [f"lambdamr/history/{ex.last_job.job_id}.json"]
+    assert list(store.list("lambdamr/")) == []
+    # The job's history record, beside the temp prefix, is kept (docs/observability.md).
+    assert [info.key for info in store.list("lambdamr-history/")] == [f"lambdamr-history/{ex.last_job.job_id}.json"]
 
 
 def test_clean_command_cleans_a_local_folder_without_aws(tmp_path, capsys):
