@@ -151,7 +151,9 @@ def test_a_100_mb_numpy_result_round_trips_intact(target_executor):
     def make(n):
         return np.arange(n, dtype=np.float64)
 
-    result = target_executor.with_options(memory_mb=2048).submit(make, 100 * 1024 * 1024 // 8).result(timeout=120)
+    # timeout_s: on a loaded machine moto takes its time over a 100 MB multipart upload
+    big = target_executor.with_options(memory_mb=2048, timeout_s=120)
+    result = big.submit(make, 100 * 1024 * 1024 // 8).result(timeout=110)
     assert result.nbytes == 100 * 1024 * 1024
     assert result[0] == 0 and result[-1] == len(result) - 1
     assert np.array_equal(result[::1_000_003], np.arange(len(result), dtype=np.float64)[::1_000_003])
