@@ -23,4 +23,6 @@ python3 -m venv .venv
 .venv/bin/ruff check lambdamr tests
 .venv/bin/mypy
 # pytest exits 5 when it collected no test: with `set -e` that fails the run too.
-exec .venv/bin/python -m pytest "$@"
+# One pytest worker per core (pytest-xdist); a test file stays on one worker, so module-scoped
+# fixtures (a deployed stand-in, a shared executor) are built once. `-n 0` runs it serially.
+exec .venv/bin/python -m pytest -n auto --dist loadfile "$@"

@@ -30,7 +30,6 @@ from lambdamr.testing.lambda_service.runtime_api import RuntimeApi, RuntimeInvoc
 #: Lambda gives the INIT phase of an on-demand environment 10 seconds
 INIT_TIMEOUT_S = 10.0
 _POLL_S = 0.02
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -170,6 +169,8 @@ class ExecutionEnvironment:
                 return self._killed(invocation, began, "Runtime.ExitError", f"exit status {self.process.returncode}")
             if time.monotonic() >= deadline:
                 return self._timed_out(invocation, began)
+        if self._over_memory():  # Lambda kills at the limit: past it, no answer counts
+            return self._killed(invocation, began, "Runtime.OutOfMemory", "signal: killed")
         self._drain(wait=0)  # whatever it printed before it answered is in the pipe by now
         duration = (time.monotonic() - began) * 1000
         if invocation.error_type is None:
@@ -284,13 +285,16 @@ class ExecutionEnvironment:
         self._lines += [line.decode("utf-8", "replace").replace("\r", "\n") for line in complete]
 
     def _over_memory(self) -> bool:
+        """Whether the environment's resident memory ever passed the memory size: its
+        high-water mark (``VmHWM``), so a peak between two polls is not missed."""
         try:
-            with open(f"/proc/{self.process.pid}/statm") as statm:
-                rss = int(statm.read().split()[1]) * _PAGE
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{self.process.pid}/status") as status:
+                line = next(line for line in status if line.startswith("VmHWM:"))
+            peak = int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError, StopIteration):
             return False
-        self._peak_rss = max(self._peak_rss, rss)
-        return rss > self.setup.memory_mb * 2**20
+        self._peak_rss = max(self._peak_rss, peak)
+        return peak > self.setup.memory_mb * 2**20
 
 
 def _error_doc(request_id: str, message: str, error_type: str) -> bytes:
