@@ -140,33 +140,31 @@ class LocalStorage(Storage):
                 raise storage_error(exc, f"write {self.url(key)}") from exc
         raise AssertionError("unreachable")
 
-    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        path = self._path(key)
+    def _open(self, key: str) -> io.BufferedReader:
+        """The object's file, opened for reading: a missing key, or a folder, is ObjectNotFound."""
         try:
-            with open(path, "rb") as fh:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object at {self.url(key)}") from None
+        except IsADirectoryError:
+            raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
+        except OSError as exc:
+            raise storage_error(exc, f"read {self.url(key)}") from exc
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        with self._open(key) as fh:
+            try:
                 if start:
                     fh.seek(start)
                 size = -1 if end is None else max(0, end - (start or 0))
                 data = fh.read(size)
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no object at {self.url(key)}") from None
-        except IsADirectoryError:
-            raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
-        except OSError as exc:
-            raise storage_error(exc, f"read {self.url(key)}") from exc
+            except OSError as exc:
+                raise storage_error(exc, f"read {self.url(key)}") from exc
         self.stats.add(gets=1, bytes_read=len(data))
         return data
 
     def open_range(self, key: str, start: int, end: int) -> IO[bytes]:
-        path = self._path(key)
-        try:
-            fh = open(path, "rb")
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no object at {self.url(key)}") from None
-        except IsADirectoryError:
-            raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
-        except OSError as exc:
-            raise storage_error(exc, f"read {self.url(key)}") from exc
+        fh = self._open(key)
         try:
             size = os.fstat(fh.fileno()).st_size
             fh.seek(start)
@@ -187,15 +185,8 @@ class LocalStorage(Storage):
         file (another user's, or group-writable) is read into private memory instead. (This
         user's own processes hold the signing key anyway.)
         """
-        path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no object at {self.url(key)}") from None
-        except IsADirectoryError:
-            raise ObjectNotFound(f"{self.url(key)} is a folder, not an object") from None
-        except OSError as exc:
-            raise storage_error(exc, f"read {self.url(key)}") from exc
+        fh = self._open(key)
+        fd = fh.fileno()
         try:
             info = os.fstat(fd)
             length = min(size, info.st_size)
@@ -214,7 +205,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise storage_error(exc, f"read {self.url(key)}") from exc
         finally:
-            os.close(fd)
+            fh.close()
         self.stats.add(gets=1, bytes_read=view.nbytes)
         return view
 
