@@ -79,6 +79,18 @@ def storage_options(storage_kind: str, tmp_path, request: pytest.FixtureRequest)
 
 
 @pytest.fixture
+def store(storage_kind: str, tmp_path, request: pytest.FixtureRequest) -> object:
+    """The storage under test itself: a local folder, or a new bucket on moto's server."""
+    from lambdamr.storage.local import LocalStorage
+    from lambdamr.storage.s3 import S3Storage
+
+    if storage_kind == "folder":
+        return LocalStorage(tmp_path / "store")
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
+    return S3Storage(bucket, endpoint_url=endpoint, region="us-east-1")
+
+
+@pytest.fixture
 def make_executor(storage_options: dict) -> Iterator[Callable[..., object]]:
     """Build local-backend executors over the storage under test; all are shut down after."""
     from lambdamr import LambdaExecutor

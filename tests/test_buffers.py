@@ -18,14 +18,6 @@ from lambdamr.storage.transfer import MULTIPART_THRESHOLD, PART_BYTES
 MB = 1024 * 1024
 
 
-@pytest.fixture
-def store(storage_kind, tmp_path, request):
-    if storage_kind == "folder":
-        return LocalStorage(tmp_path / "store")
-    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
-    return S3Storage(bucket, endpoint_url=endpoint, region="us-east-1")
-
-
 def stored_buffers(store, prefix="job/values"):
     return [info.key for info in store.list(prefix + "/")]
 

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from pathlib import Path
+
+from tests.deploy.moto_iam import fake_pip
 
 REGION = "us-east-1"
 BUCKET = "lambdamr-123456789012-us-east-1"  # moto's account id
 AWS = ["--region", REGION]
 
-
-def fake_pip(command: Sequence[str]) -> None:
-    """Stands in for pip: each requested package becomes a one-line module."""
-    target = Path(command[command.index("--target") + 1])
-    for package in command[command.index("--target") + 2 :]:
-        folder = target / package.replace("-", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "__init__.py").write_text(f"NAME = {package!r}\n")
+__all__ = ["AWS", "BUCKET", "REGION", "Terminal", "fake_pip"]
 
 
 class Terminal(io.StringIO):

@@ -23,14 +23,6 @@ from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.s3 import DELETE_BATCH_LIMIT, S3Storage
 
 
-@pytest.fixture
-def store(storage_kind, tmp_path, request):
-    if storage_kind == "folder":
-        return LocalStorage(tmp_path / "store")
-    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
-    return S3Storage(bucket, endpoint_url=endpoint, region="us-east-1")
-
-
 def test_put_get_round_trip(store):
     assert store.put("a/b/c.bin", b"hello")
     assert store.get("a/b/c.bin") == b"hello"
