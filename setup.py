@@ -12,7 +12,7 @@ EXAMPLES = ["scikit-learn>=1.3", "matplotlib>=3.7", "pandas>=2.0"]  # pandas: th
 TEST = [
     "pytest>=7.4",
     "pytest-timeout>=2.2",  # a hung job fails its test instead of stalling CI for 90 minutes
-    # the suite runs on every core (scripts/test.sh: -n auto --dist loadfile): most of its time is
+    # the suite runs on up to 4 cores (scripts/test.sh: -n auto --maxprocesses 4): most of its time is
     # spent waiting on worker processes, moto and the Lambda stand-in, not computing
     "pytest-xdist>=3.5",
     "moto[server]>=5.0",  # S3/IAM/Lambda mocks, and the S3 server on 127.0.0.1 for real HTTP

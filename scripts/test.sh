@@ -23,6 +23,8 @@ python3 -m venv .venv
 .venv/bin/ruff check lambdamr tests
 .venv/bin/mypy
 # pytest exits 5 when it collected no test: with `set -e` that fails the run too.
-# One pytest worker per core (pytest-xdist); a test file stays on one worker, so module-scoped
-# fixtures (a deployed stand-in, a shared executor) are built once. `-n 0` runs it serially.
-exec .venv/bin/python -m pytest -n auto --dist loadfile "$@"
+# One pytest worker per core (pytest-xdist), at most 4: each worker starts its own moto server
+# and Lambda stand-in (~0.5 GB), and the suite gains little beyond that. A test file stays on one
+# worker, so module-scoped fixtures (a deployed stand-in, a shared executor) are built once.
+# `-n 0` runs it serially.
+exec .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile "$@"

@@ -95,12 +95,6 @@ def rebuild_exception(outcome: CallOutcome, frame: bytes | memoryview, header: d
     )
 
 
-def decode_record(data: bytes | memoryview, expected_calls: int) -> TaskRecord:
-    """Decode a result record into per-call values or exceptions."""
-    header, frames = decode_result(data)
-    return _rebuild(header, frames, expected_calls)
-
-
 def _rebuild(header: dict[str, Any], frames: list[memoryview], expected_calls: int) -> TaskRecord:
     task_error = header.get("task_error")
     if task_error:
