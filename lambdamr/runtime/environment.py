@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+
+_UNCHANGED = nullcontext()
+
+
+def extra_environment(variables: Mapping[str, str]) -> AbstractContextManager[None]:
+    """``variables`` set in ``os.environ`` meanwhile; the previous environment after (no
+    work at all for the usual job without variables: this runs for every task)."""
+    return _applied(variables) if variables else _UNCHANGED
 
 
 @contextmanager
-def extra_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """``variables`` set in ``os.environ`` meanwhile; the previous environment after."""
-    if not variables:
-        yield
-        return
+def _applied(variables: Mapping[str, str]) -> Iterator[None]:
     before = {name: os.environ.get(name) for name in variables}
     try:
         os.environ.update(variables)
