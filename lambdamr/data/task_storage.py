@@ -256,9 +256,13 @@ def _grant_hint(location: str, *, write: bool) -> str:
     if _GRANTS_ENV not in os.environ or not location.startswith("s3://"):
         return ""
     folder = location.rsplit("/", 1)[0] + "/"
-    option = "--write" if write else "--read"
+    if write:
+        return (
+            f"; the function's role writes only its grants ({_GRANTS_ENV}): grant this location with "
+            f"`lambdamr deploy --write {folder}` (grants are kept across deploys), or use a plain name for a temp object"
+        )
     return (
-        f"; the function's role may {'write' if write else 'read'} only its grants ({_GRANTS_ENV}): grant this "
-        f"location with `lambdamr deploy {option} {folder}` (grants are kept across deploys), or use a plain name "
-        "for a temp object"
+        f"; the function's role reads only its grants ({_GRANTS_ENV}): grant this location with "
+        f"`lambdamr deploy --read {folder}`. If it is granted, the object does not exist (without "
+        "s3:ListBucket, S3 answers a missing key with 403)"
     )
