@@ -77,8 +77,9 @@ def result_context(job_id: str, task_id: int, attempt: int, key: str) -> Context
 #: ``LAMBDA_*``, ``_HANDLER``, ``_X_AMZN_TRACE_ID``: reserved by AWS Lambda.
 RESERVED_ENV_PREFIXES = ("LAMBDAMR_", "AWS_", "LAMBDA_")
 RESERVED_ENV_NAMES = frozenset({"_HANDLER", "_X_AMZN_TRACE_ID"})
-#: bytes of names and values an event may carry: far below Lambda's payload limits, so that
-#: the variables never decide whether a task fits its event
+#: bytes the variables may take in the JSON event: far below Lambda's payload limits, and
+#: kept free in every event (``driver.staging.EVENT_OVERHEAD``), so that they never decide
+#: whether a task's arguments fit its event
 EXTRA_ENV_MAX_BYTES = 32 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -136,7 +137,6 @@ def check_extra_env(value: Any, label: str = "extra_env") -> ExtraEnv:
         return NO_EXTRA_ENV
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{label}: give a dict of environment variable names to values, e.g. {{'MODE': 'fast'}}")
-    size = 0
     for name, text in value.items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise ConfigurationError(
@@ -154,10 +154,10 @@ def check_extra_env(value: Any, label: str = "extra_env") -> ExtraEnv:
                 "grants), AWS_* hold the execution role's credentials and region, and AWS Lambda reserves "
                 "LAMBDA_*, _HANDLER and _X_AMZN_TRACE_ID. Pick another name for your own setting"
             )
-        size += len(name.encode()) + len(text.encode())
+    size = len(json.dumps(dict(value), separators=(",", ":")))  # as the event carries them
     if size > EXTRA_ENV_MAX_BYTES:
         raise ConfigurationError(
-            f"{label}: {size} bytes of names and values, more than the {EXTRA_ENV_MAX_BYTES} an event carries; "
+            f"{label}: {size} bytes of names and values in the event, more than the {EXTRA_ENV_MAX_BYTES} it keeps for them; "
             "put bulky settings in an object (ex.share(...)) and pass its handle"
         )
     return value if isinstance(value, ExtraEnv) else ExtraEnv(value)
