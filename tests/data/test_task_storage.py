@@ -166,3 +166,41 @@ def test_outside_a_task_task_storage_says_where_it_works():
     with pytest.raises(NotInTaskError, match="only inside a running lambdamr task"):
         task_storage()
     assert issubclass(NotInTaskError, RuntimeError)
+
+
+def test_the_handle_is_bound_for_the_task_only_and_writes_its_attempts_folder(tmp_path):
+    from lambdamr.data.task_storage import bound_to
+    from lambdamr.protocol import TaskEvent
+    from lambdamr.signing import Signer, process_key
+
+    spec = {"kind": "local", "root": str(tmp_path / "store")}
+    event = TaskEvent(
+        job_id="20261201-000000-abcdef-0003", task_id=4, attempt=2, storage=spec, function_key="p/s/fn/x",
+        result_key="p/20261201-000000-abcdef/0003/results/000004.2", timeout_s=30.0, memory_mb=256,
+    )
+    with bound_to(event, open_cached(spec), Signer(process_key())):
+        store = task_storage()
+        assert task_storage() is store  # one handle per task
+        ref = store.put("a/b.bin", b"bytes")
+        value = store.put_value(("a", 1))
+        assert store.put_value(None).key != value.key  # each unnamed value gets a name of its own
+    assert ref.key == "p/20261201-000000-abcdef/0003/objects/000004.2/a/b.bin"
+    assert (value.session, value.job, value.task, value.attempt) == ("20261201-000000-abcdef", event.job_id, 4, 2)
+    assert ref.get() == b"bytes" and value.get() == ("a", 1)
+    with pytest.raises(NotInTaskError):
+        task_storage()  # the task is over
+
+
+def test_a_value_signed_with_a_key_no_executor_here_holds_is_refused(tmp_path):
+    import os
+
+    from lambdamr.data.refs import task_value_context
+    from lambdamr.signing import Signer
+
+    spec = {"kind": "local", "root": str(tmp_path / "store")}
+    stranger = Signer(os.urandom(32))
+    context = task_value_context("s", "s-0001", 0, 1, "v.pickle")
+    open_cached(spec).put("v.pickle", stranger.sign(b"\x80\x05N.", context))
+    value = ValueRef(spec, "v.pickle", 0, "s", "s-0001", 0, 1, stranger.key_id)
+    with pytest.raises(IntegrityError, match="no executor of this process holds"):
+        value.get()
