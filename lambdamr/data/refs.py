@@ -84,7 +84,7 @@ def location_of(spec: dict[str, Any], key: str) -> str:
     return f"file://{str(spec.get('root', '')).rstrip('/')}/{key}"
 
 
-def _read(store: Storage, key: str, spec: dict[str, Any], temporary: bool) -> bytes:
+def _read(store: Storage, key: str, temporary: bool) -> bytes:
     try:
         return store.get(key)
     except ObjectNotFound as exc:
@@ -113,7 +113,7 @@ class ObjectRef:
             ObjectNotFound: the object is gone (a temp object after its executor's shutdown).
             IntegrityError: the object was replaced or changed in storage.
         """
-        data = _read(open_cached(self.storage), self.key, self.storage, self.temporary)
+        data = _read(open_cached(self.storage), self.key, self.temporary)
         what = f"object {self.url}"
         if len(data) != self.size:
             raise IntegrityError(f"{what} has {len(data)} bytes, its task stored {self.size}: it was replaced in storage")
@@ -167,7 +167,7 @@ class ValueRef(Generic[T]):
             ObjectNotFound: the object is gone (a temp object after its executor's shutdown).
             IntegrityError: not signed by this deployment's key, or signed for another place.
         """
-        blob = _read(open_cached(self.storage), self.key, self.storage, self.temporary)
+        blob = _read(open_cached(self.storage), self.key, self.temporary)
         what = f"value {self.url}"
         payload = signer_for(self.key_id).verify(blob, self.context(), what=what)
         value: T = serialize.loads(payload, what=what)
