@@ -21,6 +21,7 @@ The hierarchy::
     ├── BackendError                   the backend could not launch or track an invocation
     │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
     ├── DeployError                    a step of ``lambdamr deploy`` failed
+    ├── NotInTaskError                 ``task_storage()`` was called outside a running task
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
         ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
@@ -133,6 +134,10 @@ class ThrottledError(BackendError):
 
 class DeployError(LambdaMRError):
     """A deployment step failed."""
+
+
+class NotInTaskError(LambdaMRError, RuntimeError):
+    """``task_storage()`` was called outside a running task (in the driver, or in a thread)."""
 
 
 class TaskError(LambdaMRError):

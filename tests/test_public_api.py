@@ -37,7 +37,9 @@ from lambdamr import (  # noqa: E402 F401
     LambdaMRError,
     LambdaRuntimeError,
     MapIterator,
+    NotInTaskError,
     ObjectNotFound,
+    ObjectRef,
     PayloadTooLargeError,
     ProtocolError,
     RemoteError,
@@ -52,13 +54,16 @@ from lambdamr import (  # noqa: E402 F401
     StorageUnavailable,
     TaskError,
     TaskOutOfMemoryError,
+    TaskStorage,
     TaskTimeoutError,
     ThrottledError,
     TimeoutError,
+    ValueRef,
     WorkerLostError,
     __version__,
     as_completed,
     objects,
+    task_storage,
     wait,
 )
 
@@ -70,12 +75,14 @@ PUBLIC_NAMES = {
     "CancelledError", "TimeoutError", "InvalidStateError",
     # jobs and data handed to tasks
     "Job", "JobSummary", "Shared", "objects",
+    # storage inside tasks, and the references tasks return
+    "task_storage", "TaskStorage", "ObjectRef", "ValueRef",
     # errors
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
     "IntegrityError", "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError",
     "StorageFullError", "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError",
     "ResultLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError",
 }  # fmt: skip
 
 #: the standard library's own objects, re-exported rather than redefined
@@ -93,6 +100,7 @@ ERROR_TREE = {
     "LayerTooLargeError": ("ConfigurationError",),
     "LayerPlatformError": ("ConfigurationError",),
     "DeployError": ("LambdaMRError",),
+    "NotInTaskError": ("LambdaMRError", "RuntimeError"),
     "SerializationError": ("LambdaMRError", "TypeError"),
     "PayloadTooLargeError": ("LambdaMRError", "ValueError"),
     "ProtocolError": ("LambdaMRError",),
