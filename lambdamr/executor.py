@@ -32,6 +32,7 @@ from lambdamr.config import JobOptions
 from lambdamr.data.shared import Shared
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.inputs import Unpack
 from lambdamr.driver.job import Job
 from lambdamr.driver.map_reduce import run_map_reduce, run_map_then_reduce
 from lambdamr.driver.map_reduce_job import MapReduceJob
@@ -160,6 +161,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
+        unpack: Unpack | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
@@ -174,6 +176,9 @@ class LambdaExecutor(concurrent.futures.Executor):
             buffersize: tasks launched ahead (Python 3.14's ``Executor.map`` option); default
                 twice the backend's capacity (its slots stay busy), at least 16.
             memory_mb / timeout_s: this job's Lambda memory and per-task timeout.
+            unpack: ``"kwargs"``: each item (of one iterable) is a dict and the call is
+                ``fn(**item)``; ``"args"``: a tuple or list, ``fn(*item)``. Default None:
+                ``fn(item)``, a dict or tuple is one argument (``concurrent.futures``).
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
@@ -182,7 +187,9 @@ class LambdaExecutor(concurrent.futures.Executor):
             the iteration when it reaches them, after the results before them.
         """
         options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s)
-        return self.session.map(fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize)
+        return self.session.map(
+            fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize, unpack=unpack
+        )
 
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""

@@ -7,7 +7,7 @@ import random
 import pytest
 
 import lambdamr
-from lambdamr.data import objects as inputs
+from lambdamr.data import chunk as chunk_module
 from lambdamr.data.objects import Chunk, split_objects
 from lambdamr.errors import ConfigurationError
 
@@ -58,7 +58,7 @@ def test_options_are_checked():
 # ---- line alignment -----------------------------------------------------------------------------
 @pytest.mark.parametrize("overshoot", [4, 64 * 1024])
 def test_every_line_is_read_by_exactly_one_chunk(tmp_path, monkeypatch, overshoot):
-    monkeypatch.setattr(inputs, "LINE_OVERSHOOT", overshoot)  # 4: lines longer than it need more GETs
+    monkeypatch.setattr(chunk_module, "LINE_OVERSHOOT", overshoot)  # 4: lines longer than it need more GETs
     data = _text(1, 120, long_every=37)
     (tmp_path / "t.txt").write_bytes(data)
     for chunk_bytes in (1, 2, 3, 7, 50, 299, 301, 1000, len(data)):
