@@ -87,6 +87,10 @@ class ObjectSource:
     chunks_per_object: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.location, str):
+            if not isinstance(self.location, Sequence) or isinstance(self.location, (bytes, bytearray)) or not self.location:
+                _check_location(None, self.location)
+            object.__setattr__(self, "location", tuple(self.location))  # frozen: a list given stays as it was
         for location in self.locations:
             _check_location(location, self.location)
         given = [name for name in _SIZE_OPTIONS if getattr(self, name) is not None]
