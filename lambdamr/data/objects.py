@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import reprlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,10 +88,7 @@ class ObjectSource:
     chunks_per_object: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.location, str):
-            if not isinstance(self.location, Sequence) or isinstance(self.location, (bytes, bytearray)) or not self.location:
-                _check_location(None, self.location)
-            object.__setattr__(self, "location", tuple(self.location))  # frozen: a list given stays as it was
+        object.__setattr__(self, "location", _as_locations(self.location))  # a list given is not shared
         for location in self.locations:
             _check_location(location, self.location)
         given = [name for name in _SIZE_OPTIONS if getattr(self, name) is not None]
@@ -151,12 +149,24 @@ class ObjectSource:
         return iter(self.resolve(region=config.region, endpoint_url=config.endpoint_url))
 
 
+def _as_locations(given: object) -> str | tuple[str, ...]:
+    """One location as it is, a list of them as a tuple; anything else refused."""
+    if isinstance(given, str):
+        return given
+    if isinstance(given, Sequence) and not isinstance(given, (bytes, bytearray)) and given:
+        return tuple(given)
+    raise _not_a_location(given)
+
+
+def _not_a_location(given: object) -> ConfigurationError:
+    return ConfigurationError(
+        f"objects({reprlib.repr(given)}): give s3://bucket/prefix/, a folder or file path, an http(s):// URL, or a list of them"
+    )
+
+
 def _check_location(location: Any, given: Any) -> None:
     if not isinstance(location, str) or not location:
-        raise ConfigurationError(
-            f"objects({given!r}): give s3://bucket/prefix/, a folder or file path, an http(s):// URL, "
-            "or a list of them"
-        )
+        raise _not_a_location(given)
     if http_source.is_http_url(location) and not location.split("://", 1)[1].split("/", 1)[0]:
         raise ConfigurationError(f"objects({location!r}): the URL names no host")
 
