@@ -8,6 +8,8 @@ ranged GET (a second one only when a line is longer than the overshoot). ``recor
 
 The object lives in a store (``storage`` is its spec: S3 or a local folder, ``key`` its key)
 or behind an HTTP(S) URL (``storage`` is ``{"kind": "http", "ranges": ...}``, ``key`` the URL).
+``http_source`` (urllib) is imported only by a chunk of a URL: a task that reads none does not
+pay for urllib at a cold start.
 """
 
 from __future__ import annotations
@@ -15,11 +17,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lambdamr.data import http_source
 from lambdamr.storage import open_cached
 
 #: bytes read past a text chunk's end to finish its last line (one GET for normal lines)
 LINE_OVERSHOOT = 64 * 1024
+
+
+def is_http_url(location: str) -> bool:
+    """Whether ``location`` is an ``http://`` or ``https://`` URL."""
+    return location.startswith(("http://", "https://"))
+
+
+def display_url(url: str) -> str:
+    """``url`` without its query string and fragment: a presigned URL's signature stays out of
+    messages and logs."""
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 def http_spec(ranged: bool) -> dict[str, Any]:
@@ -57,7 +69,7 @@ class Chunk:
     def url(self) -> str:
         """Where the object lives, for messages (an HTTP URL without its query string)."""
         if self.is_http:
-            return http_source.display_url(self.key)
+            return display_url(self.key)
         if self.storage.get("kind") == "s3":
             return f"s3://{self.storage['bucket']}/{self.key}"
         return os.path.join(self.storage.get("root", ""), self.key)
@@ -74,6 +86,8 @@ class Chunk:
     def _get(self, start: int, end: int) -> bytes:
         self.requests += 1
         if self.is_http:
+            from lambdamr.data import http_source
+
             return http_source.read_range(
                 self.key, start, end, size=self.object_size, ranged=bool(self.storage.get("ranges", True))
             )
@@ -125,4 +139,4 @@ class Chunk:
         return f"Chunk({self.url} [{self.start}:{self.end}) {self.mode}{whole})"
 
 
-__all__ = ["LINE_OVERSHOOT", "Chunk", "http_spec"]
+__all__ = ["LINE_OVERSHOOT", "Chunk", "display_url", "http_spec", "is_http_url"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdamr.data import http_source
-from lambdamr.data.chunk import http_spec
+from lambdamr.data.chunk import display_url, http_spec, is_http_url
 from lambdamr.errors import ConfigurationError
 from lambdamr.storage import Storage, open_storage, storage_from_url
 
@@ -110,9 +110,9 @@ def list_locations(locations: Sequence[str], *, region: str | None, endpoint_url
 def _list_one(
     location: str, *, region: str | None, endpoint_url: str | None, buckets: dict[str, Storage]
 ) -> tuple[list[ListedObject], Storage | None]:
-    if http_source.is_http_url(location):
+    if is_http_url(location):
         found = http_source.probe(location)
-        shown = http_source.display_url(location)
+        shown = display_url(location)
         return [ListedObject(http_spec(found.ranged), location, found.size, shown, found.ranged)], None
     if location.startswith("s3://"):
         return _list_s3(location, buckets[location.removeprefix("s3://").partition("/")[0]])

@@ -19,12 +19,13 @@ import math
 import reprlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lambdamr.data import http_source
-from lambdamr.data.chunk import LINE_OVERSHOOT, Chunk
-from lambdamr.data.object_listing import Listing, list_locations
+from lambdamr.data.chunk import LINE_OVERSHOOT, Chunk, is_http_url
 from lambdamr.errors import ConfigurationError
+
+if TYPE_CHECKING:  # listing runs in the driver: a task unpickling a Chunk does not import it (nor urllib)
+    from lambdamr.data.object_listing import Listing
 
 log = logging.getLogger("lambdamr")
 
@@ -115,6 +116,8 @@ class ObjectSource:
 
     def listing(self, *, region: str | None = None, endpoint_url: str | None = None) -> Listing:
         """Every object the locations name, with its size (S3 LISTs, local listings, HEADs)."""
+        from lambdamr.data.object_listing import list_locations
+
         return list_locations(self.locations, region=self.region or region, endpoint_url=self.endpoint_url or endpoint_url)
 
     def split(self, listing: Listing) -> list[Chunk]:
@@ -167,7 +170,7 @@ def _not_a_location(given: object) -> ConfigurationError:
 def _check_location(location: Any, given: Any) -> None:
     if not isinstance(location, str) or not location:
         raise _not_a_location(given)
-    if http_source.is_http_url(location) and not location.split("://", 1)[1].split("/", 1)[0]:
+    if is_http_url(location) and not location.split("://", 1)[1].split("/", 1)[0]:
         raise ConfigurationError(f"objects({location!r}): the URL names no host")
 
 

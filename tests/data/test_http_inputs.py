@@ -160,3 +160,17 @@ def test_urls_are_checked_when_given():
         lambdamr.objects("https:///a.txt")
     with pytest.raises(ConfigurationError, match="give s3://bucket/prefix, an http"):
         lambdamr.objects("ftp://host/a.txt").resolve()
+
+
+def test_a_task_that_reads_no_url_does_not_import_urllib():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(lambdamr.__file__).resolve().parents[1]
+    code = (
+        "import sys, lambdamr.data.objects, lambdamr.shuffle.mapper\n"
+        "print(sorted(m for m in ('urllib.request', 'http.client', 'lambdamr.data.object_listing') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # a cold start pays for them only when a chunk of a URL is read
