@@ -32,7 +32,7 @@ from lambdamr.config import JobOptions
 from lambdamr.data.shared import Shared
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
-from lambdamr.driver.inputs import Unpack
+from lambdamr.driver.inputs import UnpackMode
 from lambdamr.driver.job import Job
 from lambdamr.driver.map_reduce import run_map_reduce, run_map_then_reduce
 from lambdamr.driver.map_reduce_job import MapReduceJob
@@ -161,7 +161,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
-        unpack: Unpack | None = None,
+        unpack: UnpackMode | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from lambdamr.config import JobOptions
-from lambdamr.driver.inputs import Unpack
+from lambdamr.driver.inputs import UnpackMode
 from lambdamr.driver.session import Session
 from lambdamr.futures import LambdaFuture, MapIterator
 
@@ -49,7 +49,7 @@ class BoundExecutor:
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
-        unpack: Unpack | None = None,
+        unpack: UnpackMode | None = None,
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
         options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)

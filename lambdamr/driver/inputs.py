@@ -28,8 +28,8 @@ from lambdamr.shuffle.notes import short_repr
 #: one call: (args, kwargs)
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 #: how ``map`` turns an item into a call: ``fn(*item)`` or ``fn(**item)``; None: ``fn(item)``
-Unpack = Literal["args", "kwargs"]
-UNPACK_MODES: tuple[Unpack, ...] = ("args", "kwargs")
+UnpackMode = Literal["args", "kwargs"]
+UNPACK_MODES: tuple[UnpackMode, ...] = ("args", "kwargs")
 
 #: the most items a whole-input reader takes (``map_reduce`` inputs; ``map`` streams and has
 #: no limit): beyond it the iterable is most likely endless, and would not fit in memory anyway
@@ -136,7 +136,7 @@ def check_unpack(unpack: Any, iterables: tuple[Iterable[Any], ...]) -> None:
         )
 
 
-def unpacked_calls(items: Iterable[Any], unpack: Unpack, fn: Callable[..., Any]) -> Iterator[Call]:
+def unpacked_calls(items: Iterable[Any], unpack: UnpackMode, fn: Callable[..., Any]) -> Iterator[Call]:
     """The call each item stands for, checked against ``fn``'s signature as it is read.
 
     Raises (when the item is read):
@@ -191,7 +191,11 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
 
 
 def map_calls(
-    fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int, unpack: Unpack | None, config: ExecutorConfig
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    chunksize: int,
+    unpack: UnpackMode | None,
+    config: ExecutorConfig,
 ) -> Iterator[list[Call]]:
     """The calls of each task of ``map(fn, *iterables)``: an ``objects()`` source among the
     iterables is listed with the executor's region and endpoint; items are unpacked when

@@ -30,7 +30,15 @@ from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
 from lambdamr.driver.history import JobHistory
-from lambdamr.driver.inputs import Call, Unpack, check_buffersize, check_map_timeout, check_unpack, default_buffersize, map_calls
+from lambdamr.driver.inputs import (
+    Call,
+    UnpackMode,
+    check_buffersize,
+    check_map_timeout,
+    check_unpack,
+    default_buffersize,
+    map_calls,
+)
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.lease import SessionLease
@@ -154,7 +162,7 @@ class Session:
         chunksize: int,
         options: JobOptions,
         buffersize: int | None,
-        unpack: Unpack | None = None,
+        unpack: UnpackMode | None = None,
     ) -> MapIterator[T]:
         """A streaming map: one job, its input read as its results are consumed (``LambdaExecutor.map``)."""
         called = time.monotonic()  # timeout counts from the call, as in concurrent.futures
