@@ -23,17 +23,6 @@ from lambdamr.storage import open_cached
 LINE_OVERSHOOT = 64 * 1024
 
 
-def is_http_url(location: str) -> bool:
-    """Whether ``location`` is an ``http://`` or ``https://`` URL."""
-    return location.startswith(("http://", "https://"))
-
-
-def display_url(url: str) -> str:
-    """``url`` without its query string and fragment: a presigned URL's signature stays out of
-    messages and logs."""
-    return url.split("?", 1)[0].split("#", 1)[0]
-
-
 def http_spec(ranged: bool) -> dict[str, Any]:
     """The ``storage`` of a chunk of an HTTP(S) object: no store, the URL is its key."""
     return {"kind": "http", "ranges": ranged}
@@ -69,6 +58,8 @@ class Chunk:
     def url(self) -> str:
         """Where the object lives, for messages (an HTTP URL without its query string)."""
         if self.is_http:
+            from lambdamr.data.http_source import display_url
+
             return display_url(self.key)
         if self.storage.get("kind") == "s3":
             return f"s3://{self.storage['bucket']}/{self.key}"
@@ -139,4 +130,4 @@ class Chunk:
         return f"Chunk({self.url} [{self.start}:{self.end}) {self.mode}{whole})"
 
 
-__all__ = ["LINE_OVERSHOOT", "Chunk", "display_url", "http_spec", "is_http_url"]
+__all__ = ["LINE_OVERSHOOT", "Chunk", "http_spec"]

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamr.aws_errors import translate
-from lambdamr.data.chunk import display_url
 from lambdamr.errors import ConfigurationError, LambdaMRError, StorageError
 
 #: seconds a connection or a read may stall before the request counts as failed
@@ -38,6 +37,17 @@ RETRY_BACKOFF_S = (0.2, 1.0)
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 #: HEAD answers after which the driver asks again with a one-byte ranged GET
 _HEAD_REFUSED = frozenset({403, 405, 501})
+
+
+def is_http_url(location: str) -> bool:
+    """Whether ``location`` is an ``http://`` or ``https://`` URL."""
+    return location.startswith(("http://", "https://"))
+
+
+def display_url(url: str) -> str:
+    """``url`` without its query string and fragment: a presigned URL's signature stays out of
+    messages and logs."""
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -198,4 +208,4 @@ def _content_range(value: str | None) -> tuple[int | None, int | None, int | Non
     )
 
 
-__all__ = ["HttpObject", "probe", "read_range"]
+__all__ = ["HttpObject", "display_url", "is_http_url", "probe", "read_range"]

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdamr.data import http_source
-from lambdamr.data.chunk import display_url, http_spec, is_http_url
+from lambdamr.data.chunk import http_spec
+from lambdamr.data.http_source import display_url, is_http_url
 from lambdamr.errors import ConfigurationError
 from lambdamr.storage import Storage, open_storage, storage_from_url
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lambdamr.data.chunk import LINE_OVERSHOOT, Chunk, is_http_url
+from lambdamr.data.chunk import LINE_OVERSHOOT, Chunk
 from lambdamr.errors import ConfigurationError
 
 if TYPE_CHECKING:  # listing runs in the driver: a task unpickling a Chunk does not import it (nor urllib)
@@ -168,6 +168,8 @@ def _not_a_location(given: object) -> ConfigurationError:
 
 
 def _check_location(location: Any, given: Any) -> None:
+    from lambdamr.data.http_source import is_http_url  # not at import: a task unpickling chunks needs no urllib
+
     if not isinstance(location, str) or not location:
         raise _not_a_location(given)
     if is_http_url(location) and not location.split("://", 1)[1].split("/", 1)[0]:
