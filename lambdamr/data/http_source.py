@@ -107,12 +107,10 @@ def read_range(url: str, start: int, end: int, *, size: int, ranged: bool) -> by
         return b""
     shown = display_url(url)
     if not ranged:  # one chunk: the whole object
-        body = _get(url, {}, f"reading {shown}", expect=200)
+        body = _get(url, f"reading {shown}", size=size)
         _check_size(shown, len(body), size)
         return body[start:end]
-    headers = {"Range": f"bytes={start}-{end - 1}"}
-    what = f"reading bytes {start}-{end - 1} of {shown}"
-    body = _get(url, headers, what, expect=206, size=size, whole=start == 0 and end == size)
+    body = _get(url, f"reading bytes {start}-{end - 1} of {shown}", size=size, byte_range=(start, end - 1))
     if len(body) != end - start:
         raise StorageError(
             f"reading bytes {start}-{end - 1} of {shown}: the server sent {len(body):,} bytes for a range "
@@ -158,22 +156,27 @@ def _send(url: str, method: str, what: str, *, headers: dict[str, str] | None = 
     raise AssertionError("unreachable")
 
 
-def _get(url: str, headers: dict[str, str], what: str, *, expect: int, size: int | None = None, whole: bool = False) -> bytes:
-    """The body of a GET answered with ``expect`` (a cut connection is retried as a whole)."""
+def _get(url: str, what: str, *, size: int, byte_range: tuple[int, int] | None = None) -> bytes:
+    """The body of a GET: of ``byte_range`` (first and last byte), answered 206 with that range,
+    or of the whole object (None), answered 200. A connection cut mid-body is asked again."""
+    headers = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"}
+    whole = byte_range is None or byte_range == (0, size - 1)  # a 200 is the same bytes then
     for delay in (*RETRY_BACKOFF_S, None):
         with _send(url, "GET", what, headers=headers) as answer:
-            if answer.status != expect and not (whole and answer.status == 200):
-                if expect == 206 and answer.status == 200:
-                    raise StorageError(
-                        f"{what}: the server ignored the Range header and answered 200 with the whole object, "
-                        "although it advertised byte ranges; read it as one chunk (objects(..., "
-                        "chunks_per_object=1)), or serve it from a server that honours ranges"
-                    )
-                raise StorageError(f"{what}: the server answered {answer.status} {answer.reason}, expected {expect}")
-            if expect == 206 and answer.status == 206 and size is not None:
-                total = _content_range(answer.headers.get("Content-Range"))[2]
+            if answer.status == 206 and byte_range is not None:
+                first, _, total = _content_range(answer.headers.get("Content-Range"))
+                if first != byte_range[0]:
+                    raise StorageError(f"{what}: the server sent another range ({answer.headers.get('Content-Range')})")
                 if total is not None:
                     _check_size(display_url(url), total, size)
+            elif answer.status == 200 and not whole:
+                raise StorageError(
+                    f"{what}: the server ignored the Range header and answered 200 with the whole object, "
+                    "although it advertised byte ranges; read it as one chunk (objects(..., "
+                    "chunks_per_object=1)), or serve it from a server that honours ranges"
+                )
+            elif answer.status != 200:
+                raise StorageError(f"{what}: the server answered {answer.status} {answer.reason}")
             try:
                 return bytes(answer.read())
             except _CONNECTION_ERRORS as exc:  # cut mid-body (IncompleteRead), a reset, a timeout
