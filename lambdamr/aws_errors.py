@@ -2,7 +2,8 @@
 
 Every call lambdamr makes through botocore — S3 storage (``"s3"``), the Lambda control
 plane (``"lambda"``), Lambda's Invoke API (``"invoke"``), Secrets Manager for the signing
-key (``"secrets"``) and every step of ``lambdamr deploy`` (``"deploy"``) — turns a failure
+key (``"secrets"``) and every step of ``lambdamr deploy`` (``"deploy"``) — and the urllib
+requests of ``objects()``' HTTP(S) inputs (``"http"``, any server) — turns a failure
 into a lambdamr error with ``translate`` and raises it ``from`` the botocore error::
 
     except (ClientError, BotoCoreError) as exc:
@@ -27,6 +28,7 @@ to Lambda with the storage it serves.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +71,9 @@ class AwsFailure:
     answered: bool = True  # False: botocore's own exception, no answer from AWS
 
 
-#: every API the table knows, and what each names in its messages
-APIS = ("s3", "lambda", "invoke", "secrets", "deploy")
+#: every API the table knows, and what each names in its messages ("http": the HTTP(S) inputs of
+#: ``objects()``, read with urllib; the same codes, an HTTP status as digits)
+APIS = ("s3", "lambda", "invoke", "secrets", "deploy", "http")
 
 _CONFIGURE_CREDENTIALS = "configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
 _LAMBDA_CREDENTIALS_REFUSED = (
@@ -249,6 +252,33 @@ RULES: Mapping[tuple[str, str], Rule] = {
         for code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "ExpiredToken")
     },
     ("deploy", ""): Rule(DeployError, "{what}: {code}: {message}"),
+    # ---- HTTP(S) inputs of objects() (urllib; any server, not only AWS) ----------------------
+    **{
+        ("http", code): Rule(ObjectNotFound, "{what}: no such object (HTTP {code} {message}); check the URL")
+        for code in ("404", "410")
+    },
+    **{
+        ("http", code): Rule(
+            StoragePermissionError,
+            "{what}: the server refused it (HTTP {code} {message}); the URL needs credentials, or a "
+            "fresh signature if it is presigned",
+        )
+        for code in ("401", "403")
+    },
+    ("http", "416"): Rule(
+        StorageError, "{what}: the server cannot serve that range (HTTP 416): the object shrank since objects() listed it"
+    ),
+    **{
+        ("http", code): Rule(StorageUnavailable, "{what}: the server is busy or failing (HTTP {code} {message}); retry later")
+        for code in ("429", "5xx")
+    },
+    ("http", "Certificate"): Rule(
+        ConfigurationError,
+        "{what}: the TLS certificate of {endpoint} is not trusted ({exc}); point SSL_CERT_FILE at the PEM "
+        "file of the CA that signs it, or check the URL",
+    ),
+    ("http", "no answer"): Rule(StorageUnavailable, "{what}: no answer from the server ({exc}); check the URL and the network"),
+    ("http", ""): Rule(StorageError, "{what}: the server answered HTTP {code} {message}"),
 }
 
 
@@ -265,6 +295,9 @@ def describe_failure(exc: BaseException) -> AwsFailure:
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         code = str(error.get("Code") or (status if status is not None else ""))
         return AwsFailure(code, str(error.get("Message", "")), int(status) if status is not None else None)
+    http_errors = sys.modules.get("urllib.error")  # never imported here: only its users raise it
+    if http_errors is not None and isinstance(exc, http_errors.HTTPError):
+        return AwsFailure(str(exc.code), str(exc.reason), exc.code)
     if is_certificate_error(exc):
         return AwsFailure("Certificate", "", None, answered=False)
     return AwsFailure(type(exc).__name__, "", None, answered=False)

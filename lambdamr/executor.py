@@ -32,6 +32,7 @@ from lambdamr.config import JobOptions
 from lambdamr.data.shared import Shared
 from lambdamr.driver.bound_executor import BoundExecutor
 from lambdamr.driver.callables import check_plain_function
+from lambdamr.driver.inputs import UnpackMode
 from lambdamr.driver.job import Job
 from lambdamr.driver.map_reduce import run_map_reduce, run_map_then_reduce
 from lambdamr.driver.map_reduce_job import MapReduceJob
@@ -161,6 +162,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         memory_mb: int | None = None,
         timeout_s: float | None = None,
         extra_env: Mapping[str, str] | None = None,
+        unpack: UnpackMode | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
@@ -177,6 +179,9 @@ class LambdaExecutor(concurrent.futures.Executor):
             memory_mb / timeout_s: this job's Lambda memory and per-task timeout.
             extra_env: environment variables set around each of this job's tasks (added to
                 the executor's ``extra_env``); never logged (``docs/task_storage.md``).
+            unpack: ``"kwargs"``: each item (of one iterable) is a dict and the call is
+                ``fn(**item)``; ``"args"``: a tuple or list, ``fn(*item)``. Default None:
+                ``fn(item)``, a dict or tuple is one argument (``concurrent.futures``).
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
@@ -185,7 +190,9 @@ class LambdaExecutor(concurrent.futures.Executor):
             the iteration when it reaches them, after the results before them.
         """
         options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=extra_env)
-        return self.session.map(fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize)
+        return self.session.map(
+            fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize, unpack=unpack
+        )
 
     def share(self, obj: T) -> Shared[T]:
         """Store ``obj`` once for every task to read through the returned handle's ``.value``."""

@@ -143,3 +143,22 @@ def test_no_module_but_the_table_reads_what_a_botocore_error_carries():
         and reads.search(path.read_text())
     ]
     assert offenders == [], f"read the code with lambdamr.aws_errors.error_code / describe_failure: {offenders}"
+
+
+def test_what_an_http_server_answers_is_looked_up_by_its_status():
+    import urllib.error
+
+    for status, expected, fragment in (
+        (404, errors.ObjectNotFound, "no such object (HTTP 404 Nope)"),
+        (403, errors.StoragePermissionError, "presigned"),
+        (503, errors.StorageUnavailable, "retry later"),
+        (429, errors.StorageUnavailable, "HTTP 429"),
+        (418, errors.StorageError, "the server answered HTTP 418 Nope"),
+    ):
+        exc = urllib.error.HTTPError("http://127.0.0.1:1/a", status, "Nope", {}, None)
+        error = translate(exc, "http", "reading a")
+        assert type(error) is expected and fragment in str(error), status
+        assert is_retryable(exc, "http") is (status in (429, 503))
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert type(translate(refused, "http", "reading a")) is errors.StorageUnavailable
+    assert "no answer from the server" in str(translate(refused, "http", "reading a"))

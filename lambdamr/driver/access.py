@@ -2,8 +2,9 @@
 
 A task reads its function and arguments from the job's temp prefix (which the executor
 checks once), and whatever its arguments point at: an ``objects()`` chunk reads a byte range
-of its object, a ``share()`` handle reads the shared object, an ``ObjectRef`` or ``ValueRef``
-(what an earlier task stored with ``task_storage()``) reads its object. Only top-level arguments are
+of its object (one behind an HTTP(S) URL needs no grant), a ``share()`` handle reads the
+shared object, an ``ObjectRef`` or ``ValueRef`` (what an earlier task stored with
+``task_storage()``) reads its object. Only top-level arguments are
 looked at (``map`` over chunks, a handle passed to ``submit``); ``map_reduce`` checks its
 inputs itself when it lists them.
 """
@@ -31,7 +32,7 @@ def referenced_reads(calls: Iterable[Iterable[Call]]) -> Iterator[str]:
     for task_calls in calls:
         for args, kwargs in task_calls:
             for value in (*args, *kwargs.values()):
-                if isinstance(value, Chunk):
+                if isinstance(value, Chunk) and not value.is_http:
                     yield _location(value.storage, value.key)
                 elif isinstance(value, Shared):
                     yield _location(value.storage_spec, value.key)

@@ -2,20 +2,34 @@
 
 ``map`` reads its input lazily, a window at a time (``futures.MapIterator``); ``map_reduce``
 reads its input whole (``read_all``) because the shuffle plans every mapper first.
+
+An item is one positional argument (``fn(item)``, as ``concurrent.futures`` does: a dict is
+an argument like any other) unless ``map(..., unpack=...)`` says otherwise: ``"kwargs"``
+calls ``fn(**item)`` for a dict of keyword arguments (Lithops' and PyWren's dict items),
+``"args"`` calls ``fn(*item)`` for a tuple or list (``itertools.starmap``). Each unpacked
+item is checked as it is read — its type, its keys, and that it binds to ``fn``'s signature —
+so a bad one in the first window is refused before anything launches.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Sized
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from typing import Any, Literal
 
+from lambdamr.config import ExecutorConfig
+from lambdamr.data.objects import ObjectSource
 from lambdamr.errors import ConfigurationError
+from lambdamr.shuffle.notes import short_repr
 
 #: one call: (args, kwargs)
 Call = tuple[tuple[Any, ...], dict[str, Any]]
+#: how ``map`` turns an item into a call: ``fn(*item)`` or ``fn(**item)``; None: ``fn(item)``
+UnpackMode = Literal["args", "kwargs"]
+UNPACK_MODES: tuple[UnpackMode, ...] = ("args", "kwargs")
 
 #: the most items a whole-input reader takes (``map_reduce`` inputs; ``map`` streams and has
 #: no limit): beyond it the iterable is most likely endless, and would not fit in memory anyway
@@ -94,11 +108,105 @@ def _different_lengths(lengths: list[str]) -> ConfigurationError:
 
 def chunks_of(rows: Iterator[tuple[Any, ...]], chunksize: int) -> Iterator[list[Call]]:
     """The calls of each task: ``chunksize`` rows at a time, as (args, kwargs) pairs."""
+    return calls_in_chunks(((args, {}) for args in rows), chunksize)
+
+
+def calls_in_chunks(calls: Iterator[Call], chunksize: int) -> Iterator[list[Call]]:
+    """``chunksize`` calls at a time: the calls of each task."""
     while True:
-        chunk: list[Call] = [(args, {}) for args in itertools.islice(rows, chunksize)]
+        chunk = list(itertools.islice(calls, chunksize))
         if not chunk:
             return
         yield chunk
+
+
+def check_unpack(unpack: Any, iterables: tuple[Iterable[Any], ...]) -> None:
+    """``map(unpack=...)``: None, ``"args"`` or ``"kwargs"``, over exactly one iterable."""
+    if unpack is None:
+        return
+    if unpack not in UNPACK_MODES:
+        raise ConfigurationError(
+            f"map(unpack={unpack!r}): give 'kwargs' (each item a dict: fn(**item)), 'args' (each item a "
+            "tuple or list: fn(*item)), or None (the default: fn(item), a dict or tuple is one argument)"
+        )
+    if len(iterables) != 1:
+        raise ConfigurationError(
+            f"map(unpack={unpack!r}) takes one iterable of items, got {len(iterables)}: put every call's "
+            "arguments into one item (a dict for 'kwargs', a tuple for 'args'), e.g. with zip"
+        )
+
+
+def unpacked_calls(items: Iterable[Any], unpack: UnpackMode, fn: Callable[..., Any]) -> Iterator[Call]:
+    """The call each item stands for, checked against ``fn``'s signature as it is read.
+
+    Raises (when the item is read):
+        ConfigurationError: an item of the wrong type, a key that is not an identifier, or
+            arguments ``fn`` does not take (naming the item's position).
+    """
+    signature = _signature(fn)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    for position, item in enumerate(items):
+        call = _kwargs_call(item, position) if unpack == "kwargs" else _args_call(item, position)
+        if signature is not None:
+            try:
+                signature.bind(*call[0], **call[1])
+            except TypeError as exc:
+                raise ConfigurationError(
+                    f"map(unpack={unpack!r}): item {position} ({short_repr(item)}) does not fit "
+                    f"{name}{signature}: {exc}"
+                ) from None
+        yield call
+
+
+def _kwargs_call(item: Any, position: int) -> Call:
+    if not isinstance(item, Mapping):
+        raise ConfigurationError(
+            f"map(unpack='kwargs'): item {position} is a {type(item).__name__} ({short_repr(item)}), not a dict of "
+            "keyword arguments; give dicts such as {'x': 1}, or drop unpack= to pass items as they are"
+        )
+    for key in item:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigurationError(
+                f"map(unpack='kwargs'): item {position} has the key {short_repr(key)}, which is not a Python "
+                "identifier and so cannot name a keyword argument; rename it"
+            )
+    return (), dict(item)
+
+
+def _args_call(item: Any, position: int) -> Call:
+    if not isinstance(item, (tuple, list)):
+        raise ConfigurationError(
+            f"map(unpack='args'): item {position} is a {type(item).__name__} ({short_repr(item)}), not a tuple or "
+            "list of positional arguments; wrap it (tuple(item), or (item,) for one argument)"
+        )
+    return tuple(item), {}
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature, or None when Python cannot tell it (some builtins): then unchecked."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def map_calls(
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    chunksize: int,
+    unpack: UnpackMode | None,
+    config: ExecutorConfig,
+) -> Iterator[list[Call]]:
+    """The calls of each task of ``map(fn, *iterables)``: an ``objects()`` source among the
+    iterables is listed with the executor's region and endpoint; items are unpacked when
+    ``unpack`` says so (``check_unpack`` first)."""
+    resolved = tuple(
+        it.resolve(region=config.region, endpoint_url=config.endpoint_url) if isinstance(it, ObjectSource) else it
+        for it in iterables
+    )
+    if unpack is None:
+        return chunks_of(strict_rows(resolved), chunksize)
+    return calls_in_chunks(unpacked_calls(resolved[0], unpack, fn), chunksize)
 
 
 def read_all(iterable: Iterable[Any], what: str) -> list[Any]:

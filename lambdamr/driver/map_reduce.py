@@ -52,14 +52,15 @@ def _check_callable(name: str, fn: Any) -> None:
 def resolve_inputs(session: Session, inputs: Any) -> tuple[list[Any], list[Storage]]:
     """The list of items (``ObjectSource`` resolved into chunks) and the stores listed."""
     if isinstance(inputs, ObjectSource):
-        store, listing = inputs.open(region=session.config.region, endpoint_url=session.config.endpoint_url)
-        if store.kind == "local" and not session.backend.supports_local_storage:
+        listing = inputs.listing(region=session.config.region, endpoint_url=session.config.endpoint_url)
+        local = listing.in_local_folders()
+        if local and not session.backend.supports_local_storage:
             raise ConfigurationError(
-                f"inputs {inputs.location!r} are in a local folder, which the {session.backend.name!r} backend "
+                f"inputs {local[0].url!r} are in a local folder, which the {session.backend.name!r} backend "
                 "cannot read: upload them to S3 and pass lambdamr.objects('s3://bucket/prefix/')"
             )
-        session.backend.check_access(reads=(store.url(key) for key, _ in listing))
-        return inputs.split(store, listing), [store]
+        session.backend.check_access(reads=listing.storage_reads())
+        return inputs.split(listing), listing.stores
     if isinstance(inputs, (str, bytes)):
         raise ConfigurationError(
             f"map_reduce inputs is a {type(inputs).__name__}; pass lambdamr.objects({inputs!r}) for storage "

@@ -31,7 +31,15 @@ from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
 from lambdamr.driver.history import JobHistory
-from lambdamr.driver.inputs import Call, check_buffersize, check_map_timeout, chunks_of, default_buffersize, strict_rows
+from lambdamr.driver.inputs import (
+    Call,
+    UnpackMode,
+    check_buffersize,
+    check_map_timeout,
+    check_unpack,
+    default_buffersize,
+    map_calls,
+)
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
 from lambdamr.driver.lease import SessionLease
@@ -156,6 +164,7 @@ class Session:
         chunksize: int,
         options: JobOptions,
         buffersize: int | None,
+        unpack: UnpackMode | None = None,
     ) -> MapIterator[T]:
         """A streaming map: one job, its input read as its results are consumed (``LambdaExecutor.map``)."""
         called = time.monotonic()  # timeout counts from the call, as in concurrent.futures
@@ -166,9 +175,10 @@ class Session:
         check_map_timeout(timeout)
         deadline = None if timeout is None else called + timeout
         check_buffersize(buffersize)
+        check_unpack(unpack, iterables)
         check_plain_function(fn)
         window = int(buffersize) if buffersize is not None else default_buffersize(self.backend.capacity)
-        chunks = chunks_of(strict_rows(iterables), int(chunksize))
+        chunks = map_calls(fn, iterables, int(chunksize), unpack, self.config)
         first = list(itertools.islice(chunks, window))  # read before launch: its errors are raised here
         if not first:
             return MapIterator.empty()

@@ -221,7 +221,7 @@ def test_the_driver_runs_pickle_the_remote_task_objects(driver_payloads):
     ours = {m for m in referenced if m.split(".")[0] == "lambdamr"}
     # the objects this test is about are among them, so the check below checks something
     assert {"lambdamr.shuffle.mapper", "lambdamr.shuffle.reducer", "lambdamr.shuffle.whole"} <= ours
-    assert {"lambdamr.data.shared", "lambdamr.data.objects"} <= ours
+    assert {"lambdamr.data.shared", "lambdamr.data.chunk"} <= ours  # objects() chunks are data.chunk.Chunk
     assert not ours - set(REMOTE_MODULES), f"pickled task objects refer to unlisted modules {sorted(ours - set(REMOTE_MODULES))}"
 
 
@@ -229,7 +229,7 @@ def test_what_the_driver_pickled_unpickles_and_works_from_the_package_alone(lamb
     payloads, _ = driver_payloads
     code = (
         "import base64, pickle\n"
-        "from lambdamr.data.objects import Chunk\nfrom lambdamr.data.shared import Shared\n"
+        "from lambdamr.data.chunk import Chunk\nfrom lambdamr.data.shared import Shared\n"
         "def walk(obj, depth=0):\n"
         "    yield obj\n"
         "    if depth < 6 and isinstance(obj, (list, tuple)):\n"
@@ -254,7 +254,7 @@ def test_what_the_driver_pickled_unpickles_and_works_from_the_package_alone(lamb
         "lambdamr.shuffle.reducer.SegmentRef",
         "lambdamr.shuffle.whole.StoreResultTask",
         "lambdamr.shuffle.whole.ReduceAllTask",
-        "lambdamr.data.objects.Chunk",
+        "lambdamr.data.chunk.Chunk",
         "lambdamr.data.shared.Shared",
     ):
         assert kind in answer["kinds"]
