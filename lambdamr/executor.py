@@ -160,6 +160,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
+        budget_usd: float | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
@@ -174,6 +175,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             buffersize: tasks launched ahead (Python 3.14's ``Executor.map`` option); default
                 twice the backend's capacity (its slots stay busy), at least 16.
             memory_mb / timeout_s: this job's Lambda memory and per-task timeout.
+            budget_usd: this job's dollar budget: past it, the tasks not launched fail with
+                ``BudgetExceededError`` (docs/budget.md).
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
@@ -181,7 +184,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             Errors of input read later (a pickling error, different lengths) are raised by
             the iteration when it reaches them, after the results before them.
         """
-        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s)
+        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, budget_usd=budget_usd)
         return self.session.map(fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize)
 
     def share(self, obj: T) -> Shared[T]:
@@ -321,16 +324,26 @@ class LambdaExecutor(concurrent.futures.Executor):
         retries: int | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         speculate: bool | None = None,
+        escalate_memory: bool | None = None,
+        max_memory_mb: int | None = None,
+        budget_usd: float | None = None,
     ) -> BoundExecutor:
         """A view of this executor whose submit/map use other per-job settings.
 
         Args:
             memory_mb / timeout_s: Lambda memory and per-task timeout.
             retries / retry_on: re-run a task up to ``retries`` times when it raises one of the
-                ``retry_on`` exception types (infrastructure failures are always retried).
+                ``retry_on`` exception types (infrastructure failures are always retried);
+                naming ``TaskTimeoutError`` or ``TaskOutOfMemoryError`` re-runs those too.
             speculate: launch a backup of straggling tasks near the end of the job.
+            escalate_memory / max_memory_mb: re-run a task that ran out of memory or time with
+                twice the memory, up to ``max_memory_mb`` (default 10,240 MB), within ``retries``.
+            budget_usd: each job's dollar budget (docs/budget.md).
         """
-        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate)
+        options = JobOptions(
+            memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate,
+            escalate_memory=escalate_memory, max_memory_mb=max_memory_mb, budget_usd=budget_usd,
+        )
         return BoundExecutor(self.session, options, map_reduce=self.map_reduce, map_then_reduce=self.map_then_reduce)
 
     @property

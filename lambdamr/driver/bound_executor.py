@@ -48,9 +48,10 @@ class BoundExecutor:
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
+        budget_usd: float | None = None,
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options."""
-        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
+        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s, budget_usd=budget_usd)
         return self.session.map(
             fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize
         )
