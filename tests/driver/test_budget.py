@@ -93,3 +93,24 @@ def test_an_executor_wide_budget_is_each_jobs(make_executor):
     assert list(ex.map(square, range(5))) == [0, 1, 4, 9, 16]
     assert ex.last_job.budget.limit_usd == 0.01 and not ex.last_job.budget.stopped
     assert "budget $0.01: not reached" in str(ex.summary())
+
+
+def pairs_of(x: int) -> list[tuple[int, int]]:
+    return [(x % 2, x)]
+
+
+def total(key: int, values: list[int]) -> int:
+    return sum(values)
+
+
+def test_an_executor_wide_budget_holds_each_map_reduce_phase(make_executor):
+    # Each mapper's PUT of its output ($0.000005) counts, as the runtime reports it.
+    roomy = make_executor(memory_mb=128, timeout_s=10, budget_usd=20 * worst_case(128, 10))
+    assert roomy.map_reduce(pairs_of, range(6), total, reducers=2) == {0: 6, 1: 9}
+    assert [job.budget.stopped for job in roomy.last_job.jobs] == [False, False]  # each phase its own budget
+    # No task fits: the map phase fails at once, and is not re-run as a new job (with a budget of its own).
+    tight = make_executor(memory_mb=128, timeout_s=10, budget_usd=0.5 * worst_case(128, 10))
+    with pytest.raises(BudgetExceededError):
+        tight.map_reduce(pairs_of, range(6), total, reducers=2)
+    [(label, [job])] = tight.last_job.phases
+    assert label == "map" and job.budget.refused_tasks == 6
