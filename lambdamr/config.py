@@ -131,6 +131,35 @@ def validate_retry_on(retry_on: Any, label: str | None = None) -> tuple[type[Bas
     return retry_on
 
 
+def validate_max_memory(max_memory_mb: Any, label: str | None = None) -> int | None:
+    """The cap of memory escalation: ``None`` (Lambda's largest, 10,240 MB) or a memory size."""
+    if max_memory_mb is None:
+        return None
+    label = label or f"max_memory_mb={max_memory_mb!r}"
+    return validate_memory(max_memory_mb, f"{label} (the cap of memory escalation)")
+
+
+def validate_budget(budget_usd: Any, label: str | None = None) -> float | None:
+    """A job's dollar budget: ``None`` (no budget) or a finite amount above 0."""
+    if budget_usd is None:
+        return None
+    label = label or f"budget_usd={budget_usd!r}"
+    amount = _finite(budget_usd, label, "the budget in US dollars")
+    if amount <= 0:
+        raise ConfigurationError(f"{label}: give a budget above $0 in US dollars (e.g. budget_usd=0.50), or None for none")
+    return amount
+
+
+def check_escalation_cap(memory_mb: int, max_memory_mb: int | None, where: str = "") -> None:
+    """Refuse a cap of memory escalation below the memory a task starts with."""
+    if max_memory_mb is not None and max_memory_mb < memory_mb:
+        raise ConfigurationError(
+            f"max_memory_mb={max_memory_mb} is below memory_mb={memory_mb}{where}: the cap of memory "
+            f"escalation must be at least the memory a task starts with; raise it (up to {MAX_MEMORY_MB:,} MB) "
+            "or lower memory_mb"
+        )
+
+
 def normalize_prefix(prefix: Any, label: str | None = None) -> str:
     """A relative key prefix without leading, trailing or doubled slashes ("a/" -> "a")."""
     label = label or f"prefix={prefix!r}"
@@ -287,6 +316,10 @@ def _extra_env(value: Any, label: str) -> ExtraEnv:
     return check_extra_env(value, "extra_env")  # not ``label``: it would show the values
 
 
+def parse_optional_real(raw: str, var: str) -> float | None:
+    return None if raw.strip().lower() == "none" else parse_real(raw, var)
+
+
 @dataclass(frozen=True)
 class ExecutorConfig(Settings):
     """Settings every backend shares. Build it with ``ExecutorConfig.resolve(**overrides)``;
@@ -302,6 +335,9 @@ class ExecutorConfig(Settings):
     retries: int = setting(2, validate_retries, parse_whole)  # re-runs after an infrastructure failure (or retry_on)
     retry_on: tuple[type[BaseException], ...] = setting((), validate_retry_on, None)  # user exceptions retried too
     speculate: bool = setting(False, check_switch, parse_switch)  # a backup of a straggler near the end of a job
+    escalate_memory: bool = setting(False, check_switch, parse_switch)  # re-run out-of-memory/time tasks with 2x memory
+    max_memory_mb: int | None = setting(None, validate_max_memory, parse_whole)  # escalation's cap (None: 10,240 MB)
+    budget_usd: float | None = setting(None, validate_budget, parse_optional_real)  # each job's dollar budget
     durable: bool | None = setting(None, _optional_switch, parse_switch)  # results + task manifest in storage
     keep_temp: bool = setting(False, check_switch, parse_switch)  # keep a job's temp objects after shutdown
     progress: bool | None = setting(None, _optional_switch, parse_switch, none_is_a_value=True)  # None = a bar on a terminal
@@ -312,6 +348,10 @@ class ExecutorConfig(Settings):
     # environment variables of every job's tasks (a job's own add to them); no LAMBDAMR_EXTRA_ENV
     extra_env: ExtraEnv = setting(NO_EXTRA_ENV, _extra_env, None)
     backend_options: BackendOptions = field(default_factory=BackendOptions)  # the chosen backend's own options
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_escalation_cap(self.memory_mb, self.max_memory_mb)
 
     @classmethod
     def resolve(cls, **overrides: Any) -> ExecutorConfig:
@@ -354,6 +394,9 @@ class JobOptions:
     speculate: bool | None = None
     # an ExtraEnv once checked, added to the executor's extra_env (a name both set: this one's value)
     extra_env: Mapping[str, str] | None = None
+    escalate_memory: bool | None = None
+    max_memory_mb: int | None = None
+    budget_usd: float | None = None
 
     def __post_init__(self) -> None:
         if self.memory_mb is not None:
@@ -368,6 +411,14 @@ class JobOptions:
             object.__setattr__(self, "speculate", check_switch(self.speculate, f"speculate={self.speculate!r}"))
         if self.extra_env is not None:
             object.__setattr__(self, "extra_env", check_extra_env(self.extra_env))
+        if self.escalate_memory is not None:
+            object.__setattr__(
+                self, "escalate_memory", check_switch(self.escalate_memory, f"escalate_memory={self.escalate_memory!r}")
+            )
+        object.__setattr__(self, "max_memory_mb", validate_max_memory(self.max_memory_mb))
+        object.__setattr__(self, "budget_usd", validate_budget(self.budget_usd))
+        if self.memory_mb is not None:
+            check_escalation_cap(self.memory_mb, self.max_memory_mb)
 
     def merged(self, **overrides: Any) -> JobOptions:
         """These options with the given non-None values replacing them."""
@@ -393,3 +444,9 @@ class JobSettings:
     retry_on: tuple[type[BaseException], ...]
     speculate: bool
     extra_env: ExtraEnv = NO_EXTRA_ENV
+    escalate_memory: bool = False  # re-run a task out of memory or time with twice the memory
+    max_memory_mb: int | None = None  # the cap of that (None: Lambda's 10,240 MB)
+    budget_usd: float | None = None  # the job's dollar budget (lambdamr.driver.budget)
+
+    def __post_init__(self) -> None:
+        check_escalation_cap(self.memory_mb, self.max_memory_mb, " for this job")

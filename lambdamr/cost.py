@@ -10,6 +10,7 @@ rules for on-demand functions:
 * compute = GB-seconds x the region's price for the architecture, where
   GB-seconds = memory_mb / 1024 x billed seconds;
 * every invocation is a request (a retried task is one more invocation);
+* each attempt is billed at its own memory size (``escalate_memory`` re-runs a task with more);
 * S3 Standard requests: PUT, COPY, POST and LIST at one price, GET and the rest at another;
   DELETE is free.
 
@@ -92,13 +93,31 @@ def billed_ms(seconds: float, init_seconds: float = 0.0) -> int:
     return math.ceil(round((seconds + init_seconds) * 1000.0, 6))
 
 
-def gb_seconds(task_seconds: Sequence[float], memory_mb: int, init_seconds: Sequence[float] | None = None) -> float:
-    """Billed GB-seconds of invocations lasting ``task_seconds`` at ``memory_mb``, each after
-    the INIT phase of the same position in ``init_seconds`` (0 for a warm start)."""
-    validate_memory(memory_mb)
+def gb_seconds(
+    task_seconds: Sequence[float], memory_mb: int | Sequence[int], init_seconds: Sequence[float] | None = None
+) -> float:
+    """Billed GB-seconds of invocations lasting ``task_seconds`` at ``memory_mb`` (one size
+    for all, or each invocation's own: an attempt re-run with more memory is billed at it),
+    each after the INIT phase of the same position in ``init_seconds`` (0 for a warm start)."""
     inits = _inits(task_seconds, init_seconds)
+    if isinstance(memory_mb, Sequence):
+        if len(memory_mb) != len(task_seconds):
+            raise ConfigurationError(
+                f"memory_mb has {len(memory_mb)} entries for {len(task_seconds)} invocations; give one "
+                "memory size, or one per invocation"
+            )
+        total = 0.0
+        for seconds, init, memory in zip(task_seconds, inits, memory_mb):
+            total += validate_memory(memory) * billed_ms(seconds, init)
+        return total / 1024.0 / 1000.0
+    validate_memory(memory_mb)
     total_ms = sum(billed_ms(s, i) for s, i in zip(task_seconds, inits))
     return memory_mb / 1024.0 * total_ms / 1000.0
+
+
+def attempt_usd(seconds: float, memory_mb: int, prices: RegionPrices, architecture: str = "x86_64") -> float:
+    """Dollars of one invocation of ``seconds`` at ``memory_mb``: its request and its GB-seconds."""
+    return prices.per_request + gb_seconds([seconds], memory_mb) * prices.gb_second(architecture)
 
 
 def _inits(task_seconds: Sequence[float], init_seconds: Sequence[float] | None) -> Sequence[float]:
@@ -147,7 +166,7 @@ def format_usd(amount: float) -> str:
 
 def estimate_job_cost(
     task_seconds: Sequence[float],
-    memory_mb: int,
+    memory_mb: int | Sequence[int],
     *,
     invocations: int | None = None,
     storage_requests: Mapping[str, int] | None = None,
@@ -161,7 +180,8 @@ def estimate_job_cost(
         task_seconds: billed duration of every invocation (one entry per attempt).
         init_seconds: the INIT phase before each of them (the REPORT line's Init Duration;
             0 for a warm start); None: all warm.
-        memory_mb: the function's memory size, 128 to 10,240 MB.
+        memory_mb: the function's memory size, 128 to 10,240 MB; or one per invocation (a
+            task whose memory was escalated is billed at each attempt's own).
         invocations: requests to charge; defaults to ``len(task_seconds)``.
         storage_requests: S3 request counts by kind: ``puts``, ``gets``, ``lists``, ``deletes``.
         region: AWS region of the function and bucket; ``None`` means us-east-1.

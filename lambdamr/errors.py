@@ -22,6 +22,7 @@ The hierarchy::
     │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
     ├── DeployError                    a step of ``lambdamr deploy`` failed
     ├── NotInTaskError                 ``task_storage()`` was called outside a running task
+    ├── BudgetExceededError            a call not run: its job's ``budget_usd`` would have been passed
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
         ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
@@ -138,6 +139,28 @@ class DeployError(LambdaMRError):
 
 class NotInTaskError(LambdaMRError, RuntimeError):
     """``task_storage()`` was called outside a running task (in the driver, or in a thread)."""
+
+
+class BudgetExceededError(LambdaMRError):
+    """The call was not run: launching it could have taken its job past its ``budget_usd``.
+
+    The driver stops launching a job's tasks once its estimate (what finished attempts cost,
+    plus every attempt in flight at its timeout) would pass the budget, and fails every call
+    not yet launched with this error; calls already running are let finish.
+    ``budget_usd`` is the job's budget, ``estimate_usd`` its estimate when it stopped.
+    """
+
+    def __init__(self, message: str, *, budget_usd: float = 0.0, estimate_usd: float = 0.0) -> None:
+        super().__init__(message)
+        self.budget_usd = budget_usd
+        self.estimate_usd = estimate_usd
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the figures through pickling
+        return (_rebuild_budget_error, (self.args[0] if self.args else "", self.budget_usd, self.estimate_usd))
+
+
+def _rebuild_budget_error(message: str, budget_usd: float, estimate_usd: float) -> BudgetExceededError:
+    return BudgetExceededError(message, budget_usd=budget_usd, estimate_usd=estimate_usd)
 
 
 class TaskError(LambdaMRError):

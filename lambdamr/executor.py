@@ -163,6 +163,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         timeout_s: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         unpack: UnpackMode | None = None,
+        budget_usd: float | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
@@ -182,6 +183,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             unpack: ``"kwargs"``: each item (of one iterable) is a dict and the call is
                 ``fn(**item)``; ``"args"``: a tuple or list, ``fn(*item)``. Default None:
                 ``fn(item)``, a dict or tuple is one argument (``concurrent.futures``).
+            budget_usd: this job's dollar budget: past it, the tasks not launched fail with
+                ``BudgetExceededError`` (docs/budget.md).
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
@@ -189,7 +192,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             Errors of input read later (a pickling error, different lengths) are raised by
             the iteration when it reaches them, after the results before them.
         """
-        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=extra_env)
+        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=extra_env, budget_usd=budget_usd)
         return self.session.map(
             fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize, unpack=unpack
         )
@@ -332,19 +335,26 @@ class LambdaExecutor(concurrent.futures.Executor):
         retry_on: tuple[type[BaseException], ...] | None = None,
         speculate: bool | None = None,
         extra_env: Mapping[str, str] | None = None,
+        escalate_memory: bool | None = None,
+        max_memory_mb: int | None = None,
+        budget_usd: float | None = None,
     ) -> BoundExecutor:
         """A view of this executor whose submit/map use other per-job settings.
 
         Args:
             memory_mb / timeout_s: Lambda memory and per-task timeout.
             retries / retry_on: re-run a task up to ``retries`` times when it raises one of the
-                ``retry_on`` exception types (infrastructure failures are always retried).
+                ``retry_on`` exception types (infrastructure failures are always retried);
+                naming ``TaskTimeoutError`` or ``TaskOutOfMemoryError`` re-runs those too.
             speculate: launch a backup of straggling tasks near the end of the job.
             extra_env: environment variables of the view's tasks (added to the executor's).
+            escalate_memory / max_memory_mb: re-run a task that ran out of memory or time with
+                twice the memory, up to ``max_memory_mb`` (default 10,240 MB), within ``retries``.
+            budget_usd: each job's dollar budget (docs/budget.md).
         """
         options = JobOptions(
             memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate,
-            extra_env=extra_env,
+            extra_env=extra_env, escalate_memory=escalate_memory, max_memory_mb=max_memory_mb, budget_usd=budget_usd,
         )
         return BoundExecutor(self.session, options, map_reduce=self.map_reduce, map_then_reduce=self.map_then_reduce)
 

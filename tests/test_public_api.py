@@ -24,6 +24,7 @@ from lambdamr import (  # noqa: E402 F401
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
     BackendError,
+    BudgetExceededError,
     CancelledError,
     ConfigurationError,
     ExecutorConfig,
@@ -82,7 +83,7 @@ PUBLIC_NAMES = {
     "IntegrityError", "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError",
     "StorageFullError", "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError",
     "ResultLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError",
 }  # fmt: skip
 
 #: the standard library's own objects, re-exported rather than redefined
@@ -101,6 +102,7 @@ ERROR_TREE = {
     "LayerPlatformError": ("ConfigurationError",),
     "DeployError": ("LambdaMRError",),
     "NotInTaskError": ("LambdaMRError", "RuntimeError"),
+    "BudgetExceededError": ("LambdaMRError",),
     "SerializationError": ("LambdaMRError", "TypeError"),
     "PayloadTooLargeError": ("LambdaMRError", "ValueError"),
     "ProtocolError": ("LambdaMRError",),

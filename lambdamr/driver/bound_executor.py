@@ -52,10 +52,11 @@ class BoundExecutor:
         timeout_s: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         unpack: UnpackMode | None = None,
+        budget_usd: float | None = None,
     ) -> MapIterator[T]:
         """``LambdaExecutor.map`` with this view's options (``extra_env`` adds to the view's)."""
         added = None if extra_env is None else check_extra_env(self.options.extra_env).merged(check_extra_env(extra_env))
-        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=added)
+        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=added, budget_usd=budget_usd)
         return self.session.map(
             fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize, unpack=unpack
         )

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lambdamr.driver.billing import AttemptLedger
+from lambdamr.driver.budget import JobBudget
 from lambdamr.driver.summary import JobSummary, estimate_cost, peak_concurrency, task_billed_ms
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import NO_EXTRA_ENV, ArgsRange, ExtraEnv
@@ -24,7 +26,7 @@ from lambdamr.report import exception_traceback
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
 #: the timings a task keeps, packed in this order into a tuple (a dict costs three times more)
-TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched")
+TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched", "memory_mb")
 _ABSENT = object()  # a timing the record did not have
 _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
@@ -60,6 +62,7 @@ class Task:
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
     failures: int = 0  # failed attempts so far (infrastructure, or user errors in retry_on)
+    memory_mb: int | None = None  # its own memory once escalated (driver.retry_policy); None: the job's
     # attempts in flight: the shared empty frozenset until launched, a set of its own then
     live: set[int] = _NO_ATTEMPTS  # type: ignore[assignment]
     backup_attempts: frozenset[int] = _NO_ATTEMPTS  # attempts launched as backups
@@ -184,6 +187,9 @@ class Job:
         speculate: bool = False,
         sealed: bool = True,
         extra_env: ExtraEnv = NO_EXTRA_ENV,
+        escalate_memory: bool = False,
+        max_memory_mb: int | None = None,
+        budget: JobBudget | None = None,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -197,6 +203,10 @@ class Job:
         self.retry_on = retry_on  # user exception types that count as retryable
         self.speculate = speculate  # launch backups of stragglers
         self.extra_env = extra_env  # set around each task by the runtime; never stored or logged
+        self.escalate_memory = escalate_memory  # re-run out-of-memory/time tasks with more memory
+        self.max_memory_mb = max_memory_mb  # the cap of that (None: Lambda's largest)
+        self.budget = budget  # the dollar budget guard (driver.budget), if the job has one
+        self.ledger = AttemptLedger(timeout_s, budget)  # attempts in flight; bills of the failed ones
         self.sealed = sealed  # no task will be added (see the class docstring)
         self.tasks: list[Task] = []
         self.submitted_at = time.time()
@@ -377,11 +387,14 @@ class Job:
             max_task_s=max(durations, default=0.0),
             memory_mb=self.memory_mb,
             storage_requests=requests,
-            cost=estimate_cost(self, timed, requests),
+            cost=estimate_cost(self, timed, requests, self.ledger.bills),
             backups=self.backups,
             backups_won=self.backups_won,
             peak_concurrency=peak_concurrency(timed),
             peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
+            escalated=dict(sorted(collections.Counter(t.memory_mb for t in self.tasks if t.memory_mb).items())),
+            budget_usd=self.budget.limit_usd if self.budget is not None else None,
+            budget_note=self.budget.describe() if self.budget is not None else None,
         )
 
     def logs(self, task_id: int | None = None) -> str:

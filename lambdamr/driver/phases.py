@@ -27,6 +27,7 @@ from lambdamr.driver.job import Job, Task
 from lambdamr.driver.session import Session
 from lambdamr.errors import (
     BackendError,
+    BudgetExceededError,
     ConfigurationError,
     IntegrityError,
     PayloadTooLargeError,
@@ -49,6 +50,7 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (
     PayloadTooLargeError,
     TaskTimeoutError,
     TaskOutOfMemoryError,
+    BudgetExceededError,  # a re-run would be a new job with a budget of its own: past the one that stopped it
 )
 
 

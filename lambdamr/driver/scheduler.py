@@ -6,7 +6,10 @@ exceptions the job lists in ``retry_on``) with a new attempt number, launches ba
 stragglers when the job asks for speculation, and — for fire-and-forget backends — lists
 each running job's result prefix to learn of completions and re-invokes tasks whose result
 is overdue. Results are write-once per attempt; the first to arrive wins and any later one
-counts as a duplicate.
+counts as a duplicate. Which failures run again, and with how much memory, is
+``driver.retry_policy``'s to say; each attempt's bill goes to its job's ``AttemptLedger``
+(``driver.billing``), which a job with a ``budget_usd`` asks before each launch
+(``driver.budget``).
 
 Everything that touches a task's state runs on the scheduler thread, so tasks need no locks;
 other threads talk to it through one queue. The one exception is ``claim``: a backend that
@@ -34,9 +37,11 @@ from typing import Any
 
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome
 from lambdamr.config import ExecutorConfig
+from lambdamr.driver.billing import failed_attempt_seconds, record_seconds
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import parse_result_key, result_key, results_before, results_prefix
 from lambdamr.driver.results import open_record, own_copy
+from lambdamr.driver.retry_policy import plan_retry, task_memory
 from lambdamr.driver.speculation import stragglers
 from lambdamr.driver.unfinished import UnfinishedJobs, settle_future
 from lambdamr.errors import (
@@ -234,7 +239,11 @@ class Scheduler:
                 if job.job_id not in self._jobs:
                     self._jobs[job.job_id] = job
                     self._seen_keys[job.job_id] = set()
-                self._pending.extend(tasks)
+                if job.budget is not None and job.budget.stopped:
+                    for task in tasks:  # the budget is spent: a streaming map's later tasks never run
+                        self._refuse(task)
+                else:
+                    self._pending.extend(tasks)
             elif kind == "seal":
                 payload.seal()
                 self._maybe_finish_job(payload)
@@ -242,20 +251,21 @@ class Scheduler:
                 self._handle_outcome(payload)
             elif kind == "lost":
                 task, attempt, error = payload
+                task.job.ledger.ended(task.task_id, attempt, failed_attempt_seconds(error, task.job.timeout_s))
                 if not task.done and not task.live:  # no other attempt took over meanwhile
                     self._fail_or_retry(task, error)
             elif kind == "record":
                 task, attempt, data, error = payload
                 if error is not None:
                     if not task.done:
-                        self._drop_attempt(task, attempt)
+                        self._drop_attempt(task, attempt, None)
                         if not task.live:
                             self._fail_or_retry(task, error)
                 else:
                     self._complete(task, attempt, data)
             elif kind == "cancelled":  # every call was cancelled before a worker took it
                 task, attempt = payload
-                self._drop_attempt(task, attempt)
+                self._drop_attempt(task, attempt, 0.0)
                 if not task.done and not task.live:
                     self._settle(task)
         except BaseException:  # noqa: BLE001 - a bug or a SystemExit here must not kill the thread
@@ -282,9 +292,14 @@ class Scheduler:
     def _dispatch(self) -> None:
         batch: list[Invocation] = []
         room = self.backend.capacity - self._live
+        held: list[Task] = []  # waiting for their job's attempts in flight to free budget
         while self._pending and len(batch) < room:
             task = self._pending.popleft()
             if task.done:
+                continue
+            if task.job.budget is not None and not self._within_budget(task):
+                if not task.done:
+                    held.append(task)
                 continue
             if task.attempt == 0:
                 # A backend that claims at handover marks the calls running itself; for the
@@ -302,7 +317,37 @@ class Scheduler:
             except BaseException as exc:  # noqa: BLE001 - one task's bad event must not stop the others
                 log.exception("lambdamr scheduler: could not launch task %s of job %s", task.task_id, task.job.job_id)
                 self._fail(task, BackendError(f"lambdamr could not launch the task: {type(exc).__name__}: {exc}"))
+        self._pending.extendleft(reversed(held))
         self._invoke(batch)
+
+    def _within_budget(self, task: Task) -> bool:
+        """Whether ``task`` may launch now under its job's budget. When it may not and
+        nothing of the job is in flight, the budget is spent: the job is stopped and every
+        call of it not launched fails with ``BudgetExceededError`` (``driver.budget``)."""
+        job = task.job
+        budget = job.budget
+        assert budget is not None
+        memory = task_memory(task)
+        if not budget.stopped and budget.admits(memory, job.timeout_s):
+            return True
+        if not budget.stopped and job.ledger.in_flight():
+            return False  # what runs usually costs far less than its reservation: wait for it
+        if not budget.stopped:
+            budget.stop()
+            log.warning("lambdamr: job %s: %s", job.job_id, budget.refusal(memory, job.timeout_s))
+        for pending in [t for t in self._pending if t.job is job and not t.done]:
+            self._refuse(pending)
+        self._refuse(task)
+        return False
+
+    def _refuse(self, task: Task) -> None:
+        """Fail a task the budget of its job does not let launch (``BudgetExceededError``)."""
+        budget = task.job.budget
+        assert budget is not None
+        error = budget.refusal(task_memory(task), task.job.timeout_s)
+        budget.refused_tasks += 1
+        budget.refused_calls += task.calls
+        self._fail(task, error)
 
     def _launch(self, task: Task) -> Invocation:
         """Start a new attempt of ``task`` (the invocation still has to be sent)."""
@@ -316,6 +361,7 @@ class Scheduler:
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
+        task.job.ledger.launched(task.task_id, task.attempt, task_memory(task))
         invocation = task.invocation = Invocation.of(self._event(task))
         return invocation
 
@@ -335,10 +381,21 @@ class Scheduler:
                 if task is not None and not task.done:
                     self._fail(task, exc)
 
-    def _drop_attempt(self, task: Task, attempt: int) -> None:
+    def _drop_attempt(self, task: Task, attempt: int, billed_s: float | None) -> None:
+        """``attempt`` of ``task`` ended without settling it, billed ``billed_s`` (None: unknown)."""
+        task.job.ledger.ended(task.task_id, attempt, billed_s)
         if attempt in task.live:
             task.live.discard(attempt)
             self._live -= 1
+
+    def _end_live(self, task: Task) -> None:
+        """Every attempt of ``task`` still in flight is left to itself (a backup that lost,
+        a task failed or re-run): billed as unknown (``driver.billing``)."""
+        if task.live:  # a settled task holds the shared empty set
+            for attempt in task.live:
+                task.job.ledger.ended(task.task_id, attempt, None)
+            self._live -= len(task.live)
+            task.live.clear()
 
     def _launch_backups(self) -> None:
         if self._pending or self._live >= self.backend.capacity:
@@ -349,6 +406,8 @@ class Scheduler:
             for task in stragglers(job, list(self._in_flight.values())):
                 if self._live + len(batch) >= self.backend.capacity:
                     break
+                if job.budget is not None and not job.budget.admits(task_memory(task), job.timeout_s):
+                    break  # a backup is a second bill: only within the budget
                 invocation = self._launch(task)
                 task.backup_attempts = task.backup_attempts | {task.attempt}
                 job.backups += 1
@@ -367,7 +426,7 @@ class Scheduler:
             function_key=job.function_key,
             result_key=result_key(job.prefix, task.task_id, task.attempt),
             timeout_s=job.timeout_s,
-            memory_mb=job.memory_mb,
+            memory_mb=task_memory(task),
             args_inline=task.args_inline,
             args_range=task.args_range,
             store_result=self._store_result,
@@ -388,7 +447,8 @@ class Scheduler:
                 job.duplicates += 1
             return
         if outcome.error is not None:
-            self._drop_attempt(task, event.attempt)
+            billed = failed_attempt_seconds(outcome.error, event.timeout_s, outcome.started_at, outcome.ended_at)
+            self._drop_attempt(task, event.attempt, billed)
             if not task.live:  # while another attempt runs, this failure changes nothing
                 self._fail_or_retry(task, outcome.error)
             return
@@ -397,7 +457,7 @@ class Scheduler:
             return
         response = outcome.response or {}
         if response.get("expired"):
-            self._drop_attempt(task, event.attempt)
+            self._drop_attempt(task, event.attempt, 0.0)
             if not task.live:
                 self._fail_or_retry(task, WorkerLostError(
                     f"the runtime refused the invocation: it started {response.get('late_s', 0):.0f} s after its "
@@ -412,7 +472,7 @@ class Scheduler:
         elif not self.backend.reports_outcomes:
             return  # accepted for later: the result will show up in storage
         else:
-            self._drop_attempt(task, event.attempt)
+            self._drop_attempt(task, event.attempt, None)
             self._fail_or_retry(task, WorkerLostError(
                 f"the runtime answered without a result: {response!r}",
                 job_id=event.job_id, task_id=event.task_id, attempt=event.attempt,
@@ -456,7 +516,7 @@ class Scheduler:
                 attempt=attempt, key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
             )
         except LambdaMRError as exc:
-            self._drop_attempt(task, attempt)
+            self._drop_attempt(task, attempt, None)
             if isinstance(exc, IntegrityError):
                 # A record that fails its signature or context is refused, never settled: the
                 # task runs again under a new write-once key (and fails once retries run out).
@@ -466,16 +526,20 @@ class Scheduler:
             return
         retry_error = self._user_error_to_retry(task, record)
         if retry_error is not None:
-            self._drop_attempt(task, attempt)
+            self._drop_attempt(task, attempt, record_seconds(record.timings))
             if not task.live:
                 self._fail_or_retry(task, retry_error, force=True)
             return
         if attempt in task.backup_attempts:
             task.job.backups_won += 1
+        requests = record.header.get("requests", {})
+        task.job.ledger.ended(task.task_id, attempt, record_seconds(record.timings), settled=True, requests=requests)
         task.timings = {**record.timings, "attempt": attempt, "fetched": time.time()}  # fetched: decoded here
+        if task.memory_mb:  # escalated: the summary prices the winner at the memory it ran with
+            task.timings = {**task.timings, "memory_mb": task.memory_mb}
         task.runtime = record.runtime
         task.logs = record.header.get("logs")
-        for kind, count in record.header.get("requests", {}).items():
+        for kind, count in requests.items():
             task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
             settle_future(future, call.value, call.exception if not call.ok else None)
@@ -492,15 +556,19 @@ class Scheduler:
         return None
 
     def _fail_or_retry(self, task: Task, error: BaseException, force: bool = False) -> None:
-        retryable = force or getattr(error, "retryable", False)
-        if retryable and task.failures < task.job.max_retries:
+        plan = plan_retry(task, error, force)
+        if plan.retry:
             task.failures += 1
             task.job.retries += 1
-            self._live -= len(task.live)
-            task.live.clear()
+            self._end_live(task)
             self._in_flight.pop((task.job.job_id, task.task_id), None)
             self._pending.appendleft(task)
-            log.info("lambdamr: retrying task %s of job %s after: %s", task.task_id, task.job.job_id, error)
+            if plan.memory_mb is not None:
+                log.info("lambdamr: running task %s of job %s again with %s MB (was %s MB) after: %s",
+                         task.task_id, task.job.job_id, plan.memory_mb, task_memory(task), error)
+                task.memory_mb = plan.memory_mb
+            else:
+                log.info("lambdamr: retrying task %s of job %s after: %s", task.task_id, task.job.job_id, error)
             return
         self._fail(task, error)
 
@@ -511,9 +579,7 @@ class Scheduler:
         self._settle(task)
 
     def _settle(self, task: Task) -> None:
-        if task.live:  # a settled task holds the shared empty set
-            self._live -= len(task.live)
-            task.live.clear()
+        self._end_live(task)
         self._in_flight.pop((task.job.job_id, task.task_id), None)
         task.job.mark_task_done(task)
         self._maybe_finish_job(task.job)

@@ -29,6 +29,7 @@ from lambdamr.data.refs import trust_signer
 from lambdamr.data.shared import Shared
 from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
+from lambdamr.driver.budget import JobBudget
 from lambdamr.driver.callables import check_plain_function
 from lambdamr.driver.history import JobHistory
 from lambdamr.driver.inputs import (
@@ -313,6 +314,9 @@ class Session:
             )
         self._lease.hold()
         function_key = self.stager.stage_function(fn)
+        region = getattr(self.backend, "region", None) or self.config.region
+        architecture = getattr(self.backend, "architecture", "x86_64")  # priced by the cost model
+        budget = None if settings.budget_usd is None else JobBudget.for_job(settings.budget_usd, region, architecture)
         number = next(self._job_numbers)
         return Job(
             f"{self.session_id}-{number:04d}",
@@ -321,13 +325,16 @@ class Session:
             memory_mb=settings.memory_mb,
             timeout_s=settings.timeout_s,
             backend=self.backend.name,
-            region=getattr(self.backend, "region", None) or self.config.region,
-            architecture=getattr(self.backend, "architecture", "x86_64"),  # priced by the cost model
+            region=region,
+            architecture=architecture,
             max_retries=settings.retries,
             retry_on=settings.retry_on,
             speculate=settings.speculate,
             sealed=sealed,
             extra_env=settings.extra_env,
+            escalate_memory=settings.escalate_memory,
+            max_memory_mb=settings.max_memory_mb,
+            budget=budget,
         )
 
     def _add_tasks(self, job: Job, calls: list[Calls]) -> list[Task]:

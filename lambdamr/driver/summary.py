@@ -42,6 +42,9 @@ class JobSummary:
     peak_concurrency: int = 0  # most tasks seen running at the same moment
     peak_memory_mb: float = 0.0  # largest peak RSS any task reported
     phases: list[JobSummary] = field(default_factory=list)  # a map_reduce's: each phase's own
+    escalated: dict[int, int] = field(default_factory=dict)  # memory_mb -> tasks escalated to it (escalate_memory)
+    budget_usd: float | None = None  # the job's budget_usd, if any
+    budget_note: str | None = None  # what the budget guard did (driver.budget)
     bytes_shuffled: int | None = None  # a map_reduce's intermediate bytes
 
     @property
@@ -71,6 +74,11 @@ class JobSummary:
             f"  {self.cold_starts} cold starts, peak memory {self.peak_memory_mb:.0f} of {self.memory_mb} MB"
             + (f"; storage requests: {requests}" if requests else ""),
         ]
+        if self.escalated:
+            to = ", ".join(f"{n:,} to {mb:,} MB" for mb, n in self.escalated.items())
+            lines.append(f"  memory escalated for {sum(self.escalated.values()):,} tasks: {to}")
+        if self.budget_note:
+            lines.append(f"  {self.budget_note}")
         if self.bytes_shuffled is not None:
             lines.append(f"  shuffled {self.bytes_shuffled / 2**20:.1f} MB between the phases")
         if self.cost is not None:
@@ -130,17 +138,28 @@ class CostedJob(Protocol):
     def invocations(self) -> int: ...
 
 
-def estimate_cost(job: CostedJob, timed: list[dict[str, Any]], requests: dict[str, int]) -> CostEstimate | None:
-    """The job's estimated Lambda cost from its finished tasks' timings; None for a region
-    without prices (a summary must not fail for it)."""
+def estimate_cost(
+    job: CostedJob,
+    timed: list[dict[str, Any]],
+    requests: dict[str, int],
+    failed_attempts: Sequence[tuple[int, float]] = (),
+) -> CostEstimate | None:
+    """The job's estimated Lambda cost from its finished tasks' timings (each at the memory
+    it ran with) and the ``(memory_mb, seconds)`` of attempts that did not settle their task
+    (``driver.billing``); None for a region without prices (a summary must not fail for it)."""
     # A backend's billed figure (a REPORT line) already holds the INIT phase.
     reported = [tm.get("billed_ms") is not None for tm in timed]
     durations = [task_billed_ms(tm) / 1000.0 if known else task_run_s(tm) for tm, known in zip(timed, reported)]
     inits = [0.0 if known else task_init_s(tm) for tm, known in zip(timed, reported)]
+    memories = [int(tm.get("memory_mb") or job.memory_mb) for tm in timed]
+    for memory, seconds in failed_attempts:
+        durations.append(seconds)
+        inits.append(0.0)
+        memories.append(memory)
     try:
         return estimate_job_cost(
             durations,
-            job.memory_mb,
+            memories,
             invocations=job.invocations,
             storage_requests=requests,
             region=job.region,
