@@ -39,7 +39,7 @@ _ERRORS = [
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError",
+    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 
@@ -56,7 +56,7 @@ __all__ = [
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError",
+    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
 ]  # fmt: skip
 
 if TYPE_CHECKING:

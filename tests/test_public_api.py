@@ -55,6 +55,7 @@ from lambdamr import (  # noqa: E402 F401
     TaskTimeoutError,
     ThrottledError,
     TimeoutError,
+    UpstreamError,
     WorkerLostError,
     __version__,
     as_completed,
@@ -75,7 +76,7 @@ PUBLIC_NAMES = {
     "IntegrityError", "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError",
     "StorageFullError", "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError",
     "ResultLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError",
+    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
 }  # fmt: skip
 
 #: the standard library's own objects, re-exported rather than redefined
@@ -93,6 +94,7 @@ ERROR_TREE = {
     "LayerTooLargeError": ("ConfigurationError",),
     "LayerPlatformError": ("ConfigurationError",),
     "DeployError": ("LambdaMRError",),
+    "UpstreamError": ("LambdaMRError",),
     "SerializationError": ("LambdaMRError", "TypeError"),
     "PayloadTooLargeError": ("LambdaMRError", "ValueError"),
     "ProtocolError": ("LambdaMRError",),

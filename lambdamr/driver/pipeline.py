@@ -1,0 +1,266 @@
+"""Futures as arguments: a call waits, in the driver, for the futures among its arguments.
+
+``ex.submit(g, fut)``, ``ex.map(g, [fut1, fut2])``, ``ex.map(g, ex.map(f, xs))`` (``map``
+reads a ``MapIterator`` input through its ``futures()``): each such call's task is created at
+once — its future is the caller's as usual — but staged and launched only when ITS upstream
+futures are done, whatever their order::
+
+    upstream future ──done-callback──► WaitingTask: counts the upstream futures still pending
+       the last one succeeded ──────► Launcher thread: values put in place of the futures,
+                                      staged, handed to the scheduler (PipelineHost.launch_resolved)
+       one failed / was cancelled ──► the task's futures fail with UpstreamError (cause chained)
+    the task's own futures all cancelled while it waits ──► settled at once, nothing runs
+
+Futures are found as arguments and inside lists, tuples (named tuples too) and dict values,
+nested to any depth; a future elsewhere (a set, an object's attribute, a dict key) is left to
+pickling, which refuses it and says where a future may go. Any ``concurrent.futures.Future``
+works — this executor's, another executor's, a ``ThreadPoolExecutor``'s: the values travel
+from the driver in the call's arguments, like any other argument.
+
+The launcher thread runs only while there is work (one per session at most), so failures
+cascading down a chain of pipelined calls go through its queue, not through nested callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import CancelledError, Future
+from typing import Any, NamedTuple, Protocol
+
+from lambdamr.driver.inputs import Call
+from lambdamr.driver.job import Job, Task
+from lambdamr.driver.results import own_copy
+from lambdamr.driver.unfinished import settle_future
+from lambdamr.errors import BackendError, SerializationError, UpstreamError
+from lambdamr.futures import MapIterator
+
+log = logging.getLogger("lambdamr")
+
+
+# ---- finding futures and putting their values in place ----------------------------------------
+def futures_in(calls: Sequence[Call]) -> list[Future[Any]]:
+    """The distinct futures among the calls' arguments (see the module docstring for where).
+
+    Raises:
+        SerializationError: a ``MapIterator`` is nested in an argument (pass it to ``map`` as
+            an iterable, or its ``futures()`` in a list).
+    """
+    found: dict[int, Future[Any]] = {}
+    for args, kwargs in calls:
+        for value in args:
+            _collect(value, found)
+        for value in kwargs.values():
+            _collect(value, found)
+    return list(found.values())
+
+
+def _collect(value: Any, found: dict[int, Future[Any]]) -> None:
+    if isinstance(value, Future):
+        found.setdefault(id(value), value)
+        return
+    kind = type(value)
+    if kind is list or kind is tuple or (isinstance(value, tuple) and hasattr(kind, "_fields")):
+        for item in value:
+            _collect(item, found)
+    elif kind is dict:
+        for item in value.values():
+            _collect(item, found)
+    elif isinstance(value, MapIterator):
+        raise SerializationError(
+            "a map iterator cannot be an argument: pass it to map() as an iterable (each call then "
+            "waits for its own upstream call), or list(it.futures()) to one call that waits for all"
+        )
+
+
+def with_values(calls: Sequence[Call]) -> list[Call]:
+    """The calls with every future among their arguments replaced by its result (all done)."""
+    return [(tuple(_resolved(a) for a in args), {k: _resolved(v) for k, v in kwargs.items()}) for args, kwargs in calls]
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, Future):
+        return value.result()
+    kind = type(value)
+    if kind is list:
+        return [_resolved(item) for item in value]
+    if kind is tuple:
+        return tuple(_resolved(item) for item in value)
+    if isinstance(value, tuple) and hasattr(kind, "_fields"):
+        return kind(*(_resolved(item) for item in value))
+    if kind is dict:
+        return {key: _resolved(item) for key, item in value.items()}
+    return value
+
+
+def failed_upstream(futures: Sequence[Future[Any]]) -> tuple[Future[Any], BaseException] | None:
+    """The first done future among ``futures`` that failed or was cancelled, with why."""
+    for future in futures:
+        if not future.done():
+            continue
+        if future.cancelled():
+            return future, CancelledError()
+        error = future.exception()
+        if error is not None:
+            return future, error
+    return None
+
+
+def upstream_error(future: Future[Any], cause: BaseException) -> UpstreamError:
+    """The error of a call that never ran because ``future``, one of its arguments, failed."""
+    if isinstance(cause, CancelledError):
+        what = "was cancelled"
+    else:
+        text = (str(cause).splitlines() or [""])[0]
+        what = f"failed with {type(cause).__name__}: {text}" if text else f"failed with {type(cause).__name__}"
+    error = UpstreamError(
+        f"the call did not run: {future!r}, among its arguments, {what}", upstream=future,
+    )
+    error.__cause__ = cause
+    return error
+
+
+# ---- waiting --------------------------------------------------------------------------------------
+class WaitingCalls(NamedTuple):
+    """A task whose calls have futures among their arguments, some not done yet."""
+
+    task: Task
+    calls: list[Call]
+    upstream: list[Future[Any]]
+
+
+class TaskBatch(NamedTuple):
+    """Tasks just added to a job: every one in id order, those staged, those waiting."""
+
+    tasks: list[Task]
+    ready: list[Task]
+    waiting: list[WaitingCalls]
+
+
+class PipelineHost(Protocol):
+    """What the launcher asks of the session whose tasks wait (``driver.session.Session``)."""
+
+    def launch_resolved(self, job: Job, tasks: list[Task], calls: list[list[Call]]) -> None: ...
+
+    def settle_unlaunched(self, job: Job, task: Task) -> None: ...
+
+
+class WaitingTask:
+    """One task of pipelined calls, from its creation until it is launched or settled."""
+
+    def __init__(self, task: Task, calls: list[Call], upstream: list[Future[Any]], launcher: Launcher) -> None:
+        self.task = task
+        self.calls: list[Call] | None = calls
+        self.upstream = upstream
+        self._pending = len(upstream)
+        self._launcher: Launcher | None = launcher  # dropped once handed over: it holds the session
+        self._lock = threading.Lock()
+
+    def watch(self) -> None:
+        """Start listening (upstream callbacks of done futures run now, in this thread)."""
+        for own in self.task.futures:  # cancelled while waiting: no need to wait any more
+            own.add_done_callback(self._own_done)
+        for upstream in self.upstream:
+            upstream.add_done_callback(self._upstream_done)
+
+    def _upstream_done(self, future: Future[Any]) -> None:
+        with self._lock:
+            if self._launcher is None:
+                return
+            self._pending -= 1
+            if self._pending and not future.cancelled() and future.exception() is None:
+                return
+            launcher, self._launcher = self._launcher, None
+        launcher.put(self)
+
+    def _own_done(self, _future: Future[Any]) -> None:
+        with self._lock:
+            if self._launcher is None or not all(f.done() for f in self.task.futures):
+                return
+            launcher, self._launcher = self._launcher, None
+        launcher.put(self)
+
+    def release(self) -> None:
+        """Let go of the arguments and the upstream futures (the task is launched or settled)."""
+        self.calls = None
+        self.upstream = []
+
+
+class Launcher:
+    """Launches waiting tasks whose upstream futures are done, on a thread of its own that
+    runs only while there is work; fails or settles the others."""
+
+    def __init__(self, host: PipelineHost) -> None:
+        self._host = host
+        self._queue: list[WaitingTask] = []
+        self._lock = threading.Lock()
+        self._running = False
+
+    def wait_for(self, waiting: list[WaitingCalls]) -> None:
+        """Launch each task once its upstream futures are done (at once when they are)."""
+        for task, calls, upstream in waiting:
+            WaitingTask(task, calls, upstream, self).watch()
+
+    def put(self, waiting: WaitingTask) -> None:
+        """``waiting`` is decided: launch, fail or settle it on the launcher thread."""
+        with self._lock:
+            self._queue.append(waiting)
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="lambdamr-pipeline", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._running = False
+                    return
+                batch, self._queue = self._queue, []
+            try:
+                self._handle(batch)
+            except BaseException as exc:  # noqa: BLE001 - no waiting task may be left pending
+                log.exception("lambdamr: the pipeline launcher failed")
+                for waiting in batch:
+                    self._fail(waiting, BackendError(f"lambdamr could not launch the pipelined call: {exc!r}"))
+
+    def _handle(self, batch: list[WaitingTask]) -> None:
+        ready: dict[int, tuple[Job, list[WaitingTask]]] = {}
+        for waiting in batch:
+            task = waiting.task
+            if task.done:  # failed meanwhile (the scheduler thread died)
+                waiting.release()
+            elif all(f.done() for f in task.futures):  # cancelled while waiting
+                self._settle(waiting)
+            elif (bad := failed_upstream(waiting.upstream)) is not None:
+                self._fail(waiting, upstream_error(*bad))
+            else:
+                ready.setdefault(id(task.job), (task.job, []))[1].append(waiting)
+        for job, waiting_tasks in ready.values():
+            self._launch(job, waiting_tasks)
+
+    def _launch(self, job: Job, batch: list[WaitingTask]) -> None:
+        try:
+            self._host.launch_resolved(job, [w.task for w in batch], [with_values(w.calls or []) for w in batch])
+        except BaseException as exc:  # noqa: BLE001 - one call's bad value must not fail the others
+            if len(batch) > 1:
+                for waiting in batch:  # find the culprits: each alone
+                    self._launch(job, [waiting])
+                return
+            self._fail(batch[0], exc)
+            return
+        for waiting in batch:
+            waiting.release()
+
+    def _fail(self, waiting: WaitingTask, error: BaseException) -> None:
+        for index, future in enumerate(waiting.task.futures):
+            settle_future(future, None, error if index == 0 else own_copy(error))
+        self._settle(waiting)
+
+    def _settle(self, waiting: WaitingTask) -> None:
+        waiting.release()
+        try:
+            self._host.settle_unlaunched(waiting.task.job, waiting.task)
+        except BaseException:  # noqa: BLE001 - its futures are settled; only the job's numbers wait
+            log.exception("lambdamr: could not settle pipelined task %s", waiting.task.task_id)
