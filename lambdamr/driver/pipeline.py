@@ -194,17 +194,32 @@ class Launcher:
     def __init__(self, host: PipelineHost) -> None:
         self._host = host
         self._queue: list[WaitingTask] = []
+        self._waiting: set[WaitingTask] = set()  # not handed over yet
         self._lock = threading.Lock()
         self._running = False
 
     def wait_for(self, waiting: list[WaitingCalls]) -> None:
         """Launch each task once its upstream futures are done (at once when they are)."""
         for task, calls, upstream in waiting:
-            WaitingTask(task, calls, upstream, self).watch()
+            waiting_task = WaitingTask(task, calls, upstream, self)
+            with self._lock:
+                self._waiting.add(waiting_task)
+            waiting_task.watch()
+
+    def cancel_waiting(self) -> None:
+        """Cancel every call still waiting for its upstream futures (``shutdown(cancel_futures=True)``,
+        Ctrl-C): done before the pending upstream calls are cancelled, so that these end
+        cancelled rather than failed by their cancelled upstream."""
+        with self._lock:
+            waiting = list(self._waiting)
+        for waiting_task in waiting:
+            for future in waiting_task.task.futures:
+                future.cancel()
 
     def put(self, waiting: WaitingTask) -> None:
         """``waiting`` is decided: launch, fail or settle it on the launcher thread."""
         with self._lock:
+            self._waiting.discard(waiting)
             self._queue.append(waiting)
             if self._running:
                 return

@@ -269,6 +269,7 @@ class Session:
         with self._lock:
             self._closed = True
         if cancel_futures:
+            self._pipeline.cancel_waiting()  # first: cancelled, not failed by a cancelled upstream
             self._resources.cancel_pending()
         if wait:
             self._resources.close()
@@ -279,6 +280,7 @@ class Session:
         """Release everything now: calls not started are cancelled, running ones fail."""
         with self._lock:
             self._closed = True
+        self._pipeline.cancel_waiting()
         if self._resources.started:
             self.scheduler.seal_all()
         self._resources.close(abandon=True)
