@@ -15,7 +15,11 @@ Futures are found as arguments and inside lists, tuples (named tuples too) and d
 nested to any depth; a future elsewhere (a set, an object's attribute, a dict key) is left to
 pickling, which refuses it and says where a future may go. Any ``concurrent.futures.Future``
 works — this executor's, another executor's, a ``ThreadPoolExecutor``'s: the values travel
-from the driver in the call's arguments, like any other argument.
+from the driver in the call's arguments, like any other argument (but see below).
+
+Where every result record is stored anyway (fire-and-forget Lambda, durable jobs), a value
+of this session's own calls is not shipped: the downstream call gets a reference to the
+upstream record (``data.stored_result``), reads it and verifies its signature itself.
 
 The launcher thread runs only while there is work (one per session at most), so failures
 cascading down a chain of pipelined calls go through its queue, not through nested callbacks.
@@ -25,18 +29,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, NamedTuple, Protocol
 
+from lambdamr.data.stored_result import StoredResult
 from lambdamr.driver.inputs import Call
 from lambdamr.driver.job import Job, Task
+from lambdamr.driver.jobstore import result_key
 from lambdamr.driver.results import own_copy
 from lambdamr.driver.unfinished import settle_future
 from lambdamr.errors import BackendError, SerializationError, UpstreamError
-from lambdamr.futures import MapIterator
+from lambdamr.futures import LambdaFuture, MapIterator
+from lambdamr.protocol import session_of
 
 log = logging.getLogger("lambdamr")
+
+#: what stands in a call's arguments for a done future: a stored reference to its value, or
+#: None to ship the value itself
+Reference = Callable[[Future[Any]], Any]
 
 
 # ---- finding futures and putting their values in place ----------------------------------------
@@ -74,24 +85,53 @@ def _collect(value: Any, found: dict[int, Future[Any]]) -> None:
         )
 
 
-def with_values(calls: Sequence[Call]) -> list[Call]:
-    """The calls with every future among their arguments replaced by its result (all done)."""
-    return [(tuple(_resolved(a) for a in args), {k: _resolved(v) for k, v in kwargs.items()}) for args, kwargs in calls]
+def with_values(calls: Sequence[Call], reference: Reference | None = None) -> list[Call]:
+    """The calls with every future among their arguments (all done, none failed) replaced by
+    its result, or by what ``reference`` returns for it when that is not None."""
+    values: dict[int, Any] = {}  # one replacement per future: pickled once, one object remotely too
+
+    def value_of(future: Future[Any]) -> Any:
+        if id(future) not in values:
+            stored = reference(future) if reference is not None else None
+            values[id(future)] = stored if stored is not None else future.result()
+        return values[id(future)]
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, Future):
+            return value_of(value)
+        kind = type(value)
+        if kind is list:
+            return [resolved(item) for item in value]
+        if kind is tuple:
+            return tuple(resolved(item) for item in value)
+        if isinstance(value, tuple) and hasattr(kind, "_fields"):
+            return kind(*(resolved(item) for item in value))
+        if kind is dict:
+            return {key: resolved(item) for key, item in value.items()}
+        return value
+
+    return [(tuple(resolved(a) for a in args), {k: resolved(v) for k, v in kwargs.items()}) for args, kwargs in calls]
 
 
-def _resolved(value: Any) -> Any:
-    if isinstance(value, Future):
-        return value.result()
-    kind = type(value)
-    if kind is list:
-        return [_resolved(item) for item in value]
-    if kind is tuple:
-        return tuple(_resolved(item) for item in value)
-    if isinstance(value, tuple) and hasattr(kind, "_fields"):
-        return kind(*(_resolved(item) for item in value))
-    if kind is dict:
-        return {key: _resolved(item) for key, item in value.items()}
-    return value
+class StoredResults:
+    """``Reference`` for a session whose every result record is stored (fire-and-forget
+    Lambda, durable jobs): a call of this session that returned is passed on as a
+    ``StoredResult``, which the downstream task reads and verifies itself."""
+
+    def __init__(self, storage_spec: dict[str, Any], session_id: str) -> None:
+        self.storage_spec = storage_spec
+        self.session_id = session_id
+
+    def __call__(self, future: Future[Any]) -> StoredResult | None:
+        job = getattr(future, "job", None)
+        if not isinstance(future, LambdaFuture) or not isinstance(job, Job) or session_of(job.job_id) != self.session_id:
+            return None  # another executor's, or a job attach() adopted: its value travels
+        timings = job.tasks[future.task_id].timings  # the winning record's, set before the future
+        attempt = timings.get("attempt") if timings else None
+        if not isinstance(attempt, int):
+            return None
+        key = result_key(job.prefix, future.task_id, attempt)
+        return StoredResult(self.storage_spec, key, job.job_id, future.task_id, attempt, future.index)
 
 
 def failed_upstream(futures: Sequence[Future[Any]]) -> tuple[Future[Any], BaseException] | None:
@@ -191,8 +231,9 @@ class Launcher:
     """Launches waiting tasks whose upstream futures are done, on a thread of its own that
     runs only while there is work; fails or settles the others."""
 
-    def __init__(self, host: PipelineHost) -> None:
+    def __init__(self, host: PipelineHost, reference: Reference | None = None) -> None:
         self._host = host
+        self.reference = reference
         self._queue: list[WaitingTask] = []
         self._waiting: set[WaitingTask] = set()  # not handed over yet
         self._lock = threading.Lock()
@@ -257,7 +298,7 @@ class Launcher:
 
     def _launch(self, job: Job, batch: list[WaitingTask]) -> None:
         try:
-            self._host.launch_resolved(job, [w.task for w in batch], [with_values(w.calls or []) for w in batch])
+            self._host.launch_resolved(job, [w.task for w in batch], [with_values(w.calls or [], self.reference) for w in batch])
         except BaseException as exc:  # noqa: BLE001 - one call's bad value must not fail the others
             if len(batch) > 1:
                 for waiting in batch:  # find the culprits: each alone

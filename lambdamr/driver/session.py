@@ -35,7 +35,7 @@ from lambdamr.driver.launching import TaskLaunch
 from lambdamr.driver.lease import SessionLease
 from lambdamr.driver.lifecycle import ExecutorResources, interpreter_exiting
 from lambdamr.driver.map_reduce_job import MapReduceJob
-from lambdamr.driver.pipeline import Launcher, TaskBatch, WaitingCalls, futures_in, with_values
+from lambdamr.driver.pipeline import Launcher, StoredResults, TaskBatch, WaitingCalls, futures_in, with_values
 from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
@@ -97,7 +97,10 @@ class Session:
             storage=storage, stager=self.stager, scheduler=self.scheduler, signer=self.signer,
             backend=backend, durable=self.durable,
         )
-        self._pipeline = Launcher(self._tasks)  # calls waiting for the futures among their arguments
+        # Calls waiting for the futures among their arguments; where every result record is
+        # stored, the downstream task reads an upstream value from its record itself.
+        stored = not backend.reports_outcomes or self.durable
+        self._pipeline = Launcher(self._tasks, StoredResults(storage.spec(), self.session_id) if stored else None)
         self._initializer = initializer
         self._job_numbers = itertools.count(1)
         self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
@@ -336,7 +339,7 @@ class Session:
                 ready_calls.append(task_calls)
             elif all(f.done() and not f.cancelled() and f.exception() is None for f in upstream):
                 ready.append(task)
-                ready_calls.append(with_values(task_calls))
+                ready_calls.append(with_values(task_calls, self._pipeline.reference))
             else:
                 waiting.append(WaitingCalls(task, task_calls, upstream))
         try:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdamr import CancelledError, LambdaExecutor, SerializationError, UpstreamError
-from lambdamr.driver.jobstore import load_job
+from lambdamr import CancelledError, IntegrityError, LambdaExecutor, SerializationError, UpstreamError
+from lambdamr.driver.jobstore import load_job, result_key
 from lambdamr.driver.launching import contiguous_runs
 from lambdamr.driver.pipeline import futures_in, upstream_error, with_values
 from tests.targets import TARGETS
@@ -286,3 +286,49 @@ def test_a_durable_pipelined_map_has_a_complete_task_manifest(executor_factory, 
     assert list(downstream) == [0, 1, 4, 25]
     job = load_job(ex.storage, downstream.job.prefix, downstream.job.job_id, ex.signer, backend=ex.backend.name, region=None)
     assert [task.calls for task in job.tasks] == [1, 1, 1, 1]
+
+
+# ---- stored records: the downstream task reads the upstream value itself --------------------------
+def blob(n):
+    return b"x" * n
+
+
+def size_of(data, gate=None):
+    return len(data)
+
+
+def pipelined_size(ex, n):
+    """Run ``size_of(blob(n))`` pipelined, the downstream call held until the upstream is done;
+    return the downstream task."""
+    upstream = ex.submit(blob, n)
+    gate = concurrent.futures.Future()
+    future = ex.submit(size_of, upstream, gate)
+    assert upstream.result(WAIT_S) == b"x" * n
+    gate.set_result(None)
+    assert future.result(WAIT_S) == n
+    return future.job.tasks[0]
+
+
+def test_where_records_are_stored_the_downstream_task_reads_the_upstream_value_itself(executor_factory):
+    # durable: every record is stored (as on fire-and-forget Lambda); a reference to the
+    # record travels in the arguments, inline, instead of the 300 KB value, which would be packed
+    assert pipelined_size(executor_factory(durable=True), 300_000).args_range is None
+    plain = executor_factory()
+    stored = not plain.backend.reports_outcomes  # aws-s3: asynchronous invokes store every record
+    assert (pipelined_size(plain, 300_000).args_range is None) == stored
+
+
+def test_a_tampered_upstream_record_fails_the_downstream_call(executor_factory):
+    ex = executor_factory(durable=True)
+    upstream = ex.submit(blob, 10)
+    gate = concurrent.futures.Future()
+    future = ex.submit(size_of, upstream, gate)
+    upstream.result(WAIT_S)
+    job = upstream.job
+    key = result_key(job.prefix, 0, job.tasks[0].timings["attempt"])
+    record = bytearray(ex.storage.get(key))
+    record[-1] ^= 1
+    ex.storage.put(key, bytes(record))
+    gate.set_result(None)
+    with pytest.raises(IntegrityError, match="signature"):
+        future.result(WAIT_S)
