@@ -318,6 +318,28 @@ def test_where_records_are_stored_the_downstream_task_reads_the_upstream_value_i
     assert (pipelined_size(plain, 300_000).args_range is None) == stored
 
 
+def arange(n):
+    import numpy as np
+
+    return np.arange(n)
+
+
+def total(array, gate=None):
+    return int(array.sum())
+
+
+def test_a_stored_upstream_array_reaches_the_downstream_task_through_its_own_buffers(executor_factory):
+    ex = executor_factory(durable=True)
+    upstream = ex.submit(arange, 300_000)  # 2.4 MB: its buffer is an object of its own
+    gate = concurrent.futures.Future()
+    future = ex.submit(total, upstream, gate)
+    assert int(upstream.result(WAIT_S)[-1]) == 299_999
+    gate.set_result(None)
+    assert future.result(WAIT_S) == 299_999 * 300_000 // 2
+    # the reference travelled, not the array: by value its buffer would be staged under the job's values/
+    assert list(ex.storage.list(f"{future.job.prefix}/values/")) == []
+
+
 def test_a_tampered_upstream_record_fails_the_downstream_call(executor_factory):
     ex = executor_factory(durable=True)
     upstream = ex.submit(blob, 10)
