@@ -286,7 +286,10 @@ class Launcher:
             if self._running:
                 return
             self._running = True
-        threading.Thread(target=self._run, name="lambdamr-pipeline", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="lambdamr-pipeline", daemon=True).start()
+        except RuntimeError:  # no new thread at interpreter exit: the exit waits for these calls
+            self._run()
 
     def _run(self) -> None:
         while True:

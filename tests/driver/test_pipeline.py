@@ -8,10 +8,12 @@ never with sleeps. The first tests need no executor: finding futures and putting
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import itertools
 import os
 import threading
 import time
+import weakref
 from collections import namedtuple
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from lambdamr import CancelledError, IntegrityError, LambdaExecutor, Serializati
 from lambdamr.driver.jobstore import load_job, result_key
 from lambdamr.driver.launching import contiguous_runs
 from lambdamr.driver.pipeline import futures_in, upstream_error, with_values
-from tests.targets import TARGETS
+from tests.targets import TARGETS, build_executor
 
 WAIT_S = 60
 Point = namedtuple("Point", "x y")
@@ -246,6 +248,18 @@ def test_shutdown_lets_waiting_calls_run_once_their_upstream_finished(executor_f
     ex.shutdown(wait=False)
     (gates / "gate-0").write_text("go")
     assert future.result(WAIT_S) == 16
+
+
+def test_a_dropped_executor_still_runs_its_waiting_calls(target, target_options):
+    ex = build_executor(target, target_options)
+    upstream = concurrent.futures.Future()
+    future = ex.submit(square, upstream)
+    session = weakref.ref(ex.session)
+    del ex
+    gc.collect()
+    assert session() is None  # nothing waiting holds the executor
+    upstream.set_result(7)
+    assert future.result(WAIT_S) == 49  # released in the background once this call finished
 
 
 def test_shutdown_cancel_futures_cancels_waiting_calls(executor_factory):
