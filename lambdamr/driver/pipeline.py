@@ -12,7 +12,7 @@ futures are done, whatever their order::
     the task's own futures all cancelled while it waits ──► settled at once, nothing runs
 
 Futures are found as arguments and inside lists, tuples (named tuples too) and dict values,
-nested to any depth; a future elsewhere (a set, an object's attribute, a dict key) is left to
+nested up to ``MAX_NESTING`` levels; a future elsewhere (a set, an object's attribute, a dict key) is left to
 pickling, which refuses it and says where a future may go. Any ``concurrent.futures.Future``
 works — this executor's, another executor's, a ``ThreadPoolExecutor``'s: the values travel
 from the driver in the call's arguments, like any other argument (but see below).
@@ -54,9 +54,11 @@ Reference = Callable[[Future[Any]], Any]
 # ---- finding futures and putting their values in place ----------------------------------------
 #: levels of nested lists, tuples and dicts searched for futures (a list holding itself ends there)
 MAX_NESTING = 32
-#: types known to hold no future (ints, strings, arrays...): grows with the types a program
-#: passes, a few dozen; it lets a call of plain arguments pass with one subset test
+#: types known to hold no future (ints, strings, arrays...): the types a program passes, a few
+#: dozen, so a call of plain arguments passes with one subset test; forgotten past the cap (a
+#: program that makes classes on the fly)
 _PLAIN_KINDS: set[type] = set()
+_PLAIN_KINDS_MAX = 1024
 
 
 def futures_in(calls: Sequence[Call]) -> list[Future[Any]]:
@@ -93,6 +95,8 @@ def futures_in(calls: Sequence[Call]) -> list[Future[Any]]:
                 if type(item) in future_kinds:
                     found.setdefault(id(item), item)
         container_kinds = {kind for kind in kinds if _is_container(kind)}
+        if len(_PLAIN_KINDS) > _PLAIN_KINDS_MAX:
+            _PLAIN_KINDS.clear()
         _PLAIN_KINDS.update(kinds - future_kinds - container_kinds)
         if not container_kinds:
             break
