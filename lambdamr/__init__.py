@@ -32,6 +32,10 @@ _EXPORTS = {
     "JobSummary": "lambdamr.driver.summary",
     "Shared": "lambdamr.data.shared",
     "objects": "lambdamr.data.objects",
+    "task_storage": "lambdamr.data.task_storage",
+    "TaskStorage": "lambdamr.data.task_storage",
+    "ObjectRef": "lambdamr.data.refs",
+    "ValueRef": "lambdamr.data.refs",
 }
 _ERRORS = [
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
@@ -39,7 +43,7 @@ _ERRORS = [
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "UpstreamError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 
@@ -51,17 +55,20 @@ __all__ = [
     "wait", "as_completed", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
     "CancelledError", "TimeoutError", "InvalidStateError",
     "Job", "JobSummary", "Shared", "objects",
+    "task_storage", "TaskStorage", "ObjectRef", "ValueRef",
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
     "IntegrityError",
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "UpstreamError",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
+    from lambdamr.data.refs import ObjectRef, ValueRef
     from lambdamr.data.shared import Shared
+    from lambdamr.data.task_storage import TaskStorage, task_storage
     from lambdamr.driver.job import Job
     from lambdamr.driver.summary import JobSummary
     from lambdamr.errors import *  # noqa: F403

@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lambdamr.aws_region import region_from_environment
 from lambdamr.errors import ConfigurationError
+from lambdamr.protocol import NO_EXTRA_ENV, ExtraEnv, check_extra_env
 
 #: AWS Lambda's limits, which every backend enforces so failures show up before they cost.
 MIN_MEMORY_MB = 128
@@ -282,6 +283,10 @@ def _optional_switch(value: Any, label: str) -> bool | None:
     return check_switch(value, label, optional=True)
 
 
+def _extra_env(value: Any, label: str) -> ExtraEnv:
+    return check_extra_env(value, "extra_env")  # not ``label``: it would show the values
+
+
 @dataclass(frozen=True)
 class ExecutorConfig(Settings):
     """Settings every backend shares. Build it with ``ExecutorConfig.resolve(**overrides)``;
@@ -304,6 +309,8 @@ class ExecutorConfig(Settings):
     inline_args_max: int = setting(64 * 1024, _size, parse_whole)  # pickled arguments up to this travel in the event
     reply_inline_max: int = setting(1024 * 1024, _size, parse_whole)  # results up to this may come back in the response
     poll_interval_s: float = setting(0.25, _poll_interval, parse_real)  # storage listing period (fire-and-forget)
+    # environment variables of every job's tasks (a job's own add to them); no LAMBDAMR_EXTRA_ENV
+    extra_env: ExtraEnv = setting(NO_EXTRA_ENV, _extra_env, None)
     backend_options: BackendOptions = field(default_factory=BackendOptions)  # the chosen backend's own options
 
     @classmethod
@@ -345,6 +352,8 @@ class JobOptions:
     retries: int | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
     speculate: bool | None = None
+    # an ExtraEnv once checked, added to the executor's extra_env (a name both set: this one's value)
+    extra_env: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.memory_mb is not None:
@@ -357,6 +366,8 @@ class JobOptions:
             object.__setattr__(self, "retry_on", validate_retry_on(self.retry_on))
         if self.speculate is not None:
             object.__setattr__(self, "speculate", check_switch(self.speculate, f"speculate={self.speculate!r}"))
+        if self.extra_env is not None:
+            object.__setattr__(self, "extra_env", check_extra_env(self.extra_env))
 
     def merged(self, **overrides: Any) -> JobOptions:
         """These options with the given non-None values replacing them."""
@@ -364,10 +375,12 @@ class JobOptions:
 
     def resolve(self, config: ExecutorConfig) -> JobSettings:
         """Every setting filled in, from these options or else the executor's configuration."""
-        return JobSettings(**{
+        settings = {
             f.name: getattr(config, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
             for f in fields(self)
-        })
+        }
+        settings["extra_env"] = config.extra_env.merged(self.extra_env or NO_EXTRA_ENV)
+        return JobSettings(**settings)
 
 
 @dataclass(frozen=True)
@@ -379,3 +392,4 @@ class JobSettings:
     retries: int
     retry_on: tuple[type[BaseException], ...]
     speculate: bool
+    extra_env: ExtraEnv = NO_EXTRA_ENV

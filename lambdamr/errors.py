@@ -22,6 +22,7 @@ The hierarchy::
     │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
     ├── DeployError                    a step of ``lambdamr deploy`` failed
     ├── UpstreamError                  a future among a call's arguments failed or was cancelled: it never ran
+    ├── NotInTaskError                 ``task_storage()`` was called outside a running task
     └── TaskError                      a task did not produce a result for an infrastructure reason
         ├── WorkerLostError            the process or container running the task died
         ├── ResultLostError            the result an attempt stored vanished before it was read (retried)
@@ -152,6 +153,10 @@ class UpstreamError(LambdaMRError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled, the future stays behind: it does not pickle
         return (type(self), (str(self),))
+
+
+class NotInTaskError(LambdaMRError, RuntimeError):
+    """``task_storage()`` was called outside a running task (in the driver, or in a thread)."""
 
 
 class TaskError(LambdaMRError):

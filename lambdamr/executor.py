@@ -24,7 +24,7 @@ The executor knows neither AWS nor the local machine: it talks to a ``Backend`` 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from lambdamr.backends import Backend, backend_class, executor_config
@@ -160,6 +160,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> MapIterator[T]:
         """Apply ``fn`` to every item of ``iterables`` as ONE job; results in input order.
 
@@ -174,6 +175,8 @@ class LambdaExecutor(concurrent.futures.Executor):
             buffersize: tasks launched ahead (Python 3.14's ``Executor.map`` option); default
                 twice the backend's capacity (its slots stay busy), at least 16.
             memory_mb / timeout_s: this job's Lambda memory and per-task timeout.
+            extra_env: environment variables set around each of this job's tasks (added to
+                the executor's ``extra_env``); never logged (``docs/task_storage.md``).
 
         Raises:
             ConfigurationError: iterables of different lengths, or a bad option.
@@ -181,7 +184,7 @@ class LambdaExecutor(concurrent.futures.Executor):
             Errors of input read later (a pickling error, different lengths) are raised by
             the iteration when it reaches them, after the results before them.
         """
-        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s)
+        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=extra_env)
         return self.session.map(fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize)
 
     def share(self, obj: T) -> Shared[T]:
@@ -321,6 +324,7 @@ class LambdaExecutor(concurrent.futures.Executor):
         retries: int | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         speculate: bool | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> BoundExecutor:
         """A view of this executor whose submit/map use other per-job settings.
 
@@ -329,8 +333,12 @@ class LambdaExecutor(concurrent.futures.Executor):
             retries / retry_on: re-run a task up to ``retries`` times when it raises one of the
                 ``retry_on`` exception types (infrastructure failures are always retried).
             speculate: launch a backup of straggling tasks near the end of the job.
+            extra_env: environment variables of the view's tasks (added to the executor's).
         """
-        options = JobOptions(memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate)
+        options = JobOptions(
+            memory_mb=memory_mb, timeout_s=timeout_s, retries=retries, retry_on=retry_on, speculate=speculate,
+            extra_env=extra_env,
+        )
         return BoundExecutor(self.session, options, map_reduce=self.map_reduce, map_then_reduce=self.map_then_reduce)
 
     @property

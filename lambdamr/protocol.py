@@ -22,6 +22,10 @@ writer signs that context and the reader (runtime or driver) demands it back
 An event carries ``deadline``, the epoch second after which it must not start: Lambda can
 deliver an asynchronous event hours late, after the driver re-ran the task or gave up. The
 runtime answers such an event ``{"expired": true}`` without loading or running anything.
+
+An event may carry ``extra_env``, the job's environment variables (``ExtraEnv``: names and
+values checked by ``check_extra_env``), which the runtime sets around the task and restores
+after it. Their values may be secrets: an ``ExtraEnv`` never shows them in its repr.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lambdamr.errors import ProtocolError
+from lambdamr.errors import ConfigurationError, ProtocolError
 from lambdamr.signing import Context
 
 PROTOCOL_VERSION = 2
@@ -63,6 +69,98 @@ def result_context(job_id: str, task_id: int, attempt: int, key: str) -> Context
     """The result record of one attempt, under its write-once key (also when it comes back
     inline in the response)."""
     return Context("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
+
+
+#: what ``extra_env`` may not set, and why: the runtime's own settings and what the platform
+#: reserves. ``LAMBDAMR_*``: the signing key, its secret, the grants the runtime reads;
+#: ``AWS_*``: the execution role's credentials, the region, the Lambda runtime API;
+#: ``LAMBDA_*``, ``_HANDLER``, ``_X_AMZN_TRACE_ID``: reserved by AWS Lambda.
+RESERVED_ENV_PREFIXES = ("LAMBDAMR_", "AWS_", "LAMBDA_")
+RESERVED_ENV_NAMES = frozenset({"_HANDLER", "_X_AMZN_TRACE_ID"})
+#: bytes the variables may take in the JSON event: far below Lambda's payload limits, and
+#: kept free in every event (``driver.staging.EVENT_OVERHEAD``), so that they never decide
+#: whether a task's arguments fit its event
+EXTRA_ENV_MAX_BYTES = 32 * 1024
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ExtraEnv(Mapping[str, str]):
+    """Environment variables for the remote side of a job: an immutable mapping whose repr
+    names the variables and hides their values (they may be secrets)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, str] = dict(items or {})
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other)
+
+    def merged(self, other: Mapping[str, str]) -> ExtraEnv:
+        """These variables with ``other``'s added (``other`` wins on a name both set)."""
+        return ExtraEnv({**self._items, **other})
+
+    def as_dict(self) -> dict[str, str]:
+        """A plain dict (for the JSON event)."""
+        return dict(self._items)
+
+    def __repr__(self) -> str:
+        return "ExtraEnv(" + ", ".join(f"{name}=<hidden>" for name in self._items) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ExtraEnv, (self._items,))
+
+
+NO_EXTRA_ENV = ExtraEnv()
+
+
+def check_extra_env(value: Any, label: str = "extra_env") -> ExtraEnv:
+    """``extra_env`` as the runtime will set it: a mapping of str to str, refused when a
+    name is malformed or one the runtime or the platform relies on (``RESERVED_ENV_*``).
+
+    Raises:
+        ConfigurationError: naming the variable (never its value) and what to do.
+    """
+    if value is None:
+        return NO_EXTRA_ENV
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{label}: give a dict of environment variable names to values, e.g. {{'MODE': 'fast'}}")
+    for name, text in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ConfigurationError(
+                f"{label}: {name!r} is not an environment variable name (letters, digits and _, not starting with a digit)"
+            )
+        if not isinstance(text, str):
+            raise ConfigurationError(
+                f"{label}: the value of {name} is a {type(text).__name__}; give a string (str(...) it yourself)"
+            )
+        if "\x00" in text:
+            raise ConfigurationError(f"{label}: the value of {name} contains a NUL character, which no environment holds")
+        if name.upper().startswith(RESERVED_ENV_PREFIXES) or name.upper() in RESERVED_ENV_NAMES:
+            raise ConfigurationError(
+                f"{label}: {name} is reserved: LAMBDAMR_* configure the runtime itself (its signing key, its "
+                "grants), AWS_* hold the execution role's credentials and region, and AWS Lambda reserves "
+                "LAMBDA_*, _HANDLER and _X_AMZN_TRACE_ID. Pick another name for your own setting"
+            )
+    size = len(json.dumps(dict(value), separators=(",", ":")))  # as the event carries them
+    if size > EXTRA_ENV_MAX_BYTES:
+        raise ConfigurationError(
+            f"{label}: {size} bytes of names and values in the event, more than the {EXTRA_ENV_MAX_BYTES} it keeps for them; "
+            "put bulky settings in an object (ex.share(...)) and pass its handle"
+        )
+    return value if isinstance(value, ExtraEnv) else ExtraEnv(value)
 
 
 @dataclass(frozen=True)
@@ -95,6 +193,8 @@ class TaskEvent:
     reply_inline_max: int = 0  # also return the record in the response when this small
     options: dict[str, Any] = field(default_factory=dict)  # extensions (logs, signing...)
     deadline: float | None = None  # epoch seconds after which the runtime must not start it
+    #: the job's environment variables, set around the task (their repr hides the values)
+    extra_env: ExtraEnv = NO_EXTRA_ENV
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able event, as a backend sends it."""
@@ -121,6 +221,8 @@ class TaskEvent:
             data["args_range"] = asdict(self.args_range)
         if self.deadline is not None:
             data["deadline"] = self.deadline
+        if self.extra_env:
+            data["extra_env"] = self.extra_env.as_dict()
         return data
 
     def to_json(self) -> bytes:
@@ -156,7 +258,10 @@ class TaskEvent:
                 reply_inline_max=int(data.get("reply_inline_max", 0)),
                 options=dict(data.get("options") or {}),
                 deadline=_deadline(data.get("deadline")),
+                extra_env=check_extra_env(data.get("extra_env"), "the event's extra_env"),
             )
+        except ConfigurationError as exc:
+            raise ProtocolError(f"malformed lambdamr task event: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed lambdamr task event: {exc!r}") from exc
 

@@ -61,6 +61,7 @@ KINDS = {
     "task-manifest": "task manifest",
     "job-record": "job record",
     "task-logs": "task logs",
+    "task-value": "task's stored value",
 }
 
 #: one encoder, reused: ``json.dumps`` with options builds a new one per call (signing runs per task)

@@ -37,7 +37,9 @@ from lambdamr import (  # noqa: E402 F401
     LambdaMRError,
     LambdaRuntimeError,
     MapIterator,
+    NotInTaskError,
     ObjectNotFound,
+    ObjectRef,
     PayloadTooLargeError,
     ProtocolError,
     RemoteError,
@@ -52,14 +54,17 @@ from lambdamr import (  # noqa: E402 F401
     StorageUnavailable,
     TaskError,
     TaskOutOfMemoryError,
+    TaskStorage,
     TaskTimeoutError,
     ThrottledError,
     TimeoutError,
     UpstreamError,
+    ValueRef,
     WorkerLostError,
     __version__,
     as_completed,
     objects,
+    task_storage,
     wait,
 )
 
@@ -71,12 +76,14 @@ PUBLIC_NAMES = {
     "CancelledError", "TimeoutError", "InvalidStateError",
     # jobs and data handed to tasks
     "Job", "JobSummary", "Shared", "objects",
+    # storage inside tasks, and the references tasks return
+    "task_storage", "TaskStorage", "ObjectRef", "ValueRef",
     # errors
     "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
     "IntegrityError", "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError",
     "StorageFullError", "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError",
     "ResultLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "UpstreamError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "UpstreamError",
 }  # fmt: skip
 
 #: the standard library's own objects, re-exported rather than redefined
@@ -95,6 +102,7 @@ ERROR_TREE = {
     "LayerPlatformError": ("ConfigurationError",),
     "DeployError": ("LambdaMRError",),
     "UpstreamError": ("LambdaMRError",),
+    "NotInTaskError": ("LambdaMRError", "RuntimeError"),
     "SerializationError": ("LambdaMRError", "TypeError"),
     "PayloadTooLargeError": ("LambdaMRError", "ValueError"),
     "ProtocolError": ("LambdaMRError",),

@@ -102,6 +102,9 @@ class Backend(ABC):
     #: calls it holds queued stay cancellable (``Future.running()`` is False) until a worker
     #: has them; otherwise the scheduler claims an invocation as it invokes the backend
     claims_handover: bool = False
+    #: whether tasks run in the driver's own process (threads): then they share its
+    #: environment, and a job's ``extra_env`` is refused
+    shares_driver_process: bool = False
     _claim: ClaimCallback | None = None
 
     def set_claim(self, claim: ClaimCallback) -> None:

@@ -55,6 +55,7 @@ class InlineBackend(Backend):
 
     name = "inline"
     reports_outcomes = True
+    shares_driver_process = True
     claims_handover = True  # a call is running once a thread starts it
 
     def __init__(self, workers: int = DEFAULT_THREADS) -> None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamr.errors import IntegrityError, ProtocolError
-from lambdamr.protocol import PROTOCOL_VERSION, ArgsRange, TaskEvent
+from lambdamr.protocol import PROTOCOL_VERSION, ArgsRange, ExtraEnv, TaskEvent, check_extra_env
 
 JOB, TASKS, READY, DONE, FATAL = b"J", b"T", b"R", b"D", b"F"
 #: job slots a worker remembers (and the dispatcher, for each worker, in the same order):
@@ -176,6 +176,7 @@ def job_fields(event: TaskEvent) -> dict[str, Any]:
         "store_result": event.store_result,
         "reply_inline_max": event.reply_inline_max,
         "options": event.options,
+        "extra_env": event.extra_env.as_dict(),
     }
 
 
@@ -184,7 +185,7 @@ def job_key(event: TaskEvent) -> tuple[Any, ...]:
     options = tuple(sorted(event.options.items())) if event.options else ()
     return (
         event.job_id, id(event.storage), event.function_key, event.timeout_s, event.memory_mb,
-        event.store_result, event.reply_inline_max, options,
+        event.store_result, event.reply_inline_max, options, event.extra_env,
     )
 
 
@@ -224,6 +225,7 @@ class WorkerJob:
     store_result: bool
     reply_inline_max: int
     options: dict[str, Any]
+    extra_env: ExtraEnv
 
     @classmethod
     def decode(cls, body: memoryview) -> tuple[int, WorkerJob]:
@@ -236,6 +238,7 @@ class WorkerJob:
             timeout_s=float(data["timeout_s"]), memory_mb=int(data["memory_mb"]),
             store_result=bool(data["store_result"]), reply_inline_max=int(data["reply_inline_max"]),
             options=dict(data.get("options") or {}),
+            extra_env=check_extra_env(data.get("extra_env"), "the job frame's extra_env"),
         )
 
 
@@ -296,7 +299,7 @@ def decode_tasks(body: memoryview, jobs: WorkerJobs) -> Iterator[tuple[int, int,
             function_key=job.function_key, result_key=result_key, timeout_s=job.timeout_s,
             memory_mb=job.memory_mb, args_raw=args_raw, args_range=args_range,
             store_result=job.store_result, reply_inline_max=job.reply_inline_max, options=job.options,
-            deadline=None if math.isnan(deadline) else deadline,
+            deadline=None if math.isnan(deadline) else deadline, extra_env=job.extra_env,
         )
         yield number, slot, event
 

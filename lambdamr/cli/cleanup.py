@@ -47,8 +47,9 @@ def register(subparsers: Any) -> None:
         "clean",
         help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)",
         description="Delete the objects under the temp prefix that no live driver owns, after listing them by "
-        "session. Nothing outside the temp prefix is touched, except that on a local folder the job history "
-        "beside it ({prefix}-history/) is pruned to its bounds. Without --bucket, --region or an AWS region in the "
+        "session. Nothing outside the temp prefix is touched, except that the job history beside it "
+        "({prefix}-history/) is pruned to its bounds (LAMBDAMR_HISTORY_MAX_JOBS, LAMBDAMR_HISTORY_MAX_AGE_DAYS). "
+        "Without --bucket, --region or an AWS region in the "
         "environment it cleans the local storage "
         "folder (LAMBDAMR_STORAGE, else the default one).",
     )
@@ -137,7 +138,7 @@ def _clean(args: argparse.Namespace) -> int:
     total = sum(size for _, size in objects)
     _print_list(
         f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(total)}) under {location}, "
-        "left by drivers that are gone (nothing outside it is touched):",
+        "left by drivers that are gone, and of the job history what lies past its bounds (nothing else is touched):",
         [usage.describe(f"s3://{bucket}") for usage in group_by_session(bucket, objects, args.prefix).usages],
     )
     if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):

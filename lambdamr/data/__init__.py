@@ -1,1 +1,2 @@
-"""Data handles that travel into tasks: ``share()`` handles and ``objects()`` inputs (run remotely too)."""
+"""Data handles that travel into tasks: ``share()`` handles, ``objects()`` inputs, and
+``task_storage()`` with the references tasks return (run remotely too)."""

@@ -11,6 +11,7 @@ from typing import Any
 from lambdamr.aws_errors import error_code
 from lambdamr.deploy.contents import bucket_contents, list_objects, plural
 from lambdamr.deploy.options import MANAGED_TAG, DeployOptions, partition_of
+from lambdamr.driver.history import HistoryPolicy, history_listing, history_prefix, keys_to_prune
 from lambdamr.driver.lease import keys_to_clean
 
 TEMP_EXPIRY_DAYS = 1
@@ -213,12 +214,21 @@ def delete_keys(s3: Any, bucket: str, prefix: str) -> int:
 
 def cleanable_objects(s3: Any, bucket: str, prefix: str, older_than_s: float = 0.0) -> list[tuple[str, int]]:
     """``(key, size)`` of the objects under ``prefix`` that no live driver owns (see
-    ``lambdamr.driver.lease``), last modified ``older_than_s`` ago or more; read only."""
+    ``lambdamr.driver.lease``), last modified ``older_than_s`` ago or more, and of the job
+    history beside it (``{prefix}-history/``) what lies past its bounds
+    (``HistoryPolicy.from_env()``, as an executor prunes it); read only."""
     listing = [
         (item["Key"], int(item.get("Size", 0)), item["LastModified"].timestamp()) for item in list_objects(s3, bucket, prefix)
     ]
     doomed = set(keys_to_clean(((key, modified) for key, _, modified in listing), prefix, older_than_s=older_than_s))
-    return [(key, size) for key, size, _ in listing if key in doomed]
+    cleanable = [(key, size) for key, size, _ in listing if key in doomed]
+    base = prefix.rstrip("/")
+    history = [
+        (item["Key"], int(item.get("Size", 0)), item["LastModified"].timestamp())
+        for item in list_objects(s3, bucket, history_prefix(base) + "/")
+    ]
+    past_bounds = set(keys_to_prune(history_listing(base, ((k, m) for k, _, m in history)), HistoryPolicy.from_env()))
+    return cleanable + [(key, size) for key, size, _ in history if key in past_bounds]
 
 
 def clean_keys(

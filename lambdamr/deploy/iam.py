@@ -5,11 +5,12 @@ region's partition — ``aws``, ``aws-cn`` or ``aws-us-gov`` — derived from th
 
 * ``ReadObjects`` — ``s3:GetObject`` on ``arn:P:s3:::B/PREFIX*`` for each read grant (the
   temp prefix always among them). The runtime reads the pickled function, packed arguments
-  (ranged GET), ``share()`` objects, shuffle intermediates (ranged GETs by reducers) and
-  ``objects()`` inputs (ranged GETs), and nothing else.
+  (ranged GET), ``share()`` objects, shuffle intermediates (ranged GETs by reducers),
+  ``objects()`` inputs (ranged GETs) and what tasks read with ``task_storage()``, and nothing else.
 * ``WriteObjects`` — ``s3:PutObject`` and ``s3:AbortMultipartUpload`` on each write grant (the
   temp prefix always among them). The runtime writes result records and shuffle
-  intermediates (write-once, ``If-None-Match``) and ``map_reduce`` output parts; a part over
+  intermediates (write-once, ``If-None-Match``), ``map_reduce`` output parts and what tasks
+  put with ``task_storage()`` (plain names under the temp prefix); a part over
   64 MiB goes up as a multipart upload (covered by ``s3:PutObject``), which boto3 aborts when
   it fails — hence ``s3:AbortMultipartUpload``, so that a failed upload leaves no parts.
 * ``SigningKey`` — ``secretsmanager:GetSecretValue`` on exactly the deployment's secret: a

@@ -2,7 +2,8 @@
 
 A task reads its function and arguments from the job's temp prefix (which the executor
 checks once), and whatever its arguments point at: an ``objects()`` chunk reads a byte range
-of its object, a ``share()`` handle reads the shared object. Only top-level arguments are
+of its object, a ``share()`` handle reads the shared object, an ``ObjectRef`` or ``ValueRef``
+(what an earlier task stored with ``task_storage()``) reads its object. Only top-level arguments are
 looked at (``map`` over chunks, a handle passed to ``submit``); ``map_reduce`` checks its
 inputs itself when it lists them.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lambdamr.data.objects import Chunk
+from lambdamr.data.refs import ObjectRef, ValueRef
 from lambdamr.data.shared import Shared
 from lambdamr.driver.inputs import Call
 
@@ -24,7 +26,8 @@ def _location(spec: dict[str, Any], key: str) -> str:
 
 
 def referenced_reads(calls: Iterable[Iterable[Call]]) -> Iterator[str]:
-    """The location of every chunk and shared object among the calls' top-level arguments."""
+    """The location of every chunk, shared object and task object reference among the calls'
+    top-level arguments."""
     for task_calls in calls:
         for args, kwargs in task_calls:
             for value in (*args, *kwargs.values()):
@@ -32,3 +35,5 @@ def referenced_reads(calls: Iterable[Iterable[Call]]) -> Iterator[str]:
                     yield _location(value.storage, value.key)
                 elif isinstance(value, Shared):
                     yield _location(value.storage_spec, value.key)
+                elif isinstance(value, (ObjectRef, ValueRef)):
+                    yield _location(value.storage, value.key)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from lambdamr.config import JobOptions
 from lambdamr.driver.session import Session
 from lambdamr.futures import LambdaFuture, MapIterator
+from lambdamr.protocol import check_extra_env
 
 T = TypeVar("T")
 
@@ -48,9 +49,11 @@ class BoundExecutor:
         buffersize: int | None = None,
         memory_mb: int | None = None,
         timeout_s: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> MapIterator[T]:
-        """``LambdaExecutor.map`` with this view's options."""
-        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s)
+        """``LambdaExecutor.map`` with this view's options (``extra_env`` adds to the view's)."""
+        added = None if extra_env is None else check_extra_env(self.options.extra_env).merged(check_extra_env(extra_env))
+        options = self.options.merged(memory_mb=memory_mb, timeout_s=timeout_s, extra_env=added)
         return self.session.map(
             fn, iterables, timeout=timeout, chunksize=chunksize, options=options, buffersize=buffersize
         )

@@ -36,6 +36,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.driver.history_record import fingerprint, job_record, static_fields
@@ -138,17 +139,23 @@ class HistoryListing:
 
 def list_history_folder(storage: Storage, prefix: str) -> HistoryListing:
     """What the history folder holds (one LIST; nothing is read or verified)."""
+    return history_listing(prefix, ((info.key, info.modified) for info in storage.list(history_prefix(prefix) + "/")))
+
+
+def history_listing(prefix: str, objects: Iterable[tuple[str, float | None]]) -> HistoryListing:
+    """The history of ``prefix`` as the ``(key, modified)`` of a LIST of its folder shows it
+    (from a ``Storage`` or, in ``lambdamr clean``, straight from S3)."""
     records = []
     drivers: dict[str, float] = {}
-    for info in storage.list(history_prefix(prefix) + "/"):
-        name = info.key.rsplit("/", 1)[-1]
+    for key, modified in objects:
+        name = key.rsplit("/", 1)[-1]
         if name.endswith(DRIVER_SUFFIX):
-            if info.modified is not None:
-                drivers[name[: -len(DRIVER_SUFFIX)]] = info.modified
+            if modified is not None:
+                drivers[name[: -len(DRIVER_SUFFIX)]] = modified
         elif name.endswith(RECORD_SUFFIX) and not name.endswith(LOGS_SUFFIX):
             job_id = name[: -len(RECORD_SUFFIX)]
             if job_id.count("-") >= 3:  # {session}-{number}, the session itself dated
-                records.append((job_id, info.key, info.modified))
+                records.append((job_id, key, modified))
     return HistoryListing(history_prefix(prefix), sorted(records, reverse=True), drivers)
 
 

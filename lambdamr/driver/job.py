@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from lambdamr.driver.summary import JobSummary, estimate_cost, peak_concurrency, task_billed_ms
 from lambdamr.futures import LambdaFuture
-from lambdamr.protocol import ArgsRange
+from lambdamr.protocol import NO_EXTRA_ENV, ArgsRange, ExtraEnv
 from lambdamr.report import exception_traceback
 
 #: what a settled task keeps of the runtime's description of itself
@@ -183,6 +183,7 @@ class Job:
         retry_on: tuple[type[BaseException], ...] = (),
         speculate: bool = False,
         sealed: bool = True,
+        extra_env: ExtraEnv = NO_EXTRA_ENV,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -195,6 +196,7 @@ class Job:
         self.max_retries = max_retries  # failed attempts a task may re-run after
         self.retry_on = retry_on  # user exception types that count as retryable
         self.speculate = speculate  # launch backups of stragglers
+        self.extra_env = extra_env  # set around each task by the runtime; never stored or logged
         self.sealed = sealed  # no task will be added (see the class docstring)
         self.tasks: list[Task] = []
         self.submitted_at = time.time()

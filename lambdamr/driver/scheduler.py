@@ -376,6 +376,7 @@ class Scheduler:
             # every outcome has the driver watching (and may queue an attempt behind others).
             deadline=None if self.backend.reports_outcomes else event_deadline(job, task.dispatched_at or time.time()),
             options={INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {},
+            extra_env=job.extra_env,
         )
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from lambdamr.backends import Backend
 from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
+from lambdamr.data.refs import trust_signer
 from lambdamr.data.shared import Shared
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.callables import check_plain_function
@@ -88,6 +89,7 @@ class Session:
         temp = storage.url(f"{self.key_prefix}/") + "*"  # every session's objects, not just this one's
         backend.check_access(reads=[temp], writes=[temp])
         self.signer = Signer(backend.signing_key())
+        trust_signer(self.signer)  # the ValueRefs its tasks return open in this process
         self.stager = Stager(
             storage, self.prefix, self.signer,
             inline_args_max=config.inline_args_max, max_payload_bytes=backend.max_payload_bytes,
@@ -305,6 +307,12 @@ class Session:
         self.check_open()
         check_plain_function(fn)
         settings = (options or JobOptions()).resolve(self.config)
+        if settings.extra_env and self.backend.shares_driver_process:
+            raise ConfigurationError(
+                f"extra_env ({', '.join(settings.extra_env)}) needs tasks in processes of their own: the "
+                f"{self.backend.name} backend runs them as threads of this driver, whose environment they "
+                "would change. Use backend='local' (worker processes) or 'aws'"
+            )
         self._lease.hold()
         function_key = self.stager.stage_function(fn)
         number = next(self._job_numbers)
@@ -321,6 +329,7 @@ class Session:
             retry_on=settings.retry_on,
             speculate=settings.speculate,
             sealed=sealed,
+            extra_env=settings.extra_env,
         )
 
     def _add_tasks(self, job: Job, calls: list[Calls]) -> TaskBatch:

@@ -25,12 +25,12 @@ from lambdamr.data.shared import Shared, shared_context
 from lambdamr.driver.inputs import Call
 from lambdamr.driver.job import Task
 from lambdamr.errors import PayloadTooLargeError
-from lambdamr.protocol import ArgsRange, arguments_context, encode_inline_args, function_context
+from lambdamr.protocol import EXTRA_ENV_MAX_BYTES, ArgsRange, arguments_context, encode_inline_args, function_context
 from lambdamr.signing import Context, Signer, content_hash
 from lambdamr.storage import Storage
 
-#: Room kept in an event for everything but the inline arguments.
-EVENT_OVERHEAD = 4096
+#: Room kept in an event for everything but the inline arguments (a job's extra_env included).
+EVENT_OVERHEAD = 4096 + EXTRA_ENV_MAX_BYTES
 #: S3's largest object; a packed argument object may not exceed it.
 MAX_OBJECT_BYTES = 5 * 1024**4
 

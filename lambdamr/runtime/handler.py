@@ -45,6 +45,7 @@ import cloudpickle
 from lambdamr import serialize
 from lambdamr._version import __version__
 from lambdamr.data.buffers import BufferSink, result_values_prefix
+from lambdamr.data.task_storage import bound_to
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import (
     INITIALIZER_OPTION,
@@ -56,6 +57,7 @@ from lambdamr.protocol import (
     inline_size,
 )
 from lambdamr.runtime.capture import capture_task_output
+from lambdamr.runtime.environment import extra_environment
 from lambdamr.runtime.tracebacks import traceback_to_dict
 from lambdamr.signing import Signer, check_content_key, process_key
 from lambdamr.storage import Storage, open_cached
@@ -271,7 +273,9 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
     requests_before = store.stats.snapshot()
 
     task_error: CallOutcome | None = None
-    with capture_task_output() as captured:  # prints and logging records -> header["logs"]
+    # prints and logging records -> header["logs"]; the job's extra_env and task_storage() hold
+    # for the task and are undone after it (a warm process runs other jobs' tasks next)
+    with capture_task_output() as captured, extra_environment(task.extra_env), bound_to(task, store, _signer()):
         try:
             fn = _load_function(store, task)
             _initialize(store, task)

@@ -13,7 +13,7 @@ from moto import mock_aws
 from lambdamr.deploy import ResourceNotOursError, clean, deploy, status, teardown
 from lambdamr.deploy import layer as layer_module
 from lambdamr.deploy import package as package_module
-from lambdamr.driver.history import history_prefix
+from lambdamr.driver.history import history_prefix, logs_key, record_key
 from lambdamr.errors import ConfigurationError
 from tests.aws_fixtures import REGION, fake_pip, no_sleep
 
@@ -222,6 +222,21 @@ def test_clean_deletes_temp_keys_only(aws, pip_calls):
     assert clean(region=REGION) == 2
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["keep/me"]
     assert clean(region=REGION, older_than_s=3600) == 0
+
+
+def test_clean_prunes_the_job_history_on_s3_to_its_bounds(aws, pip_calls, monkeypatch):
+    _deploy(require_tls=False)
+    s3 = aws["s3"]
+    jobs = [f"20261201-10000{n}-abc123-0001" for n in range(3)]  # oldest first
+    for job_id in jobs:
+        for key in (record_key("lambdamr", job_id), logs_key("lambdamr", job_id)):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    monkeypatch.setenv("LAMBDAMR_HISTORY_MAX_JOBS", "2")
+    assert clean(region=REGION) == 2  # the oldest job's record and its logs
+    left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=history_prefix("lambdamr"))["Contents"])
+    assert left == sorted(k for j in jobs[1:] for k in (record_key("lambdamr", j), logs_key("lambdamr", j)))
+    monkeypatch.delenv("LAMBDAMR_HISTORY_MAX_JOBS")
+    assert clean(region=REGION) == 0  # within the default bounds: the history is kept
 
 
 @pytest.mark.parametrize(
