@@ -340,18 +340,18 @@ class Session:
         ready: list[Task] = []
         ready_calls: list[Calls] = []
         waiting: list[WaitingCalls] = []
-        for task_calls in calls:
-            task = job.new_task(len(task_calls))
-            upstream = futures_in(task_calls)
-            if not upstream:
-                ready.append(task)
-                ready_calls.append(task_calls)
-            elif all(f.done() and not f.cancelled() and f.exception() is None for f in upstream):
-                ready.append(task)
-                ready_calls.append(with_values(task_calls, self._pipeline.reference))
-            else:
-                waiting.append(WaitingCalls(task, task_calls, upstream))
         try:
+            for task_calls in calls:
+                task = job.new_task(len(task_calls))
+                upstream = futures_in(task_calls)
+                if not upstream:
+                    ready.append(task)
+                    ready_calls.append(task_calls)
+                elif all(f.done() and not f.cancelled() and f.exception() is None for f in upstream):
+                    ready.append(task)
+                    ready_calls.append(with_values(task_calls, self._pipeline.reference))
+                else:
+                    waiting.append(WaitingCalls(task, task_calls, upstream))
             if ready:
                 self._tasks.stage(job, ready, ready_calls)
         except BaseException:

@@ -285,6 +285,15 @@ def test_a_map_iterator_nested_in_an_argument_is_refused_clearly(target_executor
     assert list(results) == [1]
 
 
+def test_a_map_iterator_in_a_later_item_is_raised_after_the_results_before_it(target_executor):
+    nested = target_executor.map(square, [1])
+    results = target_executor.map(len, itertools.chain([[1, 2]] * 6, [[nested]]), buffersize=2)
+    assert [next(results) for _ in range(6)] == [2] * 6
+    with pytest.raises(SerializationError, match="map iterator"):
+        next(results)
+    assert results.job.wait(WAIT_S)  # the refused item left no task behind to wait for
+
+
 def test_a_future_where_it_cannot_be_resolved_is_refused_clearly(target_executor):
     with pytest.raises(SerializationError, match="may be an argument itself or sit in a list, tuple or dict"):
         target_executor.submit(len, {concurrent.futures.Future()})
