@@ -321,8 +321,8 @@ class Launcher:
                 self._fail(waiting, upstream_error(*bad))
             else:
                 ready.setdefault(id(task.job), (task.job, []))[1].append(waiting)
-        for job, waiting_tasks in ready.values():
-            self._launch(job, waiting_tasks)
+        for job, waiting_tasks in ready.values():  # in task order: one manifest part per run of tasks
+            self._launch(job, sorted(waiting_tasks, key=lambda w: w.task.task_id))
 
     def _launch(self, job: Job, batch: list[WaitingTask]) -> None:
         try:
