@@ -204,7 +204,7 @@ class TaskBatch(NamedTuple):
 
 
 class PipelineHost(Protocol):
-    """What the launcher asks of the session whose tasks wait (``driver.session.Session``)."""
+    """What the launcher asks of the session whose tasks wait (``driver.launching.TaskLaunch``)."""
 
     def launch_resolved(self, job: Job, tasks: list[Task], calls: list[list[Call]]) -> None: ...
 
@@ -219,7 +219,7 @@ class WaitingTask:
         self.calls: list[Call] | None = calls
         self.upstream = upstream
         self._pending = len(upstream)
-        self._launcher: Launcher | None = launcher  # dropped once handed over: it holds the session
+        self._launcher: Launcher | None = launcher  # None once handed over (decided exactly once)
         self._lock = threading.Lock()
 
     def watch(self) -> None:
@@ -307,7 +307,8 @@ class Launcher:
             except BaseException as exc:  # noqa: BLE001 - no waiting task may be left pending
                 log.exception("lambdamr: the pipeline launcher failed")
                 for waiting in batch:
-                    self._fail(waiting, BackendError(f"lambdamr could not launch the pipelined call: {exc!r}"))
+                    if waiting.calls is not None:  # neither launched nor settled yet
+                        self._fail(waiting, BackendError(f"lambdamr could not launch the pipelined call: {exc!r}"))
 
     def _handle(self, batch: list[WaitingTask]) -> None:
         ready: dict[int, tuple[Job, list[WaitingTask]]] = {}
