@@ -43,7 +43,7 @@ _ERRORS = [
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError", "UpstreamError",
 ]
 _EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 
@@ -61,7 +61,7 @@ __all__ = [
     "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
     "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError", "UpstreamError",
 ]  # fmt: skip
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ The hierarchy::
     ├── BackendError                   the backend could not launch or track an invocation
     │   └── ThrottledError             the backend refused for now: throttling, 5xx (retryable)
     ├── DeployError                    a step of ``lambdamr deploy`` failed
+    ├── UpstreamError                  a future among a call's arguments failed or was cancelled: it never ran
     ├── NotInTaskError                 ``task_storage()`` was called outside a running task
     ├── BudgetExceededError            a call not run: its job's ``budget_usd`` would have been passed
     └── TaskError                      a task did not produce a result for an infrastructure reason
@@ -135,6 +136,24 @@ class ThrottledError(BackendError):
 
 class DeployError(LambdaMRError):
     """A deployment step failed."""
+
+
+class UpstreamError(LambdaMRError):
+    """A pipelined call never ran: a future among its arguments failed or was cancelled.
+
+    The upstream future's exception (or ``CancelledError``) is the ``__cause__``;
+    ``upstream`` is that future.
+    """
+
+    def __init__(self, message: str, *, upstream: Any = None) -> None:
+        super().__init__(message)
+        self.upstream = upstream
+
+    def __copy__(self) -> UpstreamError:  # each failed call its own copy, naming the same future
+        return type(self)(str(self), upstream=self.upstream)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled, the future stays behind: it does not pickle
+        return (type(self), (str(self),))
 
 
 class NotInTaskError(LambdaMRError, RuntimeError):

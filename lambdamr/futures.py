@@ -209,6 +209,32 @@ class MapIterator(Iterator[T]):
         future.job.claim(future)  # the value is the caller's now: the job lets go of it
         return value
 
+    def futures(self) -> Iterator[LambdaFuture]:
+        """The calls' futures in input order instead of their results, without waiting.
+
+        Each future leaves the window as it is handed over (whoever takes it holds it), and
+        the input is topped up as for ``__next__``: the taker reads at most ``buffersize``
+        tasks ahead of what it took. ``map`` reads a ``MapIterator`` given as its input this
+        way, so each downstream call starts when its own upstream call finished. Closing
+        this generator closes the iterator (calls still in its window are cancelled).
+        """
+        try:
+            while True:
+                self._top_up()
+                if not self._window:
+                    if self._input_error is not None:
+                        error, self._input_error = self._input_error, None
+                        raise error
+                    return
+                future, last_of_task = self._window.popleft()
+                if last_of_task:
+                    self._open_tasks -= 1
+                future.job.claim(future)
+                yield future
+        except BaseException:
+            self.close()
+            raise
+
     def close(self) -> None:
         """Cancel every call not started yet and stop reading the input."""
         while self._window:

@@ -248,11 +248,16 @@ def _picklable(obj: Any) -> bool:
 
 
 def find_unpicklable(obj: Any, *, max_depth: int = 6) -> tuple[str, Any] | None:
-    """The path to the innermost part of ``obj`` that cannot be pickled, with that part."""
+    """The path to the innermost part of ``obj`` that cannot be pickled, with that part (a
+    future is named itself, not the lock inside it)."""
+    from concurrent.futures import Future
+
     path: list[str] = []
     current = obj
     seen: set[int] = set()
     for _ in range(max_depth):
+        if isinstance(current, Future):
+            break
         seen.add(id(current))
         for name, child in _children(current):
             if id(child) in seen or _picklable(child):
@@ -279,11 +284,21 @@ _TO_DRIVER = (
 )
 
 
+_FUTURE_ADVICE = (
+    "A future may be an argument itself or sit in a list, tuple or dict argument (lambdamr then "
+    "starts the call once it is done and passes its result); elsewhere, pass future.result()"
+)
+
+
 def _unpicklable_message(obj: Any, what: str, exc: Exception, to_driver: bool = False) -> str:
+    from concurrent.futures import Future
+
     destination, advice = _TO_DRIVER if to_driver else _TO_RUNTIME
     found = find_unpicklable(obj)
     if found:
         path, culprit = found
+        if isinstance(culprit, Future):
+            advice = _FUTURE_ADVICE
         detail = f"its {path} is a {type(culprit).__module__}.{type(culprit).__qualname__}, which cannot be pickled"
     else:
         detail = f"a {type(obj).__module__}.{type(obj).__qualname__} cannot be pickled"

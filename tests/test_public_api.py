@@ -59,6 +59,7 @@ from lambdamr import (  # noqa: E402 F401
     TaskTimeoutError,
     ThrottledError,
     TimeoutError,
+    UpstreamError,
     ValueRef,
     WorkerLostError,
     __version__,
@@ -83,7 +84,7 @@ PUBLIC_NAMES = {
     "IntegrityError", "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError",
     "StorageFullError", "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError",
     "ResultLostError", "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError",
+    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError", "UpstreamError",
 }  # fmt: skip
 
 #: the standard library's own objects, re-exported rather than redefined
@@ -101,6 +102,7 @@ ERROR_TREE = {
     "LayerTooLargeError": ("ConfigurationError",),
     "LayerPlatformError": ("ConfigurationError",),
     "DeployError": ("LambdaMRError",),
+    "UpstreamError": ("LambdaMRError",),
     "NotInTaskError": ("LambdaMRError", "RuntimeError"),
     "BudgetExceededError": ("LambdaMRError",),
     "SerializationError": ("LambdaMRError", "TypeError"),

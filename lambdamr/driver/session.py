@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import random
 import secrets
 import threading
 import time
@@ -27,7 +26,6 @@ from lambdamr.backends import Backend
 from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
 from lambdamr.data.refs import trust_signer
 from lambdamr.data.shared import Shared
-from lambdamr.driver.access import referenced_reads
 from lambdamr.driver.attach import collect_stored_results
 from lambdamr.driver.budget import JobBudget
 from lambdamr.driver.callables import check_plain_function
@@ -42,15 +40,17 @@ from lambdamr.driver.inputs import (
     map_calls,
 )
 from lambdamr.driver.job import Job, Task
-from lambdamr.driver.jobstore import job_prefix_of, load_job, write_task_manifest
+from lambdamr.driver.jobstore import job_prefix_of, load_job
+from lambdamr.driver.launching import TaskLaunch
 from lambdamr.driver.lease import SessionLease
 from lambdamr.driver.lifecycle import ExecutorResources, interpreter_exiting
 from lambdamr.driver.map_reduce_job import MapReduceJob
+from lambdamr.driver.pipeline import Launcher, StoredResults, TaskBatch, WaitingCalls, futures_in, with_values
 from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
-from lambdamr.errors import ConfigurationError, StorageUnavailable
+from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.report import SummaryPrinter
 from lambdamr.signing import Signer
@@ -61,8 +61,6 @@ T = TypeVar("T")
 #: one task's calls
 Calls = list[Call]
 
-#: waits between attempts to stage a batch of tasks while the store is throttling
-STAGING_BACKOFF_S = (0.05, 0.2, 0.8)
 #: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
 JOB_HISTORY = 100
 
@@ -106,6 +104,14 @@ class Session:
             inline_args_max=config.inline_args_max, max_payload_bytes=backend.max_payload_bytes,
         )
         self.scheduler = Scheduler(backend, storage, config, self.signer)
+        self._tasks = TaskLaunch(
+            storage=storage, stager=self.stager, scheduler=self.scheduler, signer=self.signer,
+            backend=backend, durable=self.durable,
+        )
+        # Calls waiting for the futures among their arguments; where every result record is
+        # stored, the downstream task reads an upstream value from its record itself.
+        stored = not backend.reports_outcomes or self.durable
+        self._pipeline = Launcher(self._tasks, StoredResults(storage.spec(), self.session_id) if stored else None)
         self._initializer = initializer
         self._job_numbers = itertools.count(1)
         self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
@@ -137,23 +143,24 @@ class Session:
             SerializationError: ``fn`` or an argument cannot be pickled.
         """
         job = self._new_job(fn, options)
-        tasks = self._add_tasks(job, calls)
+        batch = self._add_tasks(job, calls)
         if progress and progress_enabled(self.config.progress):
             JobProgress(job, getattr(fn, "__name__", "map"))
         if progress and self.config.verbose:  # a map_reduce phase: its summary when it ends
             SummaryPrinter(job)
-        self._launch(job, tasks, fn)
+        self._launch(job, batch, fn)
         return job
 
     def submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions | None
     ) -> LambdaFuture:
-        """``fn(*args, **kwargs)`` as a one-task job; its future is the caller's alone."""
+        """``fn(*args, **kwargs)`` as a one-task job; its future is the caller's alone. With
+        futures among the arguments it starts once they are done (``driver.pipeline``)."""
         job = self._new_job(fn, options)
-        tasks = self._add_tasks(job, [[(args, kwargs)]])
-        future = tasks[0].futures[0]  # held here before launch: once settled the job lets go of it
+        batch = self._add_tasks(job, [[(args, kwargs)]])
+        future = batch.tasks[0].futures[0]  # held here before launch: once settled the job lets go of it
         job.claim(future)
-        self._launch(job, tasks, fn)
+        self._launch(job, batch, fn)
         return future
 
     def map(
@@ -179,14 +186,17 @@ class Session:
         check_unpack(unpack, iterables)
         check_plain_function(fn)
         window = int(buffersize) if buffersize is not None else default_buffersize(self.backend.capacity)
-        chunks = map_calls(fn, iterables, int(chunksize), unpack, self.config)
+        # An upstream map is read as its futures: each call then waits for its own upstream call only.
+        inputs = tuple(it.futures() if isinstance(it, MapIterator) else it for it in iterables)
+        chunks = map_calls(fn, inputs, int(chunksize), unpack, self.config)
         first = list(itertools.islice(chunks, window))  # read before launch: its errors are raised here
         if not first:
             return MapIterator.empty()
         job = self._new_job(fn, options, sealed=False)
-        tasks = self._add_tasks(job, first)
+        added = self._add_tasks(job, first)
+        tasks = added.tasks
         progress = JobProgress(job, getattr(fn, "__name__", "map")) if progress_enabled(self.config.progress) else None
-        self._launch(job, tasks, fn, sealed=len(first) < window)
+        self._launch(job, added, fn, sealed=len(first) < window)
 
         def feed(n: int) -> list[list[LambdaFuture]]:
             batch = list(itertools.islice(chunks, n))  # the user's iterator: read outside the lock
@@ -198,8 +208,8 @@ class Session:
                 more = self._add_tasks(job, batch)
                 self._launch(job, more, sealed=len(batch) < n)
             if progress is not None:
-                progress.track(more)
-            return [task.futures for task in more]
+                progress.track(more.tasks)
+            return [task.futures for task in more.tasks]
 
         return MapIterator(
             job, [task.futures for task in tasks], feed, lambda: self.seal(job),
@@ -275,6 +285,7 @@ class Session:
         with self._lock:
             self._closed = True
         if cancel_futures:
+            self._pipeline.cancel_waiting()  # first: cancelled, not failed by a cancelled upstream
             self._resources.cancel_pending()
         if wait:
             self._resources.close()
@@ -285,6 +296,7 @@ class Session:
         """Release everything now: calls not started are cancelled, running ones fail."""
         with self._lock:
             self._closed = True
+        self._pipeline.cancel_waiting()
         if self._resources.started:
             self.scheduler.seal_all()
         self._resources.close(abandon=True)
@@ -337,41 +349,48 @@ class Session:
             budget=budget,
         )
 
-    def _add_tasks(self, job: Job, calls: list[Calls]) -> list[Task]:
-        """Add one task per inner list of calls to ``job``, staged (and, durable, in its manifest)."""
-        self.backend.check_access(reads=referenced_reads(calls))
+    def _add_tasks(self, job: Job, calls: list[Calls]) -> TaskBatch:
+        """Add one task per inner list of calls to ``job``: staged (and, durable, in its
+        manifest) unless a future among its arguments is still pending; such a task waits
+        for its futures (``driver.pipeline``) once ``_launch`` gave the job to the scheduler."""
         first = len(job.tasks)
-        tasks = [job.new_task(len(task_calls)) for task_calls in calls]
+        ready: list[Task] = []
+        ready_calls: list[Calls] = []
+        waiting: list[WaitingCalls] = []
         try:
-            # A streaming map stages while results flow: a busy store (503) is waited out, as
-            # result reads are, rather than failing the rest of the map. Writes are idempotent.
-            for delay in (*STAGING_BACKOFF_S, None):
-                try:
-                    self.stager.stage_calls(job.prefix, tasks, calls)
-                    if self.durable:
-                        write_task_manifest(self.storage, job, self.signer, tasks)
-                    break
-                except StorageUnavailable:
-                    if delay is None:
-                        raise
-                    time.sleep(delay * (0.5 + random.random()))
+            for task_calls in calls:
+                task = job.new_task(len(task_calls))
+                upstream = futures_in(task_calls)
+                if not upstream:
+                    ready.append(task)
+                    ready_calls.append(task_calls)
+                elif all(f.done() and not f.cancelled() and f.exception() is None for f in upstream):
+                    ready.append(task)
+                    ready_calls.append(with_values(task_calls, self._pipeline.reference))
+                else:
+                    waiting.append(WaitingCalls(task, task_calls, upstream))
+            if ready:
+                self._tasks.stage(job, ready, ready_calls)
         except BaseException:
             del job.tasks[first:]  # never launched: the job must not wait for them
             raise
-        return tasks
+        return TaskBatch(job.tasks[first:], ready, waiting)
 
-    def _launch(self, job: Job, tasks: list[Task], fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
-        """Hand ``tasks`` to the scheduler; ``fn`` on a job's first launch (it joins the
-        history); ``sealed`` when no task will follow (a streaming map's input ended)."""
+    def _launch(self, job: Job, batch: TaskBatch, fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
+        """Hand ``batch``'s staged tasks to the scheduler, and its waiting ones to the pipeline;
+        ``fn`` on a job's first launch (it joins the history); ``sealed`` when no task will
+        follow (a streaming map's input ended)."""
         with self._lock:
             self.check_open()
             self._start()
             if fn is not None:
                 self.remember(job)
-            if tasks:
-                self.scheduler.submit(job, tasks)
+            if batch.ready or fn is not None:  # the first launch registers the job, even with every task waiting
+                self.scheduler.submit(job, batch.ready)
             if sealed and not job.sealed:
                 self.scheduler.seal(job)
+        if batch.waiting:  # after the job is the scheduler's: a task settled at once may finish it
+            self._pipeline.wait_for(batch.waiting)
         if fn is not None:
             self._records.job_submitted(job, fn)
             self._job_history.track(job, fn)
