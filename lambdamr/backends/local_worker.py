@@ -24,10 +24,15 @@ import sys
 import threading
 import time
 import traceback
+from types import ModuleType
 
 from lambdamr.backends import local_wire as wire
 from lambdamr.errors import ProtocolError
 from lambdamr.protocol import TaskEvent
+
+#: ``lambdamr.runtime.handler``, imported by ``serve`` (the driver imports this module for
+#: its constants and never runs a task: it does not load the runtime)
+handler: ModuleType
 
 OUT_OF_MEMORY = "Runtime.OutOfMemory"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -154,17 +159,15 @@ def _run_one(
     number: int, slot: int, event: TaskEvent, jobs: wire.WorkerJobs, id_prefix: str, watch: _MemoryWatch
 ) -> list[bytes | memoryview]:
     """Run one task through the runtime; the parts of its completion entry."""
-    from lambdamr.runtime.handler import expired_response, run_task
-
     now = time.time()
     if event.expired(now):
-        late = expired_response(event, now)["late_s"]
+        late = handler.expired_response(event, now)["late_s"]
         return wire.done_entry(number, slot, event, wire.EXPIRED, late_s=late)
     watch.request_number = number
     watch.limit_bytes = event.memory_mb * 1024 * 1024 if _ENFORCE_MEMORY else 0
     context = LocalContext(f"{id_prefix}-{number}", event.memory_mb, now + event.timeout_s)
     try:
-        run = run_task(event, jobs.store(slot), context, _raw_size)
+        run = handler.run_task(event, jobs.store(slot), context, _raw_size)
     except BaseException as exc:  # noqa: BLE001 - like Lambda, the process answers and stays warm
         error = {
             "errorType": type(exc).__name__,
@@ -186,7 +189,8 @@ def _raw_size(size: int) -> int:
 
 def serve(sock: socket.socket, id_prefix: str) -> None:
     """Answer invocations until the driver closes the connection."""
-    import lambdamr.runtime.handler  # noqa: F401 - the imports a task needs, before READY
+    global handler
+    from lambdamr.runtime import handler  # the imports a task needs, before READY
     from lambdamr.runtime.capture import keep_installed
     from lambdamr.signing import process_key
 
@@ -216,7 +220,9 @@ def serve(sock: socket.socket, id_prefix: str) -> None:
                 done.send()
             while not queued:  # a JOB frame comes alone, or just ahead of its tasks
                 take(reader.read())
-            while reader.buffered():
+            # What arrived meanwhile is looked for only once few tasks are left (a poll of the
+            # socket per task would cost more than the frames it finds).
+            while reader.has_frame() if len(queued) > LOW_WATER else reader.buffered():
                 take(reader.read())
         except EOFError:
             return
