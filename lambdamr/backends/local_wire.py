@@ -40,7 +40,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lambdamr.errors import IntegrityError, ProtocolError
 from lambdamr.protocol import PROTOCOL_VERSION, ArgsRange, TaskEvent
@@ -66,8 +66,8 @@ _TASK = struct.Struct("<IIIIdHB")
 _ARGS_INLINE, _ARGS_RANGE = 0, 1
 _U32 = struct.Struct("<I")
 _RANGE = struct.Struct("<QQH")  # start, length, key length
-# request number, job slot, task, attempt, kind, flags, late seconds, payload length
-_DONE = struct.Struct("<IIIIBBdQ")
+# request number, job slot, task, attempt, kind, flags, late seconds, seconds it ran, payload length
+_DONE = struct.Struct("<IIIIBBddQ")
 _MAC_DOMAIN = b"LMW1"
 _MAC_SIZE = hashlib.sha256().digest_size
 MAX_PER_FRAME = 0xFFFF
@@ -343,8 +343,7 @@ def decode_tasks(body: memoryview, jobs: WorkerJobs) -> Iterator[tuple[int, int,
 
 
 # ---- worker -> driver -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(NamedTuple):
     """One completion in a DONE frame."""
 
     number: int  # the request number the dispatcher gave the task
@@ -353,14 +352,15 @@ class Done:
     attempt: int
     kind: int
     flags: int
-    late_s: float
+    late_s: float  # EXPIRED: how late it arrived
     payload: memoryview  # the record (RECORD), the JSON error (FAILED), else empty
+    ran_s: float = 0.0  # how long the worker took to run it (the dispatcher's queue depth follows it)
 
 
 def done_entry(number: int, slot: int, event: TaskEvent, kind: int, flags: int = 0,
-               payload: bytes | memoryview = b"", late_s: float = 0.0) -> list[bytes | memoryview]:
+               payload: bytes | memoryview = b"", late_s: float = 0.0, ran_s: float = 0.0) -> list[bytes | memoryview]:
     """The parts of one completion entry."""
-    head = _DONE.pack(number, slot, event.task_id, event.attempt, kind, flags, late_s, len(payload))
+    head = _DONE.pack(number, slot, event.task_id, event.attempt, kind, flags, late_s, ran_s, len(payload))
     return [head, payload] if len(payload) else [head]
 
 
@@ -396,9 +396,9 @@ def decode_done(key: bytes, body: memoryview) -> list[Done]:
     pos += _COUNT.size
     entries = []
     for _ in range(count):
-        number, slot, task_id, attempt, kind, flags, late_s, length = _DONE.unpack_from(body, pos)
+        number, slot, task_id, attempt, kind, flags, late_s, ran_s, length = _DONE.unpack_from(body, pos)
         pos += _DONE.size
-        entries.append(Done(number, slot, task_id, attempt, kind, flags, late_s, body[pos : pos + length]))
+        entries.append(Done(number, slot, task_id, attempt, kind, flags, late_s, body[pos : pos + length], ran_s))
         pos += length
     if pos != len(body):
         raise ProtocolError(f"a local worker's completion frame is {len(body)} bytes, its entries {pos}")

@@ -137,9 +137,14 @@ class _Completions:
         self.size += sum(len(p) for p in parts)
 
     def due(self, queued: int, ran_s: float) -> bool:
-        """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``."""
+        """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``.
+
+        Once as the queue comes down to ``LOW_WATER`` (the driver refills it meanwhile), then
+        again when it is empty: not after each of the last few tasks.
+        """
         return (
-            queued <= LOW_WATER
+            queued == LOW_WATER
+            or not queued
             or ran_s >= HOLD_MAX_S
             or time.monotonic() - self.since >= HOLD_MAX_S
             or self.size >= HOLD_MAX_BYTES
@@ -178,9 +183,10 @@ def _run_one(
     finally:
         watch.limit_bytes = 0
     flags = (wire.FLAG_STORED if run.stored else 0) | (wire.FLAG_OK if run.ok else 0)
+    ran_s = time.time() - now
     if run.inline:
-        return wire.done_entry(number, slot, event, wire.RECORD, flags, run.record)
-    return wire.done_entry(number, slot, event, wire.STORED, flags)
+        return wire.done_entry(number, slot, event, wire.RECORD, flags, run.record, ran_s=ran_s)
+    return wire.done_entry(number, slot, event, wire.STORED, flags, ran_s=ran_s)
 
 
 def _raw_size(size: int) -> int:

@@ -7,6 +7,7 @@ futures of their calls, their timings and the counters its summary reports.
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import sys
 import threading
@@ -211,6 +212,7 @@ class Job:
         self._finished_event: threading.Event | None = None  # made for the first wait() (one per job is 1 KB)
         self._lock = threading.Lock()
         self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
+        self._final_summary: JobSummary | None = None  # once the numbers are final (done callbacks ran)
 
     # ---- building -------------------------------------------------------------------------
     def new_task(self, calls: int) -> Task:
@@ -337,6 +339,16 @@ class Job:
     # ---- reporting ------------------------------------------------------------------------
     def summary(self) -> JobSummary:
         """Counts, times, storage requests and the estimated Lambda cost of this job."""
+        if self._final_summary is not None:  # its numbers are final: computed once (O(tasks))
+            return copy.copy(self._final_summary)
+        final = self._done_callbacks is None  # looked at first: numbers final before this started
+        summary = self._summarize()
+        if final:
+            self._final_summary = summary
+            return copy.copy(summary)
+        return summary
+
+    def _summarize(self) -> JobSummary:
         succeeded = failed = cancelled = 0
         for task in list(self.tasks):
             outcome = task.outcome  # set before a settled task lets go of its futures

@@ -110,6 +110,7 @@ class Scheduler:
             return
         self.backend.prepare(self.storage)
         self.backend.set_claim(self._claim)
+        self.backend.set_outcomes_callback(self._on_outcomes)
         self.backend.start(self._on_outcome)
         self._thread = threading.Thread(target=self._run, name="lambdamr-scheduler", daemon=True)
         self._thread.start()
@@ -163,6 +164,9 @@ class Scheduler:
 
     def _on_outcome(self, outcome: InvocationOutcome) -> None:
         self._inbox.put(("outcome", outcome))
+
+    def _on_outcomes(self, outcomes: list[InvocationOutcome]) -> None:
+        self._inbox.put(("outcomes", outcomes))  # one message (one wake-up) for a frame of them
 
     def _claim(self, invocation: Invocation) -> bool:
         """Called by a backend, on its own thread, as it hands ``invocation`` to a worker."""
@@ -228,6 +232,10 @@ class Scheduler:
 
     def _handle(self, message: tuple[str, Any]) -> None:
         kind, payload = message
+        if kind == "outcomes":
+            for outcome in payload:
+                self._handle(("outcome", outcome))  # each on its own: an error fails its task only
+            return
         try:
             if kind == "job":
                 job, tasks = payload
