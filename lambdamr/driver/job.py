@@ -31,6 +31,9 @@ _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and 
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
+#: taken while a finished job's summary is computed, so the threads that want it at its end
+#: (job record, history, verbose summary) compute it once between them
+_FINAL_SUMMARY_LOCK = threading.Lock()
 
 
 class TaskOutcome(NamedTuple):
@@ -339,14 +342,12 @@ class Job:
     # ---- reporting ------------------------------------------------------------------------
     def summary(self) -> JobSummary:
         """Counts, times, storage requests and the estimated Lambda cost of this job."""
-        if self._final_summary is not None:  # its numbers are final: computed once (O(tasks))
-            return copy.copy(self._final_summary)
-        final = self._done_callbacks is None  # looked at first: numbers final before this started
-        summary = self._summarize()
-        if final:
-            self._final_summary = summary
-            return copy.copy(summary)
-        return summary
+        if self._done_callbacks is not None:  # running, or its numbers not final yet
+            return self._summarize()
+        with _FINAL_SUMMARY_LOCK:  # final: computed once (it costs O(tasks)), by the first to ask
+            if self._final_summary is None:
+                self._final_summary = self._summarize()
+        return copy.copy(self._final_summary)
 
     def _summarize(self) -> JobSummary:
         succeeded = failed = cancelled = 0

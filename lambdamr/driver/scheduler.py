@@ -483,7 +483,8 @@ class Scheduler:
         task.runtime = record.runtime
         task.logs = record.header.get("logs")
         for kind, count in record.header.get("requests", {}).items():
-            task.job.runtime_requests[kind] += count
+            if count:  # most are 0 (a small task makes no request)
+                task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
             settle_future(future, call.value, call.exception if not call.ok else None)
         self._settle(task)

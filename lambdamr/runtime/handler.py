@@ -27,6 +27,8 @@ invoking service reports them as a function error and the driver retries the tas
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import operator
 import os
 import pickle
@@ -38,6 +40,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from json.encoder import encode_basestring_ascii
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -325,15 +328,14 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
         },
         "requests": requests,
         "logs": captured.text(),
-        "runtime": {
-            "request_id": getattr(context, "aws_request_id", "") or "",
-            "function_name": getattr(context, "function_name", ""),
-            "memory_limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
-            **_RUNTIME_FACTS,
-            "pid": os.getpid(),
-        },
     }
-    record = encode_result(header, frames)
+    # "runtime": what the process says of itself, encoded once per process but its request id
+    request_id = encode_basestring_ascii(getattr(context, "aws_request_id", "") or "")
+    runtime_rest = _runtime_facts_json(
+        getattr(context, "function_name", ""), int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
+        os.getpid(),
+    )
+    record = encode_result(header, frames, encoded_members=f'"runtime":{{"request_id":{request_id},{runtime_rest}')
     inline = inline and encoded_size(len(record)) + 1024 <= task.reply_inline_max
     signed = None
     if store_it or not inline:
@@ -343,6 +345,13 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
         store.put(task.result_key, signed, if_absent=True)
     ok = task_error is None and all(o.ok for o in outcomes)
     return TaskRun(record=record, signed=signed, stored=signed is not None, inline=inline, ok=ok)
+
+
+@functools.lru_cache(maxsize=16)
+def _runtime_facts_json(function_name: str, memory_limit_mb: int, pid: int) -> str:
+    """The rest of a header's ``runtime`` after its request id, as JSON (``...}``)."""
+    facts = {"function_name": function_name, "memory_limit_mb": memory_limit_mb, **_RUNTIME_FACTS, "pid": pid}
+    return json.dumps(facts, separators=(",", ":"))[1:]
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
