@@ -264,17 +264,22 @@ class LocalBackend(Backend):
     def _assign(self) -> None:
         now = time.time()
         with self._lock:
+            if not self._pending or not self._pool:
+                return
             batches: dict[_Worker, list[Invocation]] = {}
-            while self._pending and self._pool:
+            held = {w: len(w.queue) for w in self._pool}  # what each holds, with what it is about to get
+            depths = {w: self._depth(w, now) for w in self._pool}
+            while self._pending:
                 # Always the least busy worker, so work spreads before any worker queues;
                 # between equals a ready one, rather than one still starting.
-                worker = min(self._pool, key=lambda w: (len(w.queue) + len(batches.get(w, ())), not w.ready))
-                if len(worker.queue) + len(batches.get(worker, ())) >= self._depth(worker, now):
+                worker = min(self._pool, key=lambda w: (held[w], not w.ready))
+                if held[worker] >= depths[worker]:
                     break
                 invocation = self._pending.popleft()
                 if not self.claim(invocation):
                     continue  # cancelled while it waited here
                 batches.setdefault(worker, []).append(invocation)
+                held[worker] += 1
             for worker, invocations in batches.items():
                 if not self._send(worker, invocations):
                     self._pending.extendleft(reversed(invocations))

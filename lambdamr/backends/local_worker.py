@@ -81,12 +81,15 @@ def _rss_bytes() -> int:
 
 class _MemoryWatch(threading.Thread):
     """Ends the process, after telling the driver, when RSS passes the current limit, and
-    without a word when the driver process is gone (no orphans left computing)."""
+    without a word when the driver process is gone (no orphans left computing). On the way it
+    sends completions held longer than ``HOLD_MAX_S`` while a task runs (so a result never
+    waits behind a long task that came after it)."""
 
-    def __init__(self, sock: socket.socket, send_lock: threading.Lock) -> None:
+    def __init__(self, sock: socket.socket, send_lock: threading.Lock, done: _Completions) -> None:
         super().__init__(name="lambdamr-memory-watch", daemon=True)
         self.sock = sock
         self.send_lock = send_lock
+        self.done = done
         self.limit_bytes = 0
         self.request_number = 0
 
@@ -96,6 +99,7 @@ class _MemoryWatch(threading.Thread):
             time.sleep(MEMORY_SAMPLE_S)
             if os.getppid() != parent:  # the driver died: no one will read the result
                 os._exit(0)
+            self.done.send_if_held(HOLD_MAX_S)
             limit = self.limit_bytes
             if limit and _rss_bytes() > limit:
                 from lambdamr.runtime.capture import current_output, log_tail
@@ -105,11 +109,14 @@ class _MemoryWatch(threading.Thread):
                     "errorMessage": f"the task used more than its {limit // (1024 * 1024)} MB of memory",
                     "logs": log_tail(current_output()),
                 }
-                with self.send_lock:
-                    try:
-                        wire.send_parts(self.sock, wire.encode_fatal(self.request_number, error))
-                    finally:
-                        os._exit(137)
+                try:
+                    self.done.send()  # the tasks before this one did finish: their results first
+                finally:
+                    with self.send_lock:
+                        try:
+                            wire.send_parts(self.sock, wire.encode_fatal(self.request_number, error))
+                        finally:
+                            os._exit(137)
 
 
 class _Completions:
@@ -117,7 +124,9 @@ class _Completions:
 
     Short tasks are reported in batches; a task that ran for ``HOLD_MAX_S`` or longer, a
     batch that waited that long, or a worker about to run out of queued tasks sends at once,
-    so the driver refills the worker before it idles and a result never waits on another task.
+    so the driver refills the worker before it idles; while a task runs, the memory watch
+    sends what waited longer (``send_if_held``), so a result never waits on another task.
+    Both threads use it: ``_lock`` guards what is held.
     """
 
     def __init__(self, sock: socket.socket, send_lock: threading.Lock, key: bytes) -> None:
@@ -128,13 +137,15 @@ class _Completions:
         self.count = 0
         self.size = 0
         self.since = 0.0
+        self._lock = threading.Lock()
 
     def add(self, parts: list[bytes | memoryview]) -> None:
-        if not self.count:
-            self.since = time.monotonic()
-        self.parts += parts
-        self.count += 1
-        self.size += sum(len(p) for p in parts)
+        with self._lock:
+            if not self.count:
+                self.since = time.monotonic()
+            self.parts += parts
+            self.count += 1
+            self.size += sum(len(p) for p in parts)
 
     def due(self, queued: int, ran_s: float) -> bool:
         """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``.
@@ -152,12 +163,18 @@ class _Completions:
         )
 
     def send(self) -> None:
-        if not self.count:
-            return
-        data = wire.encode_done(self.key, self.count, self.parts)
-        self.parts, self.count, self.size = [], 0, 0
-        with self.send_lock:
-            wire.send_parts(self.sock, data)
+        with self._lock:
+            if not self.count:
+                return
+            data = wire.encode_done(self.key, self.count, self.parts)
+            self.parts, self.count, self.size = [], 0, 0
+            with self.send_lock:  # in order with the frames of the other thread
+                wire.send_parts(self.sock, data)
+
+    def send_if_held(self, longer_than_s: float) -> None:
+        """Send what has waited longer than ``longer_than_s`` (from the memory watch's thread)."""
+        if self.count and time.monotonic() - self.since > longer_than_s:
+            self.send()
 
 
 def _run_one(
@@ -202,12 +219,12 @@ def serve(sock: socket.socket, id_prefix: str) -> None:
 
     keep_installed()
     send_lock = threading.Lock()
-    watch = _MemoryWatch(sock, send_lock)
+    done = _Completions(sock, send_lock, process_key())
+    watch = _MemoryWatch(sock, send_lock, done)
     watch.start()
     reader = wire.FrameReader(sock)
     jobs = wire.WorkerJobs()
     queued: collections.deque[tuple[int, int, TaskEvent]] = collections.deque()
-    done = _Completions(sock, send_lock, process_key())
 
     def take(body: memoryview) -> None:
         kind = bytes(body[:1])
