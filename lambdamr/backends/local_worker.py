@@ -109,8 +109,8 @@ class _MemoryWatch(threading.Thread):
                     "errorMessage": f"the task used more than its {limit // (1024 * 1024)} MB of memory",
                     "logs": log_tail(current_output()),
                 }
-                try:
-                    self.done.send()  # the tasks before this one did finish: their results first
+                try:  # the tasks before this one did finish: their results first (unless stuck)
+                    self.done.send(lock_timeout_s=MEMORY_SAMPLE_S)
                 finally:
                     with self.send_lock:
                         try:
@@ -162,19 +162,25 @@ class _Completions:
             or self.count >= wire.MAX_PER_FRAME
         )
 
-    def send(self) -> None:
-        with self._lock:
+    def send(self, lock_timeout_s: float = -1) -> None:
+        """Send what is held; with ``lock_timeout_s``, give up when the other thread holds it
+        that long (the memory watch must not wait on a task's thread to do its own job)."""
+        if not self._lock.acquire(timeout=lock_timeout_s):
+            return
+        try:
             if not self.count:
                 return
             data = wire.encode_done(self.key, self.count, self.parts)
             self.parts, self.count, self.size = [], 0, 0
             with self.send_lock:  # in order with the frames of the other thread
                 wire.send_parts(self.sock, data)
+        finally:
+            self._lock.release()
 
     def send_if_held(self, longer_than_s: float) -> None:
         """Send what has waited longer than ``longer_than_s`` (from the memory watch's thread)."""
         if self.count and time.monotonic() - self.since > longer_than_s:
-            self.send()
+            self.send(lock_timeout_s=0)  # held by the task's thread: it is sending them itself
 
 
 def _run_one(
