@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,9 @@ def identity(x: Any) -> Any:
     return x
 
 
-def mandelbrot_tile(index: int, tiles: int = 16, size: int = 640, max_iter: int = 300) -> int:
-    """Escape-time Mandelbrot on one horizontal band of a size x size image; returns a checksum."""
+def mandelbrot_tile(band: tuple[int, int], size: int = 640, max_iter: int = 300) -> int:
+    """Escape-time Mandelbrot on band ``index`` of ``tiles`` of a size x size image; returns a checksum."""
+    index, tiles = band  # one argument: every contender maps a one-argument function
     rows = size // tiles
     y = np.linspace(-1.5, 1.5, size)[index * rows : (index + 1) * rows]
     x = np.linspace(-2.0, 1.0, size)
@@ -92,7 +93,7 @@ class Contender:
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def map(self, fn: Callable[[Any], Any], items: range) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
     def worker_pids(self) -> list[int]:
@@ -222,10 +223,11 @@ def measure_empty(contender: Contender, n: int) -> dict[str, float]:
 
 def measure_tiles(contender: Contender, tiles: int) -> dict[str, float]:
     sequential_started = time.perf_counter()
-    expected = [mandelbrot_tile(i, tiles) for i in range(tiles)]
+    bands = [(i, tiles) for i in range(tiles)]
+    expected = [mandelbrot_tile(band) for band in bands]
     sequential = time.perf_counter() - sequential_started
     started = time.perf_counter()
-    results = contender.map(mandelbrot_tile, range(tiles))
+    results = contender.map(mandelbrot_tile, bands)
     wall = time.perf_counter() - started
     assert results == expected, f"{contender.name} computed other tiles"
     ideal = sequential / min(contender.workers, tiles)
@@ -304,7 +306,7 @@ def main() -> int:
     try:
         for contender in contenders:  # warm: workers started, functions loaded
             contender.map(identity, range(args.workers * 16))
-            contender.map(mandelbrot_tile, range(min(args.tiles, args.workers)))
+            contender.map(mandelbrot_tile, [(i, args.tiles) for i in range(min(args.tiles, args.workers))])
         for round_number in range(args.rounds):
             shift = round_number % len(contenders)
             for contender in contenders[shift:] + contenders[:shift]:

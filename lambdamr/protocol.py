@@ -343,10 +343,13 @@ def call_entry(outcome: CallOutcome) -> dict[str, Any]:
     return dict(outcome.__dict__)
 
 
-def encode_result(header: dict[str, Any], frames: list[bytes]) -> bytes:
-    """Assemble a result record from its JSON header and its frames."""
+def encode_result(header: dict[str, Any], frames: list[bytes], *, encoded_members: str = "") -> bytes:
+    """Assemble a result record from its JSON header and its frames; ``encoded_members`` are
+    more members of the header, already JSON (``"name":value,...``: what is the same for
+    every task of a process need not be encoded again for each)."""
     header = dict(header, lambdamr=PROTOCOL_VERSION, frames=[len(f) for f in frames])
-    head = _encode_header(header).encode()
+    text = _encode_header(header)
+    head = (f"{text[:-1]},{encoded_members}}}" if encoded_members else text).encode()
     return b"".join([RESULT_MAGIC, _HEADER_LEN.pack(len(head)), head, *frames])
 
 

@@ -132,6 +132,39 @@ def _framed(data: bytes, sink: BufferSink | None, buffers: list[memoryview]) -> 
     return frame(data, sink, buffers)
 
 
+#: types the standard pickler writes by value and reads back without importing anything:
+#: a value made only of these (and of lists, tuples and dicts of them) needs none of
+#: cloudpickle's machinery, and the stdlib pickler writes the very same bytes for it
+_PLAIN_ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
+#: containers and atoms ``is_plain`` looks at before it gives up (a big value is pickled
+#: by cloudpickle, whose fixed cost is then small beside the value's own)
+_PLAIN_MAX_ITEMS = 256
+
+
+def is_plain(obj: Any) -> bool:
+    """Whether ``obj`` is small plain data: atoms of ``_PLAIN_ATOMS`` in lists, tuples and dicts
+    (exact types: a subclass may pickle otherwise), at most ``_PLAIN_MAX_ITEMS`` of them."""
+    atoms = _PLAIN_ATOMS
+    budget = _PLAIN_MAX_ITEMS
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in atoms:
+            continue
+        if kind is tuple or kind is list:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            return False
+        budget -= len(item)
+        if budget < 0:
+            return False
+    return True
+
+
 def dumps(
     obj: Any, *, what: str = "object", ship_local_modules: bool = True, sink: BufferSink | None = None
 ) -> bytes:
@@ -142,6 +175,8 @@ def dumps(
 
     Raises ``SerializationError`` naming the part of ``obj`` that cannot be pickled.
     """
+    if is_plain(obj):  # most arguments and results: no module to ship, no buffer out of band
+        return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
     if not ship_local_modules:  # the runtime's results: their classes came from the driver
         out_of_band = _OutOfBand(sink.min_bytes) if sink is not None else None
         try:

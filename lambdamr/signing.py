@@ -37,6 +37,7 @@ import secrets
 import struct
 import threading
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ _CONTEXT_LEN = struct.Struct("<I")
 _CONTEXT_START = len(MAGIC) + _MAC_SIZE + _CONTEXT_LEN.size
 #: a context is a few hundred bytes; anything larger is not one of ours
 _MAX_CONTEXT = 64 * 1024
+#: payloads up to this size are signed with one join and a one-shot HMAC (faster than
+#: hashing part by part); bigger ones are hashed in place so that they are copied only once
+_ONE_SHOT_MAX = 64 * 1024
 KEY_ENV = "LAMBDAMR_SIGNING_KEY"
 
 #: what a signed object can be, by the name its context gives it
@@ -165,6 +169,32 @@ class Context:
             "key": self.key,
         }
 
+    def encode(self, key_id: str) -> bytes:
+        """The context as signed: the JSON of ``fields()`` plus ``key_id``, in that order.
+
+        Byte for byte what ``json`` writes (compact separators, ASCII), but built directly:
+        every task signs and checks one or two contexts, and the generic encoder took
+        several times longer than the HMAC itself.
+        """
+        return (
+            f'{{"kind":{_json_scalar(self.kind)},"session":{_json_scalar(self.session)},'
+            f'"job":{_json_scalar(self.job)},"task":{_json_scalar(self.task)},'
+            f'"attempt":{_json_scalar(self.attempt)},"key":{_json_scalar(self.key)},'
+            f'"key_id":{_json_scalar(key_id)}}}'
+        ).encode()
+
+
+def _json_scalar(value: Any) -> str:
+    """``value`` as ``json`` writes it (the fields of a context are str, int or None)."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _encode_json(value)  # anything else (a bool, a float): the generic encoder
+
 
 def read_context(blob: bytes | memoryview) -> dict[str, Any] | None:
     """The context a blob claims, unverified (None if it has none) — for messages and listings."""
@@ -206,9 +236,12 @@ class Signer:
 
     def sign(self, payload: bytes | memoryview, context: Context) -> bytes:
         """``payload`` with its context and the signature of both in front."""
-        head = _encode_json({**context.fields(), "key_id": self.key_id}).encode()
+        head = context.encode(self.key_id)
         length = _CONTEXT_LEN.pack(len(head))
-        mac = hmac.new(self._key, length, hashlib.sha256)
+        if len(payload) <= _ONE_SHOT_MAX:  # small (a task's arguments): one join, a one-shot HMAC
+            rest = b"".join((length, head, payload))
+            return b"".join((MAGIC, self._mac(rest), rest))
+        mac = hmac.new(self._key, length, hashlib.sha256)  # big: hashed in place, copied once
         mac.update(head)
         mac.update(payload)
         return b"".join((MAGIC, mac.digest(), length, head, payload))
@@ -222,15 +255,16 @@ class Signer:
         """
         view = memoryview(blob)
         # The common case first: the context is byte for byte the one this signer would have
-        # written for ``expected`` (one encoder, one field order), so nothing needs parsing.
-        head = _encode_json({**expected.fields(), "key_id": self.key_id}).encode()
+        # written for ``expected`` (one encoding, one field order), so nothing needs parsing.
+        head = expected.encode(self.key_id)
         end = _CONTEXT_START + len(head)
+        start = bytes(view[:end])  # magic, MAC, context: a few hundred bytes
         if (
-            len(view) >= end
-            and view[: len(MAGIC)] == MAGIC
-            and view[len(MAGIC) + _MAC_SIZE : _CONTEXT_START] == _CONTEXT_LEN.pack(len(head))
-            and view[_CONTEXT_START:end] == head
-            and hmac.compare_digest(view[len(MAGIC) : len(MAGIC) + _MAC_SIZE], self._mac(view[len(MAGIC) + _MAC_SIZE :]))
+            len(start) == end
+            and start.startswith(MAGIC)
+            and start[len(MAGIC) + _MAC_SIZE : _CONTEXT_START] == _CONTEXT_LEN.pack(len(head))
+            and start.endswith(head)
+            and hmac.compare_digest(start[len(MAGIC) : len(MAGIC) + _MAC_SIZE], self._mac(view[len(MAGIC) + _MAC_SIZE :]))
         ):
             return view[end:]
         magic = bytes(view[: len(MAGIC)])

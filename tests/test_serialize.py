@@ -64,3 +64,54 @@ def test_function_from_a_local_module_ships_by_value(executor, tmp_path, monkeyp
         assert list(executor.map(my_local_helpers.triple, [1, 2])) == [3, 6]
     finally:
         sys.modules.pop("my_local_helpers", None)
+
+
+# ---- the plain-data fast path: the stdlib pickler, the same bytes --------------------------
+class _Number(int):
+    """An int subclass: it pickles by reference to its class, so it is not plain data."""
+
+
+@pytest.mark.parametrize("value", [
+    0, -3, 2**100, 1.5, float("inf"), 1 + 2j, "text", "ünï", b"\x00\xff", True, None,
+    [((1,), {})], [(("a", 2.0), {"key": [1, 2, {"x": None}]})], (), [], {},
+    {1: "a", "b": (b"c",)}, [(("same",) * 3, {})],
+])
+def test_plain_data_pickles_to_the_bytes_cloudpickle_writes(value):
+    from lambdamr import serialize
+
+    assert serialize.is_plain(value)
+    for ship in (True, False):
+        data = serialize.dumps(value, ship_local_modules=ship)
+        assert data == cloudpickle_bytes(value)
+        assert serialize.loads(data) == value
+
+
+@pytest.mark.parametrize("value", [
+    _Number(3), [_Number(3)], {1, 2}, bytearray(b"x"), [((1,), {"f": divide})],
+    list(range(300)), {"k": list(range(300))}, [[[[list(range(100))] * 3]]],
+])
+def test_anything_else_is_not_plain_and_goes_through_cloudpickle(value):
+    from lambdamr import serialize
+
+    assert not serialize.is_plain(value)
+    copy = serialize.loads(serialize.dumps(value))
+    if isinstance(value, list) and value and isinstance(value[0], tuple):  # a function inside: by value
+        assert copy[0][1]["f"](6, 3) == 2
+    else:
+        assert copy == value and type(copy) is type(value)
+
+
+def test_a_plain_cycle_is_not_walked_forever():
+    from lambdamr import serialize
+
+    looped: list = [1]
+    looped.append(looped)
+    assert not serialize.is_plain(looped)  # the walk stops at its item budget
+    copy = serialize.loads(serialize.dumps(looped))
+    assert copy[1] is copy
+
+
+def cloudpickle_bytes(value):
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=5)

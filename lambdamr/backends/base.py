@@ -79,6 +79,8 @@ class InvocationOutcome:
 
 
 OutcomeCallback = Callable[[InvocationOutcome], None]
+#: ``report(outcomes)``: several outcomes at once (a backend that learns of them together)
+OutcomesCallback = Callable[[list[InvocationOutcome]], None]
 #: ``claim(invocation) -> bool``: asked by a backend that queues invocations itself, as it
 #: hands one to a worker; False means every call of it was cancelled meanwhile: drop it.
 ClaimCallback = Callable[[Invocation], bool]
@@ -106,10 +108,17 @@ class Backend(ABC):
     #: environment, and a job's ``extra_env`` is refused
     shares_driver_process: bool = False
     _claim: ClaimCallback | None = None
+    _on_outcomes: OutcomesCallback | None = None
 
     def set_claim(self, claim: ClaimCallback) -> None:
         """Give the backend the scheduler's ``claim`` (before ``start``)."""
         self._claim = claim
+
+    def set_outcomes_callback(self, report: OutcomesCallback) -> None:
+        """Give the backend a way to report several outcomes in one call (before ``start``);
+        a backend that learns of outcomes together (a frame of completions) may use it
+        instead of ``on_outcome`` once per outcome."""
+        self._on_outcomes = report
 
     def claim(self, invocation: Invocation) -> bool:
         """Whether ``invocation`` may start now: its calls are marked running unless they were

@@ -61,11 +61,15 @@ log = logging.getLogger("lambdamr")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 #: job slots the dispatcher remembers (a job seen again after that gets a new slot)
 _SLOTS_KEPT = 1024
-#: tasks shorter than this (on a recent average) are queued twice ``prefetch`` deep, so that a
-#: worker batches their completions and never waits for the driver; longer ones only
-#: ``prefetch`` deep, so that few wait behind a slow one (and stay cancellable)
+#: while tasks are short (on a recent average, and the one a worker runs too) a worker is
+#: kept about this much work ahead, up to ``MAX_DEPTH`` invocations: it then reports and is
+#: refilled in batches (a frame each way carries many tasks, and neither side wakes per
+#: task). Longer tasks are queued only ``prefetch`` deep, so that few wait behind a slow
+#: one (and stay cancellable).
+QUEUED_WORK_S = 0.002
 SHORT_TASK_S = 0.005
-_DRIVER_BUFFER_PER_WORKER = 6
+MAX_DEPTH = 16
+_DRIVER_BUFFER_PER_WORKER = 8
 #: workers in a row that exit by themselves before they are ready (a broken interpreter or
 #: environment, not a kill from outside) before the tasks waiting for them fail
 MAX_STARTUP_EXITS = 3
@@ -135,7 +139,7 @@ class LocalBackend(Backend):
         # A small buffer beyond what the workers hold lets the scheduler top up in batches
         # instead of waking once per finished task. What waits here is still pending (and
         # cancellable): a call is claimed, and running, only as it is written to a worker.
-        return self.workers * (self.prefetch + _DRIVER_BUFFER_PER_WORKER)
+        return self.workers * (max(MAX_DEPTH, self.prefetch) + _DRIVER_BUFFER_PER_WORKER)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, on_outcome: OutcomeCallback) -> None:
@@ -154,7 +158,9 @@ class LocalBackend(Backend):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         env[KEY_ENV] = self.signing_key().hex()
         env[ENFORCE_MEMORY_ENV] = "1" if self.enforce_memory else "0"
-        env[LOW_WATER_ENV] = str(max(1, self.prefetch // 2))
+        # A worker reports what it holds once it is down to this many queued: a quarter of
+        # the deepest queue, so the driver refills it before it runs dry.
+        env[LOW_WATER_ENV] = str(max(1, max(MAX_DEPTH, self.prefetch) // 4))
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "lambdamr.backends.local_worker", str(child.fileno()), self._id_prefix],
@@ -246,28 +252,34 @@ class LocalBackend(Backend):
             self._enforce_timeouts()
 
     def _depth(self, worker: _Worker, now: float) -> int:
-        """How many invocations ``worker`` may hold: deeper while tasks are short and its
-        current one is too."""
+        """How many invocations ``worker`` may hold: about ``QUEUED_WORK_S`` of work while
+        tasks are short and its current one is too, else ``prefetch``."""
         head = worker.queue[0] if worker.queue else None
         head_short = head is None or head.started_at is None or now - head.started_at < SHORT_TASK_S
-        if self._recent_task_s < SHORT_TASK_S and head_short:
-            return 2 * self.prefetch
+        recent = self._recent_task_s
+        if recent < SHORT_TASK_S and head_short:
+            return max(self.prefetch, min(MAX_DEPTH, int(QUEUED_WORK_S / max(recent, 1e-6))))
         return self.prefetch
 
     def _assign(self) -> None:
         now = time.time()
         with self._lock:
+            if not self._pending or not self._pool:
+                return
             batches: dict[_Worker, list[Invocation]] = {}
-            while self._pending and self._pool:
+            held = {w: len(w.queue) for w in self._pool}  # what each holds, with what it is about to get
+            depths = {w: self._depth(w, now) for w in self._pool}
+            while self._pending:
                 # Always the least busy worker, so work spreads before any worker queues;
                 # between equals a ready one, rather than one still starting.
-                worker = min(self._pool, key=lambda w: (len(w.queue) + len(batches.get(w, ())), not w.ready))
-                if len(worker.queue) + len(batches.get(worker, ())) >= self._depth(worker, now):
+                worker = min(self._pool, key=lambda w: (held[w], not w.ready))
+                if held[worker] >= depths[worker]:
                     break
                 invocation = self._pending.popleft()
                 if not self.claim(invocation):
                     continue  # cancelled while it waited here
                 batches.setdefault(worker, []).append(invocation)
+                held[worker] += 1
             for worker, invocations in batches.items():
                 if not self._send(worker, invocations):
                     self._pending.extendleft(reversed(invocations))
@@ -314,7 +326,9 @@ class LocalBackend(Backend):
         try:
             while True:
                 body = worker.reader.read()
-                if not self._take(worker, body) or not worker.reader.buffered():
+                # A whole frame already read with this one goes next; anything still arriving
+                # is for the next wait() (no system call here).
+                if not self._take(worker, body) or not worker.reader.has_frame():
                     return
         except (EOFError, OSError):
             self._replace(worker, reason=None)
@@ -344,17 +358,21 @@ class LocalBackend(Backend):
             log.warning("lambdamr: %s", exc)
             self._replace(worker, reason=None, error=exc)
             return False
-        for done in entries:
-            if not worker.queue or worker.queue[0].number != done.number:
-                self._replace(worker, reason=None, error=ProtocolError(
-                    f"a local worker answered request {done.number}, which it was not running"))
-                return False
-            running = worker.queue.popleft()
-            if worker.queue:
-                worker.queue[0].started_at = now
-            if running.started_at is not None:
-                self._recent_task_s += 0.2 * (now - running.started_at - self._recent_task_s)
-            self._report(self._outcome(running, done, now))
+        outcomes = []
+        try:
+            for done in entries:
+                if not worker.queue or worker.queue[0].number != done.number:
+                    self._replace(worker, reason=None, error=ProtocolError(
+                        f"a local worker answered request {done.number}, which it was not running"))
+                    return False
+                running = worker.queue.popleft()
+                if worker.queue:
+                    worker.queue[0].started_at = now
+                # As the worker timed it: what the driver sees includes its own delays.
+                self._recent_task_s += 0.2 * (done.ran_s - self._recent_task_s)
+                outcomes.append(self._outcome(running, done, now))
+        finally:
+            self._report_all(outcomes)  # the frame's outcomes in one message
         return True
 
     def _outcome(self, running: _Running, done: wire.Done, now: float) -> InvocationOutcome:
@@ -497,6 +515,13 @@ class LocalBackend(Backend):
     def _report(self, outcome: InvocationOutcome) -> None:
         assert self._on_outcome is not None
         self._on_outcome(outcome)
+
+    def _report_all(self, outcomes: list[InvocationOutcome]) -> None:
+        if len(outcomes) > 1 and self._on_outcomes is not None:
+            self._on_outcomes(outcomes)
+        else:
+            for outcome in outcomes:
+                self._report(outcome)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the current workers (for fault injection and monitoring)."""

@@ -34,12 +34,13 @@ import hmac
 import json
 import math
 import mmap
+import select
 import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lambdamr.errors import IntegrityError, ProtocolError
 from lambdamr.protocol import PROTOCOL_VERSION, ArgsRange, ExtraEnv, TaskEvent, check_extra_env
@@ -65,8 +66,8 @@ _TASK = struct.Struct("<IIIIdHB")
 _ARGS_INLINE, _ARGS_RANGE = 0, 1
 _U32 = struct.Struct("<I")
 _RANGE = struct.Struct("<QQH")  # start, length, key length
-# request number, job slot, task, attempt, kind, flags, late seconds, payload length
-_DONE = struct.Struct("<IIIIBBdQ")
+# request number, job slot, task, attempt, kind, flags, late seconds, seconds it ran, payload length
+_DONE = struct.Struct("<IIIIBBddQ")
 _MAC_DOMAIN = b"LMW1"
 _MAC_SIZE = hashlib.sha256().digest_size
 MAX_PER_FRAME = 0xFFFF
@@ -82,7 +83,11 @@ def frame(body_parts: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
 
 
 def send_parts(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
-    """Write every part, in order, without joining them (``sendmsg`` gathers them)."""
+    """Write every part, in order: joined when small (one copy is cheaper than a gather
+    list), else without joining them (``sendmsg`` gathers them)."""
+    if sum(map(len, parts)) <= _JOIN_MAX:
+        sock.sendall(b"".join(parts))
+        return
     views = [memoryview(p).cast("B") for p in parts if len(p)]
     while views:
         sent = sock.sendmsg(views[:512])  # IOV_MAX is 1024 on Linux
@@ -103,32 +108,40 @@ class FrameReader:
         self.sock = sock
         self._buf = bytearray()
         self._pos = 0
+        self._poller = select.poll()  # "has more arrived?" without a failing recv (an exception) each time
+        self._poller.register(sock, select.POLLIN)
 
     def _available(self) -> int:
         return len(self._buf) - self._pos
 
-    def _recv(self, flags: int = 0) -> bool:
-        """One ``recv`` into the buffer; False when nothing was there (non-blocking)."""
+    def _recv(self) -> None:
+        """One ``recv`` into the buffer (blocking until something arrives)."""
         if self._pos and self._pos == len(self._buf):
             self._buf.clear()
             self._pos = 0
-        try:
-            chunk = self.sock.recv(_READ_CHUNK, flags)
-        except BlockingIOError:
-            return False
+        chunk = self.sock.recv(_READ_CHUNK)
         if not chunk:
             raise EOFError("the other end closed the local wire")
         self._buf += chunk
-        return True
 
-    def buffered(self) -> bool:
-        """Whether a whole frame is already buffered, after reading what has arrived."""
-        while self._recv(socket.MSG_DONTWAIT):
-            pass
+    def has_frame(self) -> bool:
+        """Whether a whole frame is in the buffer already (no system call)."""
         if self._available() < _LENGTH.size:
             return False
         (length,) = _LENGTH.unpack_from(self._buf, self._pos)
         return bool(self._available() >= _LENGTH.size + length)
+
+    def buffered(self) -> bool:
+        """Whether a whole frame is buffered, after reading what has arrived (never blocks).
+
+        Raises:
+            EOFError: the other end closed the socket.
+        """
+        while not self.has_frame():
+            if not self._poller.poll(0):
+                return False
+            self._recv()  # readable: this recv does not block
+        return True
 
     def read(self) -> memoryview:
         """The next frame's body, blocking until it has arrived whole.
@@ -227,6 +240,15 @@ class WorkerJob:
     options: dict[str, Any]
     extra_env: ExtraEnv
 
+    def event_fields(self) -> dict[str, Any]:
+        """Every field of a ``TaskEvent`` of this job, its tasks' own ones as placeholders
+        (built through ``TaskEvent`` once, so its defaults and checks apply)."""
+        return dict(vars(TaskEvent(
+            job_id=self.job_id, task_id=0, attempt=0, storage=self.storage, function_key=self.function_key,
+            result_key="", timeout_s=self.timeout_s, memory_mb=self.memory_mb, store_result=self.store_result,
+            reply_inline_max=self.reply_inline_max, options=self.options, extra_env=self.extra_env,
+        )))
+
     @classmethod
     def decode(cls, body: memoryview) -> tuple[int, WorkerJob]:
         _, slot = _JOB_HEAD.unpack_from(body)
@@ -248,13 +270,32 @@ class WorkerJobs:
     def __init__(self) -> None:
         self._jobs: OrderedDict[int, WorkerJob] = OrderedDict()
         self._stores: dict[int, Any] = {}
+        self._event_fields: dict[int, dict[str, Any]] = {}
 
     def add(self, body: memoryview) -> None:
         slot, job = WorkerJob.decode(body)
         self._jobs[slot] = job
+        self._event_fields[slot] = job.event_fields()
         while len(self._jobs) > JOB_SLOTS_PER_WORKER:
             forgotten, _ = self._jobs.popitem(last=False)
             self._stores.pop(forgotten, None)
+            self._event_fields.pop(forgotten, None)
+
+    def event(self, slot: int, task_fields: dict[str, Any]) -> TaskEvent:
+        """The ``TaskEvent`` of one task of the job in ``slot``: the job's fields, then the task's.
+
+        Made without ``TaskEvent.__init__`` (a frozen dataclass of 15 fields costs more than
+        the rest of decoding a task): the job's fields went through it once, in ``add``, and
+        the task's own are plain numbers, strings and bytes decoded from the frame.
+        """
+        shared = self._event_fields.get(slot)
+        if shared is None:
+            raise _unknown_slot(slot)
+        event: TaskEvent = object.__new__(TaskEvent)
+        fields = event.__dict__
+        fields.update(shared)
+        fields.update(task_fields)
+        return event
 
     def store(self, slot: int) -> Any:
         """The store the job in ``slot`` names, looked up once per job (not per task)."""
@@ -269,7 +310,11 @@ class WorkerJobs:
         try:
             return self._jobs[slot]
         except KeyError:
-            raise ProtocolError(f"a task names job slot {slot}, which this worker was never sent") from None
+            raise _unknown_slot(slot) from None
+
+
+def _unknown_slot(slot: int) -> ProtocolError:
+    return ProtocolError(f"a task names job slot {slot}, which this worker was never sent")
 
 
 def decode_tasks(body: memoryview, jobs: WorkerJobs) -> Iterator[tuple[int, int, TaskEvent]]:
@@ -293,20 +338,15 @@ def decode_tasks(body: memoryview, jobs: WorkerJobs) -> Iterator[tuple[int, int,
             pos += _RANGE.size
             args_range = ArgsRange(str(body[pos : pos + range_key_len], "utf-8"), start, length)
             pos += range_key_len
-        job = jobs[slot]
-        event = TaskEvent(
-            job_id=job.job_id, task_id=task_id, attempt=attempt, storage=job.storage,
-            function_key=job.function_key, result_key=result_key, timeout_s=job.timeout_s,
-            memory_mb=job.memory_mb, args_raw=args_raw, args_range=args_range,
-            store_result=job.store_result, reply_inline_max=job.reply_inline_max, options=job.options,
-            deadline=None if math.isnan(deadline) else deadline, extra_env=job.extra_env,
-        )
+        event = jobs.event(slot, {
+            "task_id": task_id, "attempt": attempt, "result_key": result_key, "args_raw": args_raw,
+            "args_range": args_range, "deadline": None if math.isnan(deadline) else deadline,
+        })
         yield number, slot, event
 
 
 # ---- worker -> driver -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(NamedTuple):
     """One completion in a DONE frame."""
 
     number: int  # the request number the dispatcher gave the task
@@ -315,14 +355,15 @@ class Done:
     attempt: int
     kind: int
     flags: int
-    late_s: float
+    late_s: float  # EXPIRED: how late it arrived
     payload: memoryview  # the record (RECORD), the JSON error (FAILED), else empty
+    ran_s: float = 0.0  # how long the worker took to run it (the dispatcher's queue depth follows it)
 
 
 def done_entry(number: int, slot: int, event: TaskEvent, kind: int, flags: int = 0,
-               payload: bytes | memoryview = b"", late_s: float = 0.0) -> list[bytes | memoryview]:
+               payload: bytes | memoryview = b"", late_s: float = 0.0, ran_s: float = 0.0) -> list[bytes | memoryview]:
     """The parts of one completion entry."""
-    head = _DONE.pack(number, slot, event.task_id, event.attempt, kind, flags, late_s, len(payload))
+    head = _DONE.pack(number, slot, event.task_id, event.attempt, kind, flags, late_s, ran_s, len(payload))
     return [head, payload] if len(payload) else [head]
 
 
@@ -358,9 +399,9 @@ def decode_done(key: bytes, body: memoryview) -> list[Done]:
     pos += _COUNT.size
     entries = []
     for _ in range(count):
-        number, slot, task_id, attempt, kind, flags, late_s, length = _DONE.unpack_from(body, pos)
+        number, slot, task_id, attempt, kind, flags, late_s, ran_s, length = _DONE.unpack_from(body, pos)
         pos += _DONE.size
-        entries.append(Done(number, slot, task_id, attempt, kind, flags, late_s, body[pos : pos + length]))
+        entries.append(Done(number, slot, task_id, attempt, kind, flags, late_s, body[pos : pos + length], ran_s))
         pos += length
     if pos != len(body):
         raise ProtocolError(f"a local worker's completion frame is {len(body)} bytes, its entries {pos}")

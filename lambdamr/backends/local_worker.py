@@ -24,10 +24,15 @@ import sys
 import threading
 import time
 import traceback
+from types import ModuleType
 
 from lambdamr.backends import local_wire as wire
 from lambdamr.errors import ProtocolError
 from lambdamr.protocol import TaskEvent
+
+#: ``lambdamr.runtime.handler``, imported by ``serve`` (the driver imports this module for
+#: its constants and never runs a task: it does not load the runtime)
+handler: ModuleType
 
 OUT_OF_MEMORY = "Runtime.OutOfMemory"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -76,12 +81,15 @@ def _rss_bytes() -> int:
 
 class _MemoryWatch(threading.Thread):
     """Ends the process, after telling the driver, when RSS passes the current limit, and
-    without a word when the driver process is gone (no orphans left computing)."""
+    without a word when the driver process is gone (no orphans left computing). On the way it
+    sends completions held longer than ``HOLD_MAX_S`` while a task runs (so a result never
+    waits behind a long task that came after it)."""
 
-    def __init__(self, sock: socket.socket, send_lock: threading.Lock) -> None:
+    def __init__(self, sock: socket.socket, send_lock: threading.Lock, done: _Completions) -> None:
         super().__init__(name="lambdamr-memory-watch", daemon=True)
         self.sock = sock
         self.send_lock = send_lock
+        self.done = done
         self.limit_bytes = 0
         self.request_number = 0
 
@@ -91,6 +99,7 @@ class _MemoryWatch(threading.Thread):
             time.sleep(MEMORY_SAMPLE_S)
             if os.getppid() != parent:  # the driver died: no one will read the result
                 os._exit(0)
+            self.done.send_if_held(HOLD_MAX_S)
             limit = self.limit_bytes
             if limit and _rss_bytes() > limit:
                 from lambdamr.runtime.capture import current_output, log_tail
@@ -100,11 +109,14 @@ class _MemoryWatch(threading.Thread):
                     "errorMessage": f"the task used more than its {limit // (1024 * 1024)} MB of memory",
                     "logs": log_tail(current_output()),
                 }
-                with self.send_lock:
-                    try:
-                        wire.send_parts(self.sock, wire.encode_fatal(self.request_number, error))
-                    finally:
-                        os._exit(137)
+                try:  # the tasks before this one did finish: their results first (unless stuck)
+                    self.done.send(lock_timeout_s=MEMORY_SAMPLE_S)
+                finally:
+                    with self.send_lock:
+                        try:
+                            wire.send_parts(self.sock, wire.encode_fatal(self.request_number, error))
+                        finally:
+                            os._exit(137)
 
 
 class _Completions:
@@ -112,7 +124,9 @@ class _Completions:
 
     Short tasks are reported in batches; a task that ran for ``HOLD_MAX_S`` or longer, a
     batch that waited that long, or a worker about to run out of queued tasks sends at once,
-    so the driver refills the worker before it idles and a result never waits on another task.
+    so the driver refills the worker before it idles; while a task runs, the memory watch
+    sends what waited longer (``send_if_held``), so a result never waits on another task.
+    Both threads use it: ``_lock`` guards what is held.
     """
 
     def __init__(self, sock: socket.socket, send_lock: threading.Lock, key: bytes) -> None:
@@ -123,48 +137,65 @@ class _Completions:
         self.count = 0
         self.size = 0
         self.since = 0.0
+        self._lock = threading.Lock()
 
     def add(self, parts: list[bytes | memoryview]) -> None:
-        if not self.count:
-            self.since = time.monotonic()
-        self.parts += parts
-        self.count += 1
-        self.size += sum(len(p) for p in parts)
+        with self._lock:
+            if not self.count:
+                self.since = time.monotonic()
+            self.parts += parts
+            self.count += 1
+            self.size += sum(len(p) for p in parts)
 
     def due(self, queued: int, ran_s: float) -> bool:
-        """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``."""
+        """Whether to send now, with ``queued`` tasks still to run and the last one having run ``ran_s``.
+
+        Once as the queue comes down to ``LOW_WATER`` (the driver refills it meanwhile), then
+        again when it is empty: not after each of the last few tasks.
+        """
         return (
-            queued <= LOW_WATER
+            queued == LOW_WATER
+            or not queued
             or ran_s >= HOLD_MAX_S
             or time.monotonic() - self.since >= HOLD_MAX_S
             or self.size >= HOLD_MAX_BYTES
             or self.count >= wire.MAX_PER_FRAME
         )
 
-    def send(self) -> None:
-        if not self.count:
+    def send(self, lock_timeout_s: float = -1) -> None:
+        """Send what is held; with ``lock_timeout_s``, give up when the other thread holds it
+        that long (the memory watch must not wait on a task's thread to do its own job)."""
+        if not self._lock.acquire(timeout=lock_timeout_s):
             return
-        data = wire.encode_done(self.key, self.count, self.parts)
-        self.parts, self.count, self.size = [], 0, 0
-        with self.send_lock:
-            wire.send_parts(self.sock, data)
+        try:
+            if not self.count:
+                return
+            data = wire.encode_done(self.key, self.count, self.parts)
+            self.parts, self.count, self.size = [], 0, 0
+            with self.send_lock:  # in order with the frames of the other thread
+                wire.send_parts(self.sock, data)
+        finally:
+            self._lock.release()
+
+    def send_if_held(self, longer_than_s: float) -> None:
+        """Send what has waited longer than ``longer_than_s`` (from the memory watch's thread)."""
+        if self.count and time.monotonic() - self.since > longer_than_s:
+            self.send(lock_timeout_s=0)  # held by the task's thread: it is sending them itself
 
 
 def _run_one(
     number: int, slot: int, event: TaskEvent, jobs: wire.WorkerJobs, id_prefix: str, watch: _MemoryWatch
 ) -> list[bytes | memoryview]:
     """Run one task through the runtime; the parts of its completion entry."""
-    from lambdamr.runtime.handler import expired_response, run_task
-
     now = time.time()
     if event.expired(now):
-        late = expired_response(event, now)["late_s"]
+        late = handler.expired_response(event, now)["late_s"]
         return wire.done_entry(number, slot, event, wire.EXPIRED, late_s=late)
     watch.request_number = number
     watch.limit_bytes = event.memory_mb * 1024 * 1024 if _ENFORCE_MEMORY else 0
     context = LocalContext(f"{id_prefix}-{number}", event.memory_mb, now + event.timeout_s)
     try:
-        run = run_task(event, jobs.store(slot), context, _raw_size)
+        run = handler.run_task(event, jobs.store(slot), context, _raw_size)
     except BaseException as exc:  # noqa: BLE001 - like Lambda, the process answers and stays warm
         error = {
             "errorType": type(exc).__name__,
@@ -175,9 +206,10 @@ def _run_one(
     finally:
         watch.limit_bytes = 0
     flags = (wire.FLAG_STORED if run.stored else 0) | (wire.FLAG_OK if run.ok else 0)
+    ran_s = time.time() - now
     if run.inline:
-        return wire.done_entry(number, slot, event, wire.RECORD, flags, run.record)
-    return wire.done_entry(number, slot, event, wire.STORED, flags)
+        return wire.done_entry(number, slot, event, wire.RECORD, flags, run.record, ran_s=ran_s)
+    return wire.done_entry(number, slot, event, wire.STORED, flags, ran_s=ran_s)
 
 
 def _raw_size(size: int) -> int:
@@ -186,18 +218,19 @@ def _raw_size(size: int) -> int:
 
 def serve(sock: socket.socket, id_prefix: str) -> None:
     """Answer invocations until the driver closes the connection."""
-    import lambdamr.runtime.handler  # noqa: F401 - the imports a task needs, before READY
+    global handler
+    from lambdamr.runtime import handler  # the imports a task needs, before READY
     from lambdamr.runtime.capture import keep_installed
     from lambdamr.signing import process_key
 
     keep_installed()
     send_lock = threading.Lock()
-    watch = _MemoryWatch(sock, send_lock)
+    done = _Completions(sock, send_lock, process_key())
+    watch = _MemoryWatch(sock, send_lock, done)
     watch.start()
     reader = wire.FrameReader(sock)
     jobs = wire.WorkerJobs()
     queued: collections.deque[tuple[int, int, TaskEvent]] = collections.deque()
-    done = _Completions(sock, send_lock, process_key())
 
     def take(body: memoryview) -> None:
         kind = bytes(body[:1])
@@ -216,7 +249,9 @@ def serve(sock: socket.socket, id_prefix: str) -> None:
                 done.send()
             while not queued:  # a JOB frame comes alone, or just ahead of its tasks
                 take(reader.read())
-            while reader.buffered():
+            # What arrived meanwhile is looked for only once few tasks are left (a poll of the
+            # socket per task would cost more than the frames it finds).
+            while reader.has_frame() if len(queued) > LOW_WATER else reader.buffered():
                 take(reader.read())
         except EOFError:
             return

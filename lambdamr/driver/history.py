@@ -61,6 +61,12 @@ MISSED_HEARTBEATS = 10
 MAX_LOGGED_TASKS = 1_000
 #: a dead driver's heartbeat object is pruned this long after its last write
 DRIVER_HEARTBEAT_KEPT_S = 86_400.0
+#: a running job's record is rewritten no sooner than this many times what its last write
+#: cost in CPU: a big job's record (its summary, up to 10,000 task rows) costs in proportion
+#: to its tasks, and rewriting it every heartbeat would take a growing share of the driver;
+#: this keeps the rewrites under about 1/REWRITE_SPACING of a core (the driver's heartbeat,
+#: not the record, proves the job alive; the final record is always written)
+REWRITE_SPACING = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +201,7 @@ class _Tracked:
     static: dict[str, Any]
     written: tuple[int, ...] | None = None  # the fingerprint last written
     written_at: float = float("-inf")  # monotonic
+    write_cpu_s: float = 0.0  # what building and writing the record took last time
 
 
 class JobHistory:
@@ -253,7 +260,7 @@ class JobHistory:
             for entry in ended:
                 self._write(entry, final=True)
             for entry in running:
-                due = now - entry.written_at >= self.policy.heartbeat_s
+                due = now - entry.written_at >= max(self.policy.heartbeat_s, REWRITE_SPACING * entry.write_cpu_s)
                 if entry.written is None or closing or (due and fingerprint(entry.job) != entry.written):
                     self._write(entry, final=closing)
             if closing:
@@ -282,6 +289,7 @@ class JobHistory:
     def _write(self, entry: _Tracked, *, final: bool) -> None:
         job = entry.job
         key = record_key(self._prefix, job.job_id)
+        cpu_started = time.thread_time()
         try:
             mark = fingerprint(job)
             record = job_record(
@@ -291,6 +299,7 @@ class JobHistory:
             store = self._writer()
             store.put(key, sign_document(self._signer, job.job_id, key, record))
             entry.written, entry.written_at = mark, time.monotonic()
+            entry.write_cpu_s = time.thread_time() - cpu_started
             if final and (entries := task_log_entries(job)):
                 kept = dict(list(entries.items())[:MAX_LOGGED_TASKS])
                 lkey = logs_key(self._prefix, job.job_id)

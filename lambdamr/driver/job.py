@@ -7,6 +7,7 @@ futures of their calls, their timings and the counters its summary reports.
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import sys
 import threading
@@ -32,6 +33,9 @@ _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and 
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
+#: taken while a finished job's summary is computed, so the threads that want it at its end
+#: (job record, history, verbose summary) compute it once between them
+_FINAL_SUMMARY_LOCK = threading.Lock()
 
 
 class TaskOutcome(NamedTuple):
@@ -223,6 +227,7 @@ class Job:
         self._finished_event: threading.Event | None = None  # made for the first wait() (one per job is 1 KB)
         self._lock = threading.Lock()
         self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
+        self._final_summary: JobSummary | None = None  # once the numbers are final (done callbacks ran)
 
     # ---- building -------------------------------------------------------------------------
     def new_task(self, calls: int) -> Task:
@@ -349,6 +354,14 @@ class Job:
     # ---- reporting ------------------------------------------------------------------------
     def summary(self) -> JobSummary:
         """Counts, times, storage requests and the estimated Lambda cost of this job."""
+        if self._done_callbacks is not None:  # running, or its numbers not final yet
+            return self._summarize()
+        with _FINAL_SUMMARY_LOCK:  # final: computed once (it costs O(tasks)), by the first to ask
+            if self._final_summary is None:
+                self._final_summary = self._summarize()
+        return copy.copy(self._final_summary)
+
+    def _summarize(self) -> JobSummary:
         succeeded = failed = cancelled = 0
         for task in list(self.tasks):
             outcome = task.outcome  # set before a settled task lets go of its futures

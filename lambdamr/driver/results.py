@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lambdamr import serialize
 from lambdamr.errors import IntegrityError, RemoteError, SerializationError
@@ -27,16 +27,15 @@ from lambdamr.runtime.tracebacks import traceback_from_dict
 from lambdamr.signing import Signer
 
 
-@dataclass(frozen=True)
-class CallResult:
-    """One call's outcome: ``value`` when ``ok``, else ``exception``."""
+class CallResult(NamedTuple):
+    """One call's outcome: ``value`` when ``ok``, else ``exception`` (a tuple: one per call)."""
 
     ok: bool
     value: Any = None
     exception: BaseException | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskRecord:
     """A decoded result record: the header (timings, runtime facts) and each call's result."""
 
@@ -114,7 +113,7 @@ def _rebuild(header: dict[str, Any], frames: list[memoryview], expected_calls: i
     for outcome, frame in zip(outcomes, frames):
         if outcome.ok:
             try:
-                calls.append(CallResult(ok=True, value=serialize.loads(frame, what="task's return value")))
+                calls.append(CallResult(True, serialize.loads(frame, what="task's return value")))
             except SerializationError as exc:
                 calls.append(CallResult(ok=False, exception=exc))
             except BaseException as exc:  # noqa: BLE001 - a __reduce__ calling sys.exit must not stop the driver

@@ -115,6 +115,7 @@ class Scheduler:
             return
         self.backend.prepare(self.storage)
         self.backend.set_claim(self._claim)
+        self.backend.set_outcomes_callback(self._on_outcomes)
         self.backend.start(self._on_outcome)
         self._thread = threading.Thread(target=self._run, name="lambdamr-scheduler", daemon=True)
         self._thread.start()
@@ -168,6 +169,9 @@ class Scheduler:
 
     def _on_outcome(self, outcome: InvocationOutcome) -> None:
         self._inbox.put(("outcome", outcome))
+
+    def _on_outcomes(self, outcomes: list[InvocationOutcome]) -> None:
+        self._inbox.put(("outcomes", outcomes))  # one message (one wake-up) for a frame of them
 
     def _claim(self, invocation: Invocation) -> bool:
         """Called by a backend, on its own thread, as it hands ``invocation`` to a worker."""
@@ -233,6 +237,10 @@ class Scheduler:
 
     def _handle(self, message: tuple[str, Any]) -> None:
         kind, payload = message
+        if kind == "outcomes":
+            for outcome in payload:
+                self._handle(("outcome", outcome))  # each on its own: an error fails its task only
+            return
         try:
             if kind == "job":
                 job, tasks = payload
@@ -540,7 +548,8 @@ class Scheduler:
         task.runtime = record.runtime
         task.logs = record.header.get("logs")
         for kind, count in requests.items():
-            task.job.runtime_requests[kind] += count
+            if count:  # most are 0 (a small task makes no request)
+                task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
             settle_future(future, call.value, call.exception if not call.ok else None)
         self._settle(task)

@@ -87,6 +87,8 @@ class CapturedText:
 
     def text(self) -> str:
         """Everything kept, with a marker where characters were dropped."""
+        if not self._head and not self._tail:  # nothing written (most tasks)
+            return ""
         with self._lock:
             head = "".join(self._head)
             tail = "".join(self._tail)

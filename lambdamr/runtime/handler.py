@@ -27,6 +27,9 @@ invoking service reports them as a function error and the driver retries the tas
 from __future__ import annotations
 
 import base64
+import functools
+import json
+import operator
 import os
 import pickle
 import resource
@@ -36,9 +39,10 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from json.encoder import encode_basestring_ascii
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
@@ -48,6 +52,7 @@ from lambdamr.data.buffers import BufferSink, result_values_prefix
 from lambdamr.data.task_storage import bound_to
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import (
+    CALL_OK,
     INITIALIZER_OPTION,
     PROTOCOL_VERSION,
     CallOutcome,
@@ -69,6 +74,7 @@ _functions: OrderedDict[str, Any] = OrderedDict()
 _initialized: set[str] = set()  # initializers that ran in this process, by key
 _initializer_lock = threading.Lock()
 _REQUEST_KINDS = ("puts", "gets", "lists", "deletes")
+_CALL_OK_ENTRY = call_entry(CALL_OK)  # the header entry of a call that returned (most of them)
 #: what every result header says of the runtime process, the same for each of its tasks
 _RUNTIME_FACTS = {"python": "{}.{}".format(*sys.version_info[:2]), "lambdamr": __version__}
 
@@ -210,7 +216,7 @@ def _run_calls(
         else:
             try:
                 frame = serialize.dumps(value, what="task's return value", ship_local_modules=False, sink=sink)
-                outcome = CallOutcome(ok=True)
+                outcome = CALL_OK
             except SerializationError as exc:
                 outcome, frame = encode_exception(exc)
             except BaseException as exc:  # noqa: BLE001 - a __reduce__ that calls sys.exit
@@ -246,8 +252,7 @@ def expired_response(task: TaskEvent, now: float) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRun:
+class TaskRun(NamedTuple):
     """What running one task produced, for the transport that answers the invoker."""
 
     record: bytes  # the result record, unsigned (``protocol.encode_result``)
@@ -268,9 +273,11 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
     """
     global _cold
     started = time.time()
-    with _state_lock:
-        cold, _cold = _cold, False
-    requests_before = store.stats.snapshot()
+    cold = _cold
+    if cold:  # once per process: the lock only then
+        with _state_lock:
+            cold, _cold = _cold, False
+    requests_before = store.stats.read(_REQUEST_KINDS)
 
     task_error: CallOutcome | None = None
     # prints and logging records -> header["logs"]; the job's extra_env and task_storage() hold
@@ -307,14 +314,13 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
     # Leave room for the header, which is not written yet.
     inline = bool(task.reply_inline_max) and encoded_size(record_size) + 8192 <= task.reply_inline_max
     store_it = task.store_result or not inline
-    requests_now = store.stats.snapshot()
-    requests = {k: requests_now[k] - requests_before[k] for k in _REQUEST_KINDS}
+    requests = dict(zip(_REQUEST_KINDS, map(operator.sub, store.stats.read(_REQUEST_KINDS), requests_before)))
     requests["puts"] += int(store_it)
     header = {
         "job_id": task.job_id,
         "task_id": task.task_id,
         "attempt": task.attempt,
-        "calls": [call_entry(outcome) for outcome in outcomes],
+        "calls": [_CALL_OK_ENTRY if outcome is CALL_OK else call_entry(outcome) for outcome in outcomes],
         "task_error": task_error.__dict__ if task_error else None,
         "timings": {
             "started": started,
@@ -326,15 +332,14 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
         },
         "requests": requests,
         "logs": captured.text(),
-        "runtime": {
-            "request_id": getattr(context, "aws_request_id", "") or "",
-            "function_name": getattr(context, "function_name", ""),
-            "memory_limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
-            **_RUNTIME_FACTS,
-            "pid": os.getpid(),
-        },
     }
-    record = encode_result(header, frames)
+    # "runtime": what the process says of itself, encoded once per process but its request id
+    request_id = encode_basestring_ascii(getattr(context, "aws_request_id", "") or "")
+    runtime_rest = _runtime_facts_json(
+        getattr(context, "function_name", ""), int(getattr(context, "memory_limit_in_mb", 0) or task.memory_mb),
+        os.getpid(),
+    )
+    record = encode_result(header, frames, encoded_members=f'"runtime":{{"request_id":{request_id},{runtime_rest}')
     inline = inline and encoded_size(len(record)) + 1024 <= task.reply_inline_max
     signed = None
     if store_it or not inline:
@@ -344,6 +349,13 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
         store.put(task.result_key, signed, if_absent=True)
     ok = task_error is None and all(o.ok for o in outcomes)
     return TaskRun(record=record, signed=signed, stored=signed is not None, inline=inline, ok=ok)
+
+
+@functools.lru_cache(maxsize=16)
+def _runtime_facts_json(function_name: str, memory_limit_mb: int, pid: int) -> str:
+    """The rest of a header's ``runtime`` after its request id, as JSON (``...}``)."""
+    facts = {"function_name": function_name, "memory_limit_mb": memory_limit_mb, **_RUNTIME_FACTS, "pid": pid}
+    return json.dumps(facts, separators=(",", ":"))[1:]
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -177,3 +177,17 @@ def test_workers_killed_from_outside_as_fast_as_they_start_fail_the_task_in_the_
         stalled = r"keep dying while they start: none got ready in \d+ s; workers killed before they were ready: 1"
         with pytest.raises(BackendError, match=stalled):
             ex.submit(sleep_for, 0).result(timeout=60)
+
+
+def test_short_tasks_cross_in_batches_and_none_waits_behind_a_long_one(make_executor):
+    ex = make_executor(workers=1)
+    assert list(ex.map(abs, range(-200, 0))) == list(range(200, 0, -1))
+    backend = ex.backend
+    assert backend._depth(backend._pool[0], time.time()) > backend.prefetch  # short: queued deeper
+    # Both short tasks and the long one sit in the one worker's queue; the short ones' results
+    # are held for a batch, and must still arrive while the long one runs.
+    results = ex.map(sleep_for, [0, 0, 8])
+    started = time.monotonic()
+    assert [next(results), next(results)] == [0, 0]
+    assert time.monotonic() - started < 6
+    assert next(results) == 8
