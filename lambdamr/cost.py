@@ -174,11 +174,44 @@ def estimate_job_cost(
         ConfigurationError: unknown region or architecture, memory out of Lambda's range,
             an unknown kind of storage request, or not one INIT entry per invocation.
     """
+    inits = _inits(task_seconds, init_seconds)
+    return estimate_billed_cost(
+        sum(billed_ms(s, i) for s, i in zip(task_seconds, inits)),
+        sum(billed_ms(s) for s in task_seconds) if init_seconds is not None else None,
+        memory_mb,
+        invocations=len(task_seconds) if invocations is None else invocations,
+        storage_requests=storage_requests,
+        region=region,
+        architecture=architecture,
+    )
+
+
+def estimate_billed_cost(
+    total_billed_ms: int,
+    run_billed_ms: int | None,
+    memory_mb: int,
+    *,
+    invocations: int,
+    storage_requests: Mapping[str, int] | None = None,
+    region: str | None = None,
+    architecture: str = "x86_64",
+) -> CostEstimate:
+    """``estimate_job_cost`` from running totals (a job adds each task's figure as it settles).
+
+    Args:
+        total_billed_ms: the sum of every invocation's ``billed_ms(seconds, init_seconds)``.
+        run_billed_ms: the same without the INIT phases (``billed_ms(seconds)``); None: no INIT.
+        memory_mb, invocations, storage_requests, region, architecture: as ``estimate_job_cost``.
+
+    Raises:
+        ConfigurationError: as ``estimate_job_cost``.
+    """
+    validate_memory(memory_mb)
     prices = region_prices(region)
     per_gb_second = prices.gb_second(architecture)
-    billed_gb_s = gb_seconds(task_seconds, memory_mb, init_seconds)
-    init_gb_s = billed_gb_s - gb_seconds(task_seconds, memory_mb) if init_seconds is not None else 0.0
-    requests = len(task_seconds) if invocations is None else invocations
+    billed_gb_s = memory_mb / 1024.0 * total_billed_ms / 1000.0
+    init_gb_s = billed_gb_s - memory_mb / 1024.0 * run_billed_ms / 1000.0 if run_billed_ms is not None else 0.0
+    requests = invocations
     if requests < 0:
         raise ConfigurationError(f"invocations={requests}: a request count cannot be negative")
     return CostEstimate(

@@ -314,7 +314,7 @@ class Session:
     def _add_tasks(self, job: Job, calls: list[Calls]) -> list[Task]:
         """Add one task per inner list of calls to ``job``, staged (and, durable, in its manifest)."""
         self.backend.check_access(reads=referenced_reads(calls))
-        first = len(job.tasks)
+        first = job.task_count
         tasks = [job.new_task(len(task_calls)) for task_calls in calls]
         try:
             # A streaming map stages while results flow: a busy store (503) is waited out, as
@@ -330,7 +330,7 @@ class Session:
                         raise
                     time.sleep(delay * (0.5 + random.random()))
         except BaseException:
-            del job.tasks[first:]  # never launched: the job must not wait for them
+            job.discard_tasks_from(first)  # never launched: the job must not wait for them
             raise
         return tasks
 
