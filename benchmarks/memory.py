@@ -12,7 +12,8 @@ Two cases, each in a fresh driver process (so that its peak RSS is its own):
   1,000), summed as they come. Before ``map`` streamed, it read the whole input first.
 
 For each: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
-(``ru_maxrss``), the wall time and the calls per second. The local backend runs the tasks
+(``ru_maxrss``), the wall time, the calls per second, and how many task records the finished
+job keeps (``kept``: a bounded sample, ``lambdamr.driver.task_ledger``). The local backend runs the tasks
 (``--workers`` processes); each case's temp folder is deleted afterwards. With two or more
 task counts the growth between the smallest and the largest is printed per 10,000 tasks:
 "flat" means close to zero. Nothing is written but ``--out`` (a folder: ``memory.json``).
@@ -66,10 +67,12 @@ def run_case(case: str, count: int, workers: int, chunksize: int) -> dict[str, A
             _, traced_peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             summary = ex.last_job.summary()
+            records_kept = len(ex.last_job.tasks)
         return {
             "case": case,
             "calls": count,
             "tasks": summary.tasks,
+            "records_kept": records_kept,
             "chunksize": chunksize if case == "generator" else 1,
             "workers": workers,
             "wall_s": round(wall, 1),
@@ -109,11 +112,11 @@ def main() -> int:
     if args.generator:
         rows.append(run_in_child("generator", args.generator, args.workers, args.chunksize))
     load_after = os.getloadavg()
-    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'wall s':>7} {'calls/s':>8} {'traced peak MB':>15} {'RSS peak MB':>12}")
+    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'kept':>6} {'wall s':>7} {'calls/s':>8} {'traced peak MB':>15} {'RSS peak MB':>12}")
     for row in rows:
         print(
-            f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['wall_s']:>7} {row['calls_per_s']:>8,} "
-            f"{row['traced_peak_mb']:>15} {row['rss_peak_mb']:>12}"
+            f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['records_kept']:>6,} {row['wall_s']:>7} "
+            f"{row['calls_per_s']:>8,} {row['traced_peak_mb']:>15} {row['rss_peak_mb']:>12}"
         )
     sized = sorted((r for r in rows if r["case"] == "results"), key=lambda r: r["calls"])
     if len(sized) >= 2 and sized[-1]["calls"] > sized[0]["calls"]:

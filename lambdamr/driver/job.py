@@ -347,6 +347,8 @@ class Job:
                 last_completed = (self._ledger.totals.last_completed if self._ledger else 0.0) or time.time()
             self.finished_at = last_completed
             self._finished = True
+            if self._ledger is not None:
+                self._ledger.close()
             if self._finished_event is not None:
                 self._finished_event.set()
 

@@ -9,14 +9,15 @@
   nothing merges samples of different jobs.
 * ``PeakConcurrency``: the most intervals open at one moment, from intervals that arrive in
   any order (a task's started..finished arrives when it settles), in at most
-  ``2 * keep_edges`` edges.
+  ``2 * keep_edges`` edges (``KEEP_EDGES``: 64 KB) while a job runs, and none once it ended.
 """
 
 from __future__ import annotations
 
 import random
+from array import array
 
-#: numbers a reservoir keeps (8 bytes of list slot and 24 of float each: 64 KB at most)
+#: numbers a reservoir keeps (8 bytes each: 16 KB at most)
 RESERVOIR_SIZE = 2048
 #: interval edges a PeakConcurrency keeps unfolded (the latest by time)
 KEEP_EDGES = 4096
@@ -30,7 +31,7 @@ class Reservoir:
     def __init__(self, size: int = RESERVOIR_SIZE, seed: str = "") -> None:
         self.size = size
         self.seen = 0  # numbers added, kept or not
-        self.values: list[float] = []
+        self.values = array("d")
         self._seed = seed  # the same job draws the same sample every run
         self._random: random.Random | None = None  # made once the reservoir is full (2.5 KB)
 
@@ -67,18 +68,21 @@ class Reservoir:
 class PeakConcurrency:
     """The most ``(start, end)`` intervals open at one moment.
 
-    Edges are kept until more than ``2 * keep_edges`` wait; then the earliest are folded into
-    a count (intervals open at the fold) and the peak before it. An interval that starts
-    before the fold but arrives after it (a task that ran while more than ``keep_edges``
-    others ended) is counted from the fold on: the peak is exact unless such a task's
-    overlap before the fold was the peak itself, and then it is low by one per such task.
+    Edges wait in two arrays of floats (8 bytes each) until more than ``2 * keep_edges``
+    wait; then the earliest are folded into a count (intervals open at the fold) and the
+    peak before it, and ``close()`` folds them all once no interval will come. An interval
+    that starts before the fold but arrives after it (a task that ran while more than
+    ``keep_edges`` others ended) is counted from the fold on: the peak is exact unless such
+    a task's overlap before the fold was the peak itself, and then it is low by one per
+    such task.
     """
 
-    __slots__ = ("keep_edges", "_edges", "_folded_at", "_open_at_fold", "_folded_peak")
+    __slots__ = ("keep_edges", "_starts", "_ends", "_folded_at", "_open_at_fold", "_folded_peak")
 
     def __init__(self, keep_edges: int = KEEP_EDGES) -> None:
         self.keep_edges = keep_edges
-        self._edges: list[tuple[float, int]] = []
+        self._starts = array("d")
+        self._ends = array("d")
         self._folded_at: float | None = None
         self._open_at_fold = 0
         self._folded_peak = 0
@@ -90,26 +94,36 @@ class PeakConcurrency:
                 return  # over before the fold: its overlap there is no longer known
             self._open_at_fold += 1
             self._folded_peak = max(self._folded_peak, self._open_at_fold)
-            self._edges.append((end, -1))
         else:
-            self._edges += ((start, 1), (end, -1))
-        if len(self._edges) > 2 * self.keep_edges:
-            self._fold()
+            self._starts.append(start)
+        self._ends.append(end)
+        if len(self._starts) + len(self._ends) > 2 * self.keep_edges:
+            self._fold(len(self._starts) + len(self._ends) - self.keep_edges)
 
-    def _fold(self) -> None:
-        self._edges.sort()  # at a tie, -1 sorts first: a task ending as another starts is not overlap
-        cut = len(self._edges) - self.keep_edges
+    def close(self) -> None:
+        """No interval will be added: keep only the peak."""
+        self._fold(len(self._starts) + len(self._ends))
+
+    def _edges(self) -> list[tuple[float, int]]:
+        # At a tie, -1 sorts first: a task ending as another starts is not overlap.
+        return sorted([(t, 1) for t in self._starts] + [(t, -1) for t in self._ends])
+
+    def _fold(self, cut: int) -> None:
+        edges = self._edges()
         running, peak = self._open_at_fold, self._folded_peak
-        for _, step in self._edges[:cut]:
+        for _, step in edges[:cut]:
             running += step
             peak = max(peak, running)
-        self._folded_at = self._edges[cut - 1][0]
+        if cut:
+            self._folded_at = edges[cut - 1][0]
         self._open_at_fold, self._folded_peak = running, peak
-        del self._edges[:cut]
+        rest = edges[cut:]
+        self._starts = array("d", [t for t, step in rest if step > 0])
+        self._ends = array("d", [t for t, step in rest if step < 0])
 
     def peak(self) -> int:
         running, peak = self._open_at_fold, self._folded_peak
-        for _, step in sorted(self._edges):
+        for _, step in self._edges():
             running += step
             peak = max(peak, running)
         return peak

@@ -14,7 +14,7 @@ A job of a million tasks must not keep a million records. As each task settles,
   rows read — every task below ``FIRST_KEPT``, every failed one up to ``FAILED_KEPT``, the
   ``SLOWEST_KEPT`` slowest, and a uniform reservoir of ``UNIFORM_KEPT`` of the rest. A job
   of up to ``FIRST_KEPT`` tasks keeps them all; any job keeps at most
-  ``FIRST_KEPT + FAILED_KEPT + SLOWEST_KEPT + UNIFORM_KEPT`` (1,550) records.
+  ``FIRST_KEPT + FAILED_KEPT + SLOWEST_KEPT + UNIFORM_KEPT`` (1,025) records.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from lambdamr.driver.summary import task_billed_ms, task_init_s, task_run_s
 #: tasks numbered below this are always kept: a small job keeps every record
 FIRST_KEPT = 500
 #: failed tasks kept beyond those (their error, traceback and logs: what a user looks for)
-FAILED_KEPT = 500
+FAILED_KEPT = 250
 #: the slowest tasks by run time kept beyond those (the stragglers of a timeline)
-SLOWEST_KEPT = 50
+SLOWEST_KEPT = 25
 #: a uniform sample of the other tasks
-UNIFORM_KEPT = 500
+UNIFORM_KEPT = 250
 
 
 class CallOutcome(Protocol):
@@ -174,6 +174,11 @@ class TaskLedger(Generic[T]):
         self.turnaround_seconds = Reservoir(seed=seed)  # driver's dispatched..settled, tasks with a result
         self.concurrency = PeakConcurrency()
         self.sample: TaskSample[T] = TaskSample(seed)
+
+    def close(self) -> None:
+        """The job ended: no task will settle, keep only what the summary reports."""
+        self.concurrency.close()
+        self.turnaround_seconds = Reservoir(0)  # only speculation, in a running job, reads it
 
     def add(self, task: T) -> None:
         """Fold a task that has just settled (its outcome recorded) into the totals and samples."""
