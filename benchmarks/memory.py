@@ -112,7 +112,8 @@ def main() -> int:
     if args.generator:
         rows.append(run_in_child("generator", args.generator, args.workers, args.chunksize))
     load_after = os.getloadavg()
-    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'kept':>6} {'wall s':>7} {'calls/s':>8} {'traced peak MB':>15} {'RSS peak MB':>12}")
+    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'kept':>6} {'wall s':>7} {'calls/s':>8} "
+          f"{'traced peak MB':>15} {'RSS peak MB':>12}")
     for row in rows:
         print(
             f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['records_kept']:>6,} {row['wall_s']:>7} "
