@@ -82,7 +82,7 @@ class Task:
     outcome: TaskOutcome | None = None  # once settled
     _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
     _kept: int = 0  # entries of _held that are not None
-    _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
+    _claimed: list[int] | tuple[int, ...] = ()  # calls whose future someone else holds (a list from the first)
 
     @property
     def timings(self) -> dict[str, Any] | None:
@@ -126,7 +126,10 @@ class Task:
         if self.done:
             self._release(index)
         else:
-            self._claimed.append(index)
+            if isinstance(self._claimed, tuple):
+                self._claimed = [index]
+            else:
+                self._claimed.append(index)
 
     def settle_record(self) -> None:
         """Called once settled: record the outcome, drop what only a new attempt would need
@@ -160,7 +163,7 @@ class Task:
             self._timings = {sys.intern(k): v for k, v in timings.items()}
         for index in self._claimed:
             self._release(index)
-        self._claimed = _NO_CALLS  # type: ignore[assignment]
+        self._claimed = ()
 
     def _release(self, index: int) -> None:
         held = self._held
