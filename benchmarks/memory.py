@@ -12,7 +12,11 @@ Two cases, each in a fresh driver process (so that its peak RSS is its own):
   1,000), summed as they come. Before ``map`` streamed, it read the whole input first.
 
 For each: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
-(``ru_maxrss``), the wall time and the calls per second. The local backend runs the tasks
+(``ru_maxrss``), what is still allocated once the loop ended (``traced end``: the job and
+everything else the driver kept), the wall time, the calls per second, and how many task
+records the finished job keeps (``kept``: a bounded sample, ``lambdamr.driver.task_ledger``).
+The traced peak moves with how many 1 MB results wait in the window at the worst moment
+(up to ``buffersize``, 32 by default): compare the ends for growth. The local backend runs the tasks
 (``--workers`` processes); each case's temp folder is deleted afterwards. With two or more
 task counts the growth between the smallest and the largest is printed per 10,000 tasks:
 "flat" means close to zero. Nothing is written but ``--out`` (a folder: ``memory.json``).
@@ -21,6 +25,7 @@ task counts the growth between the smallest and the largest is printed per 10,00
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -63,18 +68,22 @@ def run_case(case: str, count: int, workers: int, chunksize: int) -> dict[str, A
                 total = sum(ex.map(increment, (i for i in range(count)), chunksize=chunksize))
                 assert total == count * (count + 1) // 2
             wall = time.perf_counter() - started
-            _, traced_peak = tracemalloc.get_traced_memory()
+            gc.collect()
+            traced_end, traced_peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             summary = ex.last_job.summary()
+            records_kept = len(ex.last_job.tasks)
         return {
             "case": case,
             "calls": count,
             "tasks": summary.tasks,
+            "records_kept": records_kept,
             "chunksize": chunksize if case == "generator" else 1,
             "workers": workers,
             "wall_s": round(wall, 1),
             "calls_per_s": round(count / wall),
             "traced_peak_mb": round(traced_peak / 1e6, 1),
+            "traced_end_mb": round(traced_end / 1e6, 2),
             "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_before_mb": round(rss_before, 1),
         }
@@ -109,18 +118,20 @@ def main() -> int:
     if args.generator:
         rows.append(run_in_child("generator", args.generator, args.workers, args.chunksize))
     load_after = os.getloadavg()
-    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'wall s':>7} {'calls/s':>8} {'traced peak MB':>15} {'RSS peak MB':>12}")
+    print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'kept':>6} {'wall s':>7} {'calls/s':>8} "
+          f"{'traced peak MB':>15} {'traced end MB':>14} {'RSS peak MB':>12}")
     for row in rows:
         print(
-            f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['wall_s']:>7} {row['calls_per_s']:>8,} "
-            f"{row['traced_peak_mb']:>15} {row['rss_peak_mb']:>12}"
+            f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['records_kept']:>6,} {row['wall_s']:>7} "
+            f"{row['calls_per_s']:>8,} {row['traced_peak_mb']:>15} {row['traced_end_mb']:>14} {row['rss_peak_mb']:>12}"
         )
     sized = sorted((r for r in rows if r["case"] == "results"), key=lambda r: r["calls"])
     if len(sized) >= 2 and sized[-1]["calls"] > sized[0]["calls"]:
         first, last = sized[0], sized[-1]
         per = 10_000 / (last["calls"] - first["calls"])
         print(f"growth from {first['calls']:,} to {last['calls']:,} tasks, per 10,000 tasks: traced "
-              f"{(last['traced_peak_mb'] - first['traced_peak_mb']) * per:+.1f} MB, RSS "
+              f"{(last['traced_peak_mb'] - first['traced_peak_mb']) * per:+.1f} MB (peak), "
+              f"{(last['traced_end_mb'] - first['traced_end_mb']) * per:+.2f} MB (kept at the end), RSS "
               f"{(last['rss_peak_mb'] - first['rss_peak_mb']) * per:+.1f} MB")
     print(f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} cores")
     if args.out:

@@ -109,10 +109,9 @@ def wordcount(executor: Any, location: str, *, reducers: int, chunk_bytes: int) 
 
 def local_count(location: str, *, endpoint_url: str | None = None) -> collections.Counter:
     """The reference: one process, one ``Counter``, every object read whole."""
-    store, listing = lambdamr.objects(location, endpoint_url=endpoint_url).open()
     counts: collections.Counter = collections.Counter()
-    for key, _ in listing:
-        counts.update(store.get(key).decode().split())
+    for whole in lambdamr.objects(location, chunks_per_object=1, endpoint_url=endpoint_url):
+        counts.update(whole.read().decode().split())
     return counts
 
 

@@ -99,6 +99,15 @@ def gb_seconds(
     """Billed GB-seconds of invocations lasting ``task_seconds`` at ``memory_mb`` (one size
     for all, or each invocation's own: an attempt re-run with more memory is billed at it),
     each after the INIT phase of the same position in ``init_seconds`` (0 for a warm start)."""
+    billed, _ = billed_ms_by_memory(task_seconds, memory_mb, init_seconds)
+    return mb_ms_to_gb_s(billed)
+
+
+def billed_ms_by_memory(
+    task_seconds: Sequence[float], memory_mb: int | Sequence[int], init_seconds: Sequence[float] | None = None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """The billed milliseconds of these invocations by memory size: with their INIT phases,
+    and without (what ``estimate_billed_cost`` takes)."""
     inits = _inits(task_seconds, init_seconds)
     if isinstance(memory_mb, Sequence):
         if len(memory_mb) != len(task_seconds):
@@ -106,13 +115,20 @@ def gb_seconds(
                 f"memory_mb has {len(memory_mb)} entries for {len(task_seconds)} invocations; give one "
                 "memory size, or one per invocation"
             )
-        total = 0.0
-        for seconds, init, memory in zip(task_seconds, inits, memory_mb):
-            total += validate_memory(memory) * billed_ms(seconds, init)
-        return total / 1024.0 / 1000.0
-    validate_memory(memory_mb)
-    total_ms = sum(billed_ms(s, i) for s, i in zip(task_seconds, inits))
-    return memory_mb / 1024.0 * total_ms / 1000.0
+        memories: Sequence[int] = [validate_memory(m) for m in memory_mb]
+    else:
+        memories = [validate_memory(memory_mb)] * len(task_seconds)
+    billed: dict[int, int] = {}
+    run: dict[int, int] = {}
+    for seconds, init, memory in zip(task_seconds, inits, memories):
+        billed[memory] = billed.get(memory, 0) + billed_ms(seconds, init)
+        run[memory] = run.get(memory, 0) + billed_ms(seconds)
+    return billed, run
+
+
+def mb_ms_to_gb_s(billed_ms_by_memory: Mapping[int, int]) -> float:
+    """GB-seconds of billed milliseconds at each memory size."""
+    return sum(memory * ms for memory, ms in billed_ms_by_memory.items()) / 1024.0 / 1000.0
 
 
 def attempt_usd(seconds: float, memory_mb: int, prices: RegionPrices, architecture: str = "x86_64") -> float:
@@ -194,16 +210,47 @@ def estimate_job_cost(
         ConfigurationError: unknown region or architecture, memory out of Lambda's range,
             an unknown kind of storage request, or not one INIT entry per invocation.
     """
+    billed, run = billed_ms_by_memory(task_seconds, memory_mb, init_seconds)
+    return estimate_billed_cost(
+        billed,
+        run if init_seconds is not None else None,
+        invocations=len(task_seconds) if invocations is None else invocations,
+        storage_requests=storage_requests,
+        region=region,
+        architecture=architecture,
+    )
+
+
+def estimate_billed_cost(
+    billed: Mapping[int, int],
+    run_billed: Mapping[int, int] | None,
+    *,
+    invocations: int,
+    storage_requests: Mapping[str, int] | None = None,
+    region: str | None = None,
+    architecture: str = "x86_64",
+) -> CostEstimate:
+    """``estimate_job_cost`` from running totals (a job adds each task's figure as it settles).
+
+    Args:
+        billed: memory size (MB) -> the sum of its invocations' ``billed_ms(seconds, init_seconds)``.
+        run_billed: the same without the INIT phases (``billed_ms(seconds)``); None: no INIT.
+        invocations, storage_requests, region, architecture: as ``estimate_job_cost``.
+
+    Raises:
+        ConfigurationError: as ``estimate_job_cost``.
+    """
+    for memory in billed:
+        validate_memory(memory)
     prices = region_prices(region)
     per_gb_second = prices.gb_second(architecture)
-    billed_gb_s = gb_seconds(task_seconds, memory_mb, init_seconds)
-    init_gb_s = billed_gb_s - gb_seconds(task_seconds, memory_mb) if init_seconds is not None else 0.0
-    requests = len(task_seconds) if invocations is None else invocations
-    if requests < 0:
-        raise ConfigurationError(f"invocations={requests}: a request count cannot be negative")
+    billed_gb_s = mb_ms_to_gb_s(billed)
+    init_gb_s = billed_gb_s - mb_ms_to_gb_s(run_billed) if run_billed is not None else 0.0
+    if invocations < 0:
+        raise ConfigurationError(f"invocations={invocations}: a request count cannot be negative")
     return CostEstimate(
         compute_usd=billed_gb_s * per_gb_second,
-        requests_usd=requests * prices.per_request,
+        requests_usd=invocations * prices.per_request,
         storage_usd=storage_requests_usd(storage_requests or {}, prices),
         gb_seconds=billed_gb_s,
         region=region or DEFAULT_REGION,

@@ -80,6 +80,7 @@ class LambdaFuture(concurrent.futures.Future[Any]):
         self.job = job
         self.task_id = task_id
         self.index = index  # position of the call within its task (map's chunksize)
+        self.attempt: int | None = None  # the attempt whose result record settled it (the scheduler sets it)
         self._arrived_traceback: TracebackType | None = None
 
     def set_exception(self, exception: BaseException | None) -> None:

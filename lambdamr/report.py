@@ -1,5 +1,9 @@
 """Reading a finished job: its tasks' logs, their phases, and a timeline plot.
 
+A job of more than ``driver.task_ledger.FIRST_KEPT`` tasks keeps a sample of its task
+records (the first ones, the failed, the slowest, a uniform draw of the rest): the timeline
+draws those, the histogram a uniform sample of every run time, ``logs()`` the kept tasks'.
+
 Every task passes through up to six moments, all in seconds since the epoch::
 
     submitted ─ queue ─► dispatched ─ retries ─► invoked ─ start-up ─► started ─ run ─► finished ─ result ─► fetched
@@ -74,7 +78,14 @@ class JobRecord(Protocol):
     def finished_at(self) -> float | None: ...
 
     @property
-    def tasks(self) -> Sequence[TaskRecord]: ...
+    def tasks(self) -> Sequence[TaskRecord]: ...  # those kept: a big job keeps a sample
+
+    @property
+    def task_count(self) -> int: ...  # every task, kept or not
+
+    def task(self, task_id: int) -> TaskRecord | None: ...
+
+    def run_seconds_sample(self) -> Sequence[float]: ...
 
     def task_timing(self, task_id: int) -> dict[str, Any] | None: ...
 
@@ -127,7 +138,7 @@ class TaskPhases:
 
 
 def task_phases(job: JobRecord) -> list[TaskPhases]:
-    """The phases of every settled task that was dispatched, in task order."""
+    """The phases of every settled task the job keeps that was dispatched, in task order."""
     rows = []
     origin = job.submitted_at
     for task in job.tasks:
@@ -212,7 +223,7 @@ def timeline_figure(job: JobRecord) -> Any:
     wall = end - job.submitted_at
     timeline.axvline(wall, color="black", linewidth=0.8, linestyle="--")
     timeline.set_xlim(0, max(wall, 1e-3) * 1.02)
-    timeline.set_ylim(len(job.tasks) - 0.5, -0.5)
+    timeline.set_ylim(job.task_count - 0.5, -0.5)
     timeline.set_xlabel("seconds since the job was submitted")
     timeline.set_ylabel("task")
     figure.legend(
@@ -220,7 +231,9 @@ def timeline_figure(job: JobRecord) -> Any:
         loc="outside lower center", fontsize="small", ncol=3, frameon=False,
     )
     summary = job.summary() if job.done() else None
-    title = f"job {job.job_id} on {job.backend}: {len(job.tasks):,} tasks, wall {wall:.2f} s"
+    title = f"job {job.job_id} on {job.backend}: {job.task_count:,} tasks, wall {wall:.2f} s"
+    if len(rows) < job.task_count and job.done():
+        title += f" ({len(rows):,} drawn: a sample)"
     if summary is not None:
         title += (
             f", {summary.speedup:.1f}x parallel ({summary.parallel_efficiency:.0%} of peak "
@@ -228,7 +241,7 @@ def timeline_figure(job: JobRecord) -> Any:
         )
     timeline.set_title(title, fontsize="medium")
 
-    durations = [r.run_s for r in rows if r.run_s is not None]
+    durations = list(job.run_seconds_sample())  # every task's, or a uniform sample of a big job's
     if durations:
         bins = max(5, min(50, int(len(durations) ** 0.5) * 2))
         histogram.hist(durations, bins=bins, color=colours["run"], edgecolor="white", linewidth=0.5)
@@ -271,10 +284,11 @@ class SummaryPrinter:
 
 
 def job_logs(job: JobRecord, task_id: int | None = None) -> str:
-    """Captured output of task ``task_id`` (its bare text), or of every task that printed or
-    failed, each under a header line."""
+    """Captured output of task ``task_id`` (its bare text), or of every task the job keeps
+    that printed or failed, each under a header line."""
     if task_id is not None:
-        return job.tasks[task_id].logs or ""
+        task = job.task(task_id)
+        return (task.logs if task is not None else None) or ""
     parts = []
     for task in job.tasks:
         error = task.outcome.error if task.outcome is not None else None

@@ -172,3 +172,33 @@ def test_a_durable_streaming_map_can_be_attached_from_its_manifest_parts(tmp_pat
         job = second.attach(job_id)
         assert [f.result(timeout=60) for f in job.futures] == [i * i for i in range(50)]
         assert all(t.attempt < 1000 for t in job.tasks)  # collected from storage, none re-run
+
+
+def chatty(i):
+    if i % 500 == 7:
+        print(f"note {i}")
+    return i
+
+
+def test_a_big_job_keeps_a_bounded_sample_of_task_records_and_exact_numbers(tmp_path):
+    from lambdamr.driver.history_record import job_record
+    from lambdamr.driver.task_ledger import FAILED_KEPT, FIRST_KEPT, SLOWEST_KEPT, UNIFORM_KEPT
+
+    with LambdaExecutor(backend="inline", storage=str(tmp_path / "store"), progress=False) as ex:
+        results = ex.map(chatty, range(3_000))
+        assert sum(results) == sum(range(3_000))
+        job = results.job
+    assert job.done() and job.task_count == 3_000
+    kept = job.tasks
+    assert FIRST_KEPT <= len(kept) <= FIRST_KEPT + FAILED_KEPT + SLOWEST_KEPT + UNIFORM_KEPT < 3_000
+    assert [t.task_id for t in kept[:FIRST_KEPT]] == list(range(FIRST_KEPT))
+    summary = job.summary()
+    assert (summary.tasks, summary.calls, summary.succeeded, summary.failed) == (3_000, 3_000, 3_000, 0)
+    assert summary.cost is not None and summary.cost.requests_usd > 0 and summary.task_seconds > 0
+    assert job.logs().count("note ") == sum(1 for t in kept if t.task_id % 500 == 7) >= 1  # the kept tasks' logs
+    assert job.task_timing(0) is not None and job.task_logs(7) == "note 7\n" and job.futures == []
+    record = job_record(job, {}, now=0.0, heartbeat_s=1.0, stale_after_s=10.0)
+    assert record["tasks"] == 3_000 and record["task_rows_truncated"] and len(record["task_rows"]) == len(kept)
+    assert record["counts"]["ok"] == 3_000 and record["summary"]["succeeded"] == 3_000
+    figure = job.plot()  # the timeline draws the kept tasks on the whole job's axis
+    assert "3,000 tasks" in figure.axes[0].get_title() and figure.axes[0].get_ylim()[0] == 3_000 - 0.5

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lambdamr.cost import billed_ms
 from lambdamr.driver.budget import JobBudget
 from lambdamr.driver.summary import task_billed_ms
 from lambdamr.errors import TaskError, TaskTimeoutError
@@ -58,8 +59,9 @@ class AttemptLedger:
         self.timeout_s = timeout_s
         self.budget = budget
         self._open: dict[tuple[int, int], int] = {}  # (task, attempt) -> its memory
-        #: (memory_mb, seconds) of every attempt that ended without settling its task (known seconds only)
-        self.bills: list[tuple[int, float]] = []
+        #: memory_mb -> billed milliseconds of the attempts that ended without settling their
+        #: task (known seconds only): a sum, so a job's memory does not grow with its failures
+        self.failed_billed_ms: dict[int, int] = {}
 
     def launched(self, task_id: int, attempt: int, memory_mb: int) -> None:
         """An attempt was launched with ``memory_mb``."""
@@ -83,7 +85,7 @@ class AttemptLedger:
         if memory is None:
             return  # ended before (a late or duplicate report), or launched by another driver
         if not settled and seconds is not None:
-            self.bills.append((memory, seconds))
+            self.failed_billed_ms[memory] = self.failed_billed_ms.get(memory, 0) + billed_ms(seconds)
         if self.budget is not None:
             compute = None if seconds is None else self.budget.compute_usd(seconds, memory)
             self.budget.ended(task_id, attempt, compute, requests)

@@ -1,9 +1,10 @@
 """A job's history record, built from the driver's ``Job`` (``lambdamr.driver.history`` writes it).
 
 What a record holds: the job's fixed facts (``static_fields``), its state and counts, the
-summary's text and numbers (the running cost among them), every task's phases in seconds
-since the submission (``task_row``: the dashboard's task stream) and the first failures with
-their traceback and log tail. ``fingerprint`` tells whether a running job changed since its
+summary's text and numbers (the running cost among them), the phases of the tasks the job
+keeps in seconds since the submission (``task_row``: the dashboard's task stream; a job of
+more than ``task_ledger.FIRST_KEPT`` tasks keeps a sample, ``task_rows_truncated`` says so)
+and the first failures it keeps with their traceback and log tail. ``fingerprint`` tells whether a running job changed since its
 record was last written.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lambdamr.driver.jobstore import function_name, job_identity
+from lambdamr.driver.task_ledger import task_state
 from lambdamr.runtime.capture import log_tail
 
 if TYPE_CHECKING:
@@ -26,14 +28,6 @@ MAX_FAILURES = 50
 
 def _rel(moment: Any, origin: float) -> float | None:
     return None if not isinstance(moment, (int, float)) else round(moment - origin, 4)
-
-
-def task_state(task: Task) -> str:
-    """``pending``, ``running``, ``ok``, ``failed`` or ``cancelled``."""
-    outcome = task.outcome
-    if task.done and outcome is not None:
-        return "failed" if outcome.failed else "cancelled" if outcome.cancelled and not outcome.succeeded else "ok"
-    return "running" if task.attempt > 0 else "pending"
 
 
 def task_row(task: Task, origin: float) -> dict[str, Any]:
@@ -95,15 +89,14 @@ def summary_numbers(job: Job) -> dict[str, Any]:
 
 def job_record(job: Job, static: dict[str, Any], *, now: float, heartbeat_s: float, stale_after_s: float) -> dict[str, Any]:
     """A job's history record as it stands ``now`` (``static``: what does not change)."""
-    tasks = list(job.tasks)
-    states = [task_state(t) for t in tasks]
-    counts = {name: states.count(name) for name in ("pending", "running", "ok", "failed", "cancelled")}
+    tasks = job.tasks  # every unsettled task and a sample of the settled (driver.task_ledger)
+    counts = job.task_states()
     numbers = summary_numbers(job)
     if job.done():
         state = "failed" if numbers["failed"] else "cancelled" if numbers["cancelled"] else "done"
     else:
         state = "running"
-    failures = [failure_entry(t) for t, s in zip(tasks, states) if s == "failed"][:MAX_FAILURES]
+    failures = [failure_entry(t) for t in tasks if task_state(t) == "failed"][:MAX_FAILURES]
     return {
         **static,
         "state": state,
@@ -112,12 +105,12 @@ def job_record(job: Job, static: dict[str, Any], *, now: float, heartbeat_s: flo
         "heartbeat_s": heartbeat_s,
         "stale_after_s": stale_after_s,
         "finished": job.finished_at,
-        "tasks": len(tasks),
+        "tasks": job.task_count,
         "calls": numbers["calls"],
         "counts": counts,
         "summary": numbers,
         "task_rows": [task_row(t, job.submitted_at) for t in tasks[:MAX_TASK_ROWS]],
-        "task_rows_truncated": len(tasks) > MAX_TASK_ROWS,
+        "task_rows_truncated": job.task_count > min(len(tasks), MAX_TASK_ROWS),
         "failures": failures,
     }
 
@@ -133,11 +126,10 @@ def static_fields(job: Job, fn: Any, logs_key: str) -> dict[str, Any]:
 
 def fingerprint(job: Job) -> tuple[int, ...]:
     """Changes whenever a task is added, launched, retried, backed up or settled."""
-    tasks = list(job.tasks)
     return (
-        len(tasks),
-        sum(1 for t in tasks if t.done),
-        sum(t.attempt for t in tasks),
+        job.task_count,
+        job.settled,
+        job.invocations,
         job.backups,
         int(job.sealed),
         int(job.done()),

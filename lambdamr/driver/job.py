@@ -1,25 +1,32 @@
 """A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its tasks.
 
 A job owns its tasks (each task: one invocation of the runtime with one or more calls), the
-futures of their calls, their timings and the counters its summary reports.
+futures of their calls, their timings and the counters its summary reports. What it keeps
+is bounded by what is in flight, not by how many tasks it ran::
+
+    new_task ──► live (unsettled: the scheduler runs it) ──settles──► TaskLedger.add
+                                                           │  exact totals, duration samples,
+                                                           │  a bounded sample of records
+                                                           └► holding, while it holds a future
+                                                              nobody claimed (job.futures)
 """
 
 from __future__ import annotations
 
 import collections
-import copy
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lambdamr.driver.billing import AttemptLedger
 from lambdamr.driver.budget import JobBudget
-from lambdamr.driver.summary import JobSummary, estimate_cost, peak_concurrency, task_billed_ms
+from lambdamr.driver.summary import JobSummary, estimate_cost, task_billed_ms
+from lambdamr.driver.task_ledger import TaskLedger, TaskTotals, task_state
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import NO_EXTRA_ENV, ArgsRange, ExtraEnv
 from lambdamr.report import exception_traceback
@@ -33,9 +40,6 @@ _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and 
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
-#: taken while a finished job's summary is computed, so the threads that want it at its end
-#: (job record, history, verbose summary) compute it once between them
-_FINAL_SUMMARY_LOCK = threading.Lock()
 
 
 class TaskOutcome(NamedTuple):
@@ -81,7 +85,7 @@ class Task:
     outcome: TaskOutcome | None = None  # once settled
     _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
     _kept: int = 0  # entries of _held that are not None
-    _claimed: list[int] = field(default_factory=list)  # calls whose future someone else holds
+    _claimed: list[int] | tuple[int, ...] = ()  # calls whose future someone else holds (a list from the first)
 
     @property
     def timings(self) -> dict[str, Any] | None:
@@ -115,12 +119,20 @@ class Task:
         """Every call's future while the task is unsettled; then those nobody claimed."""
         return [f for f in self._held if f is not None]
 
+    @property
+    def holds_futures(self) -> bool:
+        """Whether the task still holds a future (every one while unsettled, then those nobody claimed)."""
+        return self._kept > 0
+
     def claim(self, index: int) -> None:
         """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
         if self.done:
             self._release(index)
         else:
-            self._claimed.append(index)
+            if isinstance(self._claimed, tuple):
+                self._claimed = [index]
+            else:
+                self._claimed.append(index)
 
     def settle_record(self) -> None:
         """Called once settled: record the outcome, drop what only a new attempt would need
@@ -154,7 +166,7 @@ class Task:
             self._timings = {sys.intern(k): v for k, v in timings.items()}
         for index in self._claimed:
             self._release(index)
-        self._claimed = _NO_CALLS  # type: ignore[assignment]
+        self._claimed = ()
 
     def _release(self, index: int) -> None:
         held = self._held
@@ -171,9 +183,23 @@ class Job:
     A job is *sealed* once no task will be added to it: at once for ``submit`` and the
     phases of ``map_reduce``; for a streaming ``map`` when its input is exhausted or its
     iterator is closed or dropped. It is done when it is sealed and every task has settled.
-    Settled tasks keep their timings and outcome, not their results (``Task``), so a job in
-    the executor's history (``LambdaExecutor.jobs``) costs a few hundred bytes per task.
+
+    A settled task is folded into the job's ``TaskLedger`` (``driver.task_ledger``): exact
+    totals for ``summary()``, and a bounded sample of task records for ``tasks``,
+    ``plot()``, ``logs()`` and ``task_timing`` (every record of a job of up to
+    ``FIRST_KEPT`` tasks; at most 1,025 of any job). A settled task that still holds a
+    future nobody claimed stays too (``futures``). So a job costs what its unsettled tasks
+    cost, plus at most about 0.5 MB once it has settled.
     """
+
+    # Slots: each ``submit`` is a job of its own, and its attributes' dict was 1.6 KB of it.
+    __slots__ = (
+        "job_id", "prefix", "function_key", "memory_mb", "timeout_s", "backend", "region", "architecture",
+        "max_retries", "retry_on", "speculate", "sealed", "task_count", "calls", "_live", "_holding", "_ledger",
+        "submitted_at", "finished_at", "retries", "backups", "backups_won", "duplicates", "storage_before",
+        "storage_after", "runtime_requests", "_settled", "_finished", "_finished_event", "_lock",
+        "_done_callbacks", "extra_env", "escalate_memory", "max_memory_mb", "budget", "attempts", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -210,9 +236,13 @@ class Job:
         self.escalate_memory = escalate_memory  # re-run out-of-memory/time tasks with more memory
         self.max_memory_mb = max_memory_mb  # the cap of that (None: Lambda's largest)
         self.budget = budget  # the dollar budget guard (driver.budget), if the job has one
-        self.ledger = AttemptLedger(timeout_s, budget)  # attempts in flight; bills of the failed ones
+        self.attempts = AttemptLedger(timeout_s, budget)  # attempts in flight; bills of the failed ones
         self.sealed = sealed  # no task will be added (see the class docstring)
-        self.tasks: list[Task] = []
+        self.task_count = 0  # tasks added so far
+        self.calls = 0  # calls those tasks hold
+        self._live: dict[int, Task] = {}  # unsettled tasks, by id
+        self._holding: dict[int, Task] = {}  # settled tasks that hold futures nobody claimed
+        self._ledger: TaskLedger[Task] | None = None  # made when the first task settles
         self.submitted_at = time.time()
         self.finished_at: float | None = None
         self.retries = 0
@@ -227,41 +257,87 @@ class Job:
         self._finished_event: threading.Event | None = None  # made for the first wait() (one per job is 1 KB)
         self._lock = threading.Lock()
         self._done_callbacks: list[Callable[[Job], None]] | None = []  # None once they ran
-        self._final_summary: JobSummary | None = None  # once the numbers are final (done callbacks ran)
 
     # ---- building -------------------------------------------------------------------------
     def new_task(self, calls: int) -> Task:
         """Add a task of ``calls`` calls, with a future per call."""
-        task_id = len(self.tasks)
+        task_id = self.task_count
         task = Task(self, task_id, calls)
         task._held = [LambdaFuture(self, task_id, i) for i in range(calls)]
         task._kept = calls
-        self.tasks.append(task)
+        with self._lock:
+            self._live[task_id] = task
+            self.task_count += 1
+            self.calls += calls
         return task
+
+    def discard_tasks_from(self, first: int) -> None:
+        """Forget the tasks numbered ``first`` and after, never launched (staging failed)."""
+        with self._lock:
+            for task_id in range(first, self.task_count):
+                task = self._live.pop(task_id)
+                self.calls -= task.calls
+            self.task_count = min(self.task_count, first)
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks the job keeps, in task order: every unsettled one and a bounded sample
+        of the settled (all of them in a job of up to ``task_ledger.FIRST_KEPT`` tasks).
+        ``task_count`` is how many the job has."""
+        with self._lock:
+            kept = {task.task_id: task for task in self._ledger.sample.records()} if self._ledger else {}
+            kept.update(self._holding)
+            kept.update(self._live)
+        return [kept[task_id] for task_id in sorted(kept)]
+
+    @property
+    def live_tasks(self) -> list[Task]:
+        """The tasks not settled yet, in task order."""
+        with self._lock:
+            return sorted(self._live.values(), key=lambda task: task.task_id)
+
+    def task(self, task_id: int) -> Task | None:
+        """Task ``task_id`` if the job keeps it (unsettled, sampled, or holding a future)."""
+        with self._lock:
+            found = self._live.get(task_id) or self._holding.get(task_id)
+            if found is None and self._ledger is not None:
+                found = self._ledger.sample.get(task_id)
+            return found
+
+    @property
+    def settled(self) -> int:
+        """How many tasks have settled."""
+        return self._settled
 
     @property
     def futures(self) -> list[LambdaFuture]:
         """The calls' futures in submission order: every one of an unsettled task, and of a
         settled task those nobody claimed (a future from ``submit`` or one a ``map``
         iterator yielded is its caller's alone once settled; see ``Task``)."""
-        return [f for task in self.tasks for f in task.futures]
-
-    @property
-    def calls(self) -> int:
-        """How many calls the job's tasks hold so far."""
-        return sum(task.calls for task in self.tasks)
+        with self._lock:
+            holders = {**self._holding, **self._live}
+        return [f for task_id in sorted(holders) for f in holders[task_id].futures]
 
     @property
     def invocations(self) -> int:
         """Invocations billed so far: every attempt launched, retries and backups included
         (not those of a dead driver whose job ``attach`` collected: its attempts start at 1001)."""
-        return sum(task.attempt - task.attempt_base for task in self.tasks)
+        with self._lock:
+            live = list(self._live.values())
+            settled = self._ledger.totals.invocations if self._ledger else 0
+        return settled + sum(task.attempt - task.attempt_base for task in live)
 
     def claim(self, future: LambdaFuture) -> None:
         """``future`` is the caller's from now on: once settled, the job lets go of it (its
         value leaves memory when the caller drops it)."""
         with self._lock:
-            self.tasks[future.task_id].claim(future.index)
+            task_id = future.task_id
+            task = self._live.get(task_id) or self._holding.get(task_id)
+            if task is None:  # settled, and let go of every future already
+                return
+            task.claim(future.index)
+            if task.done and not task.holds_futures:
+                del self._holding[task_id]
 
     # ---- progress -------------------------------------------------------------------------
     def mark_task_done(self, task: Task) -> None:
@@ -272,6 +348,13 @@ class Job:
             task.done = True
             task.completed_at = time.time()
             task.settle_record()
+            if self._live.pop(task.task_id, None) is None:
+                return  # discarded before launch (discard_tasks_from)
+            if task.holds_futures:
+                self._holding[task.task_id] = task
+            if self._ledger is None:
+                self._ledger = TaskLedger[Task](seed=self.job_id)
+            self._ledger.add(task)
             self._settled += 1
             self._finish_if_complete(task.completed_at)
 
@@ -283,11 +366,13 @@ class Job:
             self._finish_if_complete(None)
 
     def _finish_if_complete(self, last_completed: float | None) -> None:
-        if self.sealed and self._settled == len(self.tasks) and not self._finished:
+        if self.sealed and self._settled == self.task_count and not self._finished:
             if last_completed is None:  # sealed after its tasks settled: it ended with the last one
-                last_completed = max((t.completed_at or 0.0 for t in self.tasks), default=0.0) or time.time()
+                last_completed = (self._ledger.totals.last_completed if self._ledger else 0.0) or time.time()
             self.finished_at = last_completed
             self._finished = True
+            if self._ledger is not None:
+                self._ledger.close()
             if self._finished_event is not None:
                 self._finished_event.set()
 
@@ -324,14 +409,16 @@ class Job:
                 logging.getLogger("lambdamr").exception("lambdamr: a job done-callback failed")
 
     def task_logs(self, task_id: int) -> str | None:
-        """What one task printed or logged once it has settled, else None."""
-        task = self.tasks[task_id]
-        return (task.logs or "") if task.done else None
+        """What one task printed or logged once it has settled, else None (also once the
+        task's record left a big job's sample: ``task``)."""
+        task = self.task(task_id)
+        return (task.logs or "") if task is not None and task.done else None
 
     def task_timing(self, task_id: int) -> dict[str, Any] | None:
-        """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side."""
-        task = self.tasks[task_id]
-        if not task.done:
+        """Timings of one task: driver-side (submitted, dispatched, completed) and runtime-side;
+        None while it runs (and once its record left a big job's sample: ``task``)."""
+        task = self.task(task_id)
+        if task is None or not task.done:
             return None
         timing = {
             "submitted": self.submitted_at,
@@ -353,62 +440,84 @@ class Job:
 
     # ---- reporting ------------------------------------------------------------------------
     def summary(self) -> JobSummary:
-        """Counts, times, storage requests and the estimated Lambda cost of this job."""
-        if self._done_callbacks is not None:  # running, or its numbers not final yet
-            return self._summarize()
-        with _FINAL_SUMMARY_LOCK:  # final: computed once (it costs O(tasks)), by the first to ask
-            if self._final_summary is None:
-                self._final_summary = self._summarize()
-        return copy.copy(self._final_summary)
-
-    def _summarize(self) -> JobSummary:
-        succeeded = failed = cancelled = 0
-        for task in list(self.tasks):
-            outcome = task.outcome  # set before a settled task lets go of its futures
-            if outcome is None:  # not settled: count its futures as they are now
-                futures = task.futures
-                outcome = TaskOutcome(
-                    sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None),
-                    sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is not None),
-                    sum(1 for f in futures if f.cancelled()),
-                    None,
-                )
-            succeeded += outcome.succeeded
-            failed += outcome.failed
-            cancelled += outcome.cancelled
-        timed = [tm for t in self.tasks if (tm := t.timings) and "finished" in tm]  # unpacked once each
-        durations = [tm["finished"] - tm["started"] for tm in timed]
+        """Counts, times, storage requests and the estimated Lambda cost of this job (exact:
+        running totals of every settled task, plus the unsettled tasks as they are now)."""
+        with self._lock:
+            live = list(self._live.values())
+            ledger = self._ledger
+            totals = replace(ledger.totals) if ledger is not None else TaskTotals()
+            peak = ledger.concurrency.peak() if ledger is not None else 0
+            tasks, calls = self.task_count, self.calls
+            # copies: the ledger's dicts go on growing once the lock is let go
+            billed, run_billed = dict(totals.billed_ms), dict(totals.run_billed_ms)
+            escalated = collections.Counter(totals.escalated)
+        escalated.update(task.memory_mb for task in live if task.memory_mb)
+        succeeded, failed, cancelled = totals.succeeded, totals.failed, totals.cancelled
+        for task in live:  # not settled: count its futures as they are now
+            for f in task.futures:
+                if f.cancelled():
+                    cancelled += 1
+                elif f.done():
+                    if f.exception() is None:
+                        succeeded += 1
+                    else:
+                        failed += 1
         end = self.finished_at or time.time()
         after = self.storage_after or self.storage_before
         requests = {
             k: after.get(k, 0) - self.storage_before.get(k, 0) + self.runtime_requests.get(k, 0)
             for k in ("puts", "gets", "lists", "deletes")
         }
+        invocations = totals.invocations + sum(task.attempt - task.attempt_base for task in live)
         return JobSummary(
             job_id=self.job_id,
             backend=self.backend,
-            tasks=len(self.tasks),
-            calls=self.calls,
+            tasks=tasks,
+            calls=calls,
             succeeded=succeeded,
             failed=failed,
             cancelled=cancelled,
             retries=self.retries,
             duplicates=self.duplicates,
-            cold_starts=sum(1 for tm in timed if tm.get("cold")),
+            cold_starts=totals.cold_starts,
             wall_s=end - self.submitted_at,
-            task_seconds=sum(durations),
-            max_task_s=max(durations, default=0.0),
+            task_seconds=totals.task_seconds,
+            max_task_s=totals.max_task_s,
             memory_mb=self.memory_mb,
             storage_requests=requests,
-            cost=estimate_cost(self, timed, requests, self.ledger.bills),
+            cost=estimate_cost(self, billed, run_billed, invocations, requests, self.attempts.failed_billed_ms),
             backups=self.backups,
             backups_won=self.backups_won,
-            peak_concurrency=peak_concurrency(timed),
-            peak_memory_mb=max((tm.get("peak_rss_mb") or 0.0 for tm in timed), default=0.0),
-            escalated=dict(sorted(collections.Counter(t.memory_mb for t in self.tasks if t.memory_mb).items())),
+            peak_concurrency=peak,
+            peak_memory_mb=totals.peak_memory_mb,
+            escalated=dict(sorted(escalated.items())),
             budget_usd=self.budget.limit_usd if self.budget is not None else None,
             budget_note=self.budget.describe() if self.budget is not None else None,
         )
+
+    def task_states(self) -> dict[str, int]:
+        """How many tasks are ``pending``, ``running``, ``ok``, ``failed`` and ``cancelled``."""
+        with self._lock:
+            live = list(self._live.values())
+            settled = dict(self._ledger.totals.states) if self._ledger else {}
+        counts = {name: settled.get(name, 0) for name in ("pending", "running", "ok", "failed", "cancelled")}
+        for task in live:
+            counts[task_state(task)] += 1
+        return counts
+
+    def finished_turnaround(self) -> tuple[int, float | None]:
+        """How many tasks settled with a result, and the median of their seconds from
+        dispatch to settling (of a uniform sample beyond ``RESERVOIR_SIZE`` tasks)."""
+        with self._lock:
+            if self._ledger is None:
+                return 0, None
+            sample = self._ledger.turnaround_seconds
+            return sample.seen, sample.quantile(0.5)
+
+    def run_seconds_sample(self) -> list[float]:
+        """The runtime's run times of the settled tasks (a uniform sample beyond ``RESERVOIR_SIZE``)."""
+        with self._lock:
+            return list(self._ledger.run_seconds.values) if self._ledger else []
 
     def logs(self, task_id: int | None = None) -> str:
         """The captured output of one task, or of every task that printed or failed."""
@@ -424,4 +533,4 @@ class Job:
         return plot_job(self, path)
 
     def __repr__(self) -> str:
-        return f"<Job {self.job_id}: {len(self.tasks)} tasks, {'done' if self.done() else 'running'}>"
+        return f"<Job {self.job_id}: {self.task_count} tasks, {'done' if self.done() else 'running'}>"

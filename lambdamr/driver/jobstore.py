@@ -171,8 +171,8 @@ def submitted_record(job: Job, fn: Any) -> dict[str, Any]:
     return {
         **job_identity(job, function_name(fn)),
         "state": "running",
-        "tasks": len(job.tasks),
-        "calls": sum(t.calls for t in job.tasks),
+        "tasks": job.task_count,
+        "calls": job.calls,
     }
 
 
@@ -274,10 +274,10 @@ def load_job(
     later = sorted(info.key for info in storage.list(f"{key}.") if info.key.rsplit(".", 1)[-1].isdigit())
     parts += [_read_manifest_part(storage, part_key, job_id, signer) for part_key in later]
     for part in parts:
-        if part.get("first_task", 0) != len(job.tasks):  # a part missing, or one moved under another name
+        if part.get("first_task", 0) != job.task_count:  # a part missing, or one moved under another name
             raise IntegrityError(
                 f"the task manifest of job {job_id} is incomplete: a part starts at task "
-                f"{part.get('first_task')} where task {len(job.tasks)} was expected"
+                f"{part.get('first_task')} where task {job.task_count} was expected"
             )
         for entry in part["tasks"]:
             task = job.new_task(int(entry["calls"]))

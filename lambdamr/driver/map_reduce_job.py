@@ -7,6 +7,7 @@ shuffled and every storage request of the run, and lists each phase's own summar
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ class MapReduceJob:
 
     @property
     def tasks(self) -> list[Task]:
-        """Every task of every phase, map tasks first."""
+        """The tasks every phase keeps (a big job keeps a sample: ``Job.tasks``), map tasks first."""
         return [task for job in self.jobs for task in job.tasks]
 
     def done(self) -> bool:
@@ -135,7 +136,7 @@ class MapReduceJob:
         return plot_job(RunTimeline(self), path)
 
     def __repr__(self) -> str:
-        phases = ", ".join(f"{label}: {sum(len(j.tasks) for j in jobs)} tasks" for label, jobs in self.phases)
+        phases = ", ".join(f"{label}: {sum(j.task_count for j in jobs)} tasks" for label, jobs in self.phases)
         return f"<MapReduceJob {self.job_id}: {phases}, {'done' if self.done() else 'running'}>"
 
 
@@ -152,7 +153,8 @@ class NumberedTask:
 
 class RunTimeline:
     """What ``report.plot_job`` reads, for every job of a run at once: tasks numbered in
-    order across the phases, times measured from the first job's submission."""
+    order across the phases (each job's rows follow the previous job's ``task_count``),
+    times measured from the first job's submission."""
 
     def __init__(self, run: MapReduceJob) -> None:
         self._run = run
@@ -162,18 +164,38 @@ class RunTimeline:
         self.submitted_at = min(job.submitted_at for job in jobs)
         ends = [job.finished_at for job in jobs]
         self.finished_at = None if any(end is None for end in ends) else max(e for e in ends if e is not None)
-        self._rows: list[tuple[Job, int]] = [(job, task.task_id) for job in jobs for task in job.tasks]
-        self.tasks = [
-            NumberedTask(row, task.attempt, task.timings, task.logs, task.outcome)
-            for row, task in enumerate(task for job in jobs for task in job.tasks)
-        ]
+        self._firsts: list[int] = []  # each job's first row
+        self._jobs = jobs
+        self.tasks: list[NumberedTask] = []
+        row = 0
+        for job in jobs:
+            self._firsts.append(row)
+            self.tasks.extend(_numbered(row + task.task_id, task) for task in job.tasks)
+            row += job.task_count
+        self.task_count = row
 
-    def task_timing(self, task_id: int) -> dict[str, Any] | None:
-        job, own_id = self._rows[task_id]
+    def _locate(self, row: int) -> tuple[Job, int]:
+        index = bisect.bisect_right(self._firsts, row) - 1
+        return self._jobs[index], row - self._firsts[index]
+
+    def task(self, row: int) -> NumberedTask | None:
+        job, own_id = self._locate(row)
+        task = job.task(own_id)
+        return None if task is None else _numbered(row, task)
+
+    def task_timing(self, row: int) -> dict[str, Any] | None:
+        job, own_id = self._locate(row)
         return job.task_timing(own_id)
+
+    def run_seconds_sample(self) -> list[float]:
+        return [seconds for job in self._jobs for seconds in job.run_seconds_sample()]
 
     def done(self) -> bool:
         return self._run.done()
 
     def summary(self) -> Any:
         return self._run.summary()
+
+
+def _numbered(row: int, task: Task) -> NumberedTask:
+    return NumberedTask(row, task.attempt, task.timings, task.logs, task.outcome)

@@ -151,9 +151,8 @@ class StoredResults:
         job = getattr(future, "job", None)
         if not isinstance(future, LambdaFuture) or not isinstance(job, Job) or session_of(job.job_id) != self.session_id:
             return None  # another executor's, or a job attach() adopted: its value travels
-        timings = job.tasks[future.task_id].timings  # the winning record's, set before the future
-        attempt = timings.get("attempt") if timings else None
-        if not isinstance(attempt, int):
+        attempt = future.attempt  # the attempt whose stored record settled it (None: not stored)
+        if attempt is None:
             return None
         key = result_key(job.prefix, future.task_id, attempt)
         return StoredResult(self.storage_spec, key, job.job_id, future.task_id, attempt, future.index)

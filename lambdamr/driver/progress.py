@@ -65,7 +65,7 @@ class JobProgress:
     def running(self) -> int:
         """Calls whose task has been sent to the backend and has not settled."""
         # Read without the scheduler's cooperation: a count off by one for an instant is fine.
-        return sum(t.calls for t in self.job.tasks if t.first_dispatched_at is not None and not t.done)
+        return sum(t.calls for t in self.job.live_tasks if t.first_dispatched_at is not None and not t.done)
 
     def _on_done(self, future: Any) -> None:
         with self._lock:

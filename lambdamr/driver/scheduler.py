@@ -259,7 +259,7 @@ class Scheduler:
                 self._handle_outcome(payload)
             elif kind == "lost":
                 task, attempt, error = payload
-                task.job.ledger.ended(task.task_id, attempt, failed_attempt_seconds(error, task.job.timeout_s))
+                task.job.attempts.ended(task.task_id, attempt, failed_attempt_seconds(error, task.job.timeout_s))
                 if not task.done and not task.live:  # no other attempt took over meanwhile
                     self._fail_or_retry(task, error)
             elif kind == "record":
@@ -338,7 +338,7 @@ class Scheduler:
         memory = task_memory(task)
         if not budget.stopped and budget.admits(memory, job.timeout_s):
             return True
-        if not budget.stopped and job.ledger.in_flight():
+        if not budget.stopped and job.attempts.in_flight():
             return False  # what runs usually costs far less than its reservation: wait for it
         if not budget.stopped:
             budget.stop()
@@ -369,7 +369,7 @@ class Scheduler:
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        task.job.ledger.launched(task.task_id, task.attempt, task_memory(task))
+        task.job.attempts.launched(task.task_id, task.attempt, task_memory(task))
         invocation = task.invocation = Invocation.of(self._event(task))
         return invocation
 
@@ -391,7 +391,7 @@ class Scheduler:
 
     def _drop_attempt(self, task: Task, attempt: int, billed_s: float | None) -> None:
         """``attempt`` of ``task`` ended without settling it, billed ``billed_s`` (None: unknown)."""
-        task.job.ledger.ended(task.task_id, attempt, billed_s)
+        task.job.attempts.ended(task.task_id, attempt, billed_s)
         if attempt in task.live:
             task.live.discard(attempt)
             self._live -= 1
@@ -401,7 +401,7 @@ class Scheduler:
         a task failed or re-run): billed as unknown (``driver.billing``)."""
         if task.live:  # a settled task holds the shared empty set
             for attempt in task.live:
-                task.job.ledger.ended(task.task_id, attempt, None)
+                task.job.attempts.ended(task.task_id, attempt, None)
             self._live -= len(task.live)
             task.live.clear()
 
@@ -541,7 +541,7 @@ class Scheduler:
         if attempt in task.backup_attempts:
             task.job.backups_won += 1
         requests = record.header.get("requests", {})
-        task.job.ledger.ended(task.task_id, attempt, record_seconds(record.timings), settled=True, requests=requests)
+        task.job.attempts.ended(task.task_id, attempt, record_seconds(record.timings), settled=True, requests=requests)
         task.timings = {**record.timings, "attempt": attempt, "fetched": time.time()}  # fetched: decoded here
         if task.memory_mb:  # escalated: the summary prices the winner at the memory it ran with
             task.timings = {**task.timings, "memory_mb": task.memory_mb}
@@ -551,6 +551,7 @@ class Scheduler:
             if count:  # most are 0 (a small task makes no request)
                 task.job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
+            future.attempt = attempt  # whose record: a pipelined call may read it (driver.pipeline)
             settle_future(future, call.value, call.exception if not call.ok else None)
         self._settle(task)
 

@@ -353,13 +353,15 @@ class Session:
         """Add one task per inner list of calls to ``job``: staged (and, durable, in its
         manifest) unless a future among its arguments is still pending; such a task waits
         for its futures (``driver.pipeline``) once ``_launch`` gave the job to the scheduler."""
-        first = len(job.tasks)
+        first = job.task_count
+        added: list[Task] = []
         ready: list[Task] = []
         ready_calls: list[Calls] = []
         waiting: list[WaitingCalls] = []
         try:
             for task_calls in calls:
                 task = job.new_task(len(task_calls))
+                added.append(task)
                 upstream = futures_in(task_calls)
                 if not upstream:
                     ready.append(task)
@@ -372,9 +374,9 @@ class Session:
             if ready:
                 self._tasks.stage(job, ready, ready_calls)
         except BaseException:
-            del job.tasks[first:]  # never launched: the job must not wait for them
+            job.discard_tasks_from(first)  # never launched: the job must not wait for them
             raise
-        return TaskBatch(job.tasks[first:], ready, waiting)
+        return TaskBatch(added, ready, waiting)
 
     def _launch(self, job: Job, batch: TaskBatch, fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
         """Hand ``batch``'s staged tasks to the scheduler, and its waiting ones to the pipeline;

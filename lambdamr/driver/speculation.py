@@ -7,7 +7,6 @@ longer than its finished peers gets one backup attempt; the first result wins.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterable
 
@@ -25,14 +24,9 @@ MAX_BACKUPS = 1
 
 def stragglers(job: Job, running: Iterable[Task], now: float | None = None) -> list[Task]:
     """Running tasks of ``job`` that deserve a backup now."""
-    finished = [
-        t.completed_at - t.dispatched_at
-        for t in job.tasks
-        if t.done and t.completed_at is not None and t.dispatched_at is not None and t.timings
-    ]
-    if not finished or len(finished) < MIN_DONE_FRACTION * len(job.tasks):
+    finished, median = job.finished_turnaround()  # the median of a sample beyond 2,048 tasks
+    if median is None or finished < MIN_DONE_FRACTION * job.task_count:
         return []
-    median = statistics.median(finished)
     limit = max(SLOWDOWN * median, median + MIN_EXTRA_S)
     now = time.time() if now is None else now
     return [

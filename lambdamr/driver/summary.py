@@ -1,17 +1,17 @@
 """What a job did, in numbers: ``JobSummary``, and the billing arithmetic behind it.
 
-``Job.summary()`` builds one from its tasks' records (``driver.job``); a ``map_reduce`` adds up
-its phases' (``driver.map_reduce_job``). The cost model (``lambdamr.cost``) prices it.
+``Job.summary()`` builds one from the running totals of its settled tasks (``driver.task_ledger``);
+a ``map_reduce`` adds up its phases' (``driver.map_reduce_job``). The cost model (``lambdamr.cost``) prices it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lambdamr.cost import CostEstimate, billed_ms, estimate_job_cost
+from lambdamr.cost import CostEstimate, billed_ms, estimate_billed_cost
 from lambdamr.errors import ConfigurationError
 
 log = logging.getLogger("lambdamr")
@@ -114,18 +114,6 @@ def task_init_s(timings: dict[str, Any]) -> float:
     return float(init_ms) / 1000.0
 
 
-def peak_concurrency(timings: list[dict[str, Any]]) -> int:
-    """The most tasks running at one moment, from their started..finished intervals."""
-    edges = sorted([(tm["started"], 1) for tm in timings] + [(tm["finished"], -1) for tm in timings])
-    running = peak = 0
-    for _, step in edges:  # at a tie, -1 sorts first: a task ending as another starts is not overlap
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
-
-
 class CostedJob(Protocol):
     """What the cost estimate reads of a job."""
 
@@ -134,37 +122,36 @@ class CostedJob(Protocol):
     region: str | None
     architecture: str
 
-    @property
-    def invocations(self) -> int: ...
+
 
 
 def estimate_cost(
     job: CostedJob,
-    timed: list[dict[str, Any]],
+    billed: Mapping[int, int],
+    run_billed: Mapping[int, int],
+    invocations: int,
     requests: dict[str, int],
-    failed_attempts: Sequence[tuple[int, float]] = (),
+    failed_billed: Mapping[int, int] | None = None,
 ) -> CostEstimate | None:
-    """The job's estimated Lambda cost from its finished tasks' timings (each at the memory
-    it ran with) and the ``(memory_mb, seconds)`` of attempts that did not settle their task
-    (``driver.billing``); None for a region without prices (a summary must not fail for it)."""
-    # A backend's billed figure (a REPORT line) already holds the INIT phase.
-    reported = [tm.get("billed_ms") is not None for tm in timed]
-    durations = [task_billed_ms(tm) / 1000.0 if known else task_run_s(tm) for tm, known in zip(timed, reported)]
-    inits = [0.0 if known else task_init_s(tm) for tm, known in zip(timed, reported)]
-    memories = [int(tm.get("memory_mb") or job.memory_mb) for tm in timed]
-    for memory, seconds in failed_attempts:
-        durations.append(seconds)
-        inits.append(0.0)
-        memories.append(memory)
+    """The job's estimated Lambda cost from its settled tasks' billed milliseconds by memory
+    (``billed`` with INIT phases, ``run_billed`` without: ``task_ledger.TaskTotals``; memory 0
+    is the job's own) and those of attempts that did not settle their task (``failed_billed``,
+    ``driver.billing``: no INIT); None for a region without prices (a summary must not fail for it)."""
+    with_init: dict[int, int] = {}
+    without_init: dict[int, int] = {}
+    for into, parts in ((with_init, (billed, failed_billed or {})), (without_init, (run_billed, failed_billed or {}))):
+        for part in parts:
+            for memory, ms in part.items():
+                memory = memory or job.memory_mb
+                into[memory] = into.get(memory, 0) + ms
     try:
-        return estimate_job_cost(
-            durations,
-            memories,
-            invocations=job.invocations,
+        return estimate_billed_cost(
+            with_init,
+            without_init,
+            invocations=invocations,
             storage_requests=requests,
             region=job.region,
             architecture=job.architecture,
-            init_seconds=inits,
         )
     except ConfigurationError as exc:
         log.info("lambdamr: no cost estimate for job %s: %s", job.job_id, exc)

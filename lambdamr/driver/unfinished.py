@@ -59,7 +59,7 @@ class UnfinishedJobs:
     def cancel_pending(self) -> None:
         """Cancel every call not claimed by a worker or container yet."""
         for job in self.jobs():
-            for task in job.tasks:
+            for task in job.live_tasks:
                 if not task.done:
                     for future in task.futures:
                         future.cancel()
@@ -81,7 +81,7 @@ class UnfinishedJobs:
             self._refusal = error
             jobs = list(self._jobs.values())
         for job in jobs:
-            for task in job.tasks:
+            for task in job.live_tasks:
                 if task.done:
                     continue
                 for future in task.futures:

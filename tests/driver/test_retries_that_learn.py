@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lambdamr import TaskOutOfMemoryError, TaskTimeoutError
+from lambdamr.cost import billed_ms
 from tests.targets import AWS_TIMEOUT_S, Target
 
 #: the backends that hold a task to its memory and timeout, as Lambda does
@@ -84,7 +85,7 @@ def test_a_timeout_named_in_retry_on_runs_again(target, executor_factory, tmp_pa
     assert ex.submit(slow_the_first_time, str(tmp_path / "marker"), 120).result(timeout=300) in (None, "256")
     job = ex.session.jobs[-1]
     assert job.retries == 1 and job.tasks[0].attempt == 2
-    assert job.ledger.bills == [(256, timeout)]  # the timed-out attempt is billed its whole timeout
+    assert job.attempts.failed_billed_ms == {256: billed_ms(timeout)}  # the timed-out attempt is billed its whole timeout
     assert job.summary().cost.gb_seconds >= 0.25 * timeout  # at 256 MB, and the second attempt
 
 
@@ -121,7 +122,7 @@ def test_more_memory_cures_a_timeout(target, executor_factory, tmp_path):
     memory = ex.submit(slow_the_first_time, str(tmp_path / "marker"), 120).result(timeout=300)
     job = ex.last_job
     assert job.tasks[0].memory_mb == 256 and job.retries == 1
-    assert job.ledger.bills == [(128, timeout)]
+    assert job.attempts.failed_billed_ms == {128: billed_ms(timeout)}
     if target.backend == "aws":
         assert memory == "256"  # the second attempt ran on the 256 MB version
     assert "memory escalated for 1 tasks: 1 to 256 MB" in str(job.summary())

@@ -77,10 +77,10 @@ def test_the_summary_prices_failed_attempts_and_escalated_winners():
     plain = job(memory_mb=256)
     task = plain.new_task(1)
     task.timings = {"started": 0.0, "finished": 1.0, "memory_mb": 1024}
-    plain.ledger.launched(0, 1, 256)
-    plain.ledger.ended(0, 1, 2.0)  # an attempt that failed after 2 s at 256 MB
-    plain.ledger.ended(0, 1, 5.0)  # a late second report of it changes nothing
-    assert plain.ledger.bills == [(256, 2.0)]
+    plain.attempts.launched(0, 1, 256)
+    plain.attempts.ended(0, 1, 2.0)  # an attempt that failed after 2 s at 256 MB
+    plain.attempts.ended(0, 1, 5.0)  # a late second report of it changes nothing
+    assert plain.attempts.failed_billed_ms == {256: 2000}
     assert plain.summary().cost.gb_seconds == pytest.approx(1.0 + 0.5)
 
 
