@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
 import time
 import traceback
 from pathlib import Path
@@ -31,8 +30,7 @@ from lambdamr import (
     as_completed,
     wait,
 )
-
-WAIT_S = 60
+from tests.gates import WAIT_S, wait_for
 
 
 def square(x):
@@ -56,16 +54,6 @@ def fail_if(x, bad):
 
 def divide(a, b):
     return a / b
-
-
-def wait_for(path, value=None):
-    """Block until the test writes ``path`` (its signal to finish), then return ``value``."""
-    deadline = time.monotonic() + WAIT_S
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.005)
-    return value
 
 
 def count_lines(chunk):

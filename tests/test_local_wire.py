@@ -12,7 +12,7 @@ from lambdamr.backends import local_wire as wire
 from lambdamr.backends.base import Invocation
 from lambdamr.backends.local import LocalBackend, _Running
 from lambdamr.errors import IntegrityError, ProtocolError
-from lambdamr.protocol import ArgsRange, TaskEvent
+from lambdamr.protocol import ArgsRange, TaskEvent, check_extra_env
 
 KEY = bytes(range(32))
 
@@ -34,17 +34,22 @@ def body_of(parts) -> memoryview:
     return memoryview(b"".join(bytes(p) for p in parts[1:]))
 
 
-def test_tasks_cross_with_their_job_fields_sent_once():
-    inline = event()
-    ranged = event(task_id=4, args_raw=None, args_range=ArgsRange("p/s/0007/args", 100, 50), deadline=1.5e9)
-    parts = wire.encode_job(9, inline) + wire.encode_tasks([(1, 9, inline, inline.args_raw), (2, 9, ranged, None)])
+def sent_tasks(parts) -> list[tuple[int, int, TaskEvent]]:
+    """A JOB frame and a TASKS frame sent over a socket pair, decoded as a worker does."""
     a, b = socket.socketpair()
     with a, b:
         wire.send_parts(a, parts)
         reader = wire.FrameReader(b)
         jobs = wire.WorkerJobs()
         jobs.add(reader.read())
-        decoded = list(wire.decode_tasks(reader.read(), jobs))
+        return list(wire.decode_tasks(reader.read(), jobs))
+
+
+def test_tasks_cross_with_their_job_fields_sent_once():
+    inline = event()
+    ranged = event(task_id=4, args_raw=None, args_range=ArgsRange("p/s/0007/args", 100, 50), deadline=1.5e9)
+    parts = wire.encode_job(9, inline) + wire.encode_tasks([(1, 9, inline, inline.args_raw), (2, 9, ranged, None)])
+    decoded = sent_tasks(parts)
     assert [(number, slot) for number, slot, _ in decoded] == [(1, 9), (2, 9)]
     assert decoded[0][2] == inline
     assert decoded[1][2] == ranged
@@ -110,3 +115,10 @@ def test_the_dispatcher_refuses_a_completion_for_another_task_or_attempt():
         assert moved.record is None and isinstance(moved.error.__cause__, IntegrityError)
         assert f"slot {slot} task {task_id} attempt {attempt}," in str(moved.error)
         assert moved.error.retryable  # the attempt runs again, like a lost one
+
+
+def test_extra_env_crosses_once_per_job():
+    first = event(extra_env=check_extra_env({"MODE": "fast"}))
+    assert wire.job_key(first) != wire.job_key(event())  # another job slot for other variables
+    [(_, _, decoded)] = sent_tasks(wire.encode_job(4, first) + wire.encode_tasks([(1, 4, first, first.args_raw)]))
+    assert decoded.extra_env == {"MODE": "fast"}

@@ -18,6 +18,7 @@ from lambdamr.cli import main as cli_main
 from lambdamr.driver.jobstore import list_jobs
 from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.runtime.capture import CapturedText, capture_task_output, log_tail
+from tests.gates import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +48,7 @@ def noisy_failure(x):
 def wait_for_gate(path, limit_s=60.0):
     """Runs until the test creates ``path``: a task that is surely still running while the
     test looks at it, however busy the machine."""
-    import os
-
-    deadline = time.monotonic() + limit_s
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the test never opened the gate {path}")
-        time.sleep(0.01)
-    return path
+    return wait_for(path, path, limit_s)
 
 
 def nap(seconds, fail=False):

@@ -23,9 +23,9 @@ from lambdamr import CancelledError, IntegrityError, LambdaExecutor, Serializati
 from lambdamr.driver.jobstore import load_job, result_key
 from lambdamr.driver.launching import contiguous_runs
 from lambdamr.driver.pipeline import futures_in, upstream_error, with_values
+from tests.gates import WAIT_S, touch, wait_for
 from tests.targets import TARGETS, build_executor
 
-WAIT_S = 60
 Point = namedtuple("Point", "x y")
 
 
@@ -42,22 +42,6 @@ def fail_if(x, bad):
     if x == bad:
         raise ValueError(f"bad item {x}")
     return x
-
-
-def wait_for(path, value=None):
-    """Block until the test writes ``path``, then return ``value``."""
-    deadline = time.monotonic() + WAIT_S
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.005)
-    return value
-
-
-def touch(path):
-    """Say "started" by writing ``path``; return it."""
-    Path(path).write_text("started")
-    return path
 
 
 def describe(nested, point=None, mapping=None):

@@ -81,7 +81,11 @@ def test_the_summary_prices_failed_attempts_and_escalated_winners():
     plain.attempts.ended(0, 1, 2.0)  # an attempt that failed after 2 s at 256 MB
     plain.attempts.ended(0, 1, 5.0)  # a late second report of it changes nothing
     assert plain.attempts.failed_billed_ms == {256: 2000}
-    assert plain.summary().cost.gb_seconds == pytest.approx(1.0 + 0.5)
+    [future] = task.futures
+    task.attempt = 2  # the escalated attempt's record settles the task (scheduler._complete)
+    future.set_result(None)
+    plain.mark_task_done(task)
+    assert plain.summary().cost.gb_seconds == pytest.approx(1.0 + 0.5)  # 1 s at 1,024 MB + 2 s at 256 MB
 
 
 def test_the_guard_reserves_the_worst_case_until_an_attempt_ends():

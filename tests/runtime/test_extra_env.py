@@ -5,11 +5,9 @@ shown in a repr or a message."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
-from lambdamr.backends import local_wire as wire
 from lambdamr.config import ExecutorConfig, JobOptions
 from lambdamr.errors import ConfigurationError, ProtocolError
 from lambdamr.protocol import EXTRA_ENV_MAX_BYTES, ExtraEnv, TaskEvent, check_extra_env
@@ -80,20 +78,6 @@ def test_the_event_carries_it_and_the_runtime_checks_it_again():
     forged = {**sent.to_dict(), "extra_env": {"LAMBDAMR_SIGNING_KEY": "00" * 32}}
     with pytest.raises(ProtocolError, match="LAMBDAMR_SIGNING_KEY is reserved"):
         TaskEvent.from_dict(forged)
-
-
-def test_the_local_wire_sends_it_once_per_job():
-    first = event(extra_env=check_extra_env({"MODE": "fast"}))
-    assert wire.job_key(first) != wire.job_key(event())  # another job slot for other variables
-    parts = wire.encode_job(4, first) + wire.encode_tasks([(1, 4, first, first.args_raw)])
-    a, b = socket.socketpair()
-    with a, b:
-        wire.send_parts(a, parts)
-        reader = wire.FrameReader(b)
-        jobs = wire.WorkerJobs()
-        jobs.add(reader.read())
-        [(_, _, decoded)] = wire.decode_tasks(reader.read(), jobs)
-    assert decoded.extra_env == {"MODE": "fast"}
 
 
 # ---- set around the task, restored after -----------------------------------------------------
