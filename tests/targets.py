@@ -63,6 +63,9 @@ TARGETS = [
     Target("local", "s3"),
     Target("aws", "s3"),
 ]
+#: for a behaviour only the AWS backend has (IAM grants): ``@pytest.mark.parametrize("target",
+#: AWS_ONLY, indirect=True)`` generates it for the stand-in alone, instead of skipping the others
+AWS_ONLY = [t for t in TARGETS if t.backend == "aws"]
 
 
 def new_bucket(endpoint: str) -> str:

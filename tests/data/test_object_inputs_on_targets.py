@@ -17,6 +17,7 @@ import lambdamr
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError
 from tests.data.http_server import FileServer, serve_files
+from tests.targets import AWS_ONLY
 
 WAIT_S = 120
 
@@ -95,9 +96,8 @@ def _scaled_lines(chunk: Chunk, scale: int) -> int:
     return scale * len(chunk.lines())
 
 
+@pytest.mark.parametrize("target", AWS_ONLY, indirect=True, ids=str)  # only the AWS backend has grants to check
 def test_urls_need_no_grant_and_stored_objects_outside_the_grants_are_refused(target, target_executor, http_files):
-    if target.backend != "aws":
-        pytest.skip("only the AWS backend has grants to check; local runtimes reach what the driver reaches")
     outside = "not-granted/in/x.txt"
     target_executor.storage.put(outside, b"x\n")
     url = target_executor.storage.url(outside)

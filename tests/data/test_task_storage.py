@@ -13,6 +13,7 @@ from lambdamr import NotInTaskError, ObjectRef, ValueRef, task_storage
 from lambdamr.data.refs import location_of
 from lambdamr.errors import ConfigurationError, IntegrityError, ObjectNotFound, StoragePermissionError
 from lambdamr.storage import open_cached
+from tests.targets import AWS_ONLY
 
 WAIT_S = 120
 
@@ -141,18 +142,16 @@ def test_names_that_escape_the_task_folder_are_refused(target_executor):
 
 
 # ---- AWS: the role writes its grants, and the driver checks references before launch ------------
+@pytest.mark.parametrize("target", AWS_ONLY, indirect=True, ids=str)  # local runtimes reach what the driver reaches
 def test_on_aws_a_write_outside_the_grants_fails_naming_the_deploy_command(target, target_executor):
-    if target.backend != "aws":
-        pytest.skip("only the AWS role has grants; local runtimes reach what the driver reaches")
     url = f"s3://{target_executor.storage.bucket}/ungranted-{uuid.uuid4().hex[:8]}/x.bin"
     with pytest.raises(StoragePermissionError, match=r"lambdamr deploy --write s3://.*/ungranted-"):
         target_executor.submit(put_at, url, b"x").result(timeout=WAIT_S)
     assert not list(open_cached(target_executor.storage.spec()).list(url.split("/", 3)[3]))
 
 
+@pytest.mark.parametrize("target", AWS_ONLY, indirect=True, ids=str)  # only the AWS backend checks grants
 def test_on_aws_a_reference_outside_the_read_grants_is_refused_before_launch(target, target_executor):
-    if target.backend != "aws":
-        pytest.skip("only the AWS backend checks grants before launch")
     spec = target_executor.storage.spec()
     outside = ObjectRef(spec, "ungranted/x.bin", 1, "b3:" + "0" * 32)
     launched = len(target_executor.jobs)
