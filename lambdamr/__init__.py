@@ -37,15 +37,6 @@ _EXPORTS = {
     "ObjectRef": "lambdamr.data.refs",
     "ValueRef": "lambdamr.data.refs",
 }
-_ERRORS = [
-    "LambdaMRError", "ConfigurationError", "SerializationError", "PayloadTooLargeError", "ProtocolError",
-    "IntegrityError",
-    "StorageError", "ObjectNotFound", "StoragePermissionError", "StorageReadOnlyError", "StorageFullError",
-    "StorageUnavailable", "BackendError", "ThrottledError", "TaskError", "WorkerLostError", "ResultLostError",
-    "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
-    "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError", "UpstreamError",
-]
-_EXPORTS.update({name: "lambdamr.errors" for name in _ERRORS})
 
 # Written out (not built from _EXPORTS) so that type checkers see what is re-exported:
 # under mypy --strict, `from lambdamr import LambdaExecutor` needs the name in a literal __all__.
@@ -63,6 +54,8 @@ __all__ = [
     "TaskTimeoutError", "TaskOutOfMemoryError", "RemoteError", "InitializerError",
     "LambdaRuntimeError", "RuntimeImportError", "NotInTaskError", "BudgetExceededError", "UpstreamError",
 ]  # fmt: skip
+# Every public name the table above does not place is an error class (the tail of __all__).
+_EXPORTS.update({name: "lambdamr.errors" for name in __all__ if name != "__version__" and name not in _EXPORTS})
 
 if TYPE_CHECKING:
     from lambdamr.config import ExecutorConfig
