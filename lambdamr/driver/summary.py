@@ -137,17 +137,11 @@ def estimate_cost(
     (``billed`` with INIT phases, ``run_billed`` without: ``task_ledger.TaskTotals``; memory 0
     is the job's own) and those of attempts that did not settle their task (``failed_billed``,
     ``driver.billing``: no INIT); None for a region without prices (a summary must not fail for it)."""
-    with_init: dict[int, int] = {}
-    without_init: dict[int, int] = {}
-    for into, parts in ((with_init, (billed, failed_billed or {})), (without_init, (run_billed, failed_billed or {}))):
-        for part in parts:
-            for memory, ms in part.items():
-                memory = memory or job.memory_mb
-                into[memory] = into.get(memory, 0) + ms
+    failed = failed_billed or {}
     try:
         return estimate_billed_cost(
-            with_init,
-            without_init,
+            _at_memory(job.memory_mb, billed, failed),
+            _at_memory(job.memory_mb, run_billed, failed),
             invocations=invocations,
             storage_requests=requests,
             region=job.region,
@@ -156,6 +150,15 @@ def estimate_cost(
     except ConfigurationError as exc:
         log.info("lambdamr: no cost estimate for job %s: %s", job.job_id, exc)
         return None
+
+
+def _at_memory(job_memory_mb: int, *parts: Mapping[int, int]) -> dict[int, int]:
+    """Billed milliseconds by memory size, summed over ``parts``; memory 0 is the job's own."""
+    merged: dict[int, int] = {}
+    for part in parts:
+        for memory, ms in part.items():
+            merged[memory or job_memory_mb] = merged.get(memory or job_memory_mb, 0) + ms
+    return merged
 
 
 def added_costs(costs: Sequence[CostEstimate | None]) -> CostEstimate | None:
