@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -250,3 +252,25 @@ def test_durable_jobs_and_a_missing_folder_keep_big_buffers_in_the_store(tmp_pat
         np.testing.assert_array_equal(back, -array)
         assert len(list(ex.storage.list(f"{ex.last_job.prefix}/values/"))) == 2  # argument and result
     assert _files(scratch_base) == []
+
+
+def test_a_crashed_drivers_buffers_are_swept_by_the_next_session(tmp_path, scratch_base):
+    """A driver that dies leaves its folder; its workers (maybe still alive) hold no lock: they
+    are exec'd and the lock's descriptor is not inherited. The next session removes it."""
+    code = (
+        "import os, sys, numpy as np; from lambdamr import LambdaExecutor; "
+        "ex = LambdaExecutor(workers=1, storage=sys.argv[1], progress=False, buffer_folder=sys.argv[2]); "
+        "ex.submit(np.sum, np.ones(2**19)).result(); ex.share(np.ones(2**19)); "
+        "print(ex.session.scratch.root, flush=True); os._exit(9)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "store"), str(scratch_base)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    dead = Path(driver.stdout.readline().strip())
+    assert driver.wait(timeout=120) == 9
+    driver.stdout.close()
+    assert len(_files(dead)) == 1  # the shared array's buffer, left by the crash
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, buffer_folder=str(scratch_base)) as ex:
+        assert not dead.exists()
+        assert sorted(os.listdir(dead.parent)) == sorted([ex.session.scratch.root.name, ex.session.scratch.root.name + ".lock"])
