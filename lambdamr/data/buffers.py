@@ -36,7 +36,7 @@ import struct
 from typing import Any
 
 from lambdamr.data import digest
-from lambdamr.errors import IntegrityError, SerializationError, StorageError
+from lambdamr.errors import IntegrityError, SerializationError, StorageError, StorageFullError
 from lambdamr.storage import Storage, open_cached
 from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.scratch import has_room
@@ -116,7 +116,14 @@ def result_sink(store: Storage, result_key: str, scratch_root: Any = None) -> Bu
 def frame(pickled: bytes, sink: BufferSink, buffers: list[memoryview]) -> bytes:
     """The buffered frame of a pickle whose out-of-band ``buffers`` go to ``sink``."""
     store, release = sink.target(sum(view.nbytes for view in buffers))
-    fields: dict[str, Any] = {"storage": store.spec(), "buffers": sink.store_buffers(buffers, store)}
+    try:
+        entries = sink.store_buffers(buffers, store)
+    except StorageFullError:
+        if store is sink.store:
+            raise
+        store, release = sink.store, False  # the scratch filled up meanwhile (other writers)
+        entries = sink.store_buffers(buffers, store)
+    fields: dict[str, Any] = {"storage": store.spec(), "buffers": entries}
     if release:
         fields["release"] = True
     manifest = json.dumps(fields, separators=(",", ":")).encode()

@@ -14,6 +14,7 @@ import pytest
 from lambdamr import IntegrityError, serialize
 from lambdamr.data import buffers
 from lambdamr.data.buffers import BufferSink, result_sink
+from lambdamr.errors import StorageFullError
 from lambdamr.storage import scratch
 from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.scratch import SessionScratch, has_room, sweep_stale
@@ -70,6 +71,22 @@ def test_buffers_go_to_the_store_when_scratch_has_no_room(tmp_path, scratch_base
     assert len(list(store.list("job/values/"))) == 1
     np.testing.assert_array_equal(serialize.loads(in_scratch), array)
     np.testing.assert_array_equal(serialize.loads(in_store), array + 1)
+    session.close()
+
+
+def test_a_scratch_folder_that_fills_up_while_writing_leaves_the_buffers_to_the_store(tmp_path, scratch_base):
+    store = LocalStorage(tmp_path / "store")
+    session = SessionScratch.open("s1", scratch_base)
+    assert session is not None
+
+    def full(key, data):
+        raise StorageFullError("no space left on the device")
+
+    session.store.store_buffer = full  # as another writer filled it between the check and the write
+    frame = serialize.dumps(np.arange(MB // 2), sink=BufferSink(store, "job/values", scratch=session.store, release=True))
+    manifest, _ = buffers.split(frame)
+    assert manifest["storage"] == store.spec() and "release" not in manifest
+    np.testing.assert_array_equal(serialize.loads(frame), np.arange(MB // 2))
     session.close()
 
 
