@@ -18,7 +18,9 @@ The folder, ``{base}/lambdamr-{uid}/{session}/`` (0700), lives as long as its se
 It is emptied as its buffers are consumed (a result's buffers once the driver has mapped
 them: an unlinked file stays mapped; a job's arguments when the job ends) and removed when
 the session ends. A driver that died leaves its lock free: the next session on the host
-removes such folders (``sweep_stale``) before it makes its own.
+removes such folders (``sweep_stale``) before it makes its own. (The lock's descriptor is
+not inherited by exec'd processes such as the local workers; a child *forked* by the driver
+shares it, and keeps a dead driver's folder until it exits too.)
 
 A buffer goes to scratch only while the file system keeps ``RESERVE_FRACTION`` of itself
 free and the machine as much of its memory available (``has_room``); otherwise to the store.
