@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from lambdamr import IntegrityError, serialize
+from lambdamr.backends.local_options import LocalOptions
 from lambdamr.data import buffers
 from lambdamr.data.buffers import BufferSink, result_sink
-from lambdamr.errors import StorageFullError
+from lambdamr.errors import ConfigurationError, StorageFullError
 from lambdamr.storage import scratch
 from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.scratch import SessionScratch, has_room, sweep_stale
@@ -181,3 +182,15 @@ def test_a_live_session_in_another_process_is_not_swept(scratch_base):
         holder.wait()
     assert sweep_stale(scratch_base) == 1  # its lock died with it
     assert not alive.exists()
+
+
+def test_the_buffer_folder_option(monkeypatch, scratch_base):
+    assert LocalOptions().scratch_base() == "/dev/shm"
+    assert LocalOptions(buffer_folder="OFF").scratch_base() is None
+    assert LocalOptions(buffer_folder=scratch_base).scratch_base() == str(scratch_base)
+    monkeypatch.setenv("LAMBDAMR_BUFFER_FOLDER", "off")
+    assert LocalOptions.resolve().scratch_base() is None
+    with pytest.raises(ConfigurationError, match="absolute folder path"):
+        LocalOptions(buffer_folder="shm")
+    with pytest.raises(ConfigurationError, match="give a folder path"):
+        LocalOptions(buffer_folder=3)
