@@ -15,7 +15,10 @@ rounds, and the load average is printed at the start and at the end: on a shared
 read the ratios, not the absolute figures. Every result is checked.
 
 lambdamr's storage goes in a temporary folder under ``--out`` (or ``--storage``, e.g. a
-folder in /dev/shm) and is removed afterwards; the figures go to ``--out/data.json``.
+folder in /dev/shm) and is removed afterwards; the figures go to ``--out/data.json``. Big
+buffers go to the session's folder in /dev/shm (``buffer_folder``, the default); with
+``--ab`` a second lambdamr, ``lambdamr (store)``, keeps them in the store
+(``buffer_folder="off"``, as before the scratch folder existed), in the same rounds.
 """
 
 from __future__ import annotations
@@ -75,12 +78,16 @@ def load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def executors(workers: int, storage: str) -> dict[str, Callable[[], Executor]]:
+def executors(workers: int, storage: str, *, ab: bool = False) -> dict[str, Callable[[], Executor]]:
     """Each method by name: a function that starts its executor."""
     made: dict[str, Callable[[], Executor]] = {
         "lambdamr": lambda: LambdaExecutor(workers=workers, storage=storage, progress=False, memory_mb=4096),
-        "ProcessPoolExecutor": lambda: ProcessPoolExecutor(workers),
     }
+    if ab:
+        made["lambdamr (store)"] = lambda: LambdaExecutor(
+            workers=workers, storage=storage, progress=False, memory_mb=4096, buffer_folder="off"
+        )
+    made["ProcessPoolExecutor"] = lambda: ProcessPoolExecutor(workers)
     try:
         from loky import get_reusable_executor
 
@@ -141,7 +148,7 @@ def measure(args: argparse.Namespace, storage: str) -> dict[str, Any]:
         "in+out": lambda ex: in_out(ex, array),
         "results": lambda ex: results(ex, args.tasks, args.result_mb * MB),
     }
-    starts = executors(args.workers, storage)
+    starts = executors(args.workers, storage, ab=args.ab)
     running = {name: start() for name, start in starts.items()}
     times: dict[str, dict[str, list[float]]] = {case: {name: [] for name in running} for case in cases}
     moved: dict[str, int] = {}
@@ -169,14 +176,19 @@ def measure(args: argparse.Namespace, storage: str) -> dict[str, Any]:
 
 def report(figures: dict[str, Any]) -> str:
     names = list(next(iter(figures.values())))
+    ab = "lambdamr (store)" in names
     lines = [
-        "| measure | " + " | ".join(f"{n} MB/s" for n in names) + " | lambdamr / ProcessPoolExecutor |",
-        "|---|" + "---:|" * (len(names) + 1),
+        "| measure | " + " | ".join(f"{n} MB/s" for n in names) + " | lambdamr / ProcessPoolExecutor |"
+        + (" lambdamr (store) / PPE |" if ab else ""),
+        "|---|" + "---:|" * (len(names) + 1 + ab),
     ]
     for case, by_name in figures.items():
-        ratio = by_name["lambdamr"]["MB_per_s"] / by_name["ProcessPoolExecutor"]["MB_per_s"]
+        ppe = by_name["ProcessPoolExecutor"]["MB_per_s"]
         cells = " | ".join(f"{by_name[n]['MB_per_s']:,.0f}" for n in names)
-        lines.append(f"| {case} | {cells} | {ratio:.2f}x |")
+        ratios = f"{by_name['lambdamr']['MB_per_s'] / ppe:.2f}x |"
+        if ab:
+            ratios += f" {by_name['lambdamr (store)']['MB_per_s'] / ppe:.2f}x |"
+        lines.append(f"| {case} | {cells} | {ratios}")
     return "\n".join(lines)
 
 
@@ -189,6 +201,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--array-mb", type=int, default=100, help="size of the in+out array")
     parser.add_argument("--tasks", type=int, default=64, help="tasks of the results case")
     parser.add_argument("--result-mb", type=int, default=10, help="size of each result of the results case")
+    parser.add_argument("--ab", action="store_true", help="also lambdamr with its big buffers in the store")
     parser.add_argument("--quick", action="store_true", help="20 MB, 16 x 2 MB, 2 rounds")
     args = parser.parse_args(argv)
     if args.quick:

@@ -32,6 +32,25 @@ from tests.targets import TARGETS, Target, build_executor, close_all, target_env
 STORAGES = ["folder", "s3"]
 
 
+@pytest.fixture
+def scratch_base(tmp_path) -> Iterator[object]:
+    """A folder for sessions' scratch folders (``buffer_folder``): in /dev/shm where there is
+    one with room, as in use, else on the test's own disk."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from lambdamr.storage.scratch import has_room
+
+    if os.path.isdir("/dev/shm") and has_room("/dev/shm", 64 * 1024 * 1024):
+        base = Path(tempfile.mkdtemp(prefix="lambdamr-test-", dir="/dev/shm"))
+    else:
+        base = tmp_path / "shm"
+        base.mkdir()
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto server on loopback, shared by the session (objects persist across tests)."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,7 +146,7 @@ def test_s3_big_buffers_go_in_parts(moto_endpoint, s3_bucket):
 
 def test_the_executor_moves_big_arrays_out_of_band_both_ways(tmp_path):
     array = np.random.default_rng(3).random(MB // 2)  # 4 MB
-    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False) as ex:
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, buffer_folder="off") as ex:
         (back,) = ex.map(np.negative, [array])
         np.testing.assert_array_equal(back, -array)
         job = ex.last_job
@@ -153,7 +157,7 @@ def test_the_executor_moves_big_arrays_out_of_band_both_ways(tmp_path):
 
 def test_a_shared_array_tampered_in_storage_fails_the_task(tmp_path):
     array = np.arange(MB // 2, dtype=np.float64)
-    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, retries=0) as ex:
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, retries=0, buffer_folder="off") as ex:
         handle = ex.share(array)
         (key,) = [info.key for info in ex.storage.list(f"{ex.session_prefix}/values/")]
         data = bytearray(ex.storage.get(key))
@@ -170,3 +174,103 @@ def _shared_sum(handle):
 def test_plain_pickles_of_other_objects_load_as_before():
     value = {"a": [1, 2, 3], "b": (b"x", 2.5)}
     assert serialize.loads(pickle.dumps(value, protocol=5)) == value
+
+
+# ---- the session's scratch folder in RAM (local backend, jobs that are not durable) ----------
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def _negate_and_look(array, session_folder):
+    """The task: its result, and the files of the session's scratch folder while it runs."""
+    return -array, _files(session_folder)
+
+
+def _job_ended(job) -> threading.Event:
+    ended = threading.Event()  # after the session's own done-callback, which releases the arguments
+    job.add_done_callback(lambda _: ended.set())
+    return ended
+
+
+def test_big_arrays_cross_through_the_scratch_folder_and_are_released(tmp_path, scratch_base):
+    array = np.random.default_rng(4).random(MB // 2)  # 4 MB
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, buffer_folder=str(scratch_base)) as ex:
+        folder = ex.session.scratch.root
+        assert folder.parent.parent == scratch_base
+        future = ex.submit(_negate_and_look, array, str(folder))
+        job = ex.last_job
+        ended = _job_ended(job)
+        back, seen = future.result()
+        np.testing.assert_array_equal(back, -array)
+        job_folder = job.prefix
+        assert [name.rsplit("/", 1)[0] for name in seen] == [f"{job_folder}/values"]  # the argument
+        assert back.flags.writeable
+        assert ended.wait(30)
+        assert _files(folder) == []  # the result released once read, the argument once the job ended
+        assert list(ex.storage.list(f"{job_folder}/values/")) == []  # nothing went to the store
+        assert list(ex.storage.list(f"{job_folder}/returned/")) == []
+        back += 1  # still mapped, still its own
+        np.testing.assert_array_equal(back, 1 - array)
+    assert not folder.exists() and os.listdir(folder.parent) == []  # the session's folder, lock and all
+
+
+def test_a_long_map_of_big_results_holds_none_once_read(tmp_path, scratch_base):
+    with LambdaExecutor(workers=2, storage=str(tmp_path / "store"), progress=False, buffer_folder=str(scratch_base)) as ex:
+        folder = ex.session.scratch.root
+        for index, block in enumerate(ex.map(np.full, [MB // 4] * 12, range(12))):
+            assert block[0] == index and block.nbytes == 2 * MB
+        assert _files(folder) == []  # every result's buffers released as it was read
+        stored = [info.key for info in ex.storage.list(f"{ex.session_prefix}/")]
+        assert not [key for key in stored if "/returned/" in key or "/values/" in key]  # none went to the store
+
+
+def test_a_shared_array_tampered_in_the_scratch_folder_fails_the_task(tmp_path, scratch_base):
+    array = np.arange(MB // 2, dtype=np.float64)
+    with LambdaExecutor(
+        workers=1, storage=str(tmp_path / "store"), progress=False, retries=0, buffer_folder=str(scratch_base)
+    ) as ex:
+        handle = ex.share(array)
+        assert list(ex.storage.list(f"{ex.session_prefix}/values/")) == []  # its buffer is in RAM
+        (name,) = _files(ex.session.scratch.root)
+        path = ex.session.scratch.root / name
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1
+        path.write_bytes(bytes(data))
+        with pytest.raises(IntegrityError, match="does not match the digest"):
+            ex.submit(_shared_sum, handle).result()
+
+
+@pytest.mark.parametrize("setting", ["durable", "missing folder"])
+def test_durable_jobs_and_a_missing_folder_keep_big_buffers_in_the_store(tmp_path, scratch_base, setting):
+    options = {"durable": True, "buffer_folder": str(scratch_base)}
+    if setting == "missing folder":
+        options = {"buffer_folder": str(scratch_base / "missing")}
+    array = np.random.default_rng(5).random(MB // 2)
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, **options) as ex:
+        assert ex.session.scratch is None
+        (back,) = ex.map(np.negative, [array])
+        np.testing.assert_array_equal(back, -array)
+        assert len(list(ex.storage.list(f"{ex.last_job.prefix}/values/"))) == 2  # argument and result
+    assert _files(scratch_base) == []
+
+
+def test_a_crashed_drivers_buffers_are_swept_by_the_next_session(tmp_path, scratch_base):
+    """A driver that dies leaves its folder; its workers (maybe still alive) hold no lock: they
+    are exec'd and the lock's descriptor is not inherited. The next session removes it."""
+    code = (
+        "import os, sys, numpy as np; from lambdamr import LambdaExecutor; "
+        "ex = LambdaExecutor(workers=1, storage=sys.argv[1], progress=False, buffer_folder=sys.argv[2]); "
+        "ex.submit(np.sum, np.ones(2**19)).result(); ex.share(np.ones(2**19)); "
+        "print(ex.session.scratch.root, flush=True); os._exit(9)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "store"), str(scratch_base)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    dead = Path(driver.stdout.readline().strip())
+    assert driver.wait(timeout=120) == 9
+    driver.stdout.close()
+    assert len(_files(dead)) == 1  # the shared array's buffer, left by the crash
+    with LambdaExecutor(workers=1, storage=str(tmp_path / "store"), progress=False, buffer_folder=str(scratch_base)) as ex:
+        assert not dead.exists()
+        assert sorted(os.listdir(dead.parent)) == sorted([ex.session.scratch.root.name, ex.session.scratch.root.name + ".lock"])

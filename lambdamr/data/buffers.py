@@ -19,6 +19,13 @@ On the local store a buffer is read as a private copy-on-write map of its file
 consumer without a copy (the pages are the page cache's until written to). On S3 big
 buffers go up as multipart uploads and come down as parallel ranged GETs into one block of
 memory (``lambdamr.storage.transfer``).
+
+Where driver and workers share a host and the job is not durable, a sink may hold a
+*scratch* folder in RAM (``lambdamr.storage.scratch``): the buffers go there while it has
+room, and the manifest names that folder instead of the store. A result's frame says
+``"release": true``: its one reader, the driver, deletes its buffers once it has mapped
+them (an unlinked file stays mapped), so a long map of big results holds in RAM only the
+results not yet read.
 """
 
 from __future__ import annotations
@@ -29,33 +36,55 @@ import struct
 from typing import Any
 
 from lambdamr.data import digest
-from lambdamr.errors import IntegrityError, SerializationError
+from lambdamr.errors import IntegrityError, SerializationError, StorageError, StorageFullError
 from lambdamr.storage import Storage, open_cached
+from lambdamr.storage.local import LocalStorage
+from lambdamr.storage.scratch import has_room
 
 MAGIC = b"LMOB"
 #: buffers smaller than this stay in the pickle (an object per buffer costs a request)
 OUT_OF_BAND_MIN = 1024 * 1024
 _LEN = struct.Struct("<I")
 _MAX_MANIFEST = 16 * 1024 * 1024
-
+#: the event option (``TaskEvent.options``) naming the scratch folder of a job's results:
+#: the path of a local folder on the workers' host, set only for jobs that are not durable
+BUFFERS_OPTION = "buffers"
 
 
 class BufferSink:
     """Where a writer stores the out-of-band buffers of what it pickles: content-addressed
-    objects ``{prefix}/{digest}`` in ``store`` (the same buffer twice is stored once)."""
+    objects ``{prefix}/{digest}`` (the same buffer twice is stored once).
 
-    def __init__(self, store: Storage, prefix: str, *, min_bytes: int = OUT_OF_BAND_MIN) -> None:
+    They go to ``store``; or to ``scratch`` (a folder in RAM on this host, for values only
+    this host's processes read) while it has room for them. With ``release`` the frame's
+    reader deletes the scratch buffers once it has mapped them (a result: read once).
+    """
+
+    def __init__(
+        self, store: Storage, prefix: str, *, min_bytes: int = OUT_OF_BAND_MIN,
+        scratch: LocalStorage | None = None, release: bool = False,
+    ) -> None:
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.min_bytes = min_bytes
+        self.scratch = scratch
+        self.release = release
 
-    def store_buffers(self, buffers: list[memoryview]) -> list[list[Any]]:
-        """Hash and store each buffer; return the manifest entries ``[key, size, digest]``."""
+    def target(self, nbytes: int) -> tuple[Storage, bool]:
+        """The store ``nbytes`` of buffers go to, and whether their reader releases them."""
+        if self.scratch is not None and has_room(self.scratch.root, nbytes):
+            return self.scratch, self.release
+        return self.store, False
+
+    def store_buffers(self, buffers: list[memoryview], store: Storage | None = None) -> list[list[Any]]:
+        """Hash and store each buffer (in ``store``, by default the sink's own); return the
+        manifest entries ``[key, size, digest]``."""
+        store = store or self.store
         entries = []
         for view in buffers:
             found = digest.digest_of(view)
             key = f"{self.prefix}/{found.replace(':', '-')}"
-            self.store.store_buffer(key, view)
+            store.store_buffer(key, view)
             entries.append([key, view.nbytes, found])
         return entries
 
@@ -67,11 +96,37 @@ def result_values_prefix(result_key: str) -> str:
     return f"{job_prefix}/values" if found else f"{result_key}.values"
 
 
+def result_sink(store: Storage, result_key: str, scratch_root: Any = None) -> BufferSink:
+    """The sink of a task attempt's return values.
+
+    With ``scratch_root`` (``BUFFERS_OPTION``: a local folder of the driver's host) the
+    buffers go there, under ``{job}/returned/{attempt}/``: the attempt's own folder, as the
+    driver releases them once it has read them and the same array returned by two tasks
+    must not vanish with the first; apart from ``{job}/values/``, the job's arguments,
+    released when the job ends (a future may be read later).
+    """
+    scratch = _store_of({"kind": LocalStorage.kind, "root": scratch_root}) if isinstance(scratch_root, str) else None
+    if not isinstance(scratch, LocalStorage):
+        return BufferSink(store, result_values_prefix(result_key))
+    job_prefix, found, attempt = result_key.rpartition("/results/")
+    prefix = f"{job_prefix}/returned/{attempt}" if found else f"{result_key}.returned"
+    return BufferSink(store, prefix, scratch=scratch, release=True)
+
+
 def frame(pickled: bytes, sink: BufferSink, buffers: list[memoryview]) -> bytes:
     """The buffered frame of a pickle whose out-of-band ``buffers`` go to ``sink``."""
-    manifest = json.dumps(
-        {"storage": sink.store.spec(), "buffers": sink.store_buffers(buffers)}, separators=(",", ":")
-    ).encode()
+    store, release = sink.target(sum(view.nbytes for view in buffers))
+    try:
+        entries = sink.store_buffers(buffers, store)
+    except StorageFullError:
+        if store is sink.store:
+            raise
+        store, release = sink.store, False  # the scratch filled up meanwhile (other writers)
+        entries = sink.store_buffers(buffers, store)
+    fields: dict[str, Any] = {"storage": store.spec(), "buffers": entries}
+    if release:
+        fields["release"] = True
+    manifest = json.dumps(fields, separators=(",", ":")).encode()
     return b"".join((MAGIC, _LEN.pack(len(manifest)), manifest, pickled))
 
 
@@ -133,4 +188,15 @@ def loads(data: bytes | bytearray | memoryview, *, what: str) -> Any:
     (a numpy array comes back writable, in the buffer's own memory)."""
     manifest, pickled = split(data)
     buffers = load_buffers(manifest, what=what)
+    if manifest.get("release") is True:
+        _release(manifest)
     return pickle.loads(pickled, buffers=buffers)
+
+
+def _release(manifest: dict[str, Any]) -> None:
+    """Delete the buffers of a frame read once, now mapped (an unlinked file stays mapped)."""
+    store = _store_of(manifest["storage"])
+    try:
+        store.delete([str(entry[0]) for entry in manifest["buffers"]])
+    except StorageError:  # the folder goes with its session anyway
+        pass

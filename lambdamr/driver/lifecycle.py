@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lambdamr.driver.record_writer import JobRecordWriter
     from lambdamr.driver.scheduler import Scheduler
     from lambdamr.storage import Storage
+    from lambdamr.storage.scratch import SessionScratch
 
 log = logging.getLogger("lambdamr")
 
@@ -61,6 +62,7 @@ class ExecutorResources:
         history: JobHistory,
         session_prefix: str,
         keep_temp: bool,
+        scratch: SessionScratch | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.backend = backend
@@ -70,6 +72,7 @@ class ExecutorResources:
         self.history = history
         self.session_prefix = session_prefix
         self.keep_temp = keep_temp
+        self.scratch = scratch  # the session's big buffers in RAM: removed with it, kept_temp or not
         self.adopted_prefixes: list[str] = []  # jobs of earlier drivers collected by attach()
         self.started = False
         self._lock = threading.Lock()  # held for the whole release: a second closer waits for it
@@ -133,6 +136,8 @@ class ExecutorResources:
                 if not self.keep_temp:
                     self.cleanup()
             finally:
+                if self.scratch is not None:
+                    self.scratch.close()
                 _open.discard(self)
 
     def cleanup(self) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 
 from lambdamr.backends.base import Backend, Invocation, InvocationOutcome
 from lambdamr.config import ExecutorConfig
+from lambdamr.data.buffers import BUFFERS_OPTION
 from lambdamr.driver.billing import failed_attempt_seconds, record_seconds
 from lambdamr.driver.job import Job, Task
 from lambdamr.driver.jobstore import parse_result_key, result_key, results_before, results_prefix
@@ -107,6 +108,8 @@ class Scheduler:
         self._claim_lock = threading.Lock()
         #: the stored ``(initializer, initargs)`` every event names (``TaskEvent.options``)
         self.initializer_key: str | None = None
+        #: the session's scratch folder for result buffers (``BUFFERS_OPTION``), if it has one
+        self.buffer_scratch: str | None = None
 
     # ---- called from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -442,9 +445,15 @@ class Scheduler:
             # Only fire-and-forget deliveries can start late unseen; a backend that reports
             # every outcome has the driver watching (and may queue an attempt behind others).
             deadline=None if self.backend.reports_outcomes else event_deadline(job, task.dispatched_at or time.time()),
-            options={INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {},
+            options=self._event_options(),
             extra_env=job.extra_env,
         )
+
+    def _event_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {}
+        if self.buffer_scratch is not None:
+            options[BUFFERS_OPTION] = self.buffer_scratch
+        return options
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
         event = outcome.invocation.event

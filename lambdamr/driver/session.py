@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from lambdamr.backends import Backend
+from lambdamr.backends.local_options import LocalOptions
 from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
 from lambdamr.data.refs import trust_signer
 from lambdamr.data.shared import Shared
@@ -55,6 +56,7 @@ from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.report import SummaryPrinter
 from lambdamr.signing import Signer
 from lambdamr.storage import Storage
+from lambdamr.storage.scratch import SessionScratch
 
 T = TypeVar("T")
 
@@ -99,11 +101,16 @@ class Session:
         backend.check_access(reads=[temp], writes=[temp])
         self.signer = Signer(backend.signing_key())
         trust_signer(self.signer)  # the ValueRefs its tasks return open in this process
+        # Big buffers that only this host's processes read go to a folder in RAM (storage.scratch).
+        scratch_base = LocalOptions.of(config).scratch_base() if backend.supports_local_storage and not self.durable else None
+        self.scratch = SessionScratch.open(self.session_id, scratch_base) if scratch_base else None
         self.stager = Stager(
             storage, self.prefix, self.signer,
             inline_args_max=config.inline_args_max, max_payload_bytes=backend.max_payload_bytes,
+            scratch=self.scratch.store if self.scratch else None,
         )
         self.scheduler = Scheduler(backend, storage, config, self.signer)
+        self.scheduler.buffer_scratch = str(self.scratch.root) if self.scratch else None
         self._tasks = TaskLaunch(
             storage=storage, stager=self.stager, scheduler=self.scheduler, signer=self.signer,
             backend=backend, durable=self.durable,
@@ -123,6 +130,7 @@ class Session:
         self._resources = ExecutorResources(
             scheduler=self.scheduler, backend=backend, storage=storage, manifests=self._records,
             lease=self._lease, history=self._job_history, session_prefix=self.prefix, keep_temp=config.keep_temp,
+            scratch=self.scratch,
         )
         # Garbage collected: released once its calls finish. Exit is lifecycle's hook, which
         # waits for the calls first.
@@ -330,7 +338,7 @@ class Session:
         architecture = getattr(self.backend, "architecture", "x86_64")  # priced by the cost model
         budget = None if settings.budget_usd is None else JobBudget.for_job(settings.budget_usd, region, architecture)
         number = next(self._job_numbers)
-        return Job(
+        job = Job(
             f"{self.session_id}-{number:04d}",
             f"{self.prefix}/{number:04d}",
             function_key,
@@ -348,6 +356,9 @@ class Session:
             max_memory_mb=settings.max_memory_mb,
             budget=budget,
         )
+        if self.scratch is not None:  # its arguments' big buffers, once no attempt needs them
+            job.add_done_callback(self.scratch.release_arguments)
+        return job
 
     def _add_tasks(self, job: Job, calls: list[Calls]) -> TaskBatch:
         """Add one task per inner list of calls to ``job``: staged (and, durable, in its

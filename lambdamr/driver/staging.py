@@ -28,6 +28,7 @@ from lambdamr.errors import PayloadTooLargeError
 from lambdamr.protocol import EXTRA_ENV_MAX_BYTES, ArgsRange, arguments_context, encode_inline_args, function_context
 from lambdamr.signing import Context, Signer, content_hash
 from lambdamr.storage import Storage
+from lambdamr.storage.local import LocalStorage
 
 #: Room kept in an event for everything but the inline arguments (a job's extra_env included).
 EVENT_OVERHEAD = 4096 + EXTRA_ENV_MAX_BYTES
@@ -39,9 +40,11 @@ class Stager:
     """Writes functions, arguments and shared objects of one executor session."""
 
     def __init__(
-        self, storage: Storage, session_prefix: str, signer: Signer, *, inline_args_max: int, max_payload_bytes: int
+        self, storage: Storage, session_prefix: str, signer: Signer, *, inline_args_max: int, max_payload_bytes: int,
+        scratch: LocalStorage | None = None,
     ) -> None:
         self.storage = storage
+        self.scratch = scratch  # the session's folder in RAM for big buffers (a local, non-durable session)
         self.signer = signer
         self.session_prefix = session_prefix
         self.session_id = session_prefix.rsplit("/", 1)[-1]
@@ -69,9 +72,12 @@ class Stager:
 
     def share(self, obj: Any) -> Shared[Any]:
         """Store ``obj`` once and return a handle tasks can read it through."""
-        payload = serialize.dumps(obj, what="shared object", sink=BufferSink(self.storage, f"{self.session_prefix}/values"))
+        payload = serialize.dumps(obj, what="shared object", sink=self._sink(f"{self.session_prefix}/values"))
         key, size = self._put_once("shared", shared_context, payload)
         return Shared(self.storage.spec(), key, size, session=self.session_id)
+
+    def _sink(self, prefix: str) -> BufferSink:
+        return BufferSink(self.storage, prefix, scratch=self.scratch)
 
     def stage_calls(self, job_prefix: str, tasks: Sequence[Task], calls: Sequence[Sequence[Call]]) -> None:
         """Pickle each task's calls; set them inline on the task or pack them into one object."""
@@ -79,7 +85,7 @@ class Stager:
         offset = 0
         # A streaming map stages its tasks in batches: one packed object per batch.
         key = f"{job_prefix}/args" if not tasks or tasks[0].task_id == 0 else f"{job_prefix}/args.{tasks[0].task_id:06d}"
-        sink = BufferSink(self.storage, f"{job_prefix}/values")  # big buffers (numpy arrays): objects of their own
+        sink = self._sink(f"{job_prefix}/values")  # big buffers (numpy arrays): objects of their own
         for task, task_calls in zip(tasks, calls):
             what = (
                 f"arguments of call {task.task_id}" if len(task_calls) == 1 else f"arguments of task {task.task_id}"

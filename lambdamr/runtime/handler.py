@@ -48,7 +48,7 @@ import cloudpickle
 
 from lambdamr import serialize
 from lambdamr._version import __version__
-from lambdamr.data.buffers import BufferSink, result_values_prefix
+from lambdamr.data.buffers import BUFFERS_OPTION, BufferSink, result_sink
 from lambdamr.data.task_storage import bound_to
 from lambdamr.errors import InitializerError, IntegrityError, SerializationError
 from lambdamr.protocol import (
@@ -288,8 +288,10 @@ def run_task(task: TaskEvent, store: Storage, context: Any, encoded_size: Callab
             _initialize(store, task)
             calls = _load_calls(store, task)
             loaded = time.time()
-            # big buffers of the values (numpy arrays) go to storage as objects of their own
-            outcomes, frames = _run_calls(fn, calls, BufferSink(store, result_values_prefix(task.result_key)))
+            # big buffers of the values (numpy arrays) go to storage as objects of their own; to the
+            # driver's scratch folder in RAM when the event names one and the record is not stored
+            scratch = None if task.store_result else task.options.get(BUFFERS_OPTION)
+            outcomes, frames = _run_calls(fn, calls, result_sink(store, task.result_key, scratch))
         except (SerializationError, IntegrityError, InitializerError) as exc:
             # A function or arguments that cannot be loaded here (or an initializer that fails)
             # fail every call of the task the same way; retrying would not help, so it is
