@@ -17,6 +17,7 @@ from typing import Any
 
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError, SerializationError
+from lambdamr.shuffle.collector import collector_paused
 from lambdamr.shuffle.format import encode_parts
 from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.partition import stable_partition
@@ -124,14 +125,15 @@ class MapTask:
         router = _Router(plan, f"map task {mapper}")
         pairs = self._combined(items, router) if plan.combine else self._routed(items, router)
         mapped = time.perf_counter()
-        sorted_flags = []
-        for bucket in router.buckets:
-            try:
-                bucket.sort(key=itemgetter(0))
-                sorted_flags.append(True)
-            except (TypeError, ValueError):  # keys that do not order among themselves
-                sorted_flags.append(False)
-        parts, index = encode_parts(router.buckets, sorted_flags, where=f"map task {mapper}")
+        with collector_paused():  # pickling allocates per pair, and no cycle can come of it
+            sorted_flags = []
+            for bucket in router.buckets:
+                try:
+                    bucket.sort(key=itemgetter(0))
+                    sorted_flags.append(True)
+                except (TypeError, ValueError):  # keys that do not order among themselves
+                    sorted_flags.append(False)
+            parts, index = encode_parts(router.buckets, sorted_flags, where=f"map task {mapper}")
         encoded = time.perf_counter()
         name = plan.layout.new_name("m", mapper, attempt)
         # the parts include views of large values themselves: no join, no copy before the write
