@@ -327,6 +327,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--s3-only", action="store_true", help="skip the local folder runs")
     parser.add_argument("--repeat", type=int, default=1, help="run each measurement N times, report medians")
     parser.add_argument("--workloads", default="shuffle,sort,sort-pairs,wordcount", help="the workloads to run, comma-separated")
+    parser.add_argument(
+        "--wordcount-mb", type=float, default=None, help="corpus size of the word count on the local folder (default 64; issue 14 measures 200)"
+    )
     return parser.parse_args(argv)
 
 
@@ -341,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "folder": {"shuffle": 16, "sort": 8, "sort-pairs": 2, "wordcount": 4},
             "s3": {"shuffle": 4, "sort": 2, "sort-pairs": 1, "wordcount": 1},
         }
+    if args.wordcount_mb is not None:
+        sizes["folder"]["wordcount"] = args.wordcount_mb
     rows: list[Row] = []
     # moto's fake credentials, set before the multiprocessing pool starts so that it sees them
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
