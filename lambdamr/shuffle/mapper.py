@@ -221,23 +221,22 @@ class MapTask:
         combine = self.plan.combine
         get = groups.get
         reducers = router.reducers
-        if router.custom:
-            reducer_of = router.reducer_of  # checks what the user's partition returns
-        else:  # a key meets the partitioner once here (then its group): no cache, no checks
-            reducer_of = lambda key, item: stable_partition(key, reducers)  # noqa: E731
-        try:
-            for key, value in produced.items():
-                entry = get(key)
-                if entry is None:
-                    groups[key] = [reducer_of(key, item), value]
-                else:
-                    entry.append(value)
-                    if len(entry) > COMBINE_EVERY:
-                        groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
-        except SerializationError as exc:  # a key stable_partition cannot encode: say where it came from
-            if router.custom:
-                raise
-            raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {router.where})") from exc
+        custom = router.custom
+        for key, value in produced.items():
+            entry = get(key)
+            if entry is None:
+                if custom:
+                    reducer = router.reducer_of(key, item)  # checks what the user's partition returns
+                else:  # a key meets the partitioner once here (then its group): no cache, no checks
+                    try:
+                        reducer = stable_partition(key, reducers)
+                    except SerializationError as exc:  # a key it cannot encode: say where it came from
+                        raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {router.where})") from exc
+                groups[key] = [reducer, value]
+            else:
+                entry.append(value)
+                if len(entry) > COMBINE_EVERY:
+                    groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
 
 
 def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:
