@@ -30,6 +30,7 @@ who can write to the bucket can neither make a reducer run their pickle nor chan
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import pickle
 import struct
@@ -344,9 +345,8 @@ def loads_frame(frame: Buffer | RawFrame) -> list[tuple[Any, Any]]:
 
 
 def pairs_of(frames: Iterable[RawFrame]) -> Iterator[tuple[Any, Any]]:
-    """Every pair of checked frames, in order."""
-    for frame in frames:
-        yield from loads_frame(frame)
+    """Every pair of checked frames, in order (chained in C: no generator step per pair)."""
+    return itertools.chain.from_iterable(map(loads_frame, frames))
 
 
 def iter_pairs(data: bytes | memoryview) -> Iterator[tuple[Any, Any]]:

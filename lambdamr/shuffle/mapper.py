@@ -17,6 +17,7 @@ from typing import Any
 
 from lambdamr.data.objects import Chunk
 from lambdamr.errors import ConfigurationError, SerializationError
+from lambdamr.shuffle.collector import collector_paused
 from lambdamr.shuffle.format import encode_parts
 from lambdamr.shuffle.notes import add_note, short_repr
 from lambdamr.shuffle.partition import stable_partition
@@ -124,14 +125,15 @@ class MapTask:
         router = _Router(plan, f"map task {mapper}")
         pairs = self._combined(items, router) if plan.combine else self._routed(items, router)
         mapped = time.perf_counter()
-        sorted_flags = []
-        for bucket in router.buckets:
-            try:
-                bucket.sort(key=itemgetter(0))
-                sorted_flags.append(True)
-            except (TypeError, ValueError):  # keys that do not order among themselves
-                sorted_flags.append(False)
-        parts, index = encode_parts(router.buckets, sorted_flags, where=f"map task {mapper}")
+        with collector_paused():  # pickling allocates per pair, and no cycle can come of it
+            sorted_flags = []
+            for bucket in router.buckets:
+                try:
+                    bucket.sort(key=itemgetter(0))
+                    sorted_flags.append(True)
+                except (TypeError, ValueError):  # keys that do not order among themselves
+                    sorted_flags.append(False)
+            parts, index = encode_parts(router.buckets, sorted_flags, where=f"map task {mapper}")
         encoded = time.perf_counter()
         name = plan.layout.new_name("m", mapper, attempt)
         # the parts include views of large values themselves: no join, no copy before the write
@@ -150,14 +152,24 @@ class MapTask:
             timings={"map": mapped - started, "encode": encoded - mapped, "put": done - encoded},
         )
 
-    def _each_pair(self, items: list[Any]) -> Iterator[tuple[Any, Any]]:
-        """(item, pair) for every pair ``map_fn`` produces, with the item named on errors."""
+    def _each_pair(
+        self, items: list[Any], groups: dict[Any, list[Any]] | None = None, router: _Router | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        """(item, pair) for every pair ``map_fn`` produces, with the item named on errors.
+
+        With ``groups`` (the combine path), a dict that ``map_fn`` returns (a ``Counter``...)
+        is folded into them here instead, without a step per pair through this generator
+        (see ``_fold_mapping``).
+        """
         for item in items:
             try:
                 produced = self.plan.map_fn(item)
             except Exception as exc:
                 add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
+            if groups is not None and router is not None and isinstance(produced, dict):
+                self._fold_mapping(produced, item, groups, router)
+                continue
             pairs = _pairs_of(produced, item)
             try:
                 for pair in pairs:  # a generator runs the user's code here
@@ -182,7 +194,7 @@ class MapTask:
     def _combined(self, items: list[Any], router: _Router) -> int:
         combine = self.plan.combine
         groups: dict[Any, list[Any]] = {}  # key -> [reducer, value, value, ...]
-        for item, pair in self._each_pair(items):
+        for item, pair in self._each_pair(items, groups, router):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise _bad_pair(pair, item)
             key, value = pair
@@ -201,6 +213,30 @@ class MapTask:
             value = entry[1] if len(entry) == 2 else _call_combine(combine, key, entry[1:])
             router.buckets[entry[0]].append((key, value))
         return len(groups)
+
+    def _fold_mapping(self, produced: dict[Any, Any], item: Any, groups: dict[Any, list[Any]], router: _Router) -> None:
+        """Fold one dict from ``map_fn`` (a ``Counter``...) into the combine groups. Its keys
+        are hashable and distinct already (a word count's ``Counter`` has 20,000 of them per
+        16 MB chunk), and its items are pairs: the checks a generic pair needs are skipped."""
+        combine = self.plan.combine
+        get = groups.get
+        reducers = router.reducers
+        custom = router.custom
+        for key, value in produced.items():
+            entry = get(key)
+            if entry is None:
+                if custom:
+                    reducer = router.reducer_of(key, item)  # checks what the user's partition returns
+                else:  # a key meets the partitioner once here (then its group): no cache, no checks
+                    try:
+                        reducer = stable_partition(key, reducers)
+                    except SerializationError as exc:  # a key it cannot encode: say where it came from
+                        raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {router.where})") from exc
+                groups[key] = [reducer, value]
+            else:
+                entry.append(value)
+                if len(entry) > COMBINE_EVERY:
+                    groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
 
 
 def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:

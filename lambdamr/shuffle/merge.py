@@ -35,9 +35,10 @@ _FILE_BUFFER = 256 * 1024
 def group_in_memory(segments: Iterable[Iterable[tuple[Any, Any]]]) -> dict[Any, list[Any]]:
     """key -> values over the pairs of segments given in mapper order (keys in first-seen order)."""
     groups: dict[Any, list[Any]] = {}
+    get = groups.get
     for pairs in segments:
         for key, value in pairs:
-            values = groups.get(key)
+            values = get(key)
             if values is None:
                 if key != key:  # NaN: every copy would be a group of its own
                     raise not_a_groupable_key(key)

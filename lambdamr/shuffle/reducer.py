@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from lambdamr.errors import ConfigurationError, StorageError
+from lambdamr.shuffle.collector import collector_paused
 from lambdamr.shuffle.format import RawFrame, digest_of, pairs_of, read_segment
 from lambdamr.shuffle.merge import SpillMerger, group_in_memory, pieces_of, sorted_keys
 from lambdamr.shuffle.notes import add_note, short_repr
@@ -180,12 +181,15 @@ class ReduceTask:
                 return read_segment(stream, s.length, s.digest, what=f"segment [{s.offset}, {s.offset + s.length}) of {s.name}")
 
         threads = min(FETCH_THREADS, store.concurrent_requests, len(segments))
-        if threads == 1:  # a local store: no pool to start
-            groups = group_in_memory(pairs_of(fetch_checked(s)) for s in segments)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
-        return ((key, groups.pop(key)) for key in sorted_keys(groups))
+        # decoding and grouping allocate a tuple per pair and a list per key, none in a cycle
+        with collector_paused():
+            if threads == 1:  # a local store: no pool to start
+                groups = group_in_memory(pairs_of(fetch_checked(s)) for s in segments)
+            else:
+                with ThreadPoolExecutor(threads) as pool:
+                    groups = group_in_memory(pairs_of(frames) for frames in pool.map(fetch_checked, segments))
+            keys = sorted_keys(groups)
+        return ((key, groups.pop(key)) for key in keys)
 
     def _spill(self, segments: list[SegmentRef], fetch: Callable[[str, int, int], bytes], where: str) -> SpillMerger:
         if not all(s.sorted for s in segments):

@@ -223,6 +223,42 @@ def test_mapper_output_is_partitioned_and_sorted(store_spec):
     assert seen == {"a": 3, "b": 1, "c": 1, "d": 1}
 
 
+
+def _counter_of_words(text):
+    import collections
+
+    return collections.Counter(text.split())
+
+
+def _folded(store_spec, plan):
+    out = MapTask(plan)(0, 0, ["b a c a", "d a", "a " * 300])  # 'a' overflows COMBINE_EVERY
+    data = open_storage(store_spec).get(plan.layout.key(out.name))
+    parts = [list(iter_pairs(data[o : o + n])) for o, n, _, _, _ in out.segments]
+    return out, parts
+
+
+def test_a_counter_from_map_fn_is_folded_into_combine_like_any_pairs(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    out, parts = _folded(store_spec, MapPlan(_counter_of_words, 4, store_spec, layout, combine=_count))
+    assert out.pairs == 4
+    for r, part in enumerate(parts):
+        assert all(stable_partition(k, 4) == r for k, _ in part)
+    assert dict(p for part in parts for p in part) == {"a": 303, "b": 1, "c": 1, "d": 1}
+
+
+def test_a_counter_goes_through_a_custom_partition_checked(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    plan = MapPlan(_counter_of_words, 4, store_spec, layout, partition=lambda k, n: 7, combine=_count)
+    with pytest.raises(ConfigurationError, match="it must return an int from 0 to 3"):
+        MapTask(plan)(0, 0, ["a b"])
+
+
+def test_a_counter_with_a_key_the_partitioner_cannot_encode_names_the_item(store_spec):
+    layout = ShuffleLayout("sess/shuffle/run")
+    plan = MapPlan(lambda text: {threading.Lock(): 1}, 4, store_spec, layout, combine=_count)
+    with pytest.raises(SerializationError, match="key from item 'x', in map task 0"):
+        MapTask(plan)(0, 0, ["x"])
+
 # ---- frames pickled without a memo ----------------------------------------------------------------
 def test_pairs_sharing_one_object_keep_the_memo_and_stay_small():
     import pickle
