@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from lambdamr.errors import ConfigurationError, ProtocolError
@@ -333,7 +335,28 @@ class CallOutcome:
 #: a call that returned: the header lists only what differs from ``CallOutcome``'s defaults
 CALL_OK = CallOutcome(ok=True)
 _CALL_OK_ENTRY = {"ok": True}
-_encode_header = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder, reused per task
+def _header_encoder() -> Callable[[Any], str]:
+    """One JSON encoder for result headers, made once: ``JSONEncoder.encode`` builds a new C
+    encoder on every call, which cost more than encoding a short task's header itself."""
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), default=str).encode
+    # markers None: no check for cycles (a header is built by the runtime, never cyclic)
+    encode = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda header: "".join(encode(header, 0))
+
+
+_encode_header = _header_encoder()
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _decode_header(text: str) -> Any:
+    """A header's JSON: scanned straight (what ``json.loads`` does after its checks for
+    whitespace around the value, which a header has none of); anything else through ``json.loads``."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    return value if end == len(text) else json.loads(text)
 
 
 def call_entry(outcome: CallOutcome) -> dict[str, Any]:
@@ -361,7 +384,7 @@ def decode_result(data: bytes | memoryview) -> tuple[dict[str, Any], list[memory
     (head_len,) = _HEADER_LEN.unpack_from(view, 4)
     start = 4 + _HEADER_LEN.size
     try:
-        header = json.loads(bytes(view[start : start + head_len]))
+        header = _decode_header(str(view[start : start + head_len], "utf-8"))
     except ValueError as exc:
         raise ProtocolError(f"corrupt result header: {exc}") from exc
     if header.get("lambdamr") != PROTOCOL_VERSION:
