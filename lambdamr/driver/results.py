@@ -26,7 +26,6 @@ from lambdamr.runtime.capture import log_tail
 from lambdamr.runtime.tracebacks import traceback_from_dict
 from lambdamr.signing import Signer
 
-
 #: what a record's ``timings`` mean when they leave a member out (the runtime lists ``cold``
 #: and ``init_ms`` on a cold start only)
 TIMING_DEFAULTS: dict[str, Any] = {"cold": False, "init_ms": None}
