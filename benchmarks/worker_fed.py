@@ -120,7 +120,7 @@ def main() -> int:
         print(f"  round {number + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
     for key in rounds[0]:
         print(f"median {key}: {statistics.median(r[key] for r in rounds):.1f}")
-    print("load average (1 min) before {:.2f}, after {:.2f}".format(load_before[0], os.getloadavg()[0]))
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     return 0
 
 
