@@ -11,7 +11,9 @@ A *result record* is the bytes the runtime writes to storage (and may echo in it
 
 The header holds everything the driver needs without unpickling anything (status of every
 call, error type and text, timings); the frames hold the pickled values or exceptions, one per
-call, so one value that cannot be unpickled does not hide the others.
+call, so one value that cannot be unpickled does not hide the others. The runtime leaves out
+the members at their defaults (``task_error`` None, ``logs`` empty, zero ``requests``, ``cold``
+false, ``init_ms`` None): a reader takes a missing member as its default.
 
 The format carries ``PROTOCOL_VERSION``; a runtime refuses an event of another version.
 Version 2 added the event's ``deadline`` and signatures bound to their context: the
