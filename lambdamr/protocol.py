@@ -366,7 +366,7 @@ def _header_encoder() -> Callable[[Any], str]:
 
 
 _encode_header = _header_encoder()
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed types it as its own class
 
 
 def _decode_header(text: str) -> Any:
