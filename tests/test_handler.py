@@ -109,3 +109,28 @@ def test_a_stored_record_is_signed_for_its_attempt(staged):
     record = open_record(signer, store.get(task.result_key), job_id=JOB, task_id=6, attempt=1,
                          key=task.result_key, expected_calls=1)
     assert record.calls[0].value == {"sum": 1, "items": [1, 0]}
+
+
+def grow(megabytes):
+    block = bytearray(megabytes * 1024 * 1024)  # zeroed: every page touched
+    return len(block)
+
+
+def test_a_task_that_raises_the_peak_reports_it(staged):
+    """The peak RSS is read at most once a millisecond, but never loses a real peak: a task
+    that allocates reports the high-water mark it reached."""
+    store, signer, event = staged
+    payload = serialize.dumps(grow, what="function")
+    key = f"p/20261201-000000-abcdef/fn/{content_hash(payload)}"
+    store.put(key, signer.sign(payload, function_context("20261201-000000-abcdef", key)))
+
+    def task(task_id, megabytes):
+        base = event(task_id, [((megabytes,), {})])
+        return type(base)(**{**vars(base), "function_key": key})
+
+    before = decode_result(run_task(task(20, 0), store, Context(), lambda n: n).record)[0]["timings"]["peak_rss_mb"]
+    with open("/proc/self/statm") as statm:  # the process may have peaked higher before: grow past that
+        rss_mb = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    megabytes = int(before - rss_mb) + 100
+    grown = decode_result(run_task(task(21, megabytes), store, Context(), lambda n: n).record)[0]["timings"]["peak_rss_mb"]
+    assert grown >= before + 50
