@@ -11,7 +11,9 @@ A *result record* is the bytes the runtime writes to storage (and may echo in it
 
 The header holds everything the driver needs without unpickling anything (status of every
 call, error type and text, timings); the frames hold the pickled values or exceptions, one per
-call, so one value that cannot be unpickled does not hide the others.
+call, so one value that cannot be unpickled does not hide the others. The runtime leaves out
+the members at their defaults (``task_error`` None, ``logs`` empty, zero ``requests``, ``cold``
+false, ``init_ms`` None): a reader takes a missing member as its default.
 
 The format carries ``PROTOCOL_VERSION``; a runtime refuses an event of another version.
 Version 2 added the event's ``deadline`` and signatures bound to their context: the
@@ -32,11 +34,13 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from lambdamr.errors import ConfigurationError, ProtocolError
@@ -196,6 +200,20 @@ class TaskEvent:
     #: the job's environment variables, set around the task (their repr hides the values)
     extra_env: ExtraEnv = NO_EXTRA_ENV
 
+    @classmethod
+    def assemble(cls, **values: Any) -> TaskEvent:
+        """The event of these field ``values`` (the others at their defaults), made without the
+        frozen dataclass's ``__init__``, whose sixteen guarded assignments cost more than the
+        rest of dispatching a short task: the driver builds one per attempt, from values it
+        holds already checked (``from_dict`` is the checking way in)."""
+        assert values.keys() <= _EVENT_FIELDS, f"not TaskEvent fields: {sorted(values.keys() - _EVENT_FIELDS)}"
+        event = object.__new__(cls)
+        state = event.__dict__
+        state.update(_EVENT_DEFAULTS)
+        state["options"] = {}
+        state.update(values)
+        return event
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able event, as a backend sends it."""
         # Written out rather than dataclasses.asdict: this runs once per invocation.
@@ -300,6 +318,10 @@ class TaskEvent:
         return base64.b64decode(self.args_inline)
 
 
+_EVENT_FIELDS = frozenset(f.name for f in fields(TaskEvent))
+_EVENT_DEFAULTS = {f.name: f.default for f in fields(TaskEvent) if f.default is not MISSING}
+
+
 def _deadline(value: Any) -> float | None:
     if value is None:
         return None
@@ -333,7 +355,28 @@ class CallOutcome:
 #: a call that returned: the header lists only what differs from ``CallOutcome``'s defaults
 CALL_OK = CallOutcome(ok=True)
 _CALL_OK_ENTRY = {"ok": True}
-_encode_header = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder, reused per task
+def _header_encoder() -> Callable[[Any], str]:
+    """One JSON encoder for result headers, made once: ``JSONEncoder.encode`` builds a new C
+    encoder on every call, which cost more than encoding a short task's header itself."""
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), default=str).encode
+    # markers None: no check for cycles (a header is built by the runtime, never cyclic)
+    encode = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda header: "".join(encode(header, 0))
+
+
+_encode_header = _header_encoder()
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed types it as its own class
+
+
+def _decode_header(text: str) -> Any:
+    """A header's JSON: scanned straight (what ``json.loads`` does after its checks for
+    whitespace around the value, which a header has none of); anything else through ``json.loads``."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    return value if end == len(text) else json.loads(text)
 
 
 def call_entry(outcome: CallOutcome) -> dict[str, Any]:
@@ -361,7 +404,7 @@ def decode_result(data: bytes | memoryview) -> tuple[dict[str, Any], list[memory
     (head_len,) = _HEADER_LEN.unpack_from(view, 4)
     start = 4 + _HEADER_LEN.size
     try:
-        header = json.loads(bytes(view[start : start + head_len]))
+        header = _decode_header(str(view[start : start + head_len], "utf-8"))
     except ValueError as exc:
         raise ProtocolError(f"corrupt result header: {exc}") from exc
     if header.get("lambdamr") != PROTOCOL_VERSION:

@@ -104,6 +104,20 @@ def test_the_reader_reassembles_frames_split_and_joined_by_the_socket():
     assert got == [b"R", b"D" + bytes(300_000), b"R"]
 
 
+def test_frames_read_stay_intact_while_the_reader_reuses_its_receive_buffer():
+    """The reader receives into one buffer for its whole life: a frame it handed out earlier
+    must not change when later frames arrive."""
+    bodies = [b"D" + bytes([n % 256]) * (n * 37 % 900 + 1) for n in range(300)]
+    a, b = socket.socketpair()
+    with a, b:
+        reader = wire.FrameReader(b)
+        got = []
+        for start in range(0, len(bodies), 50):  # several recvs, each bringing many frames
+            a.sendall(b"".join(bytes(p) for body in bodies[start : start + 50] for p in wire.frame([body])))
+            got += [reader.read() for _ in range(50)]
+    assert [bytes(view) for view in got] == bodies
+
+
 def test_the_dispatcher_refuses_a_completion_for_another_task_or_attempt():
     backend = LocalBackend(workers=1)
     running = _Running(Invocation.of(event()), number=5, slot=9)

@@ -108,6 +108,11 @@ class FrameReader:
         self.sock = sock
         self._buf = bytearray()
         self._pos = 0
+        # One receive buffer for the life of the reader: ``recv(n)`` allocates n bytes per
+        # call, which at 256 KB is a fresh mapping (mmap, mremap, munmap and a page fault) for
+        # every frame of a few hundred bytes.
+        self._chunk = bytearray(_READ_CHUNK)
+        self._chunk_view = memoryview(self._chunk)
         self._poller = select.poll()  # "has more arrived?" without a failing recv (an exception) each time
         self._poller.register(sock, select.POLLIN)
 
@@ -119,10 +124,10 @@ class FrameReader:
         if self._pos and self._pos == len(self._buf):
             self._buf.clear()
             self._pos = 0
-        chunk = self.sock.recv(_READ_CHUNK)
-        if not chunk:
+        n = self.sock.recv_into(self._chunk)
+        if not n:
             raise EOFError("the other end closed the local wire")
-        self._buf += chunk
+        self._buf += self._chunk_view[:n]
 
     def has_frame(self) -> bool:
         """Whether a whole frame is in the buffer already (no system call)."""
@@ -155,7 +160,8 @@ class FrameReader:
         start = self._pos + _LENGTH.size
         have = len(self._buf) - start
         if have >= length:
-            body = bytes(self._buf[start : start + length])
+            with memoryview(self._buf) as buffered:  # released at once: the buffer grows later
+                body = bytes(buffered[start : start + length])
             self._pos = start + length
             return memoryview(body)
         # A large frame: read the rest straight into its own buffer (no second copy). A mapping

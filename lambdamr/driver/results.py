@@ -26,6 +26,10 @@ from lambdamr.runtime.capture import log_tail
 from lambdamr.runtime.tracebacks import traceback_from_dict
 from lambdamr.signing import Signer
 
+#: what a record's ``timings`` mean when they leave a member out (the runtime lists ``cold``
+#: and ``init_ms`` on a cold start only)
+TIMING_DEFAULTS: dict[str, Any] = {"cold": False, "init_ms": None}
+
 
 class CallResult(NamedTuple):
     """One call's outcome: ``value`` when ``ok``, else ``exception`` (a tuple: one per call)."""
@@ -44,8 +48,8 @@ class TaskRecord:
 
     @property
     def timings(self) -> dict[str, Any]:
-        timings: dict[str, Any] = self.header.get("timings", {})
-        return timings
+        """The runtime's timings, with the members it leaves out at their defaults."""
+        return {**TIMING_DEFAULTS, **self.header.get("timings", {})}
 
     @property
     def runtime(self) -> dict[str, Any]:

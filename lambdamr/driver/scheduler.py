@@ -429,7 +429,7 @@ class Scheduler:
 
     def _event(self, task: Task) -> TaskEvent:
         job = task.job
-        return TaskEvent(
+        return TaskEvent.assemble(  # one per attempt: without the dataclass __init__ (its values are the driver's own)
             job_id=job.job_id,
             task_id=task.task_id,
             attempt=task.attempt,

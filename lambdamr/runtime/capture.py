@@ -49,6 +49,9 @@ TAIL_LINES = 20
 class CapturedText:
     """A thread-safe text buffer that keeps its first ``head`` and last ``tail`` characters."""
 
+    # one per task: slots make it cheaper to build (most tasks print nothing into it)
+    __slots__ = ("tee", "dropped", "_head_max", "_tail_max", "_head", "_head_len", "_tail", "_tail_len", "_lock")
+
     def __init__(self, head: int = HEAD_CHARS, tail: int = TAIL_CHARS, tee: bool = False) -> None:
         self.tee = tee
         self.dropped = 0
@@ -274,7 +277,7 @@ class capture_task_output:  # noqa: N801 - used like a function: ``with capture_
             if not _by_thread:
                 _install()
             _by_thread[self._ident] = self.captured
-            if threading.current_thread() is threading.main_thread():
+            if self._ident == threading.main_thread().ident:
                 _adopter = self.captured  # the process is the task's: so are its threads' writes
         self._active = True
         return self.captured
