@@ -287,7 +287,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000, help="empty tasks per round (default 2000)")
     parser.add_argument("--tiles", type=int, default=16, help="CPU-bound tasks per round (default 16)")
-    parser.add_argument("--memory-tasks", type=int, default=50_000, help="tasks in flight for the memory figure (default 50000; 0: skip)")
+    parser.add_argument(
+        "--memory-tasks", type=int, default=50_000, help="tasks in flight for the memory figure (default 50000; 0: skip)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every executor (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are printed (default 3)")
     parser.add_argument("--out", help="a folder to write overhead.json into (default: none, print only)")

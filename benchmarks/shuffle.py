@@ -323,7 +323,9 @@ def median_row(runs: list[Row]) -> Row:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shuffle", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--out", required=True, help="folder for shuffle.json and the temporary data, removed afterwards (required: no default)")
+    parser.add_argument(
+        "--out", required=True, help="folder for shuffle.json and the temporary data, removed afterwards (required: no default)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the local backend")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--no-s3", action="store_true", help="skip the moto S3 server runs")
@@ -334,7 +336,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-warm-up", dest="warm_up", action="store_false", help="skip the unmeasured first run of each workload"
     )
     parser.add_argument(
-        "--wordcount-mb", type=float, default=None, help="corpus size of the word count on the local folder (default 64; issue 14 measures 200)"
+        "--wordcount-mb",
+        type=float,
+        default=None,
+        help="corpus size of the word count on the local folder (default 64; issue 14 measures 200)",
     )
     return parser.parse_args(argv)
 
