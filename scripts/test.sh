@@ -20,7 +20,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 # Gates before any test runs: lint, and strict typing of the package (settings in mypy.ini).
-.venv/bin/ruff check lambdamr tests
+.venv/bin/ruff check lambdamr tests benchmarks examples
 .venv/bin/mypy
 # pytest exits 5 when it collected no test: with `set -e` that fails the run too.
 # One pytest worker per core (pytest-xdist), at most 4: each worker starts its own moto server
