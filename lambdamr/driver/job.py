@@ -281,12 +281,14 @@ class Job:
 
     def join_task(self, limit: int) -> Task | None:
         """A one-call task added to this job of submits, or None when the call must start a
-        job of its own: the job is sealed, has ``limit`` tasks, or its newest call is done
+        job of its own: the job is sealed, has ``limit`` tasks, or every call it has is done
         (so a submit made once every earlier one is done is always a job of its own).
         Atomic with the seal that settling its last task brings (``mark_task_done``)."""
         with self._lock:
-            newest = self._live.get(self.task_count - 1)
-            if self.sealed or self.task_count >= limit or newest is None or all(f.done() for f in newest.futures):
+            if self.sealed or self.task_count >= limit:
+                return None
+            # Newest first: in a burst the newest call is still pending, so this looks at one task.
+            if not any(not f.done() for task in reversed(self._live.values()) for f in task.futures):
                 return None
             return self._add_task(1)
 

@@ -50,6 +50,7 @@ from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
+from lambdamr.driver.task_ledger import FIRST_KEPT
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.report import SummaryPrinter
@@ -63,8 +64,9 @@ Calls = list[Call]
 
 #: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
 JOB_HISTORY = 100
-#: tasks a job of submits takes; the submit after them starts a job of its own
-SUBMITS_PER_JOB = 1_000
+#: tasks a job of submits takes; the submit after them starts a job of its own. No more than
+#: the task ledger keeps every record of: each submit's future keeps its timing() and logs()
+SUBMITS_PER_JOB = FIRST_KEPT
 #: what submits joining one job share: the stored function and the job's settings
 SubmitsKey = tuple[str, JobSettings]
 
@@ -181,9 +183,10 @@ class Session:
                 except BaseException:
                     self._close_submits()  # its other tasks finish it
                     raise
-                job.claim(task.futures[0])
+                future = task.futures[0]  # held here: once settled the job lets go of it
+                job.claim(future)
                 self._launch(job, batch)
-                return task.futures[0]
+                return future
         job = self._new_job(
             fn, options, sealed=key is None, submits=key is not None, settings=settings, function_key=function_key
         )
