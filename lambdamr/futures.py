@@ -96,6 +96,13 @@ class LambdaFuture(concurrent.futures.Future[Any]):
                 self.set_running_or_notify_cancel()
             return True
 
+    def set_running_or_notify_cancel(self) -> bool:
+        """As the stdlib's: False for a cancelled call (whose waiters ``cancel`` told already)."""
+        with self._condition:
+            if self._state == "CANCELLED_AND_NOTIFIED":
+                return False
+            return super().set_running_or_notify_cancel()
+
     def set_exception(self, exception: BaseException | None) -> None:
         """Fail the future (the scheduler calls this); ``result()`` re-raises ``exception``
         with the traceback it has now, however often it is called."""

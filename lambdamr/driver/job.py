@@ -1,4 +1,4 @@
-"""A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its tasks.
+"""A job — one ``map``, a run of ``submit`` calls (``join_task``), or one phase of ``map_reduce`` — and its tasks.
 
 A job owns its tasks (each task: one invocation of the runtime with one or more calls), the
 futures of their calls, their timings and the counters its summary reports. What it keeps
@@ -194,7 +194,7 @@ class Job:
     cost, plus at most about 0.5 MB once it has settled.
     """
 
-    # Slots: each ``submit`` is a job of its own, and its attributes' dict was 1.6 KB of it.
+    # Slots: a submit that joins no job is a job of its own, and its attributes' dict was 1.6 KB of it.
     __slots__ = (
         "job_id", "prefix", "function_key", "memory_mb", "timeout_s", "backend", "region", "architecture",
         "max_retries", "retry_on", "speculate", "sealed", "task_count", "calls", "_live", "_holding", "_ledger",
@@ -291,6 +291,15 @@ class Job:
             if not any(not f.done() for task in reversed(self._live.values()) for f in task.futures):
                 return None
             return self._add_task(1)
+
+    def seal_unless_idle(self) -> bool:
+        """Seal a job with unsettled tasks here (the last to settle finishes it); False when
+        every task has settled: then only the scheduler's ``seal`` finishes the job."""
+        with self._lock:
+            if self._settled == self.task_count:
+                return self.sealed and self._finished
+            self.sealed = True
+            return True
 
     def discard_tasks_from(self, first: int) -> None:
         """Forget the tasks numbered ``first`` and after, never launched (staging failed)."""

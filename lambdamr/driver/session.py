@@ -359,8 +359,8 @@ class Session:
         """No submit joins the job of submits any more: it finishes once its tasks settle."""
         with self._lock:
             opened, self._open_submits = self._open_submits, None
-        if opened is not None:
-            self.seal(opened[0])
+        if opened is not None and not opened[0].seal_unless_idle():
+            self.seal(opened[0])  # every task settled (one that failed staging was discarded): finish it now
 
     def _start(self) -> None:
         """Start the scheduler and backend before the first job (called holding ``_lock``);
