@@ -11,7 +11,13 @@ Two cases, each in a fresh driver process (so that its peak RSS is its own):
 * ``generator``: ``map`` over a 1,000,000-item generator of small calls (``chunksize``
   1,000), summed as they come. Before ``map`` streamed, it read the whole input first.
 
-For each: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
+A third, ``--in-flight N`` (3,000 by default; 0 skips it): N ``submit`` calls wait in the driver
+behind calls that hold every slot of the backend until a gate file appears, and what they leave
+allocated (``tracemalloc``) is divided by N, beside what N bare ``concurrent.futures.Future``
+objects take (a lower bound no executor's future goes under), with the number of jobs the
+submits made (they join one job while it runs: docs/futures.md, "A submit's job").
+
+For the first two: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
 (``ru_maxrss``), what is still allocated once the loop ended (``traced end``: the job and
 everything else the driver kept), the wall time, the calls per second, and how many task
 records the finished job keeps (``kept``: a bounded sample, ``lambdamr.driver.task_ledger``).
@@ -91,6 +97,49 @@ def run_case(case: str, count: int, workers: int, chunksize: int) -> dict[str, A
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def wait_for_gate(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return path
+
+
+def _traced_per_object(make: Any, count: int) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [make(i) for i in range(count)]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del held
+    return grown / count
+
+
+def run_in_flight(count: int, workers: int) -> dict[str, Any]:
+    """Traced bytes per ``submit`` waiting in the driver, and per bare stdlib future (the child side)."""
+    import concurrent.futures
+
+    from lambdamr import LambdaExecutor
+
+    folder = tempfile.mkdtemp(prefix="lambdamr-memory-")
+    gate = os.path.join(folder, "gate")
+    try:
+        with LambdaExecutor(storage=os.path.join(folder, "store"), workers=workers, progress=False) as ex:
+            list(ex.map(increment, range(workers * 4)))  # workers started, code paths warm
+            blockers = [ex.submit(wait_for_gate, gate) for _ in range(ex.backend.capacity)]
+            stdlib = _traced_per_object(lambda i: concurrent.futures.Future(), count)
+            per_submit = _traced_per_object(lambda i: ex.submit(increment, i), count)
+            jobs = len({job.job_id for job in ex.jobs}) - 2  # the warm-up map's and the blockers' jobs aside
+            open(gate, "w").close()
+            assert all(f.result() == gate for f in blockers)
+        return {"case": "in-flight", "calls": count, "bytes_per_submit": round(per_submit),
+                "bytes_per_stdlib_future": round(stdlib), "jobs": jobs}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_in_child(case: str, count: int, workers: int, chunksize: int) -> dict[str, Any]:
     """Run one case in a fresh interpreter and return its figures."""
     command = [sys.executable, __file__, "--child", case, str(count), "--workers", str(workers), "--chunksize", str(chunksize)]
@@ -104,22 +153,31 @@ def main() -> int:
                         help="task counts of the 1 MB case (default: 10000 50000)")
     parser.add_argument("--generator", type=int, default=1_000_000, metavar="N", help="items of the generator case")
     parser.add_argument("--chunksize", type=int, default=1000, help="calls per task in the generator case")
+    parser.add_argument("--in-flight", type=int, default=3_000, metavar="N", help="submits in flight (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", help="a folder to write memory.json into")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         case, count = args.child
-        print(json.dumps(run_case(case, int(count), args.workers, args.chunksize)))
+        if case == "in-flight":
+            print(json.dumps(run_in_flight(int(count), args.workers)))
+        else:
+            print(json.dumps(run_case(case, int(count), args.workers, args.chunksize)))
         return 0
 
     load_before = os.getloadavg()
     rows = [run_in_child("results", n, args.workers, 1) for n in args.results]
     if args.generator:
         rows.append(run_in_child("generator", args.generator, args.workers, args.chunksize))
+    in_flight = run_in_child("in-flight", args.in_flight, args.workers, 1) if args.in_flight else None
     load_after = os.getloadavg()
     print(f"{'case':<10} {'calls':>9} {'tasks':>7} {'kept':>6} {'wall s':>7} {'calls/s':>8} "
           f"{'traced peak MB':>15} {'traced end MB':>14} {'RSS peak MB':>12}")
+    if in_flight is not None:
+        print(f"in flight: {in_flight['calls']:,} submits waiting in the driver, {in_flight['bytes_per_submit']:,} B traced "
+              f"per submit against {in_flight['bytes_per_stdlib_future']:,} B per bare stdlib Future; "
+              f"{in_flight['jobs']} job(s)")
     for row in rows:
         print(
             f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['records_kept']:>6,} {row['wall_s']:>7} "
@@ -137,7 +195,8 @@ def main() -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "memory.json"), "w") as fh:
-            json.dump({"rows": rows, "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count()}, fh, indent=2)
+            figures = {"rows": rows, "in_flight": in_flight, "load_before": load_before, "load_after": load_after}
+            json.dump({**figures, "cpus": os.cpu_count()}, fh, indent=2)
     return 0
 
 

@@ -149,7 +149,8 @@ class LambdaExecutor(concurrent.futures.Executor):
 
     # ---- concurrent.futures API -----------------------------------------------------------
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> LambdaFuture:
-        """Run ``fn(*args, **kwargs)`` remotely; return its future (a one-task job)."""
+        """Run ``fn(*args, **kwargs)`` remotely; return its future (a task of the job of the
+        submits before it while that job runs, else of a job of its own: docs/futures.md)."""
         return self.session.submit(fn, args, kwargs, None)
 
     def map(

@@ -83,6 +83,26 @@ class LambdaFuture(concurrent.futures.Future[Any]):
         self.attempt: int | None = None  # the attempt whose result record settled it (the scheduler sets it)
         self._arrived_traceback: TracebackType | None = None
 
+    def cancel(self) -> bool:
+        """Cancel the call unless it is running or done; return whether it is cancelled.
+
+        ``wait`` and ``as_completed`` learn of it at once: a stdlib executor notifies them
+        when its worker thread picks the cancelled call up, and no lambdamr thread does.
+        """
+        with self._condition:  # reentrant: set_running_or_notify_cancel takes it again
+            if not super().cancel():
+                return False
+            if self._state == "CANCELLED":  # not notified yet (by this call or an earlier one)
+                self.set_running_or_notify_cancel()
+            return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """As the stdlib's: False for a cancelled call (whose waiters ``cancel`` told already)."""
+        with self._condition:
+            if self._state == "CANCELLED_AND_NOTIFIED":
+                return False
+            return super().set_running_or_notify_cancel()
+
     def set_exception(self, exception: BaseException | None) -> None:
         """Fail the future (the scheduler calls this); ``result()`` re-raises ``exception``
         with the traceback it has now, however often it is called."""

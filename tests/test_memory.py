@@ -7,13 +7,17 @@ import concurrent.futures
 import gc
 import itertools
 import time
+import tracemalloc
 import weakref
+from collections.abc import Callable
 
 import pytest
 
 from lambdamr import LambdaExecutor
+from lambdamr.driver.session import SUBMITS_PER_JOB
 from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.executor import JOB_HISTORY
+from tests.gates import touch, wait_for
 
 
 class Blob:
@@ -78,8 +82,10 @@ def test_a_future_still_held_keeps_its_result(ex):
 
 
 def test_the_job_history_is_bounded(ex):
-    futures = [ex.submit(square, i) for i in range(JOB_HISTORY + 25)]
-    assert [f.result(timeout=60) for f in futures] == [i * i for i in range(JOB_HISTORY + 25)]
+    futures = []
+    for i in range(JOB_HISTORY + 25):  # each awaited: a submit after the earlier ones are done is a job of its own
+        futures.append(ex.submit(square, i))
+        assert futures[-1].result(timeout=60) == i * i
     assert len(ex.jobs) == JOB_HISTORY
     assert ex.jobs[0].job_id.endswith(f"-{26:04d}") and ex.last_job is ex.jobs[-1] is futures[-1].job
     assert ex.summary().succeeded == 1
@@ -202,3 +208,34 @@ def test_a_big_job_keeps_a_bounded_sample_of_task_records_and_exact_numbers(tmp_
     assert record["counts"]["ok"] == 3_000 and record["summary"]["succeeded"] == 3_000
     figure = job.plot()  # the timeline draws the kept tasks on the whole job's axis
     assert "3,000 tasks" in figure.axes[0].get_title() and figure.axes[0].get_ylim()[0] == 3_000 - 0.5
+
+
+def _traced_growth(make: Callable[[], object], count: int) -> float:
+    """Bytes per object that ``count`` calls of ``make`` leave allocated while all are held."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [make() for _ in range(count)]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(held) == count
+    return grown / count
+
+
+def test_a_submit_in_flight_costs_little_more_than_a_stdlib_future(ex, tmp_path):
+    gate = str(tmp_path / "gate")
+    # Every slot of the backend held by a gated call: the submits below wait in the driver.
+    blockers = [ex.submit(wait_for, gate, i) for i in range(ex.backend.capacity)]
+    stdlib = _traced_growth(concurrent.futures.Future, 2_000)
+    numbers = iter(range(2_000))
+    per_submit = _traced_growth(lambda: ex.submit(square, next(numbers)), 2_000)
+    jobs = {id(job) for job in ex.jobs}
+    touch(gate)
+    assert [f.result(timeout=60) for f in blockers] == list(range(ex.backend.capacity))
+    # 6.6 KB before submits joined a job (a job, its records and ledgers per call); about
+    # stdlib + 0.9 KB now: the task, its signed arguments, the job's entries for it.
+    assert per_submit < stdlib + 1_400, (per_submit, stdlib)
+    assert len(jobs) == 1 + 2_000 // SUBMITS_PER_JOB  # the blockers' job and the squares' jobs

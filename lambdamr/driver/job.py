@@ -1,4 +1,4 @@
-"""A job — one ``map``, one ``submit``, or one phase of ``map_reduce`` — and its tasks.
+"""A job — one ``map``, a run of ``submit`` calls (``join_task``), or one phase of ``map_reduce`` — and its tasks.
 
 A job owns its tasks (each task: one invocation of the runtime with one or more calls), the
 futures of their calls, their timings and the counters its summary reports. What it keeps
@@ -65,7 +65,7 @@ class Task:
     job: Job
     task_id: int
     calls: int
-    args_inline: str | None = None
+    args_inline: bytes | None = None  # the signed pickled calls, raw (base64 only inside JSON)
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
@@ -180,9 +180,11 @@ class Task:
 class Job:
     """The tasks and futures of one batch of invocations of one function.
 
-    A job is *sealed* once no task will be added to it: at once for ``submit`` and the
-    phases of ``map_reduce``; for a streaming ``map`` when its input is exhausted or its
-    iterator is closed or dropped. It is done when it is sealed and every task has settled.
+    A job is *sealed* once no task will be added to it: at once for the phases of
+    ``map_reduce``; for a streaming ``map`` when its input is exhausted or its iterator is
+    closed or dropped; for a job of ``submit`` calls (``seals_when_idle``) once every task it
+    has settled, or when the session closes it (``driver.session``: a submit that cannot join
+    it, another job, shutdown). It is done when it is sealed and every task has settled.
 
     A settled task is folded into the job's ``TaskLedger`` (``driver.task_ledger``): exact
     totals for ``summary()``, and a bounded sample of task records for ``tasks``,
@@ -192,13 +194,14 @@ class Job:
     cost, plus at most about 0.5 MB once it has settled.
     """
 
-    # Slots: each ``submit`` is a job of its own, and its attributes' dict was 1.6 KB of it.
+    # Slots: a submit that joins no job is a job of its own, and its attributes' dict was 1.6 KB of it.
     __slots__ = (
         "job_id", "prefix", "function_key", "memory_mb", "timeout_s", "backend", "region", "architecture",
         "max_retries", "retry_on", "speculate", "sealed", "task_count", "calls", "_live", "_holding", "_ledger",
         "submitted_at", "finished_at", "retries", "backups", "backups_won", "duplicates", "storage_before",
         "storage_after", "runtime_requests", "_settled", "_finished", "_finished_event", "_lock",
-        "_done_callbacks", "extra_env", "escalate_memory", "max_memory_mb", "budget", "attempts", "__weakref__",
+        "_done_callbacks", "extra_env", "escalate_memory", "max_memory_mb", "budget", "attempts", "seals_when_idle",
+        "__weakref__",
     )
 
     def __init__(
@@ -220,6 +223,7 @@ class Job:
         escalate_memory: bool = False,
         max_memory_mb: int | None = None,
         budget: JobBudget | None = None,
+        seals_when_idle: bool = False,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -238,6 +242,7 @@ class Job:
         self.budget = budget  # the dollar budget guard (driver.budget), if the job has one
         self.attempts = AttemptLedger(timeout_s, budget)  # attempts in flight; bills of the failed ones
         self.sealed = sealed  # no task will be added (see the class docstring)
+        self.seals_when_idle = seals_when_idle  # submits join it while a task is unsettled (``join_task``)
         self.task_count = 0  # tasks added so far
         self.calls = 0  # calls those tasks hold
         self._live: dict[int, Task] = {}  # unsettled tasks, by id
@@ -261,15 +266,40 @@ class Job:
     # ---- building -------------------------------------------------------------------------
     def new_task(self, calls: int) -> Task:
         """Add a task of ``calls`` calls, with a future per call."""
+        with self._lock:
+            return self._add_task(calls)
+
+    def _add_task(self, calls: int) -> Task:
         task_id = self.task_count
         task = Task(self, task_id, calls)
         task._held = [LambdaFuture(self, task_id, i) for i in range(calls)]
         task._kept = calls
-        with self._lock:
-            self._live[task_id] = task
-            self.task_count += 1
-            self.calls += calls
+        self._live[task_id] = task
+        self.task_count += 1
+        self.calls += calls
         return task
+
+    def join_task(self, limit: int) -> Task | None:
+        """A one-call task added to this job of submits, or None when the call must start a
+        job of its own: the job is sealed, has ``limit`` tasks, or every call it has is done
+        (so a submit made once every earlier one is done is always a job of its own).
+        Atomic with the seal that settling its last task brings (``mark_task_done``)."""
+        with self._lock:
+            if self.sealed or self.task_count >= limit:
+                return None
+            # Newest first: in a burst the newest call is still pending, so this looks at one task.
+            if not any(not f.done() for task in reversed(self._live.values()) for f in task.futures):
+                return None
+            return self._add_task(1)
+
+    def seal_unless_idle(self) -> bool:
+        """Seal a job with unsettled tasks here (the last to settle finishes it); False when
+        every task has settled: then only the scheduler's ``seal`` finishes the job."""
+        with self._lock:
+            if self._settled == self.task_count:
+                return self.sealed and self._finished
+            self.sealed = True
+            return True
 
     def discard_tasks_from(self, first: int) -> None:
         """Forget the tasks numbered ``first`` and after, never launched (staging failed)."""
@@ -356,6 +386,8 @@ class Job:
                 self._ledger = TaskLedger[Task](seed=self.job_id)
             self._ledger.add(task)
             self._settled += 1
+            if self.seals_when_idle and self._settled == self.task_count:
+                self.sealed = True  # idle: a later submit starts a job of its own (join_task)
             self._finish_if_complete(task.completed_at)
 
     def seal(self) -> None:

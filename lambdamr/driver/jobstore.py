@@ -23,6 +23,7 @@ refused (``attach``) or skipped with a warning (the CLI), never shown.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from typing import Any
 from lambdamr._version import __version__
 from lambdamr.driver.job import Job, Task
 from lambdamr.errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
-from lambdamr.protocol import ArgsRange, decode_result, result_context, session_of
+from lambdamr.protocol import ArgsRange, decode_result, encode_inline_args, result_context, session_of
 from lambdamr.signing import Context, Signer, process_key
 from lambdamr.storage import Storage
 
@@ -222,7 +223,7 @@ def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: list[
     for task in batch:
         entry: dict[str, Any] = {"calls": task.calls}
         if task.args_inline is not None:
-            entry["args_inline"] = task.args_inline
+            entry["args_inline"] = encode_inline_args(task.args_inline)
         if task.args_range is not None:
             entry["args_range"] = [task.args_range.key, task.args_range.start, task.args_range.length]
         tasks.append(entry)
@@ -281,11 +282,20 @@ def load_job(
             )
         for entry in part["tasks"]:
             task = job.new_task(int(entry["calls"]))
-            task.args_inline = entry.get("args_inline")
+            if entry.get("args_inline") is not None:
+                task.args_inline = decode_inline_args(entry["args_inline"], job_id)
             if entry.get("args_range"):
                 args_key, start, length = entry["args_range"]
                 task.args_range = ArgsRange(args_key, int(start), int(length))
     return job
+
+
+def decode_inline_args(text: Any, job_id: str) -> bytes:
+    """A task's inline arguments as the manifest stores them (base64), back to their bytes."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (TypeError, ValueError) as exc:
+        raise IntegrityError(f"the task manifest of job {job_id} holds arguments that are not base64: {exc}") from None
 
 
 def _read_manifest_part(storage: Storage, key: str, job_id: str, signer: Signer) -> dict[str, Any]:

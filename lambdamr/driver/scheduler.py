@@ -248,8 +248,7 @@ class Scheduler:
             if kind == "job":
                 job, tasks = payload
                 if job.job_id not in self._jobs:
-                    self._jobs[job.job_id] = job
-                    self._seen_keys[job.job_id] = set()
+                    self._jobs[job.job_id] = job  # its _seen_keys: made by its first poll (fire-and-forget only)
                 if job.budget is not None and job.budget.stopped:
                     for task in tasks:  # the budget is spent: a streaming map's later tasks never run
                         self._refuse(task)
@@ -438,7 +437,7 @@ class Scheduler:
             result_key=result_key(job.prefix, task.task_id, task.attempt),
             timeout_s=job.timeout_s,
             memory_mb=task_memory(task),
-            args_inline=task.args_inline,
+            args_raw=task.args_inline,  # the event base64-encodes it only for a JSON transport
             args_range=task.args_range,
             store_result=self._store_result,
             reply_inline_max=self._reply_inline_max,

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from lambdamr.backends import Backend
 from lambdamr.backends.local_options import LocalOptions
-from lambdamr.config import ExecutorConfig, JobOptions, is_whole_number
+from lambdamr.config import ExecutorConfig, JobOptions, JobSettings, is_whole_number
 from lambdamr.data.refs import trust_signer
 from lambdamr.data.shared import Shared
 from lambdamr.driver.attach import collect_stored_results
@@ -51,6 +51,7 @@ from lambdamr.driver.progress import JobProgress, progress_enabled
 from lambdamr.driver.record_writer import JobRecordWriter
 from lambdamr.driver.scheduler import Scheduler
 from lambdamr.driver.staging import Stager
+from lambdamr.driver.task_ledger import FIRST_KEPT
 from lambdamr.errors import ConfigurationError
 from lambdamr.futures import LambdaFuture, MapIterator
 from lambdamr.report import SummaryPrinter
@@ -65,6 +66,11 @@ Calls = list[Call]
 
 #: jobs ``LambdaExecutor.jobs`` remembers (their timings and outcomes, never their results)
 JOB_HISTORY = 100
+#: tasks a job of submits takes; the submit after them starts a job of its own. No more than
+#: the task ledger keeps every record of: each submit's future keeps its timing() and logs()
+SUBMITS_PER_JOB = FIRST_KEPT
+#: what submits joining one job share: the stored function and the job's settings
+SubmitsKey = tuple[str, JobSettings]
 
 
 def new_session_id() -> str:
@@ -121,6 +127,7 @@ class Session:
         self._pipeline = Launcher(self._tasks, StoredResults(storage.spec(), self.session_id) if stored else None)
         self._initializer = initializer
         self._job_numbers = itertools.count(1)
+        self._open_submits: tuple[Job, SubmitsKey] | None = None  # the job later submits may join
         self._lock = threading.RLock()  # reentrant: a streaming map stages and launches under it
         self._closed = False
         self._history: collections.deque[Job | MapReduceJob] = collections.deque(maxlen=JOB_HISTORY)
@@ -162,13 +169,39 @@ class Session:
     def submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions | None
     ) -> LambdaFuture:
-        """``fn(*args, **kwargs)`` as a one-task job; its future is the caller's alone. With
-        futures among the arguments it starts once they are done (``driver.pipeline``)."""
-        job = self._new_job(fn, options)
+        """``fn(*args, **kwargs)`` as a task of a job of submits; its future is the caller's alone.
+        With futures among the arguments it starts once they are done (``driver.pipeline``).
+
+        A submit joins the job of the submits just before it when they have the same function
+        (the same pickle) and settings, no budget, and that job's newest call is not done yet:
+        a burst of submits is a few jobs (at most ``SUBMITS_PER_JOB`` tasks each), not one job,
+        one job record and one history record per call. A submit made once every earlier one
+        is done, or after any other job, starts a job of its own.
+        """
+        settings = self._job_settings(fn, options)
+        function_key = self.stager.stage_function(fn)
+        key = (function_key, settings) if settings.budget_usd is None else None  # a budget is per call
+        with self._lock:  # joins one at a time: a task that fails staging is the job's last
+            self.check_open()
+            joined = self._join_submits(key)
+            if joined is not None:
+                job, task = joined
+                try:
+                    batch = self._add_tasks(job, [[(args, kwargs)]], joined=task)
+                except BaseException:
+                    self._close_submits()  # its other tasks finish it
+                    raise
+                future = task.futures[0]  # held here: once settled the job lets go of it
+                job.claim(future)
+                self._launch(job, batch)
+                return future
+        job = self._new_job(
+            fn, options, sealed=key is None, submits=key is not None, settings=settings, function_key=function_key
+        )
         batch = self._add_tasks(job, [[(args, kwargs)]])
         future = batch.tasks[0].futures[0]  # held here before launch: once settled the job lets go of it
         job.claim(future)
-        self._launch(job, batch, fn)
+        self._launch(job, batch, fn, submits=key)
         return future
 
     def map(
@@ -264,8 +297,12 @@ class Session:
         return list(self._history)
 
     def remember(self, job: Job | MapReduceJob) -> None:
-        """Add ``job`` to the history (the oldest falls out): a map_reduce adds its whole job."""
-        self._history.append(job)
+        """Add ``job`` to the history (the oldest falls out): a map_reduce adds its whole job.
+        Submits no longer join the job of submits before it (``ex.last_job`` is this one)."""
+        with self._lock:
+            if self._open_submits is not None and self._open_submits[0] is not job:
+                self._close_submits()
+            self._history.append(job)
 
     def forget(self, jobs: Iterable[Job]) -> None:
         """Take ``jobs`` out of the history (a map_reduce's phases, once its whole job is in)."""
@@ -314,6 +351,25 @@ class Session:
         return self._resources.cleanup()
 
     # ---- building and launching jobs ---------------------------------------------------------
+    def _join_submits(self, key: SubmitsKey | None) -> tuple[Job, Task] | None:
+        """The job of submits a submit of ``key`` joins and its new task; else None, and the
+        job of submits (if any) is closed: this submit starts a job of its own (called holding ``_lock``)."""
+        if key is not None and self._open_submits is not None:
+            job, open_key = self._open_submits
+            if open_key == key:
+                task = job.join_task(SUBMITS_PER_JOB)
+                if task is not None:
+                    return job, task
+        self._close_submits()
+        return None
+
+    def _close_submits(self) -> None:
+        """No submit joins the job of submits any more: it finishes once its tasks settle."""
+        with self._lock:
+            opened, self._open_submits = self._open_submits, None
+        if opened is not None and not opened[0].seal_unless_idle():
+            self.seal(opened[0])  # every task settled (one that failed staging was discarded): finish it now
+
     def _start(self) -> None:
         """Start the scheduler and backend before the first job (called holding ``_lock``);
         stage the initializer, which every event of the session names."""
@@ -321,8 +377,8 @@ class Session:
             self.scheduler.initializer_key = self.stager.stage_function(self._initializer)
         self._resources.start()
 
-    def _new_job(self, fn: Callable[..., Any], options: JobOptions | None, *, sealed: bool = True) -> Job:
-        """A job with no task yet, its function staged; ``sealed=False`` for a streaming map."""
+    def _job_settings(self, fn: Callable[..., Any], options: JobOptions | None) -> JobSettings:
+        """The settings a job of ``fn`` runs with, once the session takes it (the lease held)."""
         self.check_open()
         check_plain_function(fn)
         settings = (options or JobOptions()).resolve(self.config)
@@ -333,7 +389,22 @@ class Session:
                 "would change. Use backend='local' (worker processes) or 'aws'"
             )
         self._lease.hold()
-        function_key = self.stager.stage_function(fn)
+        return settings
+
+    def _new_job(
+        self,
+        fn: Callable[..., Any],
+        options: JobOptions | None,
+        *,
+        sealed: bool = True,
+        submits: bool = False,
+        settings: JobSettings | None = None,
+        function_key: str | None = None,
+    ) -> Job:
+        """A job with no task yet, its function staged; ``sealed=False`` for a streaming map,
+        ``submits`` for a job later submits may join (``settings`` and ``function_key``: resolved)."""
+        settings = settings if settings is not None else self._job_settings(fn, options)
+        function_key = function_key if function_key is not None else self.stager.stage_function(fn)
         region = getattr(self.backend, "region", None) or self.config.region
         architecture = getattr(self.backend, "architecture", "x86_64")  # priced by the cost model
         budget = None if settings.budget_usd is None else JobBudget.for_job(settings.budget_usd, region, architecture)
@@ -355,23 +426,25 @@ class Session:
             escalate_memory=settings.escalate_memory,
             max_memory_mb=settings.max_memory_mb,
             budget=budget,
+            seals_when_idle=submits,
         )
         if self.scratch is not None:  # its arguments' big buffers, once no attempt needs them
             job.add_done_callback(self.scratch.release_arguments)
         return job
 
-    def _add_tasks(self, job: Job, calls: list[Calls]) -> TaskBatch:
+    def _add_tasks(self, job: Job, calls: list[Calls], *, joined: Task | None = None) -> TaskBatch:
         """Add one task per inner list of calls to ``job``: staged (and, durable, in its
         manifest) unless a future among its arguments is still pending; such a task waits
-        for its futures (``driver.pipeline``) once ``_launch`` gave the job to the scheduler."""
-        first = job.task_count
+        for its futures (``driver.pipeline``) once ``_launch`` gave the job to the scheduler.
+        ``joined``: the task a submit already added for its one call (``Job.join_task``)."""
+        first = job.task_count if joined is None else joined.task_id
         added: list[Task] = []
         ready: list[Task] = []
         ready_calls: list[Calls] = []
         waiting: list[WaitingCalls] = []
         try:
             for task_calls in calls:
-                task = job.new_task(len(task_calls))
+                task = joined if joined is not None else job.new_task(len(task_calls))
                 added.append(task)
                 upstream = futures_in(task_calls)
                 if not upstream:
@@ -389,10 +462,19 @@ class Session:
             raise
         return TaskBatch(added, ready, waiting)
 
-    def _launch(self, job: Job, batch: TaskBatch, fn: Callable[..., Any] | None = None, *, sealed: bool = False) -> None:
+    def _launch(
+        self,
+        job: Job,
+        batch: TaskBatch,
+        fn: Callable[..., Any] | None = None,
+        *,
+        sealed: bool = False,
+        submits: SubmitsKey | None = None,
+    ) -> None:
         """Hand ``batch``'s staged tasks to the scheduler, and its waiting ones to the pipeline;
         ``fn`` on a job's first launch (it joins the history); ``sealed`` when no task will
-        follow (a streaming map's input ended)."""
+        follow (a streaming map's input ended); ``submits``: later submits of this function
+        and these settings may join the job."""
         with self._lock:
             self.check_open()
             self._start()
@@ -402,6 +484,8 @@ class Session:
                 self.scheduler.submit(job, batch.ready)
             if sealed and not job.sealed:
                 self.scheduler.seal(job)
+            if submits is not None:
+                self._open_submits = (job, submits)
         if batch.waiting:  # after the job is the scheduler's: a task settled at once may finish it
             self._pipeline.wait_for(batch.waiting)
         if fn is not None:

@@ -25,7 +25,7 @@ from lambdamr.data.shared import Shared, shared_context
 from lambdamr.driver.inputs import Call
 from lambdamr.driver.job import Task
 from lambdamr.errors import PayloadTooLargeError
-from lambdamr.protocol import EXTRA_ENV_MAX_BYTES, ArgsRange, arguments_context, encode_inline_args, function_context
+from lambdamr.protocol import EXTRA_ENV_MAX_BYTES, ArgsRange, arguments_context, function_context
 from lambdamr.signing import Context, Signer, content_hash
 from lambdamr.storage import Storage
 from lambdamr.storage.local import LocalStorage
@@ -94,7 +94,7 @@ class Stager:
             inline = arguments_context(task.job.job_id, task.task_id, None)
             data = self.signer.sign(payload, inline)
             if len(data) <= self.inline_args_max:
-                task.args_inline = encode_inline_args(data)
+                task.args_inline = data  # raw: an event encodes it when its transport needs text
             else:
                 data = self.signer.sign(payload, arguments_context(task.job.job_id, task.task_id, key))
                 task.args_range = ArgsRange(key, offset, len(data))

@@ -215,7 +215,8 @@ def test_a_job_that_does_not_change_is_not_rewritten_while_its_driver_beats(make
     monkeypatch.setenv("LAMBDAMR_HISTORY_HEARTBEAT_S", "0.1")
     ex = make_executor()
     gate = tmp_path / "gate"
-    futures = [ex.submit(wait_for_gate, str(gate)) for _ in range(2)]  # two jobs, both stuck running
+    # two jobs (other settings: the second submit does not join the first's job), both stuck running
+    futures = [ex.submit(wait_for_gate, str(gate)), ex.with_options(timeout_s=299).submit(wait_for_gate, str(gate))]
     job_ids = [job.job_id for job in ex.jobs]
     session = job_ids[0].rsplit("-", 1)[0]
 
