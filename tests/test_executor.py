@@ -30,7 +30,7 @@ from lambdamr import (
     as_completed,
     wait,
 )
-from tests.gates import WAIT_S, wait_for
+from tests.gates import WAIT_S, until, wait_for
 
 
 def square(x):
@@ -75,14 +75,6 @@ def release(tmp_path: Path):
     path = tmp_path / "release"
     yield path
     path.write_text("go")
-
-
-def until(condition, timeout: float = WAIT_S) -> None:
-    """Wait for a state the executor reaches by itself (a call handed to a worker)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the executor never reached the expected state"
-        time.sleep(0.005)
 
 
 # ---- map and submit ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from lambdamr import BackendError, LambdaExecutor, TaskTimeoutError, WorkerLostE
 from lambdamr.backends import local_wire
 from lambdamr.backends.local import LocalBackend
 from lambdamr.protocol import TaskEvent
+from tests.gates import WAIT_S, touch, wait_for
 
 
 def sleep_for(seconds):
@@ -179,15 +180,16 @@ def test_workers_killed_from_outside_as_fast_as_they_start_fail_the_task_in_the_
             ex.submit(sleep_for, 0).result(timeout=60)
 
 
-def test_short_tasks_cross_in_batches_and_none_waits_behind_a_long_one(make_executor):
+def test_short_tasks_cross_in_batches_and_none_waits_behind_a_long_one(make_executor, tmp_path):
     ex = make_executor(workers=1)
     assert list(ex.map(abs, range(-200, 0))) == list(range(200, 0, -1))
     backend = ex.backend
     assert backend._depth(backend._pool[0], time.time()) > backend.prefetch  # short: queued deeper
     # Both short tasks and the long one sit in the one worker's queue; the short ones' results
-    # are held for a batch, and must still arrive while the long one runs.
-    results = ex.map(sleep_for, [0, 0, 8])
-    started = time.monotonic()
-    assert [next(results), next(results)] == [0, 0]
-    assert time.monotonic() - started < 6
-    assert next(results) == 8
+    # are held for a batch, and must still arrive while the long one runs: it waits for a gate
+    # the test opens only once it has them (held behind it, the map's timeout would fail).
+    open_gate, gate = touch(str(tmp_path / "open")), str(tmp_path / "go")
+    results = ex.map(wait_for, [open_gate, open_gate, gate], [0, 1, 2], timeout=WAIT_S)
+    assert [next(results), next(results)] == [0, 1]
+    touch(gate)
+    assert next(results) == 2

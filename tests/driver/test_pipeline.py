@@ -12,7 +12,6 @@ import gc
 import itertools
 import os
 import threading
-import time
 import weakref
 from collections import namedtuple
 from pathlib import Path
@@ -23,7 +22,7 @@ from lambdamr import CancelledError, IntegrityError, LambdaExecutor, Serializati
 from lambdamr.driver.jobstore import load_job, result_key
 from lambdamr.driver.launching import contiguous_runs
 from lambdamr.driver.pipeline import futures_in, upstream_error, with_values
-from tests.gates import WAIT_S, touch, wait_for
+from tests.gates import WAIT_S, touch, until, wait_for
 from tests.targets import TARGETS, build_executor
 
 Point = namedtuple("Point", "x y")
@@ -46,14 +45,6 @@ def fail_if(x, bad):
 
 def describe(nested, point=None, mapping=None):
     return {"nested": nested, "point": point, "mapping": mapping, "point_type": type(point).__name__}
-
-
-def until(condition, timeout: float = WAIT_S) -> None:
-    """Wait for a state the executor reaches by itself."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the executor never reached the expected state"
-        time.sleep(0.005)
 
 
 # ---- finding futures, and their values put in their place --------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-import time
 
 import pytest
 
@@ -27,13 +26,6 @@ def wait_then(path, value):
     if value < 0:
         raise ValueError(f"negative {value}")
     return value
-
-
-def until(condition, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never met"
-        time.sleep(0.01)
 
 
 def test_a_burst_of_submits_in_flight_is_one_job_with_one_record(make_executor, tmp_path):
