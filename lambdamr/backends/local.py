@@ -209,7 +209,13 @@ class LocalBackend(Backend):
 
     def _stop_worker(self, worker: _Worker, kill: bool) -> None:
         try:
-            worker.sock.close()  # the worker's recv sees EOF and exits
+            # The worker's recv sees EOF and it exits; shutdown() first, as close() alone sends
+            # no EOF while a process forked from the driver still holds a copy of the socket.
+            worker.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            worker.sock.close()
         except OSError:
             pass
         if kill:

@@ -15,12 +15,20 @@ the executor is garbage collected (as ``ProcessPoolExecutor`` does). They are re
 At interpreter exit — in ``threading``'s exit hooks, like the stdlib's executors, so before
 any ``atexit`` function and while threads still run — every executor stops taking work
 ("cannot schedule new futures after interpreter shutdown") and its calls finish first.
+
+A process forked from the driver (``multiprocessing``'s default start method on Linux, a
+``ProcessPoolExecutor`` made after the executor) inherits a copy of every executor, without
+its threads. The copy is not the child's to release: in the child, ``close`` does nothing and
+no executor is open, so the child's exit (``multiprocessing`` runs ``threading``'s exit hooks
+too) neither waits for threads it does not have nor stops the driver's workers, deletes the
+session's temp objects or removes its scratch folder under the driver's feet.
 """
 
 from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours: see the end
 import logging
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -78,7 +86,12 @@ class ExecutorResources:
         self._lock = threading.Lock()  # held for the whole release: a second closer waits for it
         self._released = False
         self._closer: threading.Thread | None = None
+        self._owner_pid = os.getpid()  # a forked child's copy is not its to release
         _open.add(self)
+
+    def owned_here(self) -> bool:
+        """Whether this process made these resources (not a child forked from it)."""
+        return os.getpid() == self._owner_pid
 
     def start(self) -> None:
         """Start the scheduler and the backend (once), before the first job."""
@@ -96,6 +109,8 @@ class ExecutorResources:
 
     def close(self, *, abandon: bool = False) -> None:
         """Release everything once every submitted call has finished (at once with ``abandon``)."""
+        if not self.owned_here():
+            return
         if abandon:
             self.cancel_pending()
         elif self.started:
@@ -109,6 +124,8 @@ class ExecutorResources:
 
     def close_in_background(self) -> None:
         """``close()`` on a thread of its own (``shutdown(wait=False)``, garbage collection)."""
+        if not self.owned_here():
+            return
         with self._lock:
             if self._released or self._closer is not None:
                 return
@@ -171,6 +188,16 @@ def _at_exit() -> None:
         except Exception as exc:  # nothing can be raised to anyone at exit
             log.warning("lambdamr: releasing the executor of session %s at exit failed: %s", resources.session_prefix, exc)
 
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no executor of its own (see the module's docstring), and
+    with a lock of its own: the driver's may have been held by a thread the child has not."""
+    global _exit_lock
+    _open.clear()
+    _exit_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # threading runs these hooks in reverse order of registration: ours, registered after the
 # thread pools' (imported above), runs first, while the pools that run and fetch tasks still work.
