@@ -66,6 +66,14 @@ class _Router:
             ) from None
         if found is not None:
             return found
+        reducer = self.partition_of(key, item)
+        if len(self.cache) < PARTITION_CACHE:
+            self.cache[key] = reducer
+        return reducer
+
+    def partition_of(self, key: Any, item: Any) -> int:
+        """The reducer of a hashable ``key``, not cached: the partition function's answer,
+        errors naming ``item``, a user's partition function's answer checked."""
         try:
             reducer = self.partition(key, self.reducers)
         except SerializationError as exc:
@@ -73,13 +81,11 @@ class _Router:
         except Exception as exc:
             add_note(exc, f"(in the partition function, for key {short_repr(key)} of item {short_repr(item)})")
             raise
-        if isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers:
+        if self.custom and (isinstance(reducer, bool) or not isinstance(reducer, int) or not 0 <= reducer < self.reducers):
             raise ConfigurationError(
                 f"partition({short_repr(key)}, {self.reducers}) returned {reducer!r}: it must return an int "
                 f"from 0 to {self.reducers - 1}"
             )
-        if len(self.cache) < PARTITION_CACHE:
-            self.cache[key] = reducer
         return reducer
 
 
@@ -220,19 +226,11 @@ class MapTask:
         16 MB chunk), and its items are pairs: the checks a generic pair needs are skipped."""
         combine = self.plan.combine
         get = groups.get
-        reducers = router.reducers
-        custom = router.custom
+        partition_of = router.partition_of  # a key meets it once here (then its group): no cache
         for key, value in produced.items():
             entry = get(key)
             if entry is None:
-                if custom:
-                    reducer = router.reducer_of(key, item)  # checks what the user's partition returns
-                else:  # a key meets the partitioner once here (then its group): no cache, no checks
-                    try:
-                        reducer = stable_partition(key, reducers)
-                    except SerializationError as exc:  # a key it cannot encode: say where it came from
-                        raise SerializationError(f"{exc} (key from item {short_repr(item)}, in {router.where})") from exc
-                groups[key] = [reducer, value]
+                groups[key] = [partition_of(key, item), value]
             else:
                 entry.append(value)
                 if len(entry) > COMBINE_EVERY:
