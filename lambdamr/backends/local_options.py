@@ -51,9 +51,10 @@ def validate_buffer_folder(folder: Any, label: str | None = None) -> str:
         raise ConfigurationError(f"{label}: give a folder path (e.g. '/dev/shm'), or 'off' to keep big buffers in the store")
     if folder.strip().lower() in BUFFER_FOLDER_OFF:
         return "off"
-    if not os.path.isabs(os.path.expanduser(folder)):
+    expanded: str = os.path.expanduser(folder)
+    if not os.path.isabs(expanded):
         raise ConfigurationError(f"{label}: give an absolute folder path (e.g. '/dev/shm'), or 'off'")
-    return os.path.expanduser(folder)
+    return expanded
 
 
 @dataclass(frozen=True)
