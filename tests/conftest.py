@@ -27,6 +27,22 @@ os.environ.update(
 for _var in ("AWS_PROFILE", "LAMBDAMR_BACKEND", "LAMBDAMR_STORAGE", "LAMBDAMR_VERBOSE", "LAMBDAMR_PROGRESS"):
     os.environ.pop(_var, None)
 
+
+def _private_buffer_folder() -> str:
+    """Sessions' scratch folders of this test process go to a folder of its own, removed at
+    its exit: no test sees or sweeps the host's real ones (``lambdamr clean`` does that)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    parent = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    folder = tempfile.mkdtemp(prefix="lambdamr-tests-", dir=parent)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+os.environ["LAMBDAMR_BUFFER_FOLDER"] = _private_buffer_folder()
+
 from tests.targets import TARGETS, Target, build_executor, close_all, target_environment  # noqa: E402
 
 STORAGES = ["folder", "s3"]

@@ -48,7 +48,9 @@ def register(subparsers: Any) -> None:
         help="delete temp objects left by jobs whose driver is gone (live drivers' objects are kept)",
         description="Delete the objects under the temp prefix that no live driver owns, after listing them by "
         "session. Nothing outside the temp prefix is touched, except that the job history beside it "
-        "({prefix}-history/) is pruned to its bounds (LAMBDAMR_HISTORY_MAX_JOBS, LAMBDAMR_HISTORY_MAX_AGE_DAYS). "
+        "({prefix}-history/) is pruned to its bounds (LAMBDAMR_HISTORY_MAX_JOBS, LAMBDAMR_HISTORY_MAX_AGE_DAYS), "
+        "and this host's scratch folders of big buffers left by local drivers that are gone are removed "
+        "(in LAMBDAMR_BUFFER_FOLDER, else /dev/shm). "
         "Without --bucket, --region or an AWS region in the "
         "environment it cleans the local storage "
         "folder (LAMBDAMR_STORAGE, else the default one).",
@@ -132,21 +134,65 @@ def _clean(args: argparse.Namespace) -> int:
     }
     bucket, objects = clean_preview(**common)
     location = f"s3://{bucket}/{args.prefix}/"
-    if not objects:
+    scratch = _StaleScratch()
+    if not objects and not scratch.folders:
         print(f"nothing to delete under {location} (sessions of live drivers are kept)")
         return 0
-    total = sum(size for _, size in objects)
-    _print_list(
-        f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(total)}) under {location}, "
-        "left by drivers that are gone, and of the job history what lies past its bounds (nothing else is touched):",
-        [usage.describe(f"s3://{bucket}") for usage in group_by_session(bucket, objects, args.prefix).usages],
-    )
-    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
+    if objects:
+        total = sum(size for _, size in objects)
+        _print_list(
+            f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(total)}) under {location}, "
+            "left by drivers that are gone, and of the job history what lies past its bounds (nothing else is touched):",
+            [usage.describe(f"s3://{bucket}") for usage in group_by_session(bucket, objects, args.prefix).usages],
+        )
+    scratch.describe(after_objects=bool(objects))
+    if not confirm(_question(len(objects), scratch), yes=args.yes, command=args.command_line):
         print("nothing deleted")
         return 1
-    count = clean(only={key for key, _ in objects}, **common)
-    print(f"deleted {count} temp objects")
+    if objects:
+        count = clean(only={key for key, _ in objects}, **common)
+        print(f"deleted {count} temp objects")
+    scratch.delete()
     return 0
+
+
+class _StaleScratch:
+    """This host's scratch folders (big buffers in RAM) left by local drivers that are gone."""
+
+    def __init__(self) -> None:
+        from lambdamr.backends.local_options import LocalOptions
+        from lambdamr.storage.scratch import stale_folders
+
+        self.base = LocalOptions.resolve().scratch_base()  # LAMBDAMR_BUFFER_FOLDER, else /dev/shm
+        self.folders = stale_folders(self.base) if self.base else []
+
+    def describe(self, *, after_objects: bool) -> None:
+        from lambdamr.deploy.contents import human_size, plural
+
+        if self.folders:
+            lead = "and" if after_objects else "lambdamr clean will delete"
+            what = plural(len(self.folders), "scratch folder")
+            _print_list(
+                f"{lead} {what} of big buffers in {self.folders[0].path.parent}, left by local drivers that are gone:",
+                [f"{folder.path.name} ({human_size(folder.size)})" for folder in self.folders],
+            )
+
+    def delete(self) -> None:
+        from lambdamr.deploy.contents import plural
+        from lambdamr.storage.scratch import sweep_stale
+
+        if self.base and self.folders:
+            count = sweep_stale(self.base, only={folder.path.name for folder in self.folders})  # one a driver holds by now is spared
+            print(f"deleted {plural(count, 'scratch folder')} in {self.folders[0].path.parent}")
+
+
+def _question(objects: int, scratch: _StaleScratch) -> str:
+    from lambdamr.deploy.contents import plural
+
+    parts = [plural(objects, "object")] if objects else []
+    if scratch.folders:
+        parts.append(plural(len(scratch.folders), "scratch folder"))
+    return f"Delete these {' and '.join(parts)}?"
 
 
 def _no_aws_named(args: argparse.Namespace) -> bool:
@@ -185,22 +231,27 @@ def _clean_folder(args: argparse.Namespace) -> int:
         return {i.key: i.size for i in listing if i.key in doomed}
 
     objects = cleanable()
-    if not objects:
+    scratch = _StaleScratch()
+    if not objects and not scratch.folders:
         print(f"nothing to delete under {store.url(prefix)} (sessions of live drivers and the job history are kept)")
         return 0
-    root = store.url("").rstrip("/")
-    _print_list(
-        f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(sum(objects.values()))}) "
-        f"under {store.url(prefix)}, left by drivers that are gone:",
-        [u.describe(root) for u in group_by_session(root, objects.items(), prefix).usages],
-    )
-    if not confirm(f"Delete these {plural(len(objects), 'object')}?", yes=args.yes, command=args.command_line):
+    if objects:
+        root = store.url("").rstrip("/")
+        _print_list(
+            f"lambdamr clean will delete {plural(len(objects), 'object')} ({human_size(sum(objects.values()))}) "
+            f"under {store.url(prefix)}, left by drivers that are gone:",
+            [u.describe(root) for u in group_by_session(root, objects.items(), prefix).usages],
+        )
+    scratch.describe(after_objects=bool(objects))
+    if not confirm(_question(len(objects), scratch), yes=args.yes, command=args.command_line):
         print("nothing deleted")
         return 1
-    keys = [key for key in cleanable() if key in objects]  # a session that came back to life is spared
-    if keys:
-        store.delete(keys)
-    print(f"deleted {len(keys)} temp objects under {store.url(prefix)}")
+    if objects:
+        keys = [key for key in cleanable() if key in objects]  # a session that came back to life is spared
+        if keys:
+            store.delete(keys)
+        print(f"deleted {len(keys)} temp objects under {store.url(prefix)}")
+    scratch.delete()
     return 0
 
 

@@ -18,7 +18,8 @@ The folder, ``{base}/lambdamr-{uid}/{session}/`` (0700), lives as long as its se
 It is emptied as its buffers are consumed (a result's buffers once the driver has mapped
 them: an unlinked file stays mapped; a job's arguments when the job ends) and removed when
 the session ends. A driver that died leaves its lock free: the next session on the host
-removes such folders (``sweep_stale``) before it makes its own. (The lock's descriptor is
+removes such folders (``sweep_stale``) before it makes its own, and ``lambdamr clean`` lists
+them (``stale_folders``) and removes them. (The lock's descriptor is
 not inherited by exec'd processes such as the local workers; a child *forked* by the driver
 shares it, and keeps a dead driver's folder until it exits too.)
 
@@ -32,6 +33,8 @@ import fcntl
 import logging
 import os
 import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,39 +83,97 @@ def _user_folder(base: str | os.PathLike[str]) -> Path:
     return Path(base) / f"lambdamr-{os.geteuid()}"
 
 
-def sweep_stale(base: str | os.PathLike[str]) -> int:
+@dataclass(frozen=True)
+class StaleFolder:
+    """A scratch folder whose driver is gone: what ``lambdamr clean`` lists before it deletes."""
+
+    path: Path
+    size: int  # bytes of the buffers it still holds
+
+
+def _lock_is_free(lock: Path) -> bool | None:
+    """Whether no live driver holds ``lock`` (True), one does (False), or it is gone (None)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its session is alive
+        return False
+    finally:
+        os.close(fd)  # closing the descriptor gives up a lock it took
+    return True
+
+
+def _stale_names(folder: Path, names: list[str]) -> list[str]:
+    """The session folders among ``names`` (entries of ``folder``) that no live driver holds."""
+    stale = []
+    entries = set(names)
+    for name in names:
+        if name.endswith(".lock"):
+            if _lock_is_free(folder / name) and name[: -len(".lock")] not in entries:
+                stale.append(name[: -len(".lock")])  # a lock left alone: its folder is gone already
+        elif f"{name}.lock" not in entries or _lock_is_free(folder / f"{name}.lock"):
+            # A folder is made after its lock and removed before it: without one it is left
+            # over (a late write after its session ended made it again).
+            stale.append(name)
+    return stale
+
+
+def _folder_size(path: Path) -> int:
+    size = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return size
+
+
+def stale_folders(base: str | os.PathLike[str]) -> list[StaleFolder]:
+    """The scratch folders under ``base`` whose driver is gone, with their sizes; nothing is
+    deleted (``sweep_stale`` does that)."""
+    folder = _user_folder(base)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [StaleFolder(folder / name, _folder_size(folder / name)) for name in _stale_names(folder, names)]
+
+
+def sweep_stale(base: str | os.PathLike[str], only: Collection[str] | None = None) -> int:
     """Remove the scratch folders under ``base`` whose driver is gone (its lock is free, or
-    it has no lock file); return how many were removed."""
+    it has no lock file) — of those, only the ones named in ``only`` when it is given —
+    and return how many were removed."""
     folder = _user_folder(base)
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
     removed = 0
-    for name in names:
-        path = folder / name
-        if name.endswith(".lock"):
-            session = path.with_suffix("")
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held: its session is alive
-                os.close(fd)
-                continue
-            try:
-                shutil.rmtree(session, ignore_errors=True)
-                _unlink(path)
-            finally:
-                os.close(fd)
+    for name in _stale_names(folder, names):
+        if only is not None and name not in only:
+            continue
+        lock = folder / f"{name}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:  # no lock: a left-over folder
+            shutil.rmtree(folder / name, ignore_errors=True)
             removed += 1
-        elif not (folder / f"{name}.lock").exists():
-            # A folder is made after its lock and removed before it: without one it is left
-            # over (a late write after its session ended made it again).
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # again, holding it this time
+        except OSError:  # a driver took it since: it is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder / name, ignore_errors=True)
+            _unlink(lock)
+        finally:
+            os.close(fd)
+        removed += 1
     return removed
 
 

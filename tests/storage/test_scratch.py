@@ -194,3 +194,68 @@ def test_the_buffer_folder_option(monkeypatch, scratch_base):
         LocalOptions(buffer_folder="shm")
     with pytest.raises(ConfigurationError, match="give a folder path"):
         LocalOptions(buffer_folder=3)
+
+
+def _dead_session(scratch_base: Path, name: str, payload: bytes) -> Path:
+    """A session folder whose driver died: its lock file is there, and free."""
+    code = (
+        "import os, sys; from lambdamr.storage.scratch import SessionScratch; "
+        "s = SessionScratch.open(sys.argv[2], sys.argv[1]); s.store.put('job/values/b3-x', sys.argv[3].encode()); "
+        "print(s.root, flush=True); os._exit(9)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(scratch_base), name, payload.decode()], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 9, done.stderr
+    return Path(done.stdout.strip())
+
+
+def test_stale_folders_lists_dead_sessions_with_their_sizes_and_deletes_nothing(scratch_base):
+    live = SessionScratch.open("live", scratch_base)  # first: opening a session sweeps
+    assert live is not None
+    dead = _dead_session(scratch_base, "dead", b"x" * 100)
+    try:
+        live.store.put("job/values/b3-y", b"y" * 10)
+        found = scratch.stale_folders(scratch_base)
+        assert [(f.path, f.size) for f in found] == [(dead, 100)]
+        assert (dead / "job" / "values" / "b3-x").is_file()  # listed, not touched
+    finally:
+        live.close()
+
+
+def test_sweep_stale_removes_only_the_folders_named(scratch_base):
+    first = _dead_session(scratch_base, "first", b"1")
+    second = first.parent / "second"  # what another dead driver left (its open would have swept "first")
+    (second / "job").mkdir(parents=True)
+    (second / "job" / "b3-2").write_bytes(b"2")
+    (first.parent / "second.lock").touch()
+    assert sweep_stale(scratch_base, only={"second"}) == 1
+    assert first.is_dir() and not second.exists()
+    assert not (second.parent / "second.lock").exists()
+    assert sweep_stale(scratch_base) == 1
+    assert os.listdir(first.parent) == []
+
+
+def test_lambdamr_clean_lists_and_removes_dead_drivers_scratch_folders(tmp_path, scratch_base, monkeypatch, capsys):
+    from lambdamr.cli import main
+
+    monkeypatch.setenv("LAMBDAMR_BUFFER_FOLDER", str(scratch_base))
+    live = SessionScratch.open("alive", scratch_base)  # first: opening a session sweeps
+    assert live is not None
+    dead = _dead_session(scratch_base, "gone", b"z" * 2048)
+    store = tmp_path / "store"
+    store.mkdir()
+    try:
+        assert main(["clean", "--storage", str(store)]) == 1  # no terminal, no --yes: nothing happens
+        out = capsys.readouterr().out
+        assert f"lambdamr clean will delete 1 scratch folder of big buffers in {dead.parent}" in out
+        assert "gone (2.0 KB)" in out and "alive" not in out
+        assert dead.is_dir()
+        assert main(["clean", "--storage", str(store), "--yes"]) == 0
+        assert f"deleted 1 scratch folder in {dead.parent}" in capsys.readouterr().out
+        assert not dead.exists() and live.root.is_dir()
+        assert main(["clean", "--storage", str(store), "--yes"]) == 0
+        assert "nothing to delete" in capsys.readouterr().out
+    finally:
+        live.close()
