@@ -182,7 +182,7 @@ class _StaleScratch:
         from lambdamr.storage.scratch import sweep_stale
 
         if self.base and self.folders:
-            count = sweep_stale(self.base, only={folder.path.name for folder in self.folders})  # one a driver holds by now is spared
+            count = sweep_stale(self.base, only={folder.path.name for folder in self.folders})  # one held again is spared
             print(f"deleted {plural(count, 'scratch folder')} in {self.folders[0].path.parent}")
 
 

@@ -85,7 +85,6 @@ class AwsLambdaBackend(Backend):
         invoke_threads: int | None = None,
         memory_mb: int = 1024,
         timeout_s: float = 300.0,
-        aliases: bool = True,
         throttle_deadline_s: float = 300.0,
         fast_invoke: bool = True,
         client: Any = None,
@@ -104,7 +103,6 @@ class AwsLambdaBackend(Backend):
         self.invoke_threads = invoke_threads
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
-        self.aliases = aliases
         self.throttle_deadline_s = throttle_deadline_s
         self.fast_invoke = fast_invoke
         self._client = client
@@ -296,12 +294,12 @@ class AwsLambdaBackend(Backend):
         if latest.state == "Pending" or latest.last_update == "InProgress":
             wait_updated(self.client, self.function_name)
         self._latest = latest
-        if self.aliases:
-            self._qualifier(self.memory_mb, self.timeout_s)
+        self._qualifier(self.memory_mb, self.timeout_s)
 
-    def _qualifier(self, memory_mb: int, timeout_s: float) -> str | None:
-        if not self.aliases:
-            return None
+    def _qualifier(self, memory_mb: int, timeout_s: float) -> str:
+        """The alias of the version with this memory and timeout (published when missing):
+        every invocation names one, so each attempt runs with the memory and time its job
+        asked for (and is priced at), escalated retries included."""
         key = (memory_mb, timeout_s)
         name = self._qualifiers.get(key)
         if name is not None:
