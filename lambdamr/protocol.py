@@ -92,10 +92,11 @@ class ExtraEnv(Mapping[str, str]):
     """Environment variables for the remote side of a job: an immutable mapping whose repr
     names the variables and hides their values (they may be secrets)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_hash")
 
     def __init__(self, items: Mapping[str, str] | None = None) -> None:
         self._items: dict[str, str] = dict(items or {})
+        self._hash: int | None = None  # the local dispatcher hashes a task's job fields per task
 
     def __getitem__(self, name: str) -> str:
         return self._items[name]
@@ -107,7 +108,9 @@ class ExtraEnv(Mapping[str, str]):
         return len(self._items)
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self._items.items())))
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self._items.items())))
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mapping) and dict(self._items) == dict(other)

@@ -110,6 +110,8 @@ class Scheduler:
         self.initializer_key: str | None = None
         #: the session's scratch folder for result buffers (``BUFFERS_OPTION``), if it has one
         self.buffer_scratch: str | None = None
+        self._options: dict[str, Any] = {}  # _event_options, made for the values in _options_for
+        self._options_for: tuple[str | None, str | None] = (None, None)
 
     # ---- called from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -449,10 +451,15 @@ class Scheduler:
         )
 
     def _event_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {}
-        if self.buffer_scratch is not None:
-            options[BUFFERS_OPTION] = self.buffer_scratch
-        return options
+        """The options every event carries: one dict while they stay the same (events never
+        change theirs), so that neither this thread nor a backend rebuilds them per attempt."""
+        values = (self.initializer_key, self.buffer_scratch)
+        if values != self._options_for:
+            options: dict[str, Any] = {INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {}
+            if self.buffer_scratch is not None:
+                options[BUFFERS_OPTION] = self.buffer_scratch
+            self._options, self._options_for = options, values
+        return self._options
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
         event = outcome.invocation.event
@@ -526,10 +533,12 @@ class Scheduler:
         if task.done:
             task.job.duplicates += 1
             return
+        job = task.job
         try:
-            record = open_record(
-                None if authenticated else self.signer, data, job_id=task.job.job_id, task_id=task.task_id,
-                attempt=attempt, key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
+            record = open_record(  # the key is only part of what a record's signature covers
+                None if authenticated else self.signer, data, job_id=job.job_id, task_id=task.task_id,
+                attempt=attempt, key="" if authenticated else result_key(job.prefix, task.task_id, attempt),
+                expected_calls=task.calls,
             )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt, None)
@@ -547,17 +556,23 @@ class Scheduler:
                 self._fail_or_retry(task, retry_error, force=True)
             return
         if attempt in task.backup_attempts:
-            task.job.backups_won += 1
-        requests = record.header.get("requests", {})
-        task.job.attempts.ended(task.task_id, attempt, record_seconds(record.timings), settled=True, requests=requests)
-        task.timings = {**record.timings, "attempt": attempt, "fetched": time.time()}  # fetched: decoded here
+            job.backups_won += 1
+        header = record.header
+        requests = header.get("requests", {})
+        timings = record.timings  # a dict of its own: completed here, then kept by the task
+        # A settled attempt's seconds are priced from the task's timings; only a budget reads them here.
+        seconds = record_seconds(timings) if job.attempts.budget is not None else None
+        job.attempts.ended(task.task_id, attempt, seconds, settled=True, requests=requests)
+        timings["attempt"] = attempt
+        timings["fetched"] = time.time()  # decoded here
         if task.memory_mb:  # escalated: the summary prices the winner at the memory it ran with
-            task.timings = {**task.timings, "memory_mb": task.memory_mb}
+            timings["memory_mb"] = task.memory_mb
+        task.timings = timings
         task.runtime = record.runtime
-        task.logs = record.header.get("logs")
+        task.logs = header.get("logs")
         for kind, count in requests.items():
             if count:  # most are 0 (a small task makes no request)
-                task.job.runtime_requests[kind] += count
+                job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
             future.attempt = attempt  # whose record: a pipelined call may read it (driver.pipeline)
             settle_future(future, call.value, call.exception if not call.ok else None)
