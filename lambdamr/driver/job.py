@@ -39,6 +39,7 @@ _ABSENT = object()  # a timing the record did not have
 _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
+_ABSENTS = (_ABSENT,) * len(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
 
 
@@ -98,7 +99,7 @@ class Task:
     @timings.setter
     def timings(self, value: dict[str, Any] | None) -> None:
         if value is not None and value.keys() <= _TIMING_KEY_SET:
-            self._timings = tuple(value.get(k, _ABSENT) for k in TIMING_KEYS)
+            self._timings = tuple(map(value.get, TIMING_KEYS, _ABSENTS))  # value.get(k, _ABSENT), in C
         else:  # other keys (a platform's billed figure): kept as they came
             self._timings = value
 
