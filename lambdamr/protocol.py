@@ -66,13 +66,13 @@ def function_context(session: str, key: str) -> Context:
 def arguments_context(job_id: str, task_id: int, key: str | None) -> Context:
     """One task's pickled calls: inline in the event (``key`` None) or a byte range of the
     job's argument object ``key``; the same for every attempt."""
-    return Context("arguments", session=session_of(job_id), job=job_id, task=task_id, key=key)
+    return Context.of("arguments", session=session_of(job_id), job=job_id, task=task_id, key=key)
 
 
 def result_context(job_id: str, task_id: int, attempt: int, key: str) -> Context:
     """The result record of one attempt, under its write-once key (also when it comes back
     inline in the response)."""
-    return Context("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
+    return Context.of("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
 
 
 #: what ``extra_env`` may not set, and why: the runtime's own settings and what the platform
