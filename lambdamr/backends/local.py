@@ -404,7 +404,7 @@ class LocalBackend(Backend):
             lost.__cause__ = refused
             return InvocationOutcome(invocation, error=lost, started_at=started_at, ended_at=now)
         if done.kind == wire.RECORD:
-            return InvocationOutcome(invocation, record=done.payload, started_at=started_at, ended_at=now)
+            return InvocationOutcome.of_record(invocation, done.payload, started_at, now)
         if done.kind == wire.STORED:
             return InvocationOutcome(invocation, response={"result_key": event.result_key}, started_at=started_at, ended_at=now)
         if done.kind == wire.EXPIRED:

@@ -244,7 +244,11 @@ class Scheduler:
         kind, payload = message
         if kind == "outcomes":
             for outcome in payload:
-                self._handle(("outcome", outcome))  # each on its own: an error fails its task only
+                try:  # each on its own: an error fails its task only
+                    self._handle_outcome(outcome)
+                except BaseException:  # noqa: BLE001 - as in the "outcome" message below
+                    log.exception("lambdamr scheduler: error while handling outcome")
+                    self._fail_after_error(outcome)
             return
         try:
             if kind == "job":
@@ -373,8 +377,9 @@ class Scheduler:
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        task.job.attempts.launched(task.task_id, task.attempt, task_memory(task))
-        invocation = task.invocation = Invocation.of(self._event(task))
+        memory_mb = task_memory(task)
+        task.job.attempts.launched(task.task_id, task.attempt, memory_mb)
+        invocation = task.invocation = Invocation(self._event(task, memory_mb))
         return invocation
 
     def _invoke(self, batch: list[Invocation]) -> None:
@@ -428,7 +433,7 @@ class Scheduler:
                 batch.append(invocation)
         self._invoke(batch)
 
-    def _event(self, task: Task) -> TaskEvent:
+    def _event(self, task: Task, memory_mb: int | None = None) -> TaskEvent:
         job = task.job
         return TaskEvent.assemble(  # one per attempt: without the dataclass __init__ (its values are the driver's own)
             job_id=job.job_id,
@@ -438,7 +443,7 @@ class Scheduler:
             function_key=job.function_key,
             result_key=result_key(job.prefix, task.task_id, task.attempt),
             timeout_s=job.timeout_s,
-            memory_mb=task_memory(task),
+            memory_mb=task_memory(task) if memory_mb is None else memory_mb,
             args_raw=task.args_inline,  # the event base64-encodes it only for a JSON transport
             args_range=task.args_range,
             store_result=self._store_result,
