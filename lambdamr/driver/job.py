@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -141,11 +143,14 @@ class Task:
         succeeded = failed = cancelled = 0
         error = error_traceback = None
         for future in self.futures:
-            if not future.done():
-                continue
-            if future.cancelled():
+            try:
+                exc = future.exception(0)  # one look at its state (done, cancelled, failed), not three
+            except CancelledError:
                 cancelled += 1
-            elif (exc := future.exception()) is not None:
+                continue
+            except FutureTimeoutError:
+                continue  # not done
+            if exc is not None:
                 failed += 1
                 if error is None:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]

@@ -236,7 +236,7 @@ class Scheduler:
             return None
         if not self.backend.reports_outcomes:
             return self.config.poll_interval_s
-        if any(task.job.speculate for task in self._in_flight.values()):
+        if any(job.speculate for job in self._jobs.values()):  # a few jobs, not every task in flight
             return SPECULATION_CHECK_S
         return None
 
