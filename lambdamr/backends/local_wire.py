@@ -79,7 +79,7 @@ _MAP_MIN = 256 * 1024  # frames from this size are read into an anonymous mappin
 # ---- framing ----------------------------------------------------------------------------
 def frame(body_parts: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
     """The parts of one frame (its length, then the body's parts), ready for ``send_parts``."""
-    return [_LENGTH.pack(sum(len(p) for p in body_parts)), *body_parts]
+    return [_LENGTH.pack(sum(map(len, body_parts))), *body_parts]
 
 
 def send_parts(sock: socket.socket, parts: list[bytes | memoryview]) -> None:

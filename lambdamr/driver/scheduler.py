@@ -191,7 +191,8 @@ class Scheduler:
 
     def _start_calls(self, task: Task) -> bool:
         """Mark the task's calls running; False when every one of them was cancelled first.
-        Calls of a retry or a backup are running already."""
+        Calls of a retry or a backup are running already (and those of an invocation a lost
+        worker held unstarted: the backend hands it out again)."""
         started = False
         with self._claim_lock:
             for future in task.futures:
