@@ -66,13 +66,13 @@ def function_context(session: str, key: str) -> Context:
 def arguments_context(job_id: str, task_id: int, key: str | None) -> Context:
     """One task's pickled calls: inline in the event (``key`` None) or a byte range of the
     job's argument object ``key``; the same for every attempt."""
-    return Context("arguments", session=session_of(job_id), job=job_id, task=task_id, key=key)
+    return Context.of("arguments", session=session_of(job_id), job=job_id, task=task_id, key=key)
 
 
 def result_context(job_id: str, task_id: int, attempt: int, key: str) -> Context:
     """The result record of one attempt, under its write-once key (also when it comes back
     inline in the response)."""
-    return Context("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
+    return Context.of("result", session=session_of(job_id), job=job_id, task=task_id, attempt=attempt, key=key)
 
 
 #: what ``extra_env`` may not set, and why: the runtime's own settings and what the platform
@@ -92,10 +92,11 @@ class ExtraEnv(Mapping[str, str]):
     """Environment variables for the remote side of a job: an immutable mapping whose repr
     names the variables and hides their values (they may be secrets)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_hash")
 
     def __init__(self, items: Mapping[str, str] | None = None) -> None:
         self._items: dict[str, str] = dict(items or {})
+        self._hash: int | None = None  # the local dispatcher hashes a task's job fields per task
 
     def __getitem__(self, name: str) -> str:
         return self._items[name]
@@ -107,7 +108,9 @@ class ExtraEnv(Mapping[str, str]):
         return len(self._items)
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self._items.items())))
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self._items.items())))
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mapping) and dict(self._items) == dict(other)

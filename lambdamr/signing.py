@@ -159,6 +159,19 @@ class Context:
         if self.kind not in KINDS:
             raise ValueError(f"unknown signed object kind {self.kind!r}")
 
+    @classmethod
+    def of(
+        cls, kind: str, session: str | None = None, job: str | None = None, task: int | None = None,
+        attempt: int | None = None, key: str | None = None,
+    ) -> Context:
+        """The context of these fields made without the frozen dataclass's ``__init__`` (six
+        guarded assignments and the check of ``kind``): for the contexts this package builds
+        itself, one or two per task (``protocol.arguments_context``, ``result_context``)."""
+        assert kind in KINDS, kind
+        context = object.__new__(cls)
+        context.__dict__.update(kind=kind, session=session, job=job, task=task, attempt=attempt, key=key)
+        return context
+
     def fields(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -220,23 +233,46 @@ def _describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
     return "; ".join(wrong)
 
 
+#: jobs whose contexts' shared start a signer keeps encoded
+_HEADS_KEPT = 1024
+
+
 class Signer:
     """Signs and verifies blobs with one key. Its repr never shows the key."""
 
-    __slots__ = ("_key", "key_id")
+    __slots__ = ("_key", "key_id", "_key_id_json", "_heads")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise IntegrityError("a signing key needs at least 16 bytes")
         self._key = key
         self.key_id = key_id_of(key)
+        self._key_id_json = _json_scalar(self.key_id)
+        #: (kind, session, job) -> the start of its contexts' encoding, the same for a job's tasks
+        self._heads: dict[tuple[Any, ...], str] = {}
+
+    def _encode(self, context: Context) -> bytes:
+        """``context.encode(self.key_id)``, byte for byte, with the part a job's contexts share
+        encoded once per job: every task signs its arguments and its result, and checks both."""
+        kind, session, job = context.kind, context.session, context.job
+        head = self._heads.get((kind, session, job))
+        if head is None:
+            if len(self._heads) >= _HEADS_KEPT:
+                self._heads.clear()
+            head = self._heads[(kind, session, job)] = (
+                f'{{"kind":{_json_scalar(kind)},"session":{_json_scalar(session)},"job":{_json_scalar(job)},"task":'
+            )
+        return (
+            f'{head}{_json_scalar(context.task)},"attempt":{_json_scalar(context.attempt)},'
+            f'"key":{_json_scalar(context.key)},"key_id":{self._key_id_json}}}'
+        ).encode()
 
     def _mac(self, rest: bytes | memoryview) -> bytes:
         return hmac.digest(self._key, rest, "sha256")
 
     def sign(self, payload: bytes | memoryview, context: Context) -> bytes:
         """``payload`` with its context and the signature of both in front."""
-        head = context.encode(self.key_id)
+        head = self._encode(context)
         length = _CONTEXT_LEN.pack(len(head))
         if len(payload) <= _ONE_SHOT_MAX:  # small (a task's arguments): one join, a one-shot HMAC
             rest = b"".join((length, head, payload))
@@ -256,7 +292,7 @@ class Signer:
         view = memoryview(blob)
         # The common case first: the context is byte for byte the one this signer would have
         # written for ``expected`` (one encoding, one field order), so nothing needs parsing.
-        head = expected.encode(self.key_id)
+        head = self._encode(expected)
         end = _CONTEXT_START + len(head)
         start = bytes(view[:end])  # magic, MAC, context: a few hundred bytes
         if (

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lambdamr.errors import IntegrityError
-from lambdamr.signing import Context, Signer
+from lambdamr.signing import Context, Signer, read_context
 
 KEY = bytes(range(32))
 
@@ -39,3 +39,25 @@ def test_a_payload_of_any_size_verifies_and_is_refused_once_changed(size):
         signer.verify(bytes(changed), context, what="arguments")
     with pytest.raises(IntegrityError, match="its task is 7, expected 8"):
         signer.verify(blob, Context("arguments", session="s", job="s-0001", task=8), what="arguments")
+
+
+@pytest.mark.parametrize("fields", [
+    {"kind": "arguments", "session": "s-1", "job": "s-1-0001", "task": 0},
+    {"kind": "result", "session": "s\u00e9\"q", "job": "j\\1", "task": 123456, "attempt": 2, "key": "p/results/123456.2"},
+    {"kind": "function", "session": "s", "key": "fn/abc"},
+])
+def test_a_signers_context_bytes_are_the_contexts_own_encoding_and_context_of_equals_the_checked_init(
+    fields: dict,
+) -> None:
+    signer = Signer(b"k" * 32)
+    checked = Context(**fields)
+    fast = Context.of(**fields)
+    assert fast == checked and hash(fast) == hash(checked)
+    for _ in range(2):  # the second time from the signer's cached start of the job's contexts
+        blob = signer.sign(b"payload", fast)
+        assert checked.encode(signer.key_id) in blob
+        assert read_context(blob) == {**checked.fields(), "key_id": signer.key_id}
+        assert bytes(signer.verify(blob, checked, what="x")) == b"payload"
+    other_task = Context.of(**{**fields, "task": 7})
+    with pytest.raises(IntegrityError):
+        signer.verify(signer.sign(b"payload", other_task), checked, what="x")

@@ -77,6 +77,18 @@ class InvocationOutcome:
     #: local wire signs a frame of records at once); set instead of ``response``
     record: bytes | memoryview | None = None
 
+    @classmethod
+    def of_record(
+        cls, invocation: Invocation, record: bytes | memoryview, started_at: float | None, ended_at: float
+    ) -> InvocationOutcome:
+        """The outcome of an invocation that returned ``record`` (authenticated), made without the
+        frozen dataclass's ``__init__``: the local backend reports one per task."""
+        outcome = object.__new__(cls)
+        outcome.__dict__.update(
+            invocation=invocation, response=None, error=None, started_at=started_at, ended_at=ended_at, record=record,
+        )
+        return outcome
+
 
 OutcomeCallback = Callable[[InvocationOutcome], None]
 #: ``report(outcomes)``: several outcomes at once (a backend that learns of them together)

@@ -68,7 +68,7 @@ _SLOTS_KEPT = 1024
 #: one (and stay cancellable).
 QUEUED_WORK_S = 0.002
 SHORT_TASK_S = 0.005
-MAX_DEPTH = 16
+MAX_DEPTH = 64
 _DRIVER_BUFFER_PER_WORKER = 8
 #: workers in a row that exit by themselves before they are ready (a broken interpreter or
 #: environment, not a kill from outside) before the tasks waiting for them fail
@@ -121,6 +121,8 @@ class LocalBackend(Backend):
         self._request_numbers = itertools.count(1)
         self._slots: dict[tuple[Any, ...], int] = {}  # job key -> slot, bounded (wire.job_key)
         self._slot_numbers = itertools.count(1)
+        self._options_seen: dict[str, Any] | None = None  # the options of the last event slotted
+        self._options_seen_key: tuple[Any, ...] = ()  # and their part of its job key
         self._key = b""  # the signing key the workers sign their completion frames with
         self._recent_task_s = 1.0  # moving average of task times; long until measured
         self.workers_started = 0
@@ -292,7 +294,11 @@ class LocalBackend(Backend):
 
     def _slot(self, event: TaskEvent) -> int:
         """The job slot of ``event``'s job (a new one for a job not seen lately)."""
-        key = wire.job_key(event)
+        options = event.options
+        if options is not self._options_seen:  # the scheduler gives its events one dict while they are the same
+            # Held (not just its id) so that no other dict can come at this address.
+            self._options_seen, self._options_seen_key = options, wire.options_key(options)
+        key = wire.job_key(event, self._options_seen_key)
         slot = self._slots.get(key)
         if slot is None:
             if len(self._slots) >= _SLOTS_KEPT:
@@ -398,7 +404,7 @@ class LocalBackend(Backend):
             lost.__cause__ = refused
             return InvocationOutcome(invocation, error=lost, started_at=started_at, ended_at=now)
         if done.kind == wire.RECORD:
-            return InvocationOutcome(invocation, record=done.payload, started_at=started_at, ended_at=now)
+            return InvocationOutcome.of_record(invocation, done.payload, started_at, now)
         if done.kind == wire.STORED:
             return InvocationOutcome(invocation, response={"result_key": event.result_key}, started_at=started_at, ended_at=now)
         if done.kind == wire.EXPIRED:

@@ -79,7 +79,7 @@ _MAP_MIN = 256 * 1024  # frames from this size are read into an anonymous mappin
 # ---- framing ----------------------------------------------------------------------------
 def frame(body_parts: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
     """The parts of one frame (its length, then the body's parts), ready for ``send_parts``."""
-    return [_LENGTH.pack(sum(len(p) for p in body_parts)), *body_parts]
+    return [_LENGTH.pack(sum(map(len, body_parts))), *body_parts]
 
 
 def send_parts(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
@@ -199,13 +199,20 @@ def job_fields(event: TaskEvent) -> dict[str, Any]:
     }
 
 
-def job_key(event: TaskEvent) -> tuple[Any, ...]:
-    """What two events of one job slot must share (cheap to build for every task)."""
-    options = tuple(sorted(event.options.items())) if event.options else ()
+def job_key(event: TaskEvent, options: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """What two events of one job slot must share (cheap to build for every task);
+    ``options``: ``event.options`` as ``options_key`` gives them, when the caller has it."""
+    if options is None:
+        options = options_key(event.options)
     return (
         event.job_id, id(event.storage), event.function_key, event.timeout_s, event.memory_mb,
         event.store_result, event.reply_inline_max, options, event.extra_env,
     )
+
+
+def options_key(options: dict[str, Any]) -> tuple[Any, ...]:
+    """An event's options as part of a ``job_key``."""
+    return tuple(sorted(options.items())) if options else ()
 
 
 def encode_job(slot: int, event: TaskEvent) -> list[bytes | memoryview]:

@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +41,7 @@ _ABSENT = object()  # a timing the record did not have
 _NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
 _NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
 _TIMING_KEY_SET = frozenset(TIMING_KEYS)
+_ABSENTS = (_ABSENT,) * len(TIMING_KEYS)
 _COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
 
 
@@ -98,7 +101,7 @@ class Task:
     @timings.setter
     def timings(self, value: dict[str, Any] | None) -> None:
         if value is not None and value.keys() <= _TIMING_KEY_SET:
-            self._timings = tuple(value.get(k, _ABSENT) for k in TIMING_KEYS)
+            self._timings = tuple(map(value.get, TIMING_KEYS, _ABSENTS))  # value.get(k, _ABSENT), in C
         else:  # other keys (a platform's billed figure): kept as they came
             self._timings = value
 
@@ -140,11 +143,14 @@ class Task:
         succeeded = failed = cancelled = 0
         error = error_traceback = None
         for future in self.futures:
-            if not future.done():
-                continue
-            if future.cancelled():
+            try:
+                exc = future.exception(0)  # one look at its state (done, cancelled, failed), not three
+            except CancelledError:
                 cancelled += 1
-            elif (exc := future.exception()) is not None:
+                continue
+            except FutureTimeoutError:
+                continue  # not done
+            if exc is not None:
                 failed += 1
                 if error is None:
                     error = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]

@@ -144,19 +144,23 @@ def open_record(
         IntegrityError: unsigned, modified, or signed for another task, attempt or key.
         ProtocolError / SerializationError: a record that cannot be read.
     """
-    what = f"result of task {task_id} (attempt {attempt}) of job {job_id}"
     if signer is None:
         payload = memoryview(data)
     else:
-        payload = signer.verify(data, result_context(job_id, task_id, attempt, key), what=what)
+        payload = signer.verify(data, result_context(job_id, task_id, attempt, key), what=_what(job_id, task_id, attempt))
     header, frames = decode_result(payload)
     found = (header.get("job_id"), header.get("task_id"), header.get("attempt"))
     if found != (job_id, task_id, attempt):
         # The signed context matched, so only a writer holding the key can get here.
         raise IntegrityError(
-            f"refusing the {what}: its header names job {found[0]!r} task {found[1]!r} attempt {found[2]!r}"
+            f"refusing the {_what(job_id, task_id, attempt)}: its header names job {found[0]!r} "
+            f"task {found[1]!r} attempt {found[2]!r}"
         )
     return _rebuild(header, frames, expected_calls)
+
+
+def _what(job_id: str, task_id: int, attempt: int) -> str:
+    return f"result of task {task_id} (attempt {attempt}) of job {job_id}"
 
 
 def own_copy(exc: BaseException) -> BaseException:

@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 from array import array
+from bisect import bisect_right
 
 #: numbers a reservoir keeps (8 bytes each: 16 KB at most)
 RESERVOIR_SIZE = 2048
@@ -42,7 +44,7 @@ class Reservoir:
             return
         if self._random is None:
             self._random = random.Random(self._seed)
-        slot = self._random.randrange(self.seen)
+        slot = int(self._random.random() * self.seen)  # randrange's draw, without its Python layers
         if slot < self.size:
             self.values[slot] = value
 
@@ -104,26 +106,40 @@ class PeakConcurrency:
         """No interval will be added: keep only the peak."""
         self._fold(len(self._starts) + len(self._ends))
 
-    def _edges(self) -> list[tuple[float, int]]:
-        # At a tie, -1 sorts first: a task ending as another starts is not overlap.
-        return sorted([(t, 1) for t in self._starts] + [(t, -1) for t in self._ends])
+    def _walk(self, cut: int | None = None) -> tuple[int, int, list[float], list[float], int, int]:
+        """Walk the first ``cut`` edges (default: all) in time order, an end before a start at
+        the same moment (a task ending as another starts is not overlap): the intervals open
+        and the peak after them, the sorted edges and how many of each were walked. Each side
+        sorted on its own (floats, in C), not as a list of (time, step) pairs."""
+        starts, ends = sorted(self._starts), sorted(self._ends)
+        running, peak = self._open_at_fold, self._folded_peak
+        if cut is None:
+            # The peak is at a start: those open then are the starts so far less the ends up to it.
+            if starts:
+                peak = max(peak, running + max(k - bisect_right(ends, t) for k, t in enumerate(starts, 1)))
+            return running + len(starts) - len(ends), peak, starts, ends, len(starts), len(ends)
+        i = j = 0
+        n_starts, n_ends = len(starts), len(ends)
+        for _ in range(cut):
+            if i < n_starts and (j >= n_ends or starts[i] < ends[j]):
+                i += 1
+                running += 1
+                if running > peak:
+                    peak = running
+            else:
+                j += 1
+                running -= 1
+        return running, peak, starts, ends, i, j
 
     def _fold(self, cut: int) -> None:
-        edges = self._edges()
-        running, peak = self._open_at_fold, self._folded_peak
-        for _, step in edges[:cut]:
-            running += step
-            peak = max(peak, running)
-        if cut:
-            self._folded_at = edges[cut - 1][0]
+        running, peak, starts, ends, i, j = self._walk(cut)
+        if i or j:
+            last_start = starts[i - 1] if i else -math.inf
+            last_end = ends[j - 1] if j else -math.inf
+            self._folded_at = max(last_start, last_end)
         self._open_at_fold, self._folded_peak = running, peak
-        rest = edges[cut:]
-        self._starts = array("d", [t for t, step in rest if step > 0])
-        self._ends = array("d", [t for t, step in rest if step < 0])
+        self._starts = array("d", starts[i:])
+        self._ends = array("d", ends[j:])
 
     def peak(self) -> int:
-        running, peak = self._open_at_fold, self._folded_peak
-        for _, step in self._edges():
-            running += step
-            peak = max(peak, running)
-        return peak
+        return self._walk()[1]

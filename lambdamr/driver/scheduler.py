@@ -110,6 +110,8 @@ class Scheduler:
         self.initializer_key: str | None = None
         #: the session's scratch folder for result buffers (``BUFFERS_OPTION``), if it has one
         self.buffer_scratch: str | None = None
+        self._options: dict[str, Any] = {}  # _event_options, made for the values in _options_for
+        self._options_for: tuple[str | None, str | None] = (None, None)
 
     # ---- called from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -189,7 +191,8 @@ class Scheduler:
 
     def _start_calls(self, task: Task) -> bool:
         """Mark the task's calls running; False when every one of them was cancelled first.
-        Calls of a retry or a backup are running already."""
+        Calls of a retry or a backup are running already (and those of an invocation a lost
+        worker held unstarted: the backend hands it out again)."""
         started = False
         with self._claim_lock:
             for future in task.futures:
@@ -234,7 +237,7 @@ class Scheduler:
             return None
         if not self.backend.reports_outcomes:
             return self.config.poll_interval_s
-        if any(task.job.speculate for task in self._in_flight.values()):
+        if any(job.speculate for job in self._jobs.values()):  # a few jobs, not every task in flight
             return SPECULATION_CHECK_S
         return None
 
@@ -242,7 +245,11 @@ class Scheduler:
         kind, payload = message
         if kind == "outcomes":
             for outcome in payload:
-                self._handle(("outcome", outcome))  # each on its own: an error fails its task only
+                try:  # each on its own: an error fails its task only
+                    self._handle_outcome(outcome)
+                except BaseException:  # noqa: BLE001 - as in the "outcome" message below
+                    log.exception("lambdamr scheduler: error while handling outcome")
+                    self._fail_after_error(outcome)
             return
         try:
             if kind == "job":
@@ -371,8 +378,9 @@ class Scheduler:
             task.live = {task.attempt}
         self._live += 1
         self._in_flight[(task.job.job_id, task.task_id)] = task
-        task.job.attempts.launched(task.task_id, task.attempt, task_memory(task))
-        invocation = task.invocation = Invocation.of(self._event(task))
+        memory_mb = task_memory(task)
+        task.job.attempts.launched(task.task_id, task.attempt, memory_mb)
+        invocation = task.invocation = Invocation(self._event(task, memory_mb))
         return invocation
 
     def _invoke(self, batch: list[Invocation]) -> None:
@@ -426,7 +434,7 @@ class Scheduler:
                 batch.append(invocation)
         self._invoke(batch)
 
-    def _event(self, task: Task) -> TaskEvent:
+    def _event(self, task: Task, memory_mb: int | None = None) -> TaskEvent:
         job = task.job
         return TaskEvent.assemble(  # one per attempt: without the dataclass __init__ (its values are the driver's own)
             job_id=job.job_id,
@@ -436,7 +444,7 @@ class Scheduler:
             function_key=job.function_key,
             result_key=result_key(job.prefix, task.task_id, task.attempt),
             timeout_s=job.timeout_s,
-            memory_mb=task_memory(task),
+            memory_mb=task_memory(task) if memory_mb is None else memory_mb,
             args_raw=task.args_inline,  # the event base64-encodes it only for a JSON transport
             args_range=task.args_range,
             store_result=self._store_result,
@@ -449,10 +457,15 @@ class Scheduler:
         )
 
     def _event_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {}
-        if self.buffer_scratch is not None:
-            options[BUFFERS_OPTION] = self.buffer_scratch
-        return options
+        """The options every event carries: one dict while they stay the same (events never
+        change theirs), so that neither this thread nor a backend rebuilds them per attempt."""
+        values = (self.initializer_key, self.buffer_scratch)
+        if values != self._options_for:
+            options: dict[str, Any] = {INITIALIZER_OPTION: self.initializer_key} if self.initializer_key else {}
+            if self.buffer_scratch is not None:
+                options[BUFFERS_OPTION] = self.buffer_scratch
+            self._options, self._options_for = options, values
+        return self._options
 
     def _handle_outcome(self, outcome: InvocationOutcome) -> None:
         event = outcome.invocation.event
@@ -526,10 +539,12 @@ class Scheduler:
         if task.done:
             task.job.duplicates += 1
             return
+        job = task.job
         try:
-            record = open_record(
-                None if authenticated else self.signer, data, job_id=task.job.job_id, task_id=task.task_id,
-                attempt=attempt, key=result_key(task.job.prefix, task.task_id, attempt), expected_calls=task.calls,
+            record = open_record(  # the key is only part of what a record's signature covers
+                None if authenticated else self.signer, data, job_id=job.job_id, task_id=task.task_id,
+                attempt=attempt, key="" if authenticated else result_key(job.prefix, task.task_id, attempt),
+                expected_calls=task.calls,
             )
         except LambdaMRError as exc:
             self._drop_attempt(task, attempt, None)
@@ -547,17 +562,23 @@ class Scheduler:
                 self._fail_or_retry(task, retry_error, force=True)
             return
         if attempt in task.backup_attempts:
-            task.job.backups_won += 1
-        requests = record.header.get("requests", {})
-        task.job.attempts.ended(task.task_id, attempt, record_seconds(record.timings), settled=True, requests=requests)
-        task.timings = {**record.timings, "attempt": attempt, "fetched": time.time()}  # fetched: decoded here
+            job.backups_won += 1
+        header = record.header
+        requests = header.get("requests", {})
+        timings = record.timings  # a dict of its own: completed here, then kept by the task
+        # A settled attempt's seconds are priced from the task's timings; only a budget reads them here.
+        seconds = record_seconds(timings) if job.attempts.budget is not None else None
+        job.attempts.ended(task.task_id, attempt, seconds, settled=True, requests=requests)
+        timings["attempt"] = attempt
+        timings["fetched"] = time.time()  # decoded here
         if task.memory_mb:  # escalated: the summary prices the winner at the memory it ran with
-            task.timings = {**task.timings, "memory_mb": task.memory_mb}
+            timings["memory_mb"] = task.memory_mb
+        task.timings = timings
         task.runtime = record.runtime
-        task.logs = record.header.get("logs")
+        task.logs = header.get("logs")
         for kind, count in requests.items():
             if count:  # most are 0 (a small task makes no request)
-                task.job.runtime_requests[kind] += count
+                job.runtime_requests[kind] += count
         for future, call in zip(task.futures, record.calls):
             future.attempt = attempt  # whose record: a pipelined call may read it (driver.pipeline)
             settle_future(future, call.value, call.exception if not call.ok else None)

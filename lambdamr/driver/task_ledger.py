@@ -162,7 +162,7 @@ class TaskSample(Generic[T]):
             return
         if self._random is None:
             self._random = random.Random(self._seed)
-        slot = self._random.randrange(self._offered)
+        slot = int(self._random.random() * self._offered)  # randrange without its Python layers
         if slot < UNIFORM_KEPT:
             self._uniform[slot], task_id = task_id, self._uniform[slot]
         del self._kept[task_id]  # the one left out: neither first, failed, slowest nor drawn
@@ -216,7 +216,9 @@ class TaskLedger(Generic[T]):
         if timings.get("billed_ms") is not None:  # a backend's billed figure (a REPORT line) holds INIT
             billed = run_billed = task_billed_ms(timings)
         else:
-            billed, run_billed = billed_ms(task_run_s(timings), task_init_s(timings)), billed_ms(task_run_s(timings))
+            task_s, init_s = task_run_s(timings), task_init_s(timings)
+            run_billed = billed_ms(task_s)
+            billed = billed_ms(task_s, init_s) if init_s else run_billed
         memory = int(timings.get("memory_mb") or 0)  # set when the winning attempt was escalated
         totals.billed_ms[memory] = totals.billed_ms.get(memory, 0) + billed
         totals.run_billed_ms[memory] = totals.run_billed_ms.get(memory, 0) + run_billed

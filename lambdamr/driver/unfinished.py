@@ -93,12 +93,10 @@ class UnfinishedJobs:
 def settle_future(future: LambdaFuture, value: Any, error: BaseException | None) -> None:
     """Set a call's result or exception, unless the call was cancelled or settled meanwhile;
     a done-callback that raises (even ``SystemExit``) is the caller's bug, logged, not ours."""
-    if future.done():
-        return
     try:
         if error is None:
-            future.set_result(value)
-        else:
+            future.set_result(value)  # refuses a settled or cancelled call itself (InvalidStateError)
+        elif not future.done():  # set_exception would first replace the traceback a settled call keeps
             future.set_exception(error)
     except InvalidStateError:
         pass  # cancelled by the user between the check and now

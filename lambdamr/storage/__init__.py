@@ -37,7 +37,7 @@ def open_storage(spec: dict[str, Any]) -> Storage:
     return store_class(**spec)
 
 
-_cached: dict[str, Storage] = {}
+_cached: dict[Any, Storage] = {}  # by the spec as a sorted tuple, or its JSON when nested
 _cached_lock = threading.Lock()
 
 
@@ -48,7 +48,11 @@ def open_cached(spec: dict[str, Any]) -> Storage:
     the shuffle's tasks): a warm worker or container reuses its connections across tasks.
     The driver opens its own stores (``open_storage``), whose request counters are its jobs'.
     """
-    key = json.dumps(spec, sort_keys=True)
+    try:  # a flat spec (a local folder's) keyed without a JSON encoding per call: tasks ask per task
+        key: Any = tuple(sorted(spec.items()))
+        hash(key)
+    except TypeError:  # nested (an S3 spec's options)
+        key = json.dumps(spec, sort_keys=True)
     with _cached_lock:
         store = _cached.get(key)
         if store is None:

@@ -193,3 +193,18 @@ def test_short_tasks_cross_in_batches_and_none_waits_behind_a_long_one(make_exec
     assert [next(results), next(results)] == [0, 1]
     touch(gate)
     assert next(results) == 2
+
+
+def test_a_records_outcome_built_without_init_equals_the_dataclasss_own() -> None:
+    from lambdamr.backends.base import Invocation, InvocationOutcome
+
+    event = TaskEvent(
+        job_id="s-0001", task_id=3, attempt=2, storage={"kind": "nowhere"}, function_key="fn", result_key="r",
+        timeout_s=60, memory_mb=128, args_raw=b"",
+    )
+    invocation = Invocation(event)
+    fast = InvocationOutcome.of_record(invocation, b"LMR1...", 10.0, 11.5)
+    assert fast == InvocationOutcome(invocation, record=b"LMR1...", started_at=10.0, ended_at=11.5)
+    assert fast.response is None and fast.error is None
+    with pytest.raises(AttributeError):  # frozen as the others
+        fast.record = b""  # type: ignore[misc]

@@ -18,7 +18,7 @@ from lambdamr import (
     StoragePermissionError,
     StorageReadOnlyError,
 )
-from lambdamr.storage import open_storage, storage_from_url
+from lambdamr.storage import open_cached, open_storage, storage_from_url
 from lambdamr.storage.local import LocalStorage
 from lambdamr.storage.s3 import DELETE_BATCH_LIMIT, S3Storage
 
@@ -266,3 +266,13 @@ def test_storage_turning_read_only_keeps_collected_results(tmp_path, monkeypatch
     assert results == [0, 1, 4, 9, 16]
     assert ex.jobs[0].summary().succeeded == 5  # the job's record survives; its consumed values were let go
     assert any("could not delete temp objects" in r.getMessage() and "read-only" in r.getMessage() for r in caplog.records)
+
+
+def test_open_cached_opens_a_spec_once_whatever_the_order_of_its_members(tmp_path) -> None:
+    first = open_cached({"kind": "local", "root": str(tmp_path / "a")})
+    assert open_cached({"root": str(tmp_path / "a"), "kind": "local"}) is first
+    assert open_cached({"kind": "local", "root": str(tmp_path / "b")}) is not first
+    s3 = {"kind": "s3", "bucket": "lambdamr-cached", "region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"}
+    store = open_cached(s3)  # no request is made to open it
+    assert isinstance(store, S3Storage)
+    assert open_cached(dict(reversed(list(s3.items())))) is store
