@@ -20,6 +20,7 @@ import marshal
 from typing import Any, NamedTuple
 
 from lambdamr.futures import LambdaFuture
+from lambdamr.protocol import ArgsRange
 
 #: what a settled task keeps of the runtime's description of itself
 RUNTIME_KEPT = ("request_id", "pid")
@@ -95,6 +96,7 @@ def pack_task(task: Any) -> bytes:
         task.first_dispatched_at, task.dispatched_at, task.completed_at,
         timings, runtime, tuple(sorted(task.backup_attempts)), task.logs,
         tuple(outcome) if outcome is not None else None,
+        (packed.key, packed.start, packed.length) if (packed := task.args_range) is not None else None,
     )
     try:
         return marshal.dumps(fields)
@@ -123,8 +125,7 @@ class SettledTask:
     __slots__ = ("job", "task_id", "record", "_fields", "_held", "_kept")
 
     done = True
-    args_inline: bytes | None = None  # a settled task runs no attempt: nothing of one is kept
-    args_range = None
+    args_inline: bytes | None = None  # a settled task runs no attempt: its calls are not kept
     invocation = None
     live: frozenset[int] = _NO_ATTEMPTS
 
@@ -204,6 +205,12 @@ class SettledTask:
     def outcome(self) -> TaskOutcome | None:
         fields = self._read()[12]
         return None if fields is None else _outcome(fields)
+
+    @property
+    def args_range(self) -> ArgsRange | None:
+        """Where its calls were in the job's packed argument object, if they were not inline."""
+        packed = self._read()[13]
+        return None if packed is None else ArgsRange(*packed)
 
     @property
     def futures(self) -> list[LambdaFuture]:
