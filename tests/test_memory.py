@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import inspect
 import itertools
 import time
 import tracemalloc
@@ -243,6 +244,23 @@ def test_a_submit_in_flight_costs_little_more_than_a_stdlib_future(ex, tmp_path)
     assert len(jobs) == 1 + 2_000 // SUBMITS_PER_JOB  # the blockers' job and the squares' jobs
 
 
+#: where the history's and the job records' writer threads build a record, and the views of
+#: settled tasks they decode for it: they run when they will, and what they have in hand at
+#: the moment of measuring is not what a call keeps
+WRITERS = ("*/lambdamr/driver/history*.py", "*/lambdamr/driver/jobstore.py", "*/lambdamr/driver/record_writer.py",
+           "*/lambdamr/signing.py", "*/json/encoder.py")
+
+
+def _held_outside_the_writers() -> int:
+    """Traced bytes but those allocated by a line of the writers' modules or a view's decoding."""
+    from lambdamr.driver import settled_task
+
+    decoding = inspect.getsourcelines(settled_task.decoded)[1] + 2  # the line that calls marshal.loads
+    writers = [tracemalloc.Filter(False, pattern) for pattern in WRITERS]
+    writers.append(tracemalloc.Filter(False, settled_task.__file__, lineno=decoding))
+    return sum(trace.size for trace in tracemalloc.take_snapshot().filter_traces(writers).traces)
+
+
 def test_a_settled_submit_keeps_its_future_and_a_small_record_with_every_timing(ex, tmp_path):
     gate = str(tmp_path / "gate")
     blockers = [ex.submit(wait_for, gate, i) for i in range(ex.backend.capacity)]
@@ -258,15 +276,15 @@ def test_a_settled_submit_keeps_its_future_and_a_small_record_with_every_timing(
     gc.collect()
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        before = _held_outside_the_writers()
         futures = settled_submits()
         until(lambda: all(f.job.done() for f in blockers), what="the blockers' job done")
         gc.collect()
-        per_submit = (tracemalloc.get_traced_memory()[0] - before) / count
+        per_submit = (_held_outside_the_writers() - before) / count
     finally:
         tracemalloc.stop()
     # The future (~0.5 KB), its value and its task's record (~0.2 KB of bytes); 2.4 KB before.
-    assert per_submit < 1_200, per_submit
+    assert per_submit < 1_100, per_submit
     timing = futures[7].timing()
     assert timing is not None and futures[7].logs() == ""
     assert timing["submitted"] <= timing["dispatched"] <= timing["invoked"] <= timing["started"]

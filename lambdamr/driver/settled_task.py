@@ -114,6 +114,12 @@ def _marshallable(value: Any) -> Any:
     return repr(value)
 
 
+def decoded(record: bytes) -> tuple[Any, ...]:
+    """The fields ``pack_task`` packed in ``record`` (a view decodes them on first use)."""
+    fields: tuple[Any, ...] = marshal.loads(record)
+    return fields
+
+
 class SettledTask:
     """A settled task as its job keeps it: the same read-only attributes as a ``Task``.
 
@@ -140,7 +146,7 @@ class SettledTask:
     def _read(self) -> tuple[Any, ...]:
         fields = self._fields
         if fields is None:
-            fields = self._fields = marshal.loads(self.record)
+            fields = self._fields = decoded(self.record)
         return fields
 
     @property
