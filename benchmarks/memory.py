@@ -14,8 +14,10 @@ Two cases, each in a fresh driver process (so that its peak RSS is its own):
 A third, ``--in-flight N`` (3,000 by default; 0 skips it): N ``submit`` calls wait in the driver
 behind calls that hold every slot of the backend until a gate file appears, and what they leave
 allocated (``tracemalloc``) is divided by N, beside what N bare ``concurrent.futures.Future``
-objects take (a lower bound no executor's future goes under), with the number of jobs the
-submits made (they join one job while it runs: docs/futures.md, "A submit's job").
+objects take, with the number of jobs the submits made (they join one job while it runs:
+docs/futures.md, "A submit's job"); then the gate opens, and what the same submits leave
+allocated once settled, their futures still held (each future, its value, its task's record;
+a history record being written at that moment counts too).
 
 For the first two: the peak of Python allocations (``tracemalloc``) and of the driver's resident set
 (``ru_maxrss``), what is still allocated once the loop ended (``traced end``: the job and
@@ -130,12 +132,23 @@ def run_in_flight(count: int, workers: int) -> dict[str, Any]:
             list(ex.map(increment, range(workers * 4)))  # workers started, code paths warm
             blockers = [ex.submit(wait_for_gate, gate) for _ in range(ex.backend.capacity)]
             stdlib = _traced_per_object(lambda i: concurrent.futures.Future(), count)
-            per_submit = _traced_per_object(lambda i: ex.submit(increment, i), count)
-            jobs = len({job.job_id for job in ex.jobs}) - 2  # the warm-up map's and the blockers' jobs aside
-            open(gate, "w").close()
-            assert all(f.result() == gate for f in blockers)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                futures = [ex.submit(increment, i) for i in range(count)]
+                gc.collect()
+                per_submit = (tracemalloc.get_traced_memory()[0] - before) / count
+                jobs = len({job.job_id for job in ex.jobs}) - 2  # the warm-up map's and the blockers' jobs aside
+                open(gate, "w").close()
+                assert [f.result() for f in futures] == [i + 1 for i in range(count)]
+                assert all(f.result() == gate for f in blockers) and futures[-1].job.wait(60)
+                gc.collect()
+                per_settled = (tracemalloc.get_traced_memory()[0] - before) / count
+            finally:
+                tracemalloc.stop()
         return {"case": "in-flight", "calls": count, "bytes_per_submit": round(per_submit),
-                "bytes_per_stdlib_future": round(stdlib), "jobs": jobs}
+                "bytes_per_settled_submit": round(per_settled), "bytes_per_stdlib_future": round(stdlib), "jobs": jobs}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -177,7 +190,7 @@ def main() -> int:
     if in_flight is not None:
         print(f"in flight: {in_flight['calls']:,} submits waiting in the driver, {in_flight['bytes_per_submit']:,} B traced "
               f"per submit against {in_flight['bytes_per_stdlib_future']:,} B per bare stdlib Future; "
-              f"{in_flight['jobs']} job(s)")
+              f"{in_flight['jobs']} job(s); once settled (futures kept), {in_flight['bytes_per_settled_submit']:,} B per submit")
     for row in rows:
         print(
             f"{row['case']:<10} {row['calls']:>9,} {row['tasks']:>7,} {row['records_kept']:>6,} {row['wall_s']:>7} "

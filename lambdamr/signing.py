@@ -282,6 +282,10 @@ class Signer:
         mac.update(payload)
         return b"".join((MAGIC, mac.digest(), length, head, payload))
 
+    def signed_size(self, payload_size: int, context: Context) -> int:
+        """How many bytes ``sign`` makes of a payload of ``payload_size`` bytes (without signing)."""
+        return _CONTEXT_START + len(self._encode(context)) + payload_size
+
     def verify(self, blob: bytes | memoryview, expected: Context, *, what: str) -> memoryview:
         """The payload of a signed blob, once its signature and its context check out.
 

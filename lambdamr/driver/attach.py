@@ -43,7 +43,7 @@ def collect_stored_results(storage: Storage, job: Job, signer: Signer) -> list[T
         latest[task_id] = max(latest.get(task_id, 0), attempt)
         stored.setdefault(task_id, []).append((attempt, info.key))
     remaining = []
-    for task in job.tasks:
+    for task in job.live_tasks:  # every task of a job just loaded
         for attempt, key in sorted(stored.get(task.task_id, [])):
             try:
                 record = open_record(

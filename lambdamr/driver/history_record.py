@@ -17,7 +17,7 @@ from lambdamr.driver.task_ledger import task_state
 from lambdamr.runtime.capture import log_tail
 
 if TYPE_CHECKING:
-    from lambdamr.driver.job import Job, Task
+    from lambdamr.driver.job import Job, TaskView
 
 #: a record's format; readers skip other versions
 RECORD_VERSION = 1
@@ -30,7 +30,7 @@ def _rel(moment: Any, origin: float) -> float | None:
     return None if not isinstance(moment, (int, float)) else round(moment - origin, 4)
 
 
-def task_row(task: Task, origin: float) -> dict[str, Any]:
+def task_row(task: TaskView, origin: float) -> dict[str, Any]:
     """One task's phases (seconds since the job's submission) and facts, for the task stream."""
     timings = task.timings or {}
     row: dict[str, Any] = {
@@ -53,7 +53,7 @@ def task_row(task: Task, origin: float) -> dict[str, Any]:
     return row
 
 
-def failure_entry(task: Task) -> dict[str, Any]:
+def failure_entry(task: TaskView) -> dict[str, Any]:
     outcome = task.outcome
     return {
         "task_id": task.task_id,

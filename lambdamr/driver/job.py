@@ -15,60 +15,61 @@ from __future__ import annotations
 
 import collections
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Union
 
 from lambdamr.driver.billing import AttemptLedger
 from lambdamr.driver.budget import JobBudget
+from lambdamr.driver.settled_task import (
+    NO_CALLS,
+    HeldFutures,
+    SettledTask,
+    TaskOutcome,
+    common_outcome,
+    held_futures,
+    let_go,
+    pack_task,
+)
 from lambdamr.driver.summary import JobSummary, estimate_cost, task_billed_ms
 from lambdamr.driver.task_ledger import TaskLedger, TaskTotals, task_state
 from lambdamr.futures import LambdaFuture
-from lambdamr.protocol import NO_EXTRA_ENV, ArgsRange, ExtraEnv
+from lambdamr.protocol import NO_EXTRA_ENV, ArgsRange, ExtraEnv, arguments_context
 from lambdamr.report import exception_traceback
+from lambdamr.signing import Signer
 
-#: what a settled task keeps of the runtime's description of itself
-RUNTIME_KEPT = ("request_id", "pid")
-#: the timings a task keeps, packed in this order into a tuple (a dict costs three times more)
-TIMING_KEYS = ("started", "loaded", "finished", "cold", "init_ms", "peak_rss_mb", "attempt", "fetched", "memory_mb")
-_ABSENT = object()  # a timing the record did not have
-_NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every settled task, and by those never backed up
-_NO_CALLS: tuple[Any, ...] = ()  # the futures a task holds once it let go of all of them (shared)
-_TIMING_KEY_SET = frozenset(TIMING_KEYS)
-_ABSENTS = (_ABSENT,) * len(TIMING_KEYS)
-_COMMON_OUTCOMES: dict[TaskOutcome, TaskOutcome] = {}  # "n calls, all ok" (n <= 64), by value
+_NO_ATTEMPTS: frozenset[int] = frozenset()  # shared by every task never backed up, and until launched
+_FIRST_CLAIMED = (0,)  # the claims of a task whose one call's future was claimed (a submit's): shared
+
+#: a task as the job hands it out: live (the scheduler's) or a view of a settled one's record
+TaskView = Union["Task", SettledTask]
 
 
-class TaskOutcome(NamedTuple):
-    """How a settled task's calls ended: what its record keeps once the futures are gone."""
-
-    succeeded: int
-    failed: int
-    cancelled: int
-    error: str | None  # "Type: message" (first line) of the first call that raised
-    traceback: str | None = None  # that call's traceback as printed (the job history shows it)
-
-
-@dataclass(eq=False, slots=True)  # slots: a job in the history keeps one per task
+@dataclass(eq=False, slots=True)  # slots: one per task in flight
 class Task:
     """One unit of invocation: a function applied to ``calls`` argument tuples.
 
-    Until it settles the task holds its futures (the scheduler settles them); then it lets
-    go of those someone claimed (``claim``: the user got them from ``submit``, or a
-    ``MapIterator`` yielded them), so a consumed and dropped result leaves the driver's
-    memory. Its timings, logs and ``outcome`` stay for the job's summary.
+    Until it settles the task holds its futures (the scheduler settles them); then its job
+    keeps its record instead (``driver.settled_task``: its timings, logs and ``outcome``, for
+    the job's summary and each future's ``timing()`` and ``logs()``) and lets go of the
+    futures someone claimed (``claim``: the user got them from ``submit``, or a
+    ``MapIterator`` yielded them), so a consumed and dropped result leaves the driver's memory.
+
+    A task's calls are held pickled and unsigned while it waits (``hold_arguments``) and are
+    signed for its job and task when an attempt's event reads ``args_inline``: a waiting call
+    then costs its pickle, not the signature and signed context around it too.
     """
 
     job: Job
     task_id: int
     calls: int
-    args_inline: bytes | None = None  # the signed pickled calls, raw (base64 only inside JSON)
+    _args_signed: bytes | None = None  # the signed pickled calls (from a task manifest), raw
+    _args_unsigned: bytes | None = None  # the pickled calls, signed when read (``args_inline``)
     args_range: ArgsRange | None = None
     attempt: int = 0  # the latest attempt launched (0 before the first dispatch)
     attempt_base: int = 0  # attempts numbered below it were not launched by this driver (attach)
@@ -82,45 +83,35 @@ class Task:
     dispatched_at: float | None = None
     first_dispatched_at: float | None = None
     completed_at: float | None = None
-    _timings: tuple[Any, ...] | dict[str, Any] | None = None  # from the winning result record, packed
-    _runtime: tuple[Any, ...] | dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None  # the winning result record's (started, loaded, finished, cold...)
+    runtime: dict[str, Any] | None = None  # what the runtime said of itself (request id, pid)
     logs: str | None = None  # captured stdout, stderr and logging records (the runtime's)
     outcome: TaskOutcome | None = None  # once settled
-    _held: list[LambdaFuture | None] = field(default_factory=list)  # each call's future; None once let go
-    _kept: int = 0  # entries of _held that are not None
+    _held: HeldFutures = NO_CALLS  # its calls' futures (``settled_task.HeldFutures``)
+    _kept: int = 0  # futures _held still holds
     _claimed: list[int] | tuple[int, ...] = ()  # calls whose future someone else holds (a list from the first)
 
     @property
-    def timings(self) -> dict[str, Any] | None:
-        """The winning record's timings (started, loaded, finished, cold...), with its attempt."""
-        packed = self._timings
-        if isinstance(packed, tuple):
-            return {k: v for k, v in zip(TIMING_KEYS, packed) if v is not _ABSENT}
-        return packed
+    def args_inline(self) -> bytes | None:
+        """The task's calls as signed for its event (inline, bound to its job and task), or None."""
+        if self._args_unsigned is not None:
+            signer = self.job.arguments_signer
+            assert signer is not None, "a job that holds unsigned arguments has a signer"
+            return signer.sign(self._args_unsigned, arguments_context(self.job.job_id, self.task_id, None))
+        return self._args_signed
 
-    @timings.setter
-    def timings(self, value: dict[str, Any] | None) -> None:
-        if value is not None and value.keys() <= _TIMING_KEY_SET:
-            self._timings = tuple(map(value.get, TIMING_KEYS, _ABSENTS))  # value.get(k, _ABSENT), in C
-        else:  # other keys (a platform's billed figure): kept as they came
-            self._timings = value
+    @args_inline.setter
+    def args_inline(self, value: bytes | None) -> None:
+        self._args_signed, self._args_unsigned = value, None
 
-    @property
-    def runtime(self) -> dict[str, Any] | None:
-        """What the runtime said of itself (request id, pid once settled)."""
-        packed = self._runtime
-        if isinstance(packed, tuple):
-            return {k: v for k, v in zip(RUNTIME_KEPT, packed) if v is not _ABSENT}
-        return packed
-
-    @runtime.setter
-    def runtime(self, value: dict[str, Any] | None) -> None:
-        self._runtime = value
+    def hold_arguments(self, payload: bytes) -> None:
+        """Keep the pickled calls unsigned: ``args_inline`` signs them when an event reads them."""
+        self._args_signed, self._args_unsigned = None, payload
 
     @property
     def futures(self) -> list[LambdaFuture]:
         """Every call's future while the task is unsettled; then those nobody claimed."""
-        return [f for f in self._held if f is not None]
+        return held_futures(self._held)
 
     @property
     def holds_futures(self) -> bool:
@@ -131,11 +122,12 @@ class Task:
         """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
         if self.done:
             self._release(index)
+        elif not self._claimed:
+            self._claimed = _FIRST_CLAIMED if index == 0 else [index]
+        elif isinstance(self._claimed, tuple):
+            self._claimed = [*self._claimed, index]
         else:
-            if isinstance(self._claimed, tuple):
-                self._claimed = [index]
-            else:
-                self._claimed.append(index)
+            self._claimed.append(index)
 
     def settle_record(self) -> None:
         """Called once settled: record the outcome, drop what only a new attempt would need
@@ -157,30 +149,20 @@ class Task:
                     error_traceback = exception_traceback(exc)
             else:
                 succeeded += 1
-        outcome = TaskOutcome(succeeded, failed, cancelled, error, error_traceback)
         # Most tasks end alike (every call ok): they share one outcome object.
-        common = not failed and not cancelled and succeeded <= 64
-        self.outcome = _COMMON_OUTCOMES.setdefault(outcome, outcome) if common else outcome
-        self.args_inline = None  # re-read only by a new attempt; the invocation holds a copy too
+        self.outcome = common_outcome(TaskOutcome(succeeded, failed, cancelled, error, error_traceback))
+        self._args_signed = self._args_unsigned = None  # read only by a new attempt
         self.invocation = None
         self.live = _NO_ATTEMPTS  # type: ignore[assignment]  # a settled task runs no attempt
-        runtime = self._runtime
-        if isinstance(runtime, dict):  # what ``task_timing`` reports, not the rest of every response
-            self._runtime = tuple(runtime.get(k, _ABSENT) for k in RUNTIME_KEPT)
-        timings = self._timings
-        if isinstance(timings, dict):  # each record decoded its own copy of the key strings: share one
-            self._timings = {sys.intern(k): v for k, v in timings.items()}
         for index in self._claimed:
             self._release(index)
         self._claimed = ()
 
     def _release(self, index: int) -> None:
-        held = self._held
-        if index < len(held) and held[index] is not None and held[index].done():  # type: ignore[union-attr]
-            held[index] = None
+        held = let_go(self._held, index)
+        if held is not None:
             self._kept -= 1
-            if not self._kept:
-                self._held = _NO_CALLS  # type: ignore[assignment]  # nothing left to keep: not even a slot per call
+            self._held = held if self._kept else NO_CALLS  # nothing left to keep: not even a slot per call
 
 
 class Job:
@@ -207,7 +189,7 @@ class Job:
         "submitted_at", "finished_at", "retries", "backups", "backups_won", "duplicates", "storage_before",
         "storage_after", "runtime_requests", "_settled", "_finished", "_finished_event", "_lock",
         "_done_callbacks", "extra_env", "escalate_memory", "max_memory_mb", "budget", "attempts", "seals_when_idle",
-        "__weakref__",
+        "arguments_signer", "__weakref__",
     )
 
     def __init__(
@@ -230,6 +212,7 @@ class Job:
         max_memory_mb: int | None = None,
         budget: JobBudget | None = None,
         seals_when_idle: bool = False,
+        arguments_signer: Signer | None = None,
     ) -> None:
         self.job_id = job_id
         self.prefix = prefix
@@ -249,11 +232,12 @@ class Job:
         self.attempts = AttemptLedger(timeout_s, budget)  # attempts in flight; bills of the failed ones
         self.sealed = sealed  # no task will be added (see the class docstring)
         self.seals_when_idle = seals_when_idle  # submits join it while a task is unsettled (``join_task``)
+        self.arguments_signer = arguments_signer  # signs a task's held arguments for its event (``Task.args_inline``)
         self.task_count = 0  # tasks added so far
         self.calls = 0  # calls those tasks hold
         self._live: dict[int, Task] = {}  # unsettled tasks, by id
-        self._holding: dict[int, Task] = {}  # settled tasks that hold futures nobody claimed
-        self._ledger: TaskLedger[Task] | None = None  # made when the first task settles
+        self._holding: dict[int, SettledTask] = {}  # settled tasks that hold futures nobody claimed
+        self._ledger: TaskLedger[bytes] | None = None  # made when the first task settles; keeps records
         self.submitted_at = time.time()
         self.finished_at: float | None = None
         self.retries = 0
@@ -278,7 +262,8 @@ class Job:
     def _add_task(self, calls: int) -> Task:
         task_id = self.task_count
         task = Task(self, task_id, calls)
-        task._held = [LambdaFuture(self, task_id, i) for i in range(calls)]
+        # One call (a submit's, a map's with chunksize 1): its future without a list around it
+        task._held = LambdaFuture(self, task_id) if calls == 1 else [LambdaFuture(self, task_id, i) for i in range(calls)]
         task._kept = calls
         self._live[task_id] = task
         self.task_count += 1
@@ -316,12 +301,14 @@ class Job:
             self.task_count = min(self.task_count, first)
 
     @property
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[TaskView]:
         """The tasks the job keeps, in task order: every unsettled one and a bounded sample
-        of the settled (all of them in a job of up to ``task_ledger.FIRST_KEPT`` tasks).
-        ``task_count`` is how many the job has."""
+        of the settled (all of them in a job of up to ``task_ledger.FIRST_KEPT`` tasks), each
+        settled one as a view of its record (``driver.settled_task``). ``task_count`` is how
+        many the job has."""
         with self._lock:
-            kept = {task.task_id: task for task in self._ledger.sample.records()} if self._ledger else {}
+            records = self._ledger.sample.records() if self._ledger else []
+            kept: dict[int, TaskView] = {task_id: SettledTask(self, task_id, record) for task_id, record in records}
             kept.update(self._holding)
             kept.update(self._live)
         return [kept[task_id] for task_id in sorted(kept)]
@@ -332,12 +319,14 @@ class Job:
         with self._lock:
             return sorted(self._live.values(), key=lambda task: task.task_id)
 
-    def task(self, task_id: int) -> Task | None:
-        """Task ``task_id`` if the job keeps it (unsettled, sampled, or holding a future)."""
+    def task(self, task_id: int) -> TaskView | None:
+        """Task ``task_id`` if the job keeps it (unsettled, sampled, or holding a future); a
+        settled one as a view of its record."""
         with self._lock:
-            found = self._live.get(task_id) or self._holding.get(task_id)
+            found: TaskView | None = self._live.get(task_id) or self._holding.get(task_id)
             if found is None and self._ledger is not None:
-                found = self._ledger.sample.get(task_id)
+                record = self._ledger.sample.get(task_id)
+                found = SettledTask(self, task_id, record) if record is not None else None
             return found
 
     @property
@@ -351,7 +340,7 @@ class Job:
         settled task those nobody claimed (a future from ``submit`` or one a ``map``
         iterator yielded is its caller's alone once settled; see ``Task``)."""
         with self._lock:
-            holders = {**self._holding, **self._live}
+            holders: dict[int, TaskView] = {**self._holding, **self._live}
         return [f for task_id in sorted(holders) for f in holders[task_id].futures]
 
     @property
@@ -386,11 +375,12 @@ class Job:
             task.settle_record()
             if self._live.pop(task.task_id, None) is None:
                 return  # discarded before launch (discard_tasks_from)
-            if task.holds_futures:
-                self._holding[task.task_id] = task
+            record = pack_task(task)
+            if task.holds_futures:  # the view shares the task's list of futures, letting go of each as claimed
+                self._holding[task.task_id] = SettledTask(self, task.task_id, record, task._held, task._kept)
             if self._ledger is None:
-                self._ledger = TaskLedger[Task](seed=self.job_id)
-            self._ledger.add(task)
+                self._ledger = TaskLedger[bytes](seed=self.job_id)
+            self._ledger.add(task, record)
             self._settled += 1
             if self.seals_when_idle and self._settled == self.task_count:
                 self.sealed = True  # idle: a later submit starts a job of its own (join_task)
@@ -465,15 +455,17 @@ class Job:
             "completed": task.completed_at,
             "attempts": task.attempt,
         }
-        if task.timings:
-            timing.update(task.timings)
+        timings = task.timings
+        if timings:
+            timing.update(timings)
             # Only the latest attempt's dispatch time is kept: when an earlier one (a backup's
             # original) won, its invoke time is unknown.
-            won_latest = task.timings.get("attempt", task.attempt) == task.attempt
+            won_latest = timings.get("attempt", task.attempt) == task.attempt
             timing["invoked"] = task.dispatched_at if won_latest else None
-            timing["billed_ms"] = task_billed_ms(task.timings)
-        if task.runtime:
-            timing["request_id"] = task.runtime.get("request_id")
+            timing["billed_ms"] = task_billed_ms(timings)
+        runtime = task.runtime
+        if runtime:
+            timing["request_id"] = runtime.get("request_id")
         return timing
 
     # ---- reporting ------------------------------------------------------------------------

@@ -28,11 +28,11 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lambdamr._version import __version__
-from lambdamr.driver.job import Job, Task
+from lambdamr.driver.job import Job, TaskView
 from lambdamr.errors import ConfigurationError, IntegrityError, LambdaMRError, ObjectNotFound
 from lambdamr.protocol import ArgsRange, decode_result, encode_inline_args, result_context, session_of
 from lambdamr.signing import Context, Signer, process_key
@@ -214,7 +214,7 @@ def task_log_entries(job: Job) -> dict[str, dict[str, Any]]:
 
 
 # ---- the task manifest (durable jobs) -------------------------------------------------------
-def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: list[Task] | None = None) -> None:
+def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: Sequence[TaskView] | None = None) -> None:
     """Store what re-running any task of ``job`` needs: one put per job, or per ``batch``
     of tasks a streaming map launches (they follow one another)."""
     batch = job.tasks if batch is None else batch

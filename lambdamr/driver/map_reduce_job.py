@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lambdamr.driver.job import Job, Task, TaskOutcome
+from lambdamr.driver.job import Job, TaskView
+from lambdamr.driver.settled_task import TaskOutcome
 from lambdamr.driver.summary import JobSummary, added_costs
 
 
@@ -94,7 +95,7 @@ class MapReduceJob:
         return self.jobs[0].backend
 
     @property
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[TaskView]:
         """The tasks every phase keeps (a big job keeps a sample: ``Job.tasks``), map tasks first."""
         return [task for job in self.jobs for task in job.tasks]
 
@@ -197,5 +198,5 @@ class RunTimeline:
         return self._run.summary()
 
 
-def _numbered(row: int, task: Task) -> NumberedTask:
+def _numbered(row: int, task: TaskView) -> NumberedTask:
     return NumberedTask(row, task.attempt, task.timings, task.logs, task.outcome)

@@ -23,7 +23,7 @@ from typing import Any
 
 from lambdamr.config import JobOptions
 from lambdamr.driver.inputs import Call
-from lambdamr.driver.job import Job, Task
+from lambdamr.driver.job import Job, TaskView
 from lambdamr.driver.session import Session
 from lambdamr.errors import (
     BackendError,
@@ -92,7 +92,7 @@ class Phase:
         self.executions = 0
         self.retried = 0
         self.wall_s = 0.0
-        self._futures: dict[Future[Any], tuple[int, int, Task]] = {}  # future -> (index, attempt, task)
+        self._futures: dict[Future[Any], tuple[int, int, TaskView]] = {}  # future -> (index, attempt, task)
         self._unsettled: set[Future[Any]] = set()
         self._payloads: Sequence[Any] = ()
 

@@ -427,6 +427,7 @@ class Session:
             max_memory_mb=settings.max_memory_mb,
             budget=budget,
             seals_when_idle=submits,
+            arguments_signer=self.signer,
         )
         if self.scratch is not None:  # its arguments' big buffers, once no attempt needs them
             job.add_done_callback(self.scratch.release_arguments)

@@ -10,7 +10,9 @@
 
 Every blob is signed with its context (``lambdamr.signing.Context``): a function or shared
 object with its session and storage key, a task's arguments with its job, task and (packed)
-the key of the argument object — so no signed blob is accepted anywhere else.
+the key of the argument object — so no signed blob is accepted anywhere else. Inline
+arguments are signed as their event is built (the same bytes, signed later: a task waiting
+in the driver keeps only its pickle), packed ones here.
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ class Stager:
             )
             payload = serialize.dumps(list(task_calls), what=what, sink=sink)
             inline = arguments_context(task.job.job_id, task.task_id, None)
-            data = self.signer.sign(payload, inline)
-            if len(data) <= self.inline_args_max:
-                task.args_inline = data  # raw: an event encodes it when its transport needs text
+            if self.signer.signed_size(len(payload), inline) <= self.inline_args_max:
+                # Signed for this job and task when its event is built (``Task.args_inline``):
+                # a call waiting in the driver holds its pickle only.
+                task.hold_arguments(payload)
             else:
                 data = self.signer.sign(payload, arguments_context(task.job.job_id, task.task_id, key))
                 task.args_range = ArgsRange(key, offset, len(data))

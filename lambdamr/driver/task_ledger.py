@@ -11,7 +11,8 @@ A job of a million tasks must not keep a million records. As each task settles,
   quantiles) and the driver's dispatch-to-settle time (the median speculation compares
   stragglers with); exact up to ``RESERVOIR_SIZE`` tasks;
 * ``TaskSample``: the records ``job.tasks``, ``plot()``, ``logs()`` and the history's task
-  rows read — every task below ``FIRST_KEPT``, every failed one up to ``FAILED_KEPT``, the
+  rows read (what the job keeps of a task: ``driver.settled_task`` packs it in bytes) —
+  every task below ``FIRST_KEPT``, every failed one up to ``FAILED_KEPT``, the
   ``SLOWEST_KEPT`` slowest, and a uniform reservoir of ``UNIFORM_KEPT`` of the rest. A job
   of up to ``FIRST_KEPT`` tasks keeps them all; any job keeps at most
   ``FIRST_KEPT + FAILED_KEPT + SLOWEST_KEPT + UNIFORM_KEPT`` (1,025) records.
@@ -52,7 +53,8 @@ class CallOutcome(Protocol):
 
 
 class SettledTask(Protocol):
-    """What the ledger reads of a task (``driver.job.Task``): this module sits below the job."""
+    """What the ledger reads of a task (``driver.job.Task``, ``driver.settled_task.SettledTask``):
+    this module sits below the job."""
 
     @property
     def task_id(self) -> int: ...
@@ -82,7 +84,7 @@ class SettledTask(Protocol):
     def outcome(self) -> CallOutcome | None: ...
 
 
-T = TypeVar("T", bound=SettledTask)
+T = TypeVar("T")  # what the job keeps of a sampled task
 
 
 def task_state(task: SettledTask) -> str:
@@ -136,12 +138,12 @@ class TaskSample(Generic[T]):
     def get(self, task_id: int) -> T | None:
         return self._kept.get(task_id)
 
-    def records(self) -> list[T]:
-        return list(self._kept.values())
+    def records(self) -> list[tuple[int, T]]:
+        """``(task id, record)`` of every task kept."""
+        return list(self._kept.items())
 
-    def add(self, task: T, failed: bool, run_s: float | None) -> None:
-        task_id = task.task_id
-        self._kept[task_id] = task
+    def add(self, task_id: int, record: T, failed: bool, run_s: float | None) -> None:
+        self._kept[task_id] = record
         if task_id < FIRST_KEPT:
             return
         if failed and self._failed < FAILED_KEPT:
@@ -185,8 +187,9 @@ class TaskLedger(Generic[T]):
         self.concurrency.close()
         self.turnaround_seconds = Reservoir(0)  # only speculation, in a running job, reads it
 
-    def add(self, task: T) -> None:
-        """Fold a task that has just settled (its outcome recorded) into the totals and samples."""
+    def add(self, task: SettledTask, record: T) -> None:
+        """Fold a task that has just settled (its outcome recorded) into the totals and samples;
+        ``record`` is what the sample keeps of it."""
         totals = self.totals
         outcome = task.outcome
         totals.settled += 1
@@ -203,9 +206,9 @@ class TaskLedger(Generic[T]):
         totals.last_completed = max(totals.last_completed, task.completed_at or 0.0)
         timings = task.timings
         run_s = self._add_timings(task, timings) if timings and "finished" in timings else None
-        self.sample.add(task, state == "failed", run_s)
+        self.sample.add(task.task_id, record, state == "failed", run_s)
 
-    def _add_timings(self, task: T, timings: dict[str, Any]) -> float:
+    def _add_timings(self, task: SettledTask, timings: dict[str, Any]) -> float:
         totals = self.totals
         run_s = timings["finished"] - timings["started"]
         totals.timed += 1

@@ -152,7 +152,9 @@ def test_a_settled_task_holding_a_future_nobody_claimed_stays_with_the_job() -> 
     for task_id in range(2 * FIRST_KEPT):
         if task_id != FIRST_KEPT + 7:
             settle(job, task_id, started=float(task_id), run_s=0.1)
-    assert job.futures == [future] and job.task(FIRST_KEPT + 7) is unclaimed
+    kept = job.task(FIRST_KEPT + 7)  # the settled task's record (driver.settled_task), with the future
+    assert job.futures == [future] and kept is not None and kept.futures == [future]
+    assert kept.done and kept.dispatched_at == 1.0 and kept.outcome is not None and kept.outcome.succeeded == 1
     job.claim(future)  # now the caller's: the job may drop the record with the future
     assert job.futures == []
 
