@@ -80,6 +80,9 @@ class Row:
     reducers: int
     puts: int
     gets: int
+    #: CPU seconds of the driver and its worker processes (user + system; 0 where /proc is missing)
+    cpu_s: float = 0.0
+    mp_cpu_s: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -144,6 +147,33 @@ def raw_put_get(ex: LambdaExecutor, objects: int, ranges: int, nbytes: int, work
         ranged_rounds.append((puts + ranged) / workers)
         whole_rounds.append((puts + whole) / workers)
     return statistics.mean(ranged_rounds), statistics.mean(whole_rounds)
+
+
+def cpu_seconds(marker: str) -> float:
+    """CPU seconds (user + system) of this process and of its children whose command line
+    contains ``marker`` (the local backend's workers, or the multiprocessing pool's): a
+    figure that other processes on the machine change much less than wall time. Linux only
+    (``/proc``); 0 elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = time.process_time()
+    me = str(os.getpid())
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if fields[1] != me:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() not in fh.read():
+                    continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):  # a process that just ended
+            continue
+    return total
 
 
 def shuffle_path_seconds(stats: Any, workers: int) -> float:
@@ -264,13 +294,19 @@ def run_workload(name: str, ex: LambdaExecutor, kind: str, folder: str, size_mb:
             location = wordcount.upload_corpus(ex, local, "bench-wordcount")
         else:
             location = local
+        cpu_before = cpu_seconds("lambdamr.backends.local_worker")
         started = time.perf_counter()
         result = wordcount.wordcount(ex, location, reducers=reducers, chunk_bytes=chunk)
         wall = time.perf_counter() - started
+        cpu = cpu_seconds("lambdamr.backends.local_worker") - cpu_before
+        cpu_before = cpu_seconds("multiprocessing")
         started = time.perf_counter()
         reference = _mp_wordcount(pool, lambdamr.objects(location, chunk_bytes=chunk).resolve(endpoint_url=endpoint))
         mp_wall = time.perf_counter() - started
+        mp_cpu = cpu_seconds("multiprocessing") - cpu_before
         assert dict(result) == dict(reference), "wordcount differs from the multiprocessing count"
+    if name != "wordcount":
+        cpu = mp_cpu = 0.0
     stats = result.stats
     raw_s, raw_whole_s = raw_put_get(ex, stats.mappers, stats.reducers, stats.bytes_shuffled, workers)
     return Row(
@@ -287,6 +323,8 @@ def run_workload(name: str, ex: LambdaExecutor, kind: str, folder: str, size_mb:
         stats.reducers,
         stats.intermediate_puts,
         stats.ranged_gets,
+        cpu,
+        mp_cpu,
     )
 
 
@@ -317,7 +355,7 @@ def median_row(runs: list[Row]) -> Row:
     if len(runs) == 1:
         return runs[0]
     first = runs[0]
-    timings = ("wall_s", "shuffle_path_s", "raw_s", "raw_whole_s", "mp_wall_s")
+    timings = ("wall_s", "shuffle_path_s", "raw_s", "raw_whole_s", "mp_wall_s", "cpu_s", "mp_cpu_s")
     return dataclasses.replace(first, **{name: statistics.median(getattr(r, name) for r in runs) for name in timings})
 
 
@@ -400,6 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = "load average (1, 5, 15 min) at the start {:.2f} {:.2f} {:.2f}, at the end {:.2f} {:.2f} {:.2f}"
     print(loads.format(*load_start, *load_end))
     print(markdown(rows))
+    for r in rows:
+        if r.workload == "wordcount" and r.cpu_s and r.mp_cpu_s:
+            print(
+                f"wordcount {r.data_mb:g} MB, {r.storage}: wall {r.wall_s:.2f} s against multiprocessing's "
+                f"{r.mp_wall_s:.2f} s ({r.mp_wall_s / r.wall_s:.2f}x); CPU of all processes {r.cpu_s:.2f} s against "
+                f"{r.mp_cpu_s:.2f} s ({r.mp_cpu_s / r.cpu_s:.2f}x)"
+            )
     for kind in sorted({r.storage for r in rows}):
         ratios = ", ".join(f"{r.workload} {r.ratio:.0%}" for r in rows if r.storage == kind)
         print(f"shuffle-path / raw PUT+GET, {kind}: {ratios}")

@@ -9,8 +9,9 @@ value — small — carries the object's name and index back to the driver.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -20,7 +21,7 @@ from lambdamr.errors import ConfigurationError, SerializationError
 from lambdamr.shuffle.collector import collector_paused
 from lambdamr.shuffle.format import encode_parts
 from lambdamr.shuffle.notes import add_note, short_repr
-from lambdamr.shuffle.partition import stable_partition
+from lambdamr.shuffle.partition import stable_partition, stable_partitions
 from lambdamr.shuffle.plan import MapPlan
 from lambdamr.storage import open_cached
 
@@ -87,6 +88,24 @@ class _Router:
                 f"from 0 to {self.reducers - 1}"
             )
         return reducer
+
+    def partitions_of(self, keys: list[Any], item: Any) -> list[int]:
+        """``partition_of`` each of ``keys`` (hashable, from one item): the default
+        partitioner's str keys in one batch, in C; anything else key by key."""
+        if not self.custom:
+            found = stable_partitions(keys, self.reducers)
+            if found is not None:
+                return found
+        partition_of = self.partition_of
+        return [partition_of(key, item) for key in keys]
+
+    def route_mapping(self, produced: dict[Any, Any], item: Any) -> int:
+        """Route every item of a dict from ``map_fn`` (distinct, hashable keys: nothing to
+        combine within it) straight into the partitions; return how many pairs went."""
+        buckets = [bucket.append for bucket in self.buckets]
+        for reducer, pair in zip(self.partitions_of(list(produced), item), produced.items()):
+            buckets[reducer](pair)
+        return len(produced)
 
 
 def _pairs_of(produced: Any, item: Any) -> Iterable[Any]:
@@ -159,22 +178,23 @@ class MapTask:
         )
 
     def _each_pair(
-        self, items: list[Any], groups: dict[Any, list[Any]] | None = None, router: _Router | None = None
+        self, items: list[Any], fold: Callable[[dict[Any, Any], Any, bool], None] | None = None
     ) -> Iterator[tuple[Any, Any]]:
         """(item, pair) for every pair ``map_fn`` produces, with the item named on errors.
 
-        With ``groups`` (the combine path), a dict that ``map_fn`` returns (a ``Counter``...)
-        is folded into them here instead, without a step per pair through this generator
-        (see ``_fold_mapping``).
+        With ``fold`` (the combine path), a dict that ``map_fn`` returns (a ``Counter``...)
+        goes to ``fold(produced, item, is_last_item)`` instead, without a step per pair
+        through this generator.
         """
-        for item in items:
+        last = len(items) - 1
+        for number, item in enumerate(items):
             try:
                 produced = self.plan.map_fn(item)
             except Exception as exc:
                 add_note(exc, f"(in map_fn, for item {short_repr(item)})")
                 raise
-            if groups is not None and router is not None and isinstance(produced, dict):
-                self._fold_mapping(produced, item, groups, router)
+            if fold is not None and isinstance(produced, dict):
+                fold(produced, item, number == last)
                 continue
             pairs = _pairs_of(produced, item)
             try:
@@ -200,7 +220,16 @@ class MapTask:
     def _combined(self, items: list[Any], router: _Router) -> int:
         combine = self.plan.combine
         groups: dict[Any, list[Any]] = {}  # key -> [reducer, value, value, ...]
-        for item, pair in self._each_pair(items, groups, router):
+        routed = 0
+
+        def fold(produced: dict[Any, Any], item: Any, is_last: bool) -> None:
+            nonlocal routed
+            if is_last and not groups:  # one dict and nothing to combine it with (one chunk per mapper)
+                routed += router.route_mapping(produced, item)
+            else:
+                self._fold_mapping(produced, item, groups, router)
+
+        for item, pair in self._each_pair(items, fold):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise _bad_pair(pair, item)
             key, value = pair
@@ -218,23 +247,22 @@ class MapTask:
         for key, entry in groups.items():
             value = entry[1] if len(entry) == 2 else _call_combine(combine, key, entry[1:])
             router.buckets[entry[0]].append((key, value))
-        return len(groups)
+        return routed + len(groups)
 
     def _fold_mapping(self, produced: dict[Any, Any], item: Any, groups: dict[Any, list[Any]], router: _Router) -> None:
         """Fold one dict from ``map_fn`` (a ``Counter``...) into the combine groups. Its keys
         are hashable and distinct already (a word count's ``Counter`` has 20,000 of them per
-        16 MB chunk), and its items are pairs: the checks a generic pair needs are skipped."""
+        16 MB chunk), and its items are pairs: the checks a generic pair needs are skipped,
+        and the keys new to this mapper are partitioned in one batch."""
         combine = self.plan.combine
-        get = groups.get
-        partition_of = router.partition_of  # a key meets it once here (then its group): no cache
+        new = list(itertools.filterfalse(groups.__contains__, produced))
+        for key, reducer in zip(new, router.partitions_of(new, item)):
+            groups[key] = [reducer]
         for key, value in produced.items():
-            entry = get(key)
-            if entry is None:
-                groups[key] = [partition_of(key, item), value]
-            else:
-                entry.append(value)
-                if len(entry) > COMBINE_EVERY:
-                    groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
+            entry = groups[key]
+            entry.append(value)
+            if len(entry) > COMBINE_EVERY:
+                groups[key] = [entry[0], _call_combine(combine, key, entry[1:])]
 
 
 def _call_combine(combine: Any, key: Any, values: list[Any]) -> Any:

@@ -3,9 +3,13 @@
 Every mapper must send a key to the same reducer, and mappers run in different processes
 (on Lambda, different machines), where Python's ``hash()`` of a ``str`` differs (it is salted
 per process). The default partitioner therefore hashes a canonical byte encoding of the key
-with BLAKE2b. Keys that compare equal encode equally for the built-in types (``1``, ``1.0``
-and ``True`` are one dict key, so they go to one reducer); other types fall back to their
-pickle (dataclasses and enums by their fields and value), which is stable for plain classes.
+with CRC-32 (``zlib``: the same value on every machine and in every version of Python; the
+partition needs spread, not secrecy, and CRC-32 costs a fifth of a BLAKE2b call per key — the
+difference is most of a word count's routing time). Keys that compare equal encode equally
+for the built-in types (``1``, ``1.0`` and ``True`` are one dict key, so they go to one
+reducer); other types fall back to their pickle (dataclasses and enums by their fields and
+value), which is stable for plain classes. ``stable_hash`` is the 64-bit BLAKE2b of the same
+encoding, for users who need a wider stable hash.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import dataclasses
 import decimal
 import enum
 import hashlib
+import itertools
 import math
 import numbers
+import operator
 import pickle
 import struct
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,12 +111,27 @@ def stable_hash(key: Any) -> int:
     return int.from_bytes(hashlib.blake2b(canonical_bytes(key), digest_size=8).digest(), "little")
 
 
+#: the CRC-32 of a str key's tag, b"s": a str's partition continues it with the UTF-8 bytes
+_STR_CRC = zlib.crc32(b"s")
+_utf8 = operator.methodcaller("encode", "utf-8", "surrogatepass")
+
+
 def stable_partition(key: Any, reducers: int) -> int:
-    """The default partitioner: a stable hash of the key, modulo the number of reducers."""
+    """The default partitioner: the CRC-32 of the key's canonical bytes, modulo the number of
+    reducers (the same in every process and on every machine)."""
     if isinstance(key, str):  # the common case, without the dispatch of canonical_bytes
-        digest = hashlib.blake2b(b"s" + key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        return int.from_bytes(digest, "little") % reducers
-    return stable_hash(key) % reducers
+        return zlib.crc32(key.encode("utf-8", "surrogatepass"), _STR_CRC) % reducers
+    return zlib.crc32(canonical_bytes(key)) % reducers
+
+
+def stable_partitions(keys: Sequence[Any], reducers: int) -> list[int] | None:
+    """``[stable_partition(key, reducers) for key in keys]`` when every key is a ``str``,
+    computed in C without a Python call per key (about 5x faster); None when a key is not a
+    ``str`` (the caller then partitions key by key)."""
+    if not all(map(isinstance, keys, itertools.repeat(str))):
+        return None
+    crcs = map(zlib.crc32, map(_utf8, keys), itertools.repeat(_STR_CRC))
+    return list(map(reducers.__rmod__, crcs))
 
 
 class RangePartitioner:

@@ -3,12 +3,14 @@ mapper and reducer tasks (run here, without a backend), the write-once layout.""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import os
 import subprocess
 import sys
 import threading
+import zlib
 
 import pytest
 
@@ -17,7 +19,7 @@ from lambdamr.shuffle import RangePartitioner, stable_partition
 from lambdamr.shuffle.format import encode_object, iter_pairs, read_index, write_frames
 from lambdamr.shuffle.mapper import MapTask
 from lambdamr.shuffle.merge import SpillMerger, fan_in
-from lambdamr.shuffle.partition import canonical_bytes
+from lambdamr.shuffle.partition import canonical_bytes, stable_partitions
 from lambdamr.shuffle.plan import MapPlan, MapReduceOptions, ReducePlan, ShuffleLayout, default_reducers
 from lambdamr.shuffle.reducer import ReduceTask, SegmentRef
 from lambdamr.storage import open_storage
@@ -53,6 +55,24 @@ def test_stable_partition_spreads_keys():
     for i in range(8000):
         counts[stable_partition(f"word{i}", 8)] += 1
     assert min(counts) > 800
+
+
+def test_stable_partition_is_pinned_so_that_every_machine_and_version_agrees():
+    # CRC-32 (zlib) of the canonical bytes: these values must never change between releases
+    # or platforms, or mappers of one run on two machines would split a key between reducers.
+    keys = ["the", "fox", "", "ünïcode", b"bytes", 7, -3, (1, "a"), None, 2.5]
+    assert [stable_partition(k, 1000003) for k in keys] == [
+        724667, 703819, 953980, 511373, 378579, 831915, 700406, 901932, 826107, 34001
+    ]
+    assert stable_partition("the", 1000003) == zlib.crc32(b"sthe") % 1000003
+
+
+def test_stable_partitions_batches_str_keys_exactly_like_stable_partition():
+    words = ["the", "fox", "", "ünïcode", "\ud800 lone surrogate", *(f"word{i}" for i in range(500))]
+    for reducers in (1, 7, 8, 1000):
+        assert stable_partitions(words, reducers) == [stable_partition(w, reducers) for w in words]
+    assert stable_partitions(["a", 1], 8) is None  # not all str: the caller goes key by key
+    assert stable_partitions([], 8) == []
 
 
 def test_range_partitioner_sends_ranges_in_order():
@@ -244,6 +264,37 @@ def test_a_counter_from_map_fn_is_folded_into_combine_like_any_pairs(store_spec)
     for r, part in enumerate(parts):
         assert all(stable_partition(k, 4) == r for k, _ in part)
     assert dict(p for part in parts for p in part) == {"a": 303, "b": 1, "c": 1, "d": 1}
+
+
+def _raises(key, values):
+    raise AssertionError("combine must not run: a single dict has nothing to combine")
+
+
+def test_a_single_dict_from_map_fn_goes_straight_to_the_partitions(store_spec):
+    # one item (one chunk per mapper): its dict's keys are distinct, so combine never runs
+    # and every pair lands, sorted, in the partition stable_partition names
+    layout = ShuffleLayout("sess/shuffle/run")
+    text = " ".join(f"w{i % 97}" for i in range(2000))
+    out = MapTask(MapPlan(_counter_of_words, 8, store_spec, layout, combine=_raises))(0, 0, [text])
+    data = open_storage(store_spec).get(layout.key(out.name))
+    parts = [list(iter_pairs(data[o : o + n])) for o, n, _, _, _ in out.segments]
+    assert out.pairs == 97 and [len(p) for p in parts] == [s[2] for s in out.segments]
+    for r, part in enumerate(parts):
+        assert part == sorted(part) and all(stable_partition(k, 8) == r for k, _ in part)
+    assert dict(p for part in parts for p in part) == collections.Counter(text.split())
+
+
+def test_a_dict_after_pairs_is_folded_with_them(store_spec):
+    # the last item's dict meets keys an earlier item emitted as pairs: combined, not routed twice
+    layout = ShuffleLayout("sess/shuffle/run")
+
+    def emit(item):
+        return [("a", 1), ("b", 2)] if item == "pairs" else {"a": 10, "c": 5}
+
+    out = MapTask(MapPlan(emit, 4, store_spec, layout, combine=_count))(0, 0, ["pairs", "dict"])
+    data = open_storage(store_spec).get(layout.key(out.name))
+    pairs = [p for o, n, _, _, _ in out.segments for p in iter_pairs(data[o : o + n])]
+    assert out.pairs == 3 and sorted(pairs) == [("a", 11), ("b", 2), ("c", 5)]
 
 
 def test_a_counter_goes_through_a_custom_partition_checked(store_spec):
