@@ -9,6 +9,12 @@ from lambdamr.backends import executor_config
 from lambdamr.backends.local_options import LocalOptions
 
 
+@pytest.fixture(autouse=True)
+def _users_environment(monkeypatch):
+    """The environment as a user's: without the suite's own buffer folder (tests/conftest.py)."""
+    monkeypatch.delenv("LAMBDAMR_BUFFER_FOLDER", raising=False)
+
+
 def test_defaults_run_locally_without_anything_configured():
     config = ExecutorConfig.resolve()
     assert config.backend == "local" and config.storage == "" and config.memory_mb == 1024
