@@ -60,8 +60,16 @@ def is_local_module(name: str) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return False  # namespace packages, frozen modules
-    path = os.path.realpath(path)
-    return not any(path.startswith(root + os.sep) for root in _installed_roots())
+    return _is_outside_installed_roots(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_outside_installed_roots(path: str) -> bool:
+    """Whether the module file ``path`` lies outside the stdlib and site-packages: resolved
+    once per path (``realpath`` makes a system call per component, and every submit pickles
+    its function again, asking this of each module the function refers to)."""
+    resolved = os.path.realpath(path)
+    return not any(resolved.startswith(root + os.sep) for root in _installed_roots())
 
 
 def _code_reduce_keeping_filename(code: types.CodeType) -> Any:

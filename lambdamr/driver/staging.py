@@ -51,19 +51,20 @@ class Stager:
         self.session_prefix = session_prefix
         self.session_id = session_prefix.rsplit("/", 1)[-1]
         self.inline_args_max = min(inline_args_max, max(0, (max_payload_bytes - EVENT_OVERHEAD) * 3 // 4))
-        self._uploaded: set[str] = set()
+        self._uploaded: dict[str, int] = {}  # key -> signed size, of what this session stored
         self._lock = threading.Lock()
 
     def _put_once(self, folder: str, context: Callable[[str, str], Context], payload: bytes) -> tuple[str, int]:
         """Sign ``payload`` for its content-addressed key and store it once; (key, size)."""
         key = f"{self.session_prefix}/{folder}/{content_hash(payload)}"
-        data = self.signer.sign(payload, context(self.session_id, key))
         with self._lock:
-            if key in self._uploaded:
-                return key, len(data)
+            size = self._uploaded.get(key)
+        if size is not None:  # stored already (every submit of a function pickles it again)
+            return key, size
+        data = self.signer.sign(payload, context(self.session_id, key))
         self.storage.put(key, data)
         with self._lock:
-            self._uploaded.add(key)
+            self._uploaded[key] = len(data)
         return key, len(data)
 
     def stage_function(self, fn: Any) -> str:
