@@ -9,6 +9,8 @@ change in the machine's load reaches all of them alike), with the same worker co
 * empty tasks: ``list(ex.map(identity, range(N)))`` — milliseconds per task, the driver's
   CPU per task (this process, every thread) and the workers' CPU per task (read from
   ``/proc/PID/stat`` of each worker before and after, so their start-up is not counted);
+* submits: ``[ex.submit(identity, i) for i in range(N)]``, all awaited — milliseconds and
+  the driver's CPU per call (a burst of calls made one by one, as a loop over work items does);
 * CPU-bound tiles: 16 Mandelbrot bands, wall time against the ideal (the same tiles run
   one after the other in this process, divided by the worker count);
 * driver memory per task in flight: a fresh driver process submits M (50,000) empty
@@ -96,6 +98,10 @@ class Contender:
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
+    def submit_all(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """One submit per item, then every result: a burst of single calls."""
+        raise NotImplementedError
+
     def worker_pids(self) -> list[int]:
         return []
 
@@ -116,6 +122,9 @@ class Lambdamr(Contender):
     def map(self, fn, items):
         return list(self.ex.map(fn, items))
 
+    def submit_all(self, fn, items):
+        return [f.result() for f in [self.ex.submit(fn, i) for i in items]]
+
     def worker_pids(self):
         return self.ex.backend.worker_pids()
 
@@ -134,6 +143,9 @@ class StdlibPool(Contender):
 
     def map(self, fn, items):
         return list(self.pool.map(fn, items))
+
+    def submit_all(self, fn, items):
+        return [f.result() for f in [self.pool.submit(fn, i) for i in items]]
 
     def worker_pids(self):
         return list(self.pool._processes)
@@ -167,6 +179,8 @@ class Ray(Contender):
         remote = self.remote.get(fn) or self.remote.setdefault(fn, self.ray.remote(fn))
         return self.ray.get([remote.remote(i) for i in items])
 
+    submit_all = map  # one remote call per item either way
+
     def close(self):
         self.ray.shutdown()
 
@@ -183,6 +197,9 @@ class Dask(Contender):
 
     def map(self, fn, items):
         return self.client.gather(self.client.map(fn, items, pure=False))
+
+    def submit_all(self, fn, items):
+        return self.client.gather([self.client.submit(fn, i, pure=False) for i in items])
 
     def worker_pids(self):
         return [info["pid"] for info in self.client.scheduler_info()["workers"].values() if "pid" in info]
@@ -219,6 +236,16 @@ def measure_empty(contender: Contender, n: int) -> dict[str, float]:
         "driver_us_per_task": driver / n * 1e6,
         "worker_us_per_task": workers / n * 1e6 if pids else float("nan"),
     }
+
+
+def measure_submits(contender: Contender, n: int) -> dict[str, float]:
+    driver_before = own_cpu_seconds()
+    started = time.perf_counter()
+    results = contender.submit_all(identity, range(n))
+    wall = time.perf_counter() - started
+    driver = own_cpu_seconds() - driver_before
+    assert results == list(range(n)), f"{contender.name} returned wrong results"
+    return {"submit_ms_per_call": wall / n * 1000, "submit_driver_us_per_call": driver / n * 1e6}
 
 
 def measure_tiles(contender: Contender, tiles: int) -> dict[str, float]:
@@ -278,6 +305,8 @@ ROWS = [
     ("empty task, ms/task", "ms_per_task", "{:.3f}"),
     ("driver CPU per task, us", "driver_us_per_task", "{:.0f}"),
     ("worker CPU per task, us", "worker_us_per_task", "{:.0f}"),
+    ("submit burst, ms/call", "submit_ms_per_call", "{:.3f}"),
+    ("driver CPU per submit, us", "submit_driver_us_per_call", "{:.0f}"),
     ("driver KB per task in flight", "kb_per_task_in_flight", "{:.2f}"),
     ("CPU-bound tiles, x ideal", "tiles_vs_ideal", "{:.2f}"),
 ]
@@ -285,7 +314,7 @@ ROWS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000, help="empty tasks per round (default 2000)")
+    parser.add_argument("--tasks", type=int, default=2000, help="empty tasks per round, mapped and then submitted one by one (default 2000)")
     parser.add_argument("--tiles", type=int, default=16, help="CPU-bound tasks per round (default 16)")
     parser.add_argument(
         "--memory-tasks", type=int, default=50_000, help="tasks in flight for the memory figure (default 50000; 0: skip)"
@@ -313,6 +342,7 @@ def main() -> int:
             shift = round_number % len(contenders)
             for contender in contenders[shift:] + contenders[:shift]:
                 figures = measure_empty(contender, args.tasks)
+                figures.update(measure_submits(contender, args.tasks))
                 figures.update(measure_tiles(contender, args.tiles))
                 if args.memory_tasks:
                     figures.update(measure_memory(contender.name, args.workers, args.memory_tasks))
