@@ -28,12 +28,11 @@ from lambdamr.driver.billing import AttemptLedger
 from lambdamr.driver.budget import JobBudget
 from lambdamr.driver.settled_task import (
     NO_CALLS,
+    FutureHolder,
     HeldFutures,
     SettledTask,
     TaskOutcome,
     common_outcome,
-    held_futures,
-    let_go,
     pack_task,
 )
 from lambdamr.driver.summary import JobSummary, estimate_cost, task_billed_ms
@@ -51,7 +50,7 @@ TaskView = Union["Task", SettledTask]
 
 
 @dataclass(eq=False, slots=True)  # slots: one per task in flight
-class Task:
+class Task(FutureHolder):
     """One unit of invocation: a function applied to ``calls`` argument tuples.
 
     Until it settles the task holds its futures (the scheduler settles them); then its job
@@ -108,16 +107,6 @@ class Task:
         """Keep the pickled calls unsigned: ``args_inline`` signs them when an event reads them."""
         self._args_signed, self._args_unsigned = None, payload
 
-    @property
-    def futures(self) -> list[LambdaFuture]:
-        """Every call's future while the task is unsettled; then those nobody claimed."""
-        return held_futures(self._held)
-
-    @property
-    def holds_futures(self) -> bool:
-        """Whether the task still holds a future (every one while unsettled, then those nobody claimed)."""
-        return self._kept > 0
-
     def claim(self, index: int) -> None:
         """The caller holds call ``index``'s future from now on: once settled, the task lets go."""
         if self.done:
@@ -157,12 +146,6 @@ class Task:
         for index in self._claimed:
             self._release(index)
         self._claimed = ()
-
-    def _release(self, index: int) -> None:
-        held = let_go(self._held, index)
-        if held is not None:
-            self._kept -= 1
-            self._held = held if self._kept else NO_CALLS  # nothing left to keep: not even a slot per call
 
 
 class Job:

@@ -120,7 +120,33 @@ def decoded(record: bytes) -> tuple[Any, ...]:
     return fields
 
 
-class SettledTask:
+class FutureHolder:
+    """The futures a task holds (a live ``Task``, then its ``SettledTask`` view): in the
+    ``_held`` and ``_kept`` slots of the class that uses it."""
+
+    __slots__ = ()
+    _held: HeldFutures  # its calls' futures (``HeldFutures``)
+    _kept: int  # how many of them it still holds
+
+    @property
+    def futures(self) -> list[LambdaFuture]:
+        """Every call's future while the task is unsettled; then those nobody claimed."""
+        return held_futures(self._held)
+
+    @property
+    def holds_futures(self) -> bool:
+        """Whether the task still holds a future (every one while unsettled, then those nobody claimed)."""
+        return self._kept > 0
+
+    def _release(self, index: int) -> None:
+        """Let go of call ``index``'s future, if the task holds it and it is done."""
+        held = let_go(self._held, index)
+        if held is not None:  # (the slots are the subclass's: mypy sees only these empty ones)
+            self._kept -= 1  # type: ignore[misc]
+            self._held = held if self._kept else NO_CALLS  # type: ignore[misc]  # nothing left: not even a slot per call
+
+
+class SettledTask(FutureHolder):
     """A settled task as its job keeps it: the same read-only attributes as a ``Task``.
 
     ``record`` is what the job stores (``pack_task``); the view decodes it on first use.
@@ -218,21 +244,9 @@ class SettledTask:
         packed = self._read()[13]
         return None if packed is None else ArgsRange(*packed)
 
-    @property
-    def futures(self) -> list[LambdaFuture]:
-        """The futures nobody claimed yet."""
-        return held_futures(self._held)
-
-    @property
-    def holds_futures(self) -> bool:
-        return self._kept > 0
-
     def claim(self, index: int) -> None:
         """The caller holds call ``index``'s future from now on: let go of it."""
-        held = let_go(self._held, index)
-        if held is not None:
-            self._kept -= 1
-            self._held = held if self._kept else NO_CALLS
+        self._release(index)
 
     def __repr__(self) -> str:
         return f"<SettledTask {self.task_id} of job {getattr(self.job, 'job_id', '?')}>"
