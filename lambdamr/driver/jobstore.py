@@ -222,8 +222,9 @@ def write_task_manifest(storage: Storage, job: Job, signer: Signer, batch: Seque
     tasks = []
     for task in batch:
         entry: dict[str, Any] = {"calls": task.calls}
-        if task.args_inline is not None:
-            entry["args_inline"] = encode_inline_args(task.args_inline)
+        signed = task.args_inline  # signed when read: once
+        if signed is not None:
+            entry["args_inline"] = encode_inline_args(signed)
         if task.args_range is not None:
             entry["args_range"] = [task.args_range.key, task.args_range.start, task.args_range.length]
         tasks.append(entry)
