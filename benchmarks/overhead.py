@@ -314,7 +314,9 @@ ROWS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000, help="empty tasks per round, mapped and then submitted one by one (default 2000)")
+    parser.add_argument(
+        "--tasks", type=int, default=2000, help="empty tasks per round, mapped and then submitted one by one (default 2000)"
+    )
     parser.add_argument("--tiles", type=int, default=16, help="CPU-bound tasks per round (default 16)")
     parser.add_argument(
         "--memory-tasks", type=int, default=50_000, help="tasks in flight for the memory figure (default 50000; 0: skip)"
