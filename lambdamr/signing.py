@@ -237,15 +237,50 @@ def _describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
 _HEADS_KEPT = 1024
 
 
+#: messages up to this size are MACed holding the GIL (``HmacKey.mac``): CPython's hashlib
+#: releases it while hashing 2,048 bytes or more
+_GIL_KEPT_MAX = 2047
+
+
+class HmacKey:
+    """An HMAC-SHA256 key with its pads hashed once. ``mac(data)`` is ``hmac.digest(key, data,
+    "sha256")`` byte for byte, but a small message keeps the GIL: the one-shot ``hmac.digest``
+    releases it on every call, and a thread that gives the GIL away while another one computes
+    waits up to the interpreter's switch interval (5 ms) to get it back — in a driver whose
+    scheduler signs each task's arguments while its dispatcher runs, thousands of times the
+    microsecond the MAC itself takes. Its repr never shows the key."""
+
+    __slots__ = ("_key", "_ready")
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._ready = hmac.new(key, digestmod=hashlib.sha256)
+
+    def mac(self, data: bytes | memoryview) -> bytes:
+        if len(data) > _GIL_KEPT_MAX:  # long enough that hashing without the GIL pays
+            return hmac.digest(self._key, data, "sha256")
+        mac = self._ready.copy()
+        mac.update(data)
+        return mac.digest()
+
+    def hasher(self) -> hmac.HMAC:
+        """A fresh HMAC of this key, to feed part by part."""
+        return self._ready.copy()
+
+    def __repr__(self) -> str:
+        return "<HmacKey>"
+
+
 class Signer:
     """Signs and verifies blobs with one key. Its repr never shows the key."""
 
-    __slots__ = ("_key", "key_id", "_key_id_json", "_heads")
+    __slots__ = ("_key", "_hmac", "key_id", "_key_id_json", "_heads")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise IntegrityError("a signing key needs at least 16 bytes")
         self._key = key
+        self._hmac = HmacKey(key)
         self.key_id = key_id_of(key)
         self._key_id_json = _json_scalar(self.key_id)
         #: (kind, session, job) -> the start of its contexts' encoding, the same for a job's tasks
@@ -268,7 +303,7 @@ class Signer:
         ).encode()
 
     def _mac(self, rest: bytes | memoryview) -> bytes:
-        return hmac.digest(self._key, rest, "sha256")
+        return self._hmac.mac(rest)
 
     def sign(self, payload: bytes | memoryview, context: Context) -> bytes:
         """``payload`` with its context and the signature of both in front."""
@@ -277,7 +312,8 @@ class Signer:
         if len(payload) <= _ONE_SHOT_MAX:  # small (a task's arguments): one join, a one-shot HMAC
             rest = b"".join((length, head, payload))
             return b"".join((MAGIC, self._mac(rest), rest))
-        mac = hmac.new(self._key, length, hashlib.sha256)  # big: hashed in place, copied once
+        mac = self._hmac.hasher()  # big: hashed in place, copied once
+        mac.update(length)
         mac.update(head)
         mac.update(payload)
         return b"".join((MAGIC, mac.digest(), length, head, payload))

@@ -4,6 +4,7 @@ signs and verifies the same way."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -61,3 +62,21 @@ def test_a_signers_context_bytes_are_the_contexts_own_encoding_and_context_of_eq
     other_task = Context.of(**{**fields, "task": 7})
     with pytest.raises(IntegrityError):
         signer.verify(signer.sign(b"payload", other_task), checked, what="x")
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 5000, 1 << 20])
+def test_hmac_key_macs_as_the_one_shot_hmac_on_either_side_of_the_gil_threshold(size):
+    import hashlib
+    import hmac
+
+    from lambdamr.signing import HmacKey
+
+    key, data = os.urandom(32), os.urandom(size)
+    ready = HmacKey(key)
+    assert ready.mac(data) == ready.mac(memoryview(data)) == hmac.digest(key, data, "sha256")
+    parts = ready.hasher()
+    parts.update(data[: size // 2])
+    parts.update(data[size // 2 :])
+    assert parts.digest() == hmac.new(key, data, hashlib.sha256).digest()
+    assert ready.mac(data) == hmac.digest(key, data, "sha256")  # the hasher's copy left the key's state alone
+    assert key.hex() not in repr(ready)

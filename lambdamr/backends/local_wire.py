@@ -29,6 +29,7 @@ environment), so a frame cannot pass for an ``LMS2`` object or the other way rou
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +45,7 @@ from typing import Any, NamedTuple
 
 from lambdamr.errors import IntegrityError, ProtocolError
 from lambdamr.protocol import PROTOCOL_VERSION, ArgsRange, ExtraEnv, TaskEvent, check_extra_env
+from lambdamr.signing import HmacKey
 
 JOB, TASKS, READY, DONE, FATAL = b"J", b"T", b"R", b"D", b"F"
 #: job slots a worker remembers (and the dispatcher, for each worker, in the same order):
@@ -380,13 +382,19 @@ def done_entry(number: int, slot: int, event: TaskEvent, kind: int, flags: int =
     return [head, payload] if len(payload) else [head]
 
 
+@functools.lru_cache(maxsize=8)
+def _hmac_key(key: bytes) -> HmacKey:
+    """The session key with its HMAC pads hashed once (a worker and a driver use one each)."""
+    return HmacKey(key)
+
+
 def encode_done(key: bytes, count: int, entry_parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
     """A DONE frame of ``count`` entries, signed once."""
     rest = [_MAC_DOMAIN, _COUNT.pack(count), *entry_parts]
     if sum(len(p) for p in rest) <= _JOIN_MAX:  # small: one join and a one-shot HMAC beat hashing part by part
         signed = b"".join(rest)
-        return frame([DONE, hmac.digest(key, signed, "sha256"), signed])
-    mac = hmac.new(key, digestmod=hashlib.sha256)
+        return frame([DONE, _hmac_key(key).mac(signed), signed])
+    mac = _hmac_key(key).hasher()
     for part in rest:
         mac.update(part)
     return frame([DONE, mac.digest(), *rest])
@@ -400,9 +408,7 @@ def decode_done(key: bytes, body: memoryview) -> list[Done]:
     """
     start = 1 + _MAC_SIZE
     signed = body[start:]
-    if signed[: len(_MAC_DOMAIN)] != _MAC_DOMAIN or not hmac.compare_digest(
-        hmac.digest(key, signed, "sha256"), body[1:start]
-    ):
+    if signed[: len(_MAC_DOMAIN)] != _MAC_DOMAIN or not hmac.compare_digest(_hmac_key(key).mac(signed), body[1:start]):
         raise IntegrityError(
             "refusing a local worker's completions: their signature does not match this driver's key "
             "(the worker was started with another key, or the frame was changed on the way)"
