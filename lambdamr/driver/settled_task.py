@@ -17,7 +17,7 @@ header), and only this process reads it back: it never crosses a trust boundary.
 from __future__ import annotations
 
 import marshal
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from lambdamr.futures import LambdaFuture
 from lambdamr.protocol import ArgsRange
@@ -31,6 +31,7 @@ _ABSENT = ...  # a timing the record did not have (marshal writes Ellipsis as on
 _NO_ATTEMPTS: frozenset[int] = frozenset()
 #: the futures a settled task holds once it let go of all of them (shared)
 NO_CALLS: tuple[Any, ...] = ()
+V = TypeVar("V")  # the type of a packed field (``_Field``)
 #: a task's futures: its one call's future itself (a submit's: no list around it), one per
 #: call in a list (None once let go), or ``NO_CALLS``
 HeldFutures = LambdaFuture | list[LambdaFuture | None] | tuple[Any, ...]
@@ -146,6 +147,25 @@ class FutureHolder:
             self._held = held if self._kept else NO_CALLS  # type: ignore[misc]  # nothing left: not even a slot per call
 
 
+class _Field(Generic[V]):
+    """An attribute of a ``SettledTask`` read as it was packed: field ``index`` of its record."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    @overload
+    def __get__(self, view: None, owner: type[Any]) -> _Field[V]: ...
+    @overload
+    def __get__(self, view: SettledTask, owner: type[Any]) -> V: ...
+    def __get__(self, view: SettledTask | None, owner: type[Any]) -> _Field[V] | V:
+        if view is None:
+            return self
+        value: V = view._read()[self.index]
+        return value
+
+
 class SettledTask(FutureHolder):
     """A settled task as its job keeps it: the same read-only attributes as a ``Task``.
 
@@ -160,6 +180,16 @@ class SettledTask(FutureHolder):
     args_inline: bytes | None = None  # a settled task runs no attempt: its calls are not kept
     invocation = None
     live: frozenset[int] = _NO_ATTEMPTS
+    # the fields ``pack_task`` packs as they are (the rest below are rebuilt from theirs)
+    calls: _Field[int] = _Field(0)
+    attempt: _Field[int] = _Field(1)
+    attempt_base: _Field[int] = _Field(2)
+    failures: _Field[int] = _Field(3)
+    memory_mb: _Field[int | None] = _Field(4)
+    first_dispatched_at: _Field[float | None] = _Field(5)
+    dispatched_at: _Field[float | None] = _Field(6)
+    completed_at: _Field[float | None] = _Field(7)
+    logs: _Field[str | None] = _Field(11)  # captured stdout, stderr and logging records (the runtime's)
 
     def __init__(self, job: Any, task_id: int, record: bytes, held: HeldFutures = NO_CALLS, kept: int = 0) -> None:
         self.job = job
@@ -174,38 +204,6 @@ class SettledTask(FutureHolder):
         if fields is None:
             fields = self._fields = decoded(self.record)
         return fields
-
-    @property
-    def calls(self) -> int:
-        return int(self._read()[0])
-
-    @property
-    def attempt(self) -> int:
-        return int(self._read()[1])
-
-    @property
-    def attempt_base(self) -> int:
-        return int(self._read()[2])
-
-    @property
-    def failures(self) -> int:
-        return int(self._read()[3])
-
-    @property
-    def memory_mb(self) -> int | None:
-        return self._read()[4]  # type: ignore[no-any-return]
-
-    @property
-    def first_dispatched_at(self) -> float | None:
-        return self._read()[5]  # type: ignore[no-any-return]
-
-    @property
-    def dispatched_at(self) -> float | None:
-        return self._read()[6]  # type: ignore[no-any-return]
-
-    @property
-    def completed_at(self) -> float | None:
-        return self._read()[7]  # type: ignore[no-any-return]
 
     @property
     def timings(self) -> dict[str, Any] | None:
@@ -227,11 +225,6 @@ class SettledTask(FutureHolder):
     def backup_attempts(self) -> frozenset[int]:
         backups = self._read()[10]
         return frozenset(backups) if backups else _NO_ATTEMPTS
-
-    @property
-    def logs(self) -> str | None:
-        """Captured stdout, stderr and logging records (the runtime's)."""
-        return self._read()[11]  # type: ignore[no-any-return]
 
     @property
     def outcome(self) -> TaskOutcome | None:

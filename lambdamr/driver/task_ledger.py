@@ -52,8 +52,8 @@ class CallOutcome(Protocol):
     def cancelled(self) -> int: ...
 
 
-class SettledTask(Protocol):
-    """What the ledger reads of a task (``driver.job.Task``, ``driver.settled_task.SettledTask``):
+class TaskFacts(Protocol):
+    """What the ledger reads of a settled task (``driver.job.Task``, ``driver.settled_task.SettledTask``):
     this module sits below the job."""
 
     @property
@@ -87,7 +87,7 @@ class SettledTask(Protocol):
 T = TypeVar("T")  # what the job keeps of a sampled task
 
 
-def task_state(task: SettledTask) -> str:
+def task_state(task: TaskFacts) -> str:
     """``pending``, ``running``, ``ok``, ``failed`` or ``cancelled``."""
     outcome = task.outcome
     if task.done and outcome is not None:
@@ -187,7 +187,7 @@ class TaskLedger(Generic[T]):
         self.concurrency.close()
         self.turnaround_seconds = Reservoir(0)  # only speculation, in a running job, reads it
 
-    def add(self, task: SettledTask, record: T) -> None:
+    def add(self, task: TaskFacts, record: T) -> None:
         """Fold a task that has just settled (its outcome recorded) into the totals and samples;
         ``record`` is what the sample keeps of it."""
         totals = self.totals
@@ -208,7 +208,7 @@ class TaskLedger(Generic[T]):
         run_s = self._add_timings(task, timings) if timings and "finished" in timings else None
         self.sample.add(task.task_id, record, state == "failed", run_s)
 
-    def _add_timings(self, task: SettledTask, timings: dict[str, Any]) -> float:
+    def _add_timings(self, task: TaskFacts, timings: dict[str, Any]) -> float:
         totals = self.totals
         run_s = timings["finished"] - timings["started"]
         totals.timed += 1
