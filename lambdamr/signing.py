@@ -274,12 +274,11 @@ class HmacKey:
 class Signer:
     """Signs and verifies blobs with one key. Its repr never shows the key."""
 
-    __slots__ = ("_key", "_hmac", "key_id", "_key_id_json", "_heads")
+    __slots__ = ("_hmac", "key_id", "_key_id_json", "_heads")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise IntegrityError("a signing key needs at least 16 bytes")
-        self._key = key
         self._hmac = HmacKey(key)
         self.key_id = key_id_of(key)
         self._key_id_json = _json_scalar(self.key_id)
